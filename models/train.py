@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""wildfire-watch tile classifier: one-command, seeded, CPU-only training recipe.
+
+    /root/wwvenv/bin/python models/train.py --data ../shared/datasets --out models/
+
+Stages (all deterministic for a given --seed):
+  1. index firesmoke/labels.csv + boxes.jsonl, seeded group split (models/data.py)
+  2. build training views exactly as the runtime does (models/views.py): whole-image view +
+     native T x T tiles labelled from boxes, hard-negative tiles, synthetic distant plumes
+  3. run the frozen ImageNet EfficientNet-Lite0 trunk (blocks 0..SPLIT-1) once with onnxruntime and
+     cache its features outside the repo (--cache)
+  4. train the top blocks (SPLIT..15) + conv_head + a new 2-logit head with masked BCE (-1 = masked)
+  5. pick per-class thresholds on validation for <= 1% view-level false positives
+  6. export models/wildfire-tiles.onnx (+ .json sidecar), verify onnxruntime == torch within 1e-5
+"""
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from data import CLASSES, load_index, tile_labels, synth_plume, random_tile, zoom_tile  # noqa: E402
+from views import make_views, to_tensor, OVERLAP  # noqa: E402
+from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
+
+K_NEG_TRAIN = 3  # negative / partially-known tiles kept per training image (all kept for validation)
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+# ----------------------------------------------------------------------------- samples
+
+def build_samples(items, T, seed, n_synth_train, n_synth_val):
+    """Yields (uint8 view T x T x 3, labels[2], meta) in a deterministic order.
+    meta = (split, kind, item_index) with kind 0 = whole view, 1 = native tile, 2 = synthetic plume tile."""
+    rng = np.random.default_rng(seed)
+    for idx, it in enumerate(items):
+        img = Image.open(it["path"]).convert("RGB")
+        W, H = img.size
+        rects, views = make_views(img, T, OVERLAP)
+        yield views[0], [it["smoke"], it["flame"]], (it["split"], 0, idx)
+        cand = []
+        for k in range(1, len(rects)):
+            lab = tile_labels(it, rects[k], W, H)
+            if lab == [-1, -1]:
+                continue
+            cand.append((k, lab))
+        pos = [c for c in cand if 1 in c[1]]
+        neg = [c for c in cand if 1 not in c[1]]
+        if it["split"] == "train" and len(neg) > K_NEG_TRAIN:
+            sel = rng.choice(len(neg), K_NEG_TRAIN, replace=False)
+            neg = [neg[i] for i in sorted(sel)]
+        for k, lab in pos + neg:
+            yield views[k], lab, (it["split"], 1, idx)
+    # synthetic distant plumes on real outdoor negatives (sources 4 and 5), per split
+    for split, n in (("train", n_synth_train), ("val", n_synth_val)):
+        bases = [i for i, it in enumerate(items) if it["split"] == split
+                 and it["owner"] in ("aryanraj2713", "talalahmad27")]
+        srng = np.random.default_rng(seed + (1 if split == "train" else 2))
+        for j in range(n):
+            idx = bases[int(srng.integers(len(bases)))]
+            img = Image.open(items[idx]["path"]).convert("RGB")
+            tile = random_tile(srng, img, T)
+            yield synth_plume(srng, tile), [1, 0], (split, 2, idx)
+
+
+def build_extra_samples(items, T, seed, n_zoom, n_zoom_synth, val_frac=0.15):
+    """Second segment: zoomed hard negatives (kind 3, label 0/0) and synthetic plumes on zoomed bases
+    (kind 2, label 1/0), from sources 4 and 5 of the matching split."""
+    for split in ("train", "val"):
+        bases = [i for i, it in enumerate(items) if it["split"] == split
+                 and it["owner"] in ("aryanraj2713", "talalahmad27")]
+        f = 1.0 if split == "train" else val_frac
+        srng = np.random.default_rng(seed + (11 if split == "train" else 12))
+        for j in range(int(n_zoom * f)):
+            idx = bases[int(srng.integers(len(bases)))]
+            img = Image.open(items[idx]["path"]).convert("RGB")
+            yield zoom_tile(srng, img, T), [0, 0], (split, 3, idx)
+        for j in range(int(n_zoom_synth * f)):
+            idx = bases[int(srng.integers(len(bases)))]
+            img = Image.open(items[idx]["path"]).convert("RGB")
+            yield synth_plume(srng, zoom_tile(srng, img, T)), [1, 0], (split, 2, idx)
+
+
+def export_trunk(net, path, T):
+    net.eval()
+    m = TrunkWithPooled(net).eval()
+    torch.onnx.export(m, torch.rand(1, 3, T, T), path, input_names=["input"], output_names=["feat", "pooled"],
+                      dynamic_axes={"input": {0: "n"}, "feat": {0: "n"}, "pooled": {0: "n"}},
+                      opset_version=13, do_constant_folding=True, dynamo=False)
+
+
+def cache_features(args, items, net):
+    key = hashlib.sha1(json.dumps([args.tile, args.seed, args.synth, args.synth_val, SPLIT, K_NEG_TRAIN,
+                                   len(items), "v3"]).encode()).hexdigest()[:10]
+    segs = [cache_segment(args, net, key, lambda: build_samples(items, args.tile, args.seed, args.synth,
+                                                                 args.synth_val))]
+    if args.zoom > 0 or args.zoom_synth > 0:
+        key2 = hashlib.sha1(json.dumps([args.tile, args.seed, args.zoom, args.zoom_synth, SPLIT, len(items),
+                                        "zoom2"]).encode()).hexdigest()[:10]
+        segs.append(cache_segment(args, net, key2, lambda: build_extra_samples(items, args.tile, args.seed,
+                                                                              args.zoom, args.zoom_synth)))
+    return segs
+
+
+def cache_segment(args, net, key, gen):
+    import onnxruntime as ort
+    path = os.path.join(args.cache, f"feats_T{args.tile}_{key}.npz")
+    if os.path.exists(path):
+        log("using cached features", path)
+        z = np.load(path)
+        out = {k: z[k] for k in z.files}
+        out["key"] = key
+        return out
+    os.makedirs(args.cache, exist_ok=True)
+    onnx_path = os.path.join(args.cache, f"trunk_T{args.tile}.onnx")
+    export_trunk(net, onnx_path, args.tile)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = args.threads
+    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    feats, pooled, labels, split, kind, item = [], [], [], [], [], []
+    buf = []
+
+    def flush():
+        x = to_tensor(np.stack([b[0] for b in buf]))
+        f, p = sess.run(None, {"input": x})
+        feats.append(f.astype(np.float16))
+        pooled.append(p.astype(np.float32))
+        for b in buf:
+            labels.append(b[1]); split.append(b[2][0] == "val"); kind.append(b[2][1]); item.append(b[2][2])
+        buf.clear()
+
+    t0 = time.time()
+    for n, s in enumerate(gen()):
+        buf.append(s)
+        if len(buf) == 64:
+            flush()
+        if n % 2000 == 0:
+            log(f"  cached {n} views ({time.time() - t0:.0f}s)")
+    if buf:
+        flush()
+    out = dict(feat=np.concatenate(feats), pooled=np.concatenate(pooled), labels=np.array(labels, np.int8),
+               is_val=np.array(split, bool), kind=np.array(kind, np.int8), item=np.array(item, np.int32))
+    np.savez(path, **out)
+    out["key"] = key
+    log(f"cached {len(labels)} views in {time.time() - t0:.0f}s -> {path}")
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+
+def masked_bce(logits, y, pos_weight):
+    mask = (y >= 0).float()
+    tgt = y.clamp(min=0).float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, tgt, reduction="none", pos_weight=pos_weight)
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def train_top(net, C, tr, args):
+    """Fine-tune blocks[SPLIT:] + conv_head + fc on cached trunk features."""
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    y = torch.from_numpy(C["labels"].astype(np.int64))
+    pos = ((y[tr] == 1).sum(0)).float()
+    neg = ((y[tr] == 0).sum(0)).float()
+    pos_weight = (neg / pos.clamp(min=1)).sqrt().clamp(1, 4)
+    log("train pos", pos.tolist(), "neg", neg.tolist(), "pos_weight", pos_weight.tolist())
+    b = net.b
+    top_params = [p for blk in b._blocks[SPLIT:] for p in blk.parameters()] + list(b._conv_head.parameters()) + \
+        list(b._bn1.parameters())
+    opt = torch.optim.AdamW([{"params": top_params, "lr": args.lr_top},
+                             {"params": list(net.proj.parameters()) + list(net.fc.parameters()), "lr": args.lr_head}], weight_decay=1e-4)
+    steps = args.epochs * int(np.ceil(len(tr) / args.batch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr_top, args.lr_head], total_steps=steps,
+                                                pct_start=0.1)
+    feat = C["feat"]
+    for ep in range(args.epochs):
+        net.train()
+        for m in net.modules():  # keep BatchNorm statistics frozen (small data, cached features)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        perm = rng.permutation(tr)
+        t0, tot, nb = time.time(), 0.0, 0
+        for i in range(0, len(perm), args.batch):
+            bi = np.sort(perm[i:i + args.batch])
+            f = torch.from_numpy(feat[bi].astype(np.float32))
+            if args.flip:  # horizontal flip of the cached feature map (approximate feature-space augmentation)
+                fl = torch.from_numpy(rng.random(len(bi)) < 0.5)
+                f[fl] = f[fl].flip(-1)
+            logits = net.head_from_map(net.top_map(f, drop_connect=0.2))
+            loss = masked_bce(logits, y[bi], pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += loss.item(); nb += 1
+        log(f"epoch {ep + 1}/{args.epochs} loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
+    net.eval()
+
+
+def cache_maps(args, C, net):
+    """C: one feature segment."""
+    """Frozen conv_head maps (N x 1280 x T/32 x T/32, fp16) from the cached trunk features, via onnxruntime."""
+    import onnxruntime as ort
+    path = os.path.join(args.cache, f"maps_T{args.tile}_{C['key']}.npy")
+    if os.path.exists(path):
+        log("using cached maps", path)
+        return np.load(path, mmap_mode="r")
+    onnx_path = os.path.join(args.cache, f"topmap_T{args.tile}.onnx")
+    feat = C["feat"]
+    net.eval()
+    torch.onnx.export(TopMap(net).eval(), torch.from_numpy(feat[:1].astype(np.float32)), onnx_path,
+                      input_names=["f"], output_names=["m"], dynamic_axes={"f": {0: "n"}, "m": {0: "n"}},
+                      opset_version=13, do_constant_folding=True, dynamo=False)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = args.threads
+    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    g = args.tile // 32
+    out = np.lib.format.open_memmap(path + ".tmp.npy", mode="w+", dtype=np.float16, shape=(len(feat), 1280, g, g))
+    t0 = time.time()
+    for i in range(0, len(feat), 128):
+        out[i:i + 128] = sess.run(None, {"f": feat[i:i + 128].astype(np.float32)})[0].astype(np.float16)
+        if i % 6400 == 0:
+            log(f"  maps {i}/{len(feat)} ({time.time() - t0:.0f}s)")
+    out.flush()
+    del out
+    os.replace(path + ".tmp.npy", path)
+    log(f"cached maps in {time.time() - t0:.0f}s")
+    return np.load(path, mmap_mode="r")
+
+
+def train_map_head(net, M, C, tr, args):
+    """v2: train the new map head (1x1 conv + ReLU6 + mean/max pooling + fc) on frozen conv_head maps."""
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    y = torch.from_numpy(C["labels"].astype(np.int64))
+    pos = ((y[tr] == 1).sum(0)).float()
+    neg = ((y[tr] == 0).sum(0)).float()
+    pos_weight = (neg / pos.clamp(min=1)).sqrt().clamp(1, 4)
+    w = np.ones(len(y), np.float32)
+    params = list(net.proj.parameters()) + list(net.fc.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr_head, weight_decay=args.wd)
+    bs = 256
+    steps = args.head_epochs * int(np.ceil(len(tr) / bs))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr_head, total_steps=steps, pct_start=0.1)
+    net.train()
+    for ep in range(args.head_epochs):
+        perm = rng.permutation(tr)
+        tot, nb, t0 = 0.0, 0, time.time()
+        for i in range(0, len(perm), bs):
+            bi = np.sort(perm[i:i + bs])
+            m = torch.from_numpy(np.asarray(M[bi], dtype=np.float32))
+            loss = masked_bce(net.head_from_map(m), y[bi], pos_weight)
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+            tot += loss.item(); nb += 1
+        log(f"map-head epoch {ep + 1}/{args.head_epochs} loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
+    net.eval()
+
+
+def train_head(net, C, tr, args):
+    """v1: train only the new 2-logit head on frozen pooled 1280-d features (full ImageNet backbone frozen)."""
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    y = torch.from_numpy(C["labels"].astype(np.int64))
+    pos = ((y[tr] == 1).sum(0)).float()
+    neg = ((y[tr] == 0).sum(0)).float()
+    pos_weight = (neg / pos.clamp(min=1)).sqrt().clamp(1, 4)
+    X = torch.from_numpy(C["pooled"])
+    fc = net.fc
+    opt = torch.optim.AdamW(fc.parameters(), lr=args.lr_head, weight_decay=1e-4)
+    net.train()
+    for ep in range(args.head_epochs):
+        perm = rng.permutation(tr)
+        tot, nb = 0.0, 0
+        for i in range(0, len(perm), 256):
+            bi = perm[i:i + 256]
+            loss = masked_bce(net.head(X[bi]), y[bi], pos_weight)
+            opt.zero_grad(); loss.backward(); opt.step()
+            tot += loss.item(); nb += 1
+        if (ep + 1) % 10 == 0:
+            log(f"head epoch {ep + 1}/{args.head_epochs} loss {tot / nb:.4f}")
+    net.eval()
+
+
+@torch.no_grad()
+def predict_cached(net, C, idx, mode="top"):
+    net.eval()
+    if mode == "head":
+        return torch.sigmoid(net.head(torch.from_numpy(C["pooled"][idx]))).numpy()
+    if mode == "map":
+        M = C["maps"]
+        return np.concatenate([torch.sigmoid(net.head_from_map(torch.from_numpy(np.asarray(M[idx[i:i + 512]],
+                               dtype=np.float32)))).numpy() for i in range(0, len(idx), 512)])
+    out = []
+    for i in range(0, len(idx), 256):
+        f = torch.from_numpy(C["feat"][idx[i:i + 256]].astype(np.float32))
+        out.append(torch.sigmoid(net.head_from_map(net.top_map(f))).numpy())
+    return np.concatenate(out)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def roc_auc(s, y):
+    order = np.argsort(s)
+    ranks = np.empty(len(s)); ranks[order] = np.arange(1, len(s) + 1)
+    # average ranks for ties
+    _, inv, cnt = np.unique(s, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, ranks); ranks = (sums / cnt)[inv]
+    npos, nneg = (y == 1).sum(), (y == 0).sum()
+    if npos == 0 or nneg == 0:
+        return float("nan")
+    return float((ranks[y == 1].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+
+
+def metrics_at(s, y, thr):
+    p = s > thr
+    tp = int((p & (y == 1)).sum()); fp = int((p & (y == 0)).sum())
+    fn = int((~p & (y == 1)).sum()); tn = int((~p & (y == 0)).sum())
+    prec = tp / max(1, tp + fp); rec = tp / max(1, tp + fn)
+    f1 = 2 * prec * rec / max(1e-9, prec + rec)
+    return dict(threshold=round(float(thr), 4), precision=round(prec, 4), recall=round(rec, 4), f1=round(f1, 4),
+                auc=round(roc_auc(s, y), 4), fp_rate=round(fp / max(1, fp + tn), 4), tp=tp, fp=fp, fn=fn, tn=tn)
+
+
+def choose_threshold(s_neg_tiles, max_fp=0.01, floor=0.05):
+    """Smallest threshold (rounded up to 0.01) with <= max_fp of negative validation views above it."""
+    if len(s_neg_tiles) == 0:
+        return 0.5
+    q = np.quantile(s_neg_tiles, 1 - max_fp, method="higher")
+    thr = max(floor, np.ceil(q * 100 + 1e-9) / 100)
+    while (s_neg_tiles > thr).mean() > max_fp:
+        thr += 0.01
+    return float(min(thr, 0.99))
+
+
+def evaluate(P, C, va):
+    y = C["labels"][va].astype(int)
+    kind = C["kind"][va]
+    real = kind <= 1
+    res = {}
+    for c, name in enumerate(CLASSES):
+        s, yc = P[:, c], y[:, c]
+        neg_views = s[real & (yc == 0)]
+        thr = choose_threshold(neg_views)
+        m = real & (yc >= 0)
+        res[name] = dict(all_views=metrics_at(s[m], yc[m], thr),
+                         whole_views=metrics_at(s[m & (kind == 0)], yc[m & (kind == 0)], thr),
+                         tiles=metrics_at(s[m & (kind == 1)], yc[m & (kind == 1)], thr))
+        if name == "smoke" and (kind == 2).any():
+            res[name]["synthetic_plume_recall"] = round(float((s[kind == 2] > thr).mean()), 4)
+        if (kind == 3).any():
+            res[name]["zoomed_negative_fp_rate"] = round(float((s[kind == 3] > thr).mean()), 4)
+    return res
+
+
+# ----------------------------------------------------------------------------- export
+
+class Exportable(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def export_onnx(net, path, T, opset):
+    import onnx
+    import onnxruntime as ort
+    net.eval()
+    m = Exportable(net).eval()
+    torch.onnx.export(m, torch.rand(1, 3, T, T), path, input_names=["input"], output_names=["scores"],
+                      dynamic_axes={"input": {0: "N"}, "scores": {0: "N"}}, opset_version=opset,
+                      do_constant_folding=True, dynamo=False)
+    model = onnx.load(path)
+    onnx.checker.check_model(model)
+    bad = [n.op_type for n in model.graph.node if n.op_type in ("Dropout", "BatchNormalization")
+           and any(a.name == "training_mode" and a.i == 1 for a in n.attribute)]
+    assert not bad, bad
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 3, T, T, generator=g)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    got = sess.run(["scores"], {"input": x.numpy()})[0]
+    diff = float(np.abs(ref - got).max())
+    log(f"onnx vs torch max abs diff {diff:.2e}; size {os.path.getsize(path) / 1e6:.2f} MB")
+    assert diff < 1e-5, diff
+    return diff
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="../shared/datasets")
+    ap.add_argument("--out", default="models/")
+    ap.add_argument("--cache", default="/root/wwcache")
+    ap.add_argument("--tile", type=int, default=224)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--synth", type=int, default=2500, help="synthetic plume tiles for training (0 = off)")
+    ap.add_argument("--synth-val", type=int, default=300)
+    ap.add_argument("--zoom", type=int, default=3000, help="zoomed hard-negative tiles (train; +15%% for val)")
+    ap.add_argument("--zoom-synth", type=int, default=1500, help="synthetic plumes on zoomed bases (train; +15%% val)")
+    ap.add_argument("--mode", choices=["head", "map", "top"], default="map",
+                    help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
+                         "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] (slow on 2 cores)")
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--mask-smoke-context", type=int, default=1)
+    ap.add_argument("--train-synth", type=int, default=1, help="0 = ablation: drop synthetic plume tiles from training")
+    ap.add_argument("--wd", type=float, default=1e-3)
+    ap.add_argument("--head-epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr-top", type=float, default=3e-4)
+    ap.add_argument("--lr-head", type=float, default=2e-3)
+    ap.add_argument("--flip", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--opset", type=int, default=13)
+    ap.add_argument("--version", default=time.strftime("%Y.%m.%d"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    t_start = time.time()
+
+    items = load_index(args.data, args.seed)
+    log(f"{len(items)} images: train {sum(i['split'] == 'train' for i in items)}, "
+        f"val {sum(i['split'] == 'val' for i in items)}")
+    net = WildfireNet(args.tile, head="linear" if args.mode == "head" else "map", width=args.width)
+    segs = cache_features(args, items, net)
+    if args.mode == "map":
+        maps = [cache_maps(args, sg, net) for sg in segs]
+    C = {k: np.concatenate([sg[k] for sg in segs]) for k in ("feat", "pooled", "labels", "is_val", "kind", "item")}
+    del segs
+    if args.mode == "map":
+        C["maps"] = np.concatenate(maps) if len(maps) > 1 else maps[0]
+        del maps
+    if args.mask_smoke_context:
+        # smoke boxes are loose and smoke spreads as haze: in smoke-positive images, a tile that does not
+        # overlap any smoke box is unknown (-1) for smoke rather than negative
+        smoke_img = np.array([it["smoke"] == 1 for it in items])[C["item"]]
+        sel = (C["kind"] == 1) & smoke_img & (C["labels"][:, 0] == 0)
+        C["labels"] = C["labels"].copy()
+        C["labels"][sel, 0] = -1
+        log(f"masked smoke label on {int(sel.sum())} context tiles of smoke-positive images")
+    tr = np.where(~C["is_val"] & ((C["kind"] != 2) | bool(args.train_synth)))[0]
+    va = np.where(C["is_val"])[0]
+    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=3).tolist()}")
+
+    if args.mode == "head":
+        train_head(net, C, tr, args)
+    elif args.mode == "map":
+        train_map_head(net, C["maps"], C, tr, args)
+    else:
+        train_top(net, C, tr, args)
+    P = predict_cached(net, C, va, args.mode)
+    np.savez(os.path.join(args.cache, f"valpred_{os.path.basename(os.path.normpath(args.out))}.npz"), P=P, va=va)
+    res = evaluate(P, C, va)
+    thr = {c: res[c]["all_views"]["threshold"] for c in CLASSES}
+    log(json.dumps(res, indent=1))
+
+    os.makedirs(args.out, exist_ok=True)
+    onnx_path = os.path.join(args.out, "wildfire-tiles.onnx")
+    diff = export_onnx(net, onnx_path, args.tile, args.opset)
+    side = {"name": "wildfire-tiles", "version": args.version, "tile_size": args.tile, "classes": list(CLASSES),
+            "thresholds": thr, "input": "float32 NCHW RGB pixel/255", "opset": args.opset}
+    with open(os.path.join(args.out, "wildfire-tiles.json"), "w") as f:
+        json.dump(side, f, indent=2)
+        f.write("\n")
+    report = dict(args=vars(args), validation=res, onnx_max_abs_diff=diff, train_seconds=round(time.time() - t_start),
+                  n_train_views=int(len(tr)), n_val_views=int(len(va)), overlap=OVERLAP, split_block=SPLIT)
+    with open(os.path.join(args.out, "train_report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    log(f"done in {time.time() - t_start:.0f}s; thresholds {thr}")
+
+
+if __name__ == "__main__":
+    main()

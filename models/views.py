@@ -1,0 +1,56 @@
+"""Runtime view definition shared by training, evaluation and golden fixtures.
+
+Must match the Rust runtime exactly:
+  stride S = round(T * (1 - OV)); per axis of length L: no native tiles when L < T,
+  else n = ceil((L - T) / S) + 1, p_i = (i * (L - T)) // (n - 1)  (p_0 = 0 when n == 1).
+  View 0 = whole frame resized to T x T with Pillow BILINEAR (aspect not preserved),
+  then native T x T crops in row-major order (y outer, x inner).
+  Tensor = uint8 / 255.0 as float32, CHW, RGB. Frame score = max over views.
+"""
+import math
+
+import numpy as np
+from PIL import Image
+
+OVERLAP = 0.25
+
+
+def axis_positions(length, tile, overlap=OVERLAP):
+    if length < tile:
+        return []
+    stride = int(round(tile * (1.0 - overlap)))
+    n = int(math.ceil((length - tile) / stride)) + 1
+    if n == 1:
+        return [0]
+    return [(i * (length - tile)) // (n - 1) for i in range(n)]
+
+
+def view_rects(width, height, tile, overlap=OVERLAP):
+    """[(x, y, w, h)] in runtime order; rect 0 is the whole frame."""
+    rects = [(0, 0, width, height)]
+    xs = axis_positions(width, tile, overlap)
+    ys = axis_positions(height, tile, overlap)
+    if xs and ys:
+        for y in ys:
+            for x in xs:
+                rects.append((x, y, tile, tile))
+    return rects
+
+
+def make_views(img, tile, overlap=OVERLAP):
+    """img: PIL RGB image (uint8). Returns (rects, uint8 array N x T x T x 3)."""
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    w, h = img.size
+    rects = view_rects(w, h, tile, overlap)
+    arr = np.asarray(img)
+    out = np.empty((len(rects), tile, tile, 3), np.uint8)
+    out[0] = np.asarray(img.resize((tile, tile), Image.BILINEAR))
+    for k, (x, y, tw, th) in enumerate(rects[1:], start=1):
+        out[k] = arr[y:y + th, x:x + tw]
+    return rects, out
+
+
+def to_tensor(views_u8):
+    """N x T x T x 3 uint8 -> N x 3 x T x T float32 in [0, 1]."""
+    return np.ascontiguousarray(views_u8.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0

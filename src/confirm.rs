@@ -1,0 +1,464 @@
+//! Temporal confirmation: turning per-frame scores into incidents.
+//!
+//! A single hot frame is not a fire: glare, a bird or a passing cloud can
+//! score high once. Per class, an incident starts when one region of the
+//! frame (a tile together with its neighbours) scores at or above the alarm
+//! threshold in `required` of the last `window` frames, the newest included.
+//! While it runs, a lower keep threshold (`keep_factor` x alarm) holds it
+//! alive; after `clear_frames` frames below that it ends, and no new incident
+//! of that class starts for `cooldown_s` seconds.
+//!
+//! The confirmer only sees frame times handed to it, never the wall clock, so
+//! replay at footage time behaves exactly as the live camera did.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detector::FrameScores;
+use crate::events::{compact_stamp, rfc3339, IncidentEvent, IncidentPhase};
+use crate::model::{Class, PerClass};
+use crate::views::Rect;
+
+/// Tuning of the confirmation. Defaults were chosen by replaying the shared
+/// tower-camera sequences (see README).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfirmConfig {
+    /// Frames looked back over, the newest included (M).
+    pub window: usize,
+    /// Hot frames within the window needed to start an incident (N).
+    pub required: usize,
+    /// Consecutive frames below the keep threshold that end an incident (K).
+    pub clear_frames: usize,
+    /// Keep threshold as a fraction of the alarm threshold (hysteresis).
+    pub keep_factor: f32,
+    /// Seconds after an incident ends during which the class cannot start again.
+    pub cooldown_s: f64,
+    /// Least seconds between two `incident.updated` events of one incident.
+    pub update_interval_s: f64,
+    /// Alarm thresholds; absent values take the model's operating thresholds.
+    pub thresholds: Option<PerClass<f32>>,
+}
+
+impl Default for ConfirmConfig {
+    fn default() -> Self {
+        ConfirmConfig {
+            window: 3,
+            required: 2,
+            clear_frames: 3,
+            keep_factor: 0.7,
+            cooldown_s: 600.0,
+            update_interval_s: 60.0,
+            thresholds: None,
+        }
+    }
+}
+
+impl ConfirmConfig {
+    /// Checks the settings make sense, saying which one does not.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.window == 0 || self.window > 100 {
+            return Err(format!(
+                "window = {} must be between 1 and 100 frames",
+                self.window
+            ));
+        }
+        if self.required == 0 || self.required > self.window {
+            return Err(format!(
+                "required = {} must be between 1 and window ({})",
+                self.required, self.window
+            ));
+        }
+        if self.clear_frames == 0 {
+            return Err("clear_frames must be at least 1".into());
+        }
+        if !(self.keep_factor > 0.0 && self.keep_factor <= 1.0) {
+            return Err(format!(
+                "keep_factor = {} must be in (0, 1]",
+                self.keep_factor
+            ));
+        }
+        if !(self.cooldown_s >= 0.0 && self.update_interval_s >= 0.0) {
+            return Err("cooldown_s and update_interval_s must be 0 or more".into());
+        }
+        if let Some(t) = &self.thresholds {
+            for class in Class::ALL {
+                let v = t.get(class);
+                if !(v > 0.0 && v < 1.0) {
+                    return Err(format!(
+                        "thresholds.{} = {v} must be in (0, 1)",
+                        class.name()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Active {
+    incident_id: String,
+    started_at: f64,
+    seq: u32,
+    peak: f32,
+    reported_peak: f32,
+    reported_boxes: Vec<Rect>,
+    last_report: f64,
+    clear_count: usize,
+}
+
+struct ClassState {
+    class: Class,
+    alarm: f32,
+    /// Per frame in the window: which grid cells were hot (after spreading to neighbours).
+    history: VecDeque<Vec<bool>>,
+    active: Option<Active>,
+    cooldown_until: f64,
+}
+
+/// Confirms incidents for one camera.
+pub struct Confirmer {
+    camera: String,
+    config: ConfirmConfig,
+    classes: Vec<ClassState>,
+    grid: (usize, usize),
+}
+
+impl Confirmer {
+    /// `model_thresholds` are used for classes the config does not override.
+    pub fn new(camera: &str, config: ConfirmConfig, model_thresholds: PerClass<f32>) -> Confirmer {
+        let thresholds = config.thresholds.unwrap_or(model_thresholds);
+        let classes = Class::ALL
+            .iter()
+            .map(|&class| ClassState {
+                class,
+                alarm: thresholds.get(class),
+                history: VecDeque::new(),
+                active: None,
+                cooldown_until: f64::NEG_INFINITY,
+            })
+            .collect();
+        Confirmer {
+            camera: camera.to_string(),
+            config,
+            classes,
+            grid: (0, 0),
+        }
+    }
+
+    pub fn alarm_threshold(&self, class: Class) -> f32 {
+        self.classes[class.index()].alarm
+    }
+
+    pub fn keep_threshold(&self, class: Class) -> f32 {
+        self.alarm_threshold(class) * self.config.keep_factor
+    }
+
+    /// True while an incident of `class` is running.
+    pub fn is_active(&self, class: Class) -> bool {
+        self.classes[class.index()].active.is_some()
+    }
+
+    /// Feeds one frame taken at `time` (unix seconds); returns the events it causes.
+    pub fn push(&mut self, time: f64, frame: &str, scores: &FrameScores) -> Vec<IncidentEvent> {
+        let layout = &scores.layout;
+        let grid = (layout.rows.max(1), layout.cols.max(1));
+        if grid != self.grid {
+            // A new frame size: old cells mean nothing any more.
+            self.grid = grid;
+            for state in &mut self.classes {
+                state.history.clear();
+            }
+        }
+        let mut events = Vec::new();
+        for i in 0..self.classes.len() {
+            let hot = self.hot_cells(i, scores);
+            let state = &mut self.classes[i];
+            state.history.push_back(hot);
+            while state.history.len() > self.config.window {
+                state.history.pop_front();
+            }
+            if let Some(event) = self.step(i, time, frame, scores) {
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    /// Grid cells whose own tile or a neighbour's scored at or above the alarm
+    /// threshold; a hot whole-frame view heats every cell.
+    fn hot_cells(&self, i: usize, scores: &FrameScores) -> Vec<bool> {
+        let state = &self.classes[i];
+        let (rows, cols) = self.grid;
+        let mut hot = vec![false; rows * cols];
+        for v in &scores.views {
+            if v.score(state.class) < state.alarm {
+                continue;
+            }
+            match scores.layout.grid_pos(v.view) {
+                None => hot.iter_mut().for_each(|h| *h = true),
+                Some((r, c)) => {
+                    for rr in r.saturating_sub(1)..=(r + 1).min(rows - 1) {
+                        for cc in c.saturating_sub(1)..=(c + 1).min(cols - 1) {
+                            hot[rr * cols + cc] = true;
+                        }
+                    }
+                }
+            }
+        }
+        hot
+    }
+
+    fn step(
+        &mut self,
+        i: usize,
+        time: f64,
+        frame: &str,
+        scores: &FrameScores,
+    ) -> Option<IncidentEvent> {
+        let config = &self.config;
+        let camera = &self.camera;
+        let state = &mut self.classes[i];
+        let class = state.class;
+        let score = scores.max(class);
+        let keep = state.alarm * config.keep_factor;
+        let boxes = boxes_at_or_above(scores, class, keep);
+
+        let event = |phase, a: &Active, boxes: Vec<Rect>| IncidentEvent {
+            phase,
+            id: format!("{}.{}", a.incident_id, a.seq),
+            incident_id: a.incident_id.clone(),
+            camera: camera.clone(),
+            time: rfc3339(time),
+            class,
+            started_at: rfc3339(a.started_at),
+            peak_score: a.peak,
+            score,
+            boxes,
+            frame: frame.to_string(),
+        };
+
+        if let Some(a) = &mut state.active {
+            a.peak = a.peak.max(score);
+            if score >= keep {
+                a.clear_count = 0;
+            } else {
+                a.clear_count += 1;
+            }
+            if a.clear_count >= config.clear_frames {
+                a.seq += 1;
+                let ended = event(IncidentPhase::Ended, a, a.reported_boxes.clone());
+                state.active = None;
+                state.cooldown_until = time + config.cooldown_s;
+                state.history.clear();
+                return Some(ended);
+            }
+            let grew = a.peak >= a.reported_peak + 0.05;
+            let moved = !boxes.is_empty() && boxes != a.reported_boxes;
+            if (grew || moved) && time - a.last_report >= config.update_interval_s {
+                a.seq += 1;
+                a.reported_peak = a.peak;
+                a.reported_boxes = boxes.clone();
+                a.last_report = time;
+                return Some(event(IncidentPhase::Updated, a, boxes));
+            }
+            return None;
+        }
+
+        if time < state.cooldown_until {
+            return None;
+        }
+        let newest = state.history.back()?;
+        let confirmed = (0..newest.len()).any(|cell| {
+            newest[cell] && state.history.iter().filter(|h| h[cell]).count() >= config.required
+        });
+        if !confirmed {
+            return None;
+        }
+        let a = Active {
+            incident_id: format!("{}-{}-{}", camera, class.name(), compact_stamp(time)),
+            started_at: time,
+            seq: 0,
+            peak: score,
+            reported_peak: score,
+            reported_boxes: boxes.clone(),
+            last_report: time,
+            clear_count: 0,
+        };
+        let started = event(IncidentPhase::Started, &a, boxes);
+        state.active = Some(a);
+        Some(started)
+    }
+}
+
+/// Rects of the views scoring at or above `threshold` for `class`. Tiles are
+/// preferred; the whole frame is given only when no tile qualifies.
+fn boxes_at_or_above(scores: &FrameScores, class: Class, threshold: f32) -> Vec<Rect> {
+    let hot = scores.views.iter().filter(|v| v.score(class) >= threshold);
+    let tiles: Vec<Rect> = hot.clone().filter(|v| v.view > 0).map(|v| v.rect).collect();
+    if tiles.is_empty() {
+        hot.map(|v| v.rect).collect()
+    } else {
+        tiles
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::ViewScore;
+    use crate::views::Layout;
+
+    /// A frame of 3x4 tiles where the listed tiles score the given smoke
+    /// probability and everything else 0.01.
+    fn frame(hot: &[((usize, usize), f32)]) -> FrameScores {
+        let layout = Layout::new(52, 40, 16, 0.25);
+        assert_eq!((layout.rows, layout.cols), (3, 4));
+        let views = layout
+            .rects
+            .iter()
+            .enumerate()
+            .map(|(view, rect)| {
+                let smoke = hot
+                    .iter()
+                    .find(|(pos, _)| layout.grid_pos(view) == Some(*pos))
+                    .map_or(0.01, |(_, s)| *s);
+                ViewScore {
+                    view,
+                    rect: *rect,
+                    smoke,
+                    flame: 0.01,
+                }
+            })
+            .collect();
+        FrameScores { layout, views }
+    }
+
+    fn confirmer() -> Confirmer {
+        Confirmer::new(
+            "cam",
+            ConfirmConfig::default(),
+            PerClass {
+                smoke: 0.5,
+                flame: 0.5,
+            },
+        )
+    }
+
+    #[test]
+    fn one_hot_frame_is_not_an_incident() {
+        let mut c = confirmer();
+        let mut events = Vec::new();
+        for (t, hot) in [false, true, false, false, true, false].iter().enumerate() {
+            let f = if *hot {
+                frame(&[((1, 1), 0.9)])
+            } else {
+                frame(&[])
+            };
+            events.extend(c.push(t as f64 * 60.0, "f", &f));
+        }
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn neighbouring_tiles_confirm_and_hysteresis_keeps_it_alive() {
+        let mut c = confirmer();
+        let mut events = Vec::new();
+        let frames = [
+            frame(&[((0, 0), 0.9)]),
+            frame(&[((1, 1), 0.8)]), // neighbour of (0, 0): confirmed
+            frame(&[((1, 1), 0.4)]), // below alarm, above keep (0.35)
+            frame(&[]),
+            frame(&[]),
+            frame(&[]), // third clear frame: ended
+        ];
+        for (t, f) in frames.iter().enumerate() {
+            events.extend(c.push(1_000.0 + t as f64 * 60.0, &format!("f{t}"), f));
+        }
+        let phases: Vec<_> = events.iter().map(|e| e.phase).collect();
+        assert_eq!(phases, [IncidentPhase::Started, IncidentPhase::Ended]);
+        let started = &events[0];
+        assert_eq!(started.frame, "f1");
+        assert_eq!(started.class, Class::Smoke);
+        assert_eq!(started.id, format!("{}.0", started.incident_id));
+        assert_eq!(started.boxes, vec![frames[1].views[6].rect]);
+        assert_eq!(events[1].frame, "f5");
+        assert_eq!(events[1].incident_id, started.incident_id);
+        assert!((events[1].peak_score - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn distant_tiles_do_not_confirm_each_other() {
+        // Window 2: two hot frames in a row are needed, in one region.
+        let run = |positions: &[(usize, usize)]| {
+            let config = ConfirmConfig {
+                window: 2,
+                ..ConfirmConfig::default()
+            };
+            let mut c = Confirmer::new(
+                "cam",
+                config,
+                PerClass {
+                    smoke: 0.5,
+                    flame: 0.5,
+                },
+            );
+            let mut starts = Vec::new();
+            for (t, pos) in positions.iter().enumerate() {
+                starts.extend(
+                    c.push(t as f64, &format!("f{t}"), &frame(&[(*pos, 0.9)]))
+                        .into_iter()
+                        .map(|e| e.frame),
+                );
+            }
+            starts
+        };
+        // (0,0) and (2,3) share no neighbour.
+        assert!(run(&[(0, 0), (2, 3), (0, 0), (2, 3), (0, 0)]).is_empty());
+        // (0,0) and (1,1) are neighbours: the second frame confirms.
+        assert_eq!(run(&[(0, 0), (1, 1)]), ["f1"]);
+    }
+
+    #[test]
+    fn cooldown_holds_back_a_new_incident() {
+        let config = ConfirmConfig {
+            cooldown_s: 300.0,
+            clear_frames: 1,
+            ..ConfirmConfig::default()
+        };
+        let mut c = Confirmer::new(
+            "cam",
+            config,
+            PerClass {
+                smoke: 0.5,
+                flame: 0.5,
+            },
+        );
+        let hot = frame(&[((1, 1), 0.9)]);
+        let cold = frame(&[]);
+        let mut starts = Vec::new();
+        for (t, f) in [&hot, &hot, &cold, &hot, &hot, &hot, &hot, &hot, &hot]
+            .iter()
+            .enumerate()
+        {
+            for e in c.push(t as f64 * 60.0, &t.to_string(), f) {
+                if e.phase == IncidentPhase::Started {
+                    starts.push(e.frame);
+                }
+            }
+        }
+        // Ends at t=120; cooldown until 420 (frame 7); needs 2 hot frames again.
+        assert_eq!(starts, ["1", "7"]);
+    }
+
+    #[test]
+    fn validate_names_the_bad_setting() {
+        let bad = ConfirmConfig {
+            required: 4,
+            ..ConfirmConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("required"));
+        assert!(ConfirmConfig::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,186 @@
+//! The detector: one frame in, per-view smoke and flame probabilities out.
+//!
+//! It owns the loaded model, the view layout for the current frame size and
+//! the reusable input buffer. All views of a frame run as one batch. Live
+//! cameras, replay and `classify` all go through [`Detector::detect`], so they
+//! score frames identically.
+
+use anyhow::{Context, Result};
+use image::RgbImage;
+use serde::Serialize;
+use tract_onnx::prelude::*;
+
+use crate::mask::IgnoreMask;
+use crate::model::{Class, Model, ModelInfo, ModelSource, PerClass};
+use crate::views::{BatchBuilder, Layout, Rect, DEFAULT_OVERLAP};
+
+/// Views covered at least this much by an ignore-mask are not scored.
+const MASKED_VIEW_LIMIT: f32 = 0.5;
+
+/// The scores of one view of a frame.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ViewScore {
+    /// Index into the frame's layout: 0 is the whole frame, then tiles.
+    #[serde(skip)]
+    pub view: usize,
+    pub rect: Rect,
+    pub smoke: f32,
+    pub flame: f32,
+}
+
+impl ViewScore {
+    pub fn score(&self, class: Class) -> f32 {
+        match class {
+            Class::Smoke => self.smoke,
+            Class::Flame => self.flame,
+        }
+    }
+}
+
+/// Everything the detector says about one frame.
+#[derive(Clone, Debug)]
+pub struct FrameScores {
+    pub layout: Layout,
+    /// Scored views, in layout order; masked views are absent.
+    pub views: Vec<ViewScore>,
+}
+
+impl FrameScores {
+    /// The frame-level probability of `class`: the maximum over its views.
+    pub fn max(&self, class: Class) -> f32 {
+        self.views
+            .iter()
+            .map(|v| v.score(class))
+            .fold(0.0, f32::max)
+    }
+
+    pub fn maxima(&self) -> PerClass<f32> {
+        PerClass {
+            smoke: self.max(Class::Smoke),
+            flame: self.max(Class::Flame),
+        }
+    }
+}
+
+/// Settings that shape how a frame is looked at.
+#[derive(Clone, Copy, Debug)]
+pub struct DetectorOptions {
+    pub overlap: f32,
+}
+
+impl Default for DetectorOptions {
+    fn default() -> Self {
+        DetectorOptions {
+            overlap: DEFAULT_OVERLAP,
+        }
+    }
+}
+
+pub struct Detector {
+    model: Model,
+    options: DetectorOptions,
+    layout: Option<Layout>,
+    batch: BatchBuilder,
+    input: Vec<f32>,
+    views: Vec<usize>,
+}
+
+impl Detector {
+    pub fn load(source: &ModelSource, options: DetectorOptions) -> Result<Detector> {
+        let model = Model::load(source)?;
+        Ok(Detector::new(model, options))
+    }
+
+    pub fn new(model: Model, options: DetectorOptions) -> Detector {
+        let tile = model.info.tile_size;
+        Detector {
+            model,
+            options,
+            layout: None,
+            batch: BatchBuilder::new(tile),
+            input: Vec::new(),
+            views: Vec::new(),
+        }
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.model.info
+    }
+
+    /// Scores every view of `frame`, leaving out views mostly under `mask`.
+    pub fn detect(
+        &mut self,
+        frame: &RgbImage,
+        mut mask: Option<&mut IgnoreMask>,
+    ) -> Result<FrameScores> {
+        let (w, h) = frame.dimensions();
+        let tile = self.model.info.tile_size;
+        let layout = match &self.layout {
+            Some(l) if l.width == w && l.height == h => l.clone(),
+            _ => {
+                let l = Layout::new(w, h, tile, self.options.overlap);
+                self.layout = Some(l.clone());
+                l
+            }
+        };
+        if let Some(mask) = mask.as_deref_mut() {
+            mask.prepare(w, h);
+        }
+        let mask = mask.as_deref();
+        self.views.clear();
+        for (i, rect) in layout.rects.iter().enumerate() {
+            let masked = i > 0 && mask.is_some_and(|m| m.coverage(rect) >= MASKED_VIEW_LIMIT);
+            if !masked {
+                self.views.push(i);
+            }
+        }
+        self.batch
+            .fill(frame, &layout, &self.views, mask, &mut self.input);
+        let scores = self.infer()?;
+        let views = self
+            .views
+            .iter()
+            .zip(scores.chunks_exact(2))
+            .map(|(&view, s)| ViewScore {
+                view,
+                rect: layout.rects[view],
+                smoke: s[0],
+                flame: s[1],
+            })
+            .collect();
+        Ok(FrameScores { layout, views })
+    }
+
+    /// Runs the model on the packed input batch; returns `[smoke, flame]` per view.
+    fn infer(&mut self) -> Result<Vec<f32>> {
+        let t = self.model.info.tile_size as usize;
+        let n = self.views.len();
+        let input = Tensor::from_shape(&[n, 3, t, t], &self.input)?;
+        let outputs = self
+            .model
+            .plan
+            .run(tvec!(input.into()))
+            .context("inference failed")?;
+        let scores = outputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
+        anyhow::ensure!(
+            scores.len() == n * 2,
+            "the model returned {} values for {n} views",
+            scores.len()
+        );
+        Ok(scores.to_vec())
+    }
+
+    /// Runs the model on ready-made `3 x T x T` tensors (pixel / 255), one per
+    /// tile. Used by the golden tests and the benchmarks.
+    pub fn infer_tiles(&mut self, tiles: &[f32]) -> Result<Vec<f32>> {
+        let t = self.model.info.tile_size as usize;
+        anyhow::ensure!(
+            tiles.len().is_multiple_of(3 * t * t),
+            "input is not a whole number of tiles"
+        );
+        self.views = (0..tiles.len() / (3 * t * t)).collect();
+        self.input.clear();
+        self.input.extend_from_slice(tiles);
+        self.infer()
+    }
+}

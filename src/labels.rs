@@ -1,0 +1,226 @@
+//! Ground-truth labels for replayed footage, and the scores that compare a
+//! replay against them.
+//!
+//! A labels file is CSV with a header holding at least `frame,smoke,flame`
+//! and optionally `unix_time`; other columns are ignored. `smoke` and `flame`
+//! are 1, 0 or -1 (unknown: left out of every metric).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::model::{Class, PerClass};
+
+/// One frame's truth. `None` means unknown.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FrameLabel {
+    pub truth: PerClass<Option<bool>>,
+    pub unix_time: Option<f64>,
+}
+
+impl FrameLabel {
+    pub fn positive(&self) -> bool {
+        Class::ALL.iter().any(|&c| self.truth.get(c) == Some(true))
+    }
+}
+
+/// Labels keyed by frame file name.
+#[derive(Debug, Default)]
+pub struct Labels {
+    by_frame: HashMap<String, FrameLabel>,
+}
+
+impl Labels {
+    pub fn read(path: &Path) -> Result<Labels> {
+        let mut reader = csv::Reader::from_path(path)
+            .with_context(|| format!("cannot read labels {}", path.display()))?;
+        let headers = reader
+            .headers()
+            .with_context(|| format!("cannot read the header of {}", path.display()))?
+            .clone();
+        let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+        let (Some(frame), Some(smoke), Some(flame)) =
+            (column("frame"), column("smoke"), column("flame"))
+        else {
+            bail!(
+                "{} needs a header with the columns frame,smoke,flame (and optionally unix_time); it has: {}",
+                path.display(),
+                headers.iter().collect::<Vec<_>>().join(",")
+            );
+        };
+        let unix_time = column("unix_time");
+        let mut by_frame = HashMap::new();
+        for (i, record) in reader.records().enumerate() {
+            let line = i + 2;
+            let record =
+                record.with_context(|| format!("{} line {line}: malformed CSV", path.display()))?;
+            let field = |ix: usize| record.get(ix).unwrap_or("").trim();
+            let truth = |ix: usize, name: &str| -> Result<Option<bool>> {
+                match field(ix) {
+                    "1" => Ok(Some(true)),
+                    "0" => Ok(Some(false)),
+                    "-1" | "" => Ok(None),
+                    other => bail!(
+                        "{} line {line}: {name} is '{other}', expected 1, 0 or -1 (unknown)",
+                        path.display()
+                    ),
+                }
+            };
+            let time = match unix_time.map(field) {
+                None | Some("") => None,
+                Some(t) => Some(
+                    t.parse::<f64>()
+                        .ok()
+                        .filter(|t| t.is_finite())
+                        .with_context(|| {
+                            format!(
+                                "{} line {line}: unix_time '{t}' is not a number",
+                                path.display()
+                            )
+                        })?,
+                ),
+            };
+            let label = FrameLabel {
+                truth: PerClass {
+                    smoke: truth(smoke, "smoke")?,
+                    flame: truth(flame, "flame")?,
+                },
+                unix_time: time,
+            };
+            by_frame.insert(field(frame).to_string(), label);
+        }
+        Ok(Labels { by_frame })
+    }
+
+    /// The label of a frame by file name, or by name without extension.
+    pub fn get(&self, frame: &str) -> Option<&FrameLabel> {
+        self.by_frame.get(frame).or_else(|| {
+            let stem = Path::new(frame).file_stem()?.to_str()?;
+            self.by_frame.get(stem)
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_frame.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_frame.is_empty()
+    }
+}
+
+/// Frame-level precision, recall and F1 of one class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct ClassMetrics {
+    pub true_positives: u32,
+    pub false_positives: u32,
+    pub false_negatives: u32,
+    pub true_negatives: u32,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub f1: Option<f64>,
+}
+
+/// Counts predictions against truth; frames with unknown truth are left out.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConfusionCounter {
+    tp: u32,
+    fp: u32,
+    fn_: u32,
+    tn: u32,
+}
+
+impl ConfusionCounter {
+    pub fn add(&mut self, predicted: bool, truth: Option<bool>) {
+        match (predicted, truth) {
+            (_, None) => {}
+            (true, Some(true)) => self.tp += 1,
+            (true, Some(false)) => self.fp += 1,
+            (false, Some(true)) => self.fn_ += 1,
+            (false, Some(false)) => self.tn += 1,
+        }
+    }
+
+    pub fn metrics(&self) -> ClassMetrics {
+        let ratio = |a: u32, b: u32| (b > 0).then(|| f64::from(a) / f64::from(b));
+        let precision = ratio(self.tp, self.tp + self.fp);
+        let recall = ratio(self.tp, self.tp + self.fn_);
+        let f1 = match (precision, recall) {
+            (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+            (Some(_), Some(_)) => Some(0.0),
+            _ => None,
+        };
+        ClassMetrics {
+            true_positives: self.tp,
+            false_positives: self.fp,
+            false_negatives: self.fn_,
+            true_negatives: self.tn,
+            precision,
+            recall,
+            f1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn reads_labels_and_reports_bad_lines() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "frame,smoke,flame,offset_s,unix_time\nframe_0000.jpg,0,-1,-60,100\nframe_0001.jpg,1,0,0,160").unwrap();
+        let labels = Labels::read(file.path()).unwrap();
+        assert_eq!(labels.len(), 2);
+        let l = labels.get("frame_0001.jpg").unwrap();
+        assert_eq!(
+            l.truth,
+            PerClass {
+                smoke: Some(true),
+                flame: Some(false)
+            }
+        );
+        assert_eq!(l.unix_time, Some(160.0));
+        assert_eq!(labels.get("frame_0000.jpg").unwrap().truth.flame, None);
+
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "frame,smoke,flame\nframe_0000.jpg,yes,0").unwrap();
+        let err = format!("{:#}", Labels::read(bad.path()).unwrap_err());
+        assert!(err.contains("line 2") && err.contains("smoke"), "{err}");
+
+        let mut no_header = tempfile::NamedTempFile::new().unwrap();
+        writeln!(no_header, "name,fire\na.jpg,1").unwrap();
+        let err = format!("{:#}", Labels::read(no_header.path()).unwrap_err());
+        assert!(err.contains("frame,smoke,flame"), "{err}");
+    }
+
+    #[test]
+    fn metrics_ignore_unknown_truth() {
+        let mut c = ConfusionCounter::default();
+        for (p, t) in [
+            (true, Some(true)),
+            (true, Some(false)),
+            (false, Some(true)),
+            (true, None),
+            (false, Some(false)),
+        ] {
+            c.add(p, t);
+        }
+        let m = c.metrics();
+        assert_eq!(
+            (
+                m.true_positives,
+                m.false_positives,
+                m.false_negatives,
+                m.true_negatives
+            ),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(m.precision, Some(0.5));
+        assert_eq!(m.f1, Some(0.5));
+        assert_eq!(ConfusionCounter::default().metrics().f1, None);
+    }
+}

@@ -1,0 +1,22 @@
+//! wildfire-watch: an on-device wildfire monitor.
+//!
+//! Frames from a camera or recorded footage are cut into views
+//! ([`views`]), scored by a smoke-and-flame classifier ([`detector`],
+//! [`model`]), and confirmed over time into incidents ([`confirm`],
+//! [`events`]). [`replay`] runs recorded footage through the same path and
+//! scores it against labels ([`labels`]); [`report`] renders what it saw.
+
+pub mod classify;
+pub mod confirm;
+pub mod detector;
+pub mod events;
+pub mod footage;
+pub mod labels;
+pub mod mask;
+pub mod model;
+pub mod replay;
+pub mod report;
+pub mod synth;
+#[cfg(feature = "video")]
+pub mod video;
+pub mod views;

@@ -1,0 +1,283 @@
+//! The `wildfire-watch` command line: argument parsing and output formatting.
+//! The work itself lives in the library; each subcommand here is a thin shell
+//! around one library entry point.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tracing::warn;
+
+use wildfire_watch::classify::{classify, collect_images};
+use wildfire_watch::confirm::ConfirmConfig;
+use wildfire_watch::detector::{Detector, DetectorOptions};
+use wildfire_watch::footage::Footage;
+use wildfire_watch::labels::Labels;
+use wildfire_watch::mask::{IgnoreMask, IgnoreShape};
+use wildfire_watch::model::ModelSource;
+use wildfire_watch::replay::{replay, ReplayOptions};
+use wildfire_watch::report::write_report;
+
+#[derive(Parser)]
+#[command(
+    name = "wildfire-watch",
+    version,
+    about = "On-device wildfire monitor: smoke and flame detection for tower cameras"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score still images (files or folders) for smoke and flame.
+    Classify(ClassifyArgs),
+    /// Replay recorded footage (a folder of frames or a video) through the detector and
+    /// temporal confirmation; prints incident events as JSON lines.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// ONNX model to use instead of the embedded one; its sidecar is the same
+    /// path with a .json extension.
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Fraction by which neighbouring tiles overlap.
+    #[arg(long, default_value_t = wildfire_watch::views::DEFAULT_OVERLAP, value_parser = parse_overlap)]
+    overlap: f32,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<Detector> {
+        Detector::load(
+            &ModelSource::from_arg(self.model.as_deref()),
+            DetectorOptions {
+                overlap: self.overlap,
+            },
+        )
+    }
+}
+
+#[derive(Args)]
+struct ClassifyArgs {
+    /// Image files (.jpg, .jpeg, .png) or folders searched recursively.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// One JSON object per image instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// A folder of frames, replayed in file-name order, or a video (MP4, MKV,
+    /// AVI; needs a build with `--features video`).
+    #[arg(value_name = "PATH")]
+    path: PathBuf,
+    /// CSV with columns frame,smoke,flame[,unix_time]; -1 means unknown.
+    #[arg(long, value_name = "CSV")]
+    labels: Option<PathBuf>,
+    /// Folder of frames: seconds between frames that have no unix_time label
+    /// (default 60). Video: seconds of footage between scored frames (default 1).
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    interval: Option<f64>,
+    /// Print events and the summary as JSON lines instead of readable text.
+    #[arg(long)]
+    json: bool,
+    /// Write an HTML report with a score timeline and alert thumbnails here.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// Name used in incident ids.
+    #[arg(long, default_value = "replay")]
+    camera: String,
+    /// Region never to alarm on: x,y,w,h for a rectangle, or "x1,y1 x2,y2 x3,y3 ..."
+    /// for a polygon, in frame pixels. Repeatable.
+    #[arg(long = "ignore", value_name = "SHAPE")]
+    ignore: Vec<IgnoreShape>,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+fn parse_overlap(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..0.9).contains(&v) {
+        Ok(v)
+    } else {
+        Err("overlap must be at least 0 and below 0.9".into())
+    }
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err("the interval must be a positive number of seconds".into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let result = match cli.command {
+        Command::Classify(args) => run_classify(args),
+        Command::Replay(args) => run_replay(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (`| head`) is not an error worth reporting.
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A progress bar on stderr, shown only when both output streams are terminals.
+fn progress_bar() -> ProgressBar {
+    if io::stdout().is_terminal() && io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} frames, {per_sec}, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+fn run_classify(args: ClassifyArgs) -> Result<ExitCode> {
+    let images = collect_images(&args.paths)?;
+    let mut detector = args.model.load()?;
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if !args.json {
+        writeln!(out, "{:>7} {:>7}  {:<11} path", "smoke", "flame", "alarm")?;
+    }
+    let mut failed = 0usize;
+    for path in &images {
+        match classify(&mut detector, path) {
+            Ok(c) => {
+                if args.json {
+                    serde_json::to_writer(&mut out, &c)?;
+                    writeln!(out)?;
+                } else {
+                    let alarm = match (c.smoke_alarm, c.flame_alarm) {
+                        (true, true) => "SMOKE+FLAME",
+                        (true, false) => "SMOKE",
+                        (false, true) => "FLAME",
+                        (false, false) => "-",
+                    };
+                    writeln!(
+                        out,
+                        "{:>7.3} {:>7.3}  {:<11} {}",
+                        c.smoke, c.flame, alarm, c.path
+                    )?;
+                }
+            }
+            Err(e) => {
+                warn!("{e:#}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} images could not be classified",
+            images.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
+    let footage = Footage::open(&args.path)?;
+    let labels = args.labels.as_deref().map(Labels::read).transpose()?;
+    let mut detector = args.model.load()?;
+    let options = ReplayOptions {
+        camera: args.camera.clone(),
+        labels,
+        interval_s: args.interval.unwrap_or(match footage {
+            Footage::Stills(_) => 60.0,
+            Footage::Video(_) => 1.0,
+        }),
+        confirm: ConfirmConfig::default(),
+        mask: IgnoreMask::new(args.ignore.clone()),
+    };
+    let stdout = io::stdout();
+    let progress = progress_bar();
+    let outcome = replay(&mut detector, &footage, options, &progress, |event| {
+        let mut out = stdout.lock();
+        if args.json {
+            serde_json::to_writer(&mut out, event)?;
+            writeln!(out)?;
+        } else {
+            let boxes: Vec<String> = event
+                .boxes
+                .iter()
+                .map(|b| format!("{},{},{},{}", b.x, b.y, b.w, b.h))
+                .collect();
+            writeln!(
+                out,
+                "{}  {:<16} {:<5}  score {:.3}  peak {:.3}  frame {}  boxes {}  id {}",
+                event.time,
+                serde_json::to_value(event.phase)?
+                    .as_str()
+                    .unwrap_or_default(),
+                event.class.name(),
+                event.score,
+                event.peak_score,
+                event.frame,
+                boxes.join(" "),
+                event.id
+            )?;
+        }
+        Ok(())
+    })?;
+    {
+        let mut out = stdout.lock();
+        if args.json {
+            serde_json::to_writer(&mut out, &json!({ "summary": outcome.summary }))?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "summary:")?;
+            let value = serde_json::to_value(&outcome.summary)?;
+            if let Some(map) = value.as_object() {
+                for (key, value) in map {
+                    writeln!(out, "  {key}: {value}")?;
+                }
+            }
+        }
+    }
+    if let Some(dir) = &args.report {
+        write_report(dir, &args.path.display().to_string(), &outcome)
+            .with_context(|| format!("cannot write the report to {}", dir.display()))?;
+        eprintln!("report written to {}", dir.join("index.html").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

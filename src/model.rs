@@ -1,0 +1,191 @@
+//! The classifier model: its ONNX graph and the sidecar that describes it.
+//!
+//! The default model (`models/wildfire-tiles.onnx` with `models/wildfire-tiles.json`)
+//! is embedded in the binary so a fresh install needs no files beside it;
+//! `--model PATH` loads another one, whose sidecar is `PATH` with a `.json`
+//! extension. This module checks that a model keeps the contract the runtime
+//! relies on (see `models/README.md`) and turns it into an optimised tract plan.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use tract_onnx::prelude::*;
+
+/// The two classes, in the order of the model's output columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Smoke,
+    Flame,
+}
+
+impl Class {
+    pub const ALL: [Class; 2] = [Class::Smoke, Class::Flame];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Smoke => "smoke",
+            Class::Flame => "flame",
+        }
+    }
+}
+
+/// Per-class values, indexed by [`Class`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerClass<T> {
+    pub smoke: T,
+    pub flame: T,
+}
+
+impl<T: Copy> PerClass<T> {
+    pub fn get(&self, class: Class) -> T {
+        match class {
+            Class::Smoke => self.smoke,
+            Class::Flame => self.flame,
+        }
+    }
+
+    pub fn set(&mut self, class: Class, value: T) {
+        match class {
+            Class::Smoke => self.smoke = value,
+            Class::Flame => self.flame = value,
+        }
+    }
+}
+
+/// The sidecar file shipped beside each ONNX model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    /// Side of the square input tile, in pixels.
+    pub tile_size: u32,
+    pub classes: Vec<String>,
+    /// Operating thresholds: a probability at or above one is an alarm.
+    pub thresholds: PerClass<f32>,
+    #[serde(default)]
+    pub input: String,
+}
+
+impl ModelInfo {
+    fn validate(&self) -> Result<()> {
+        ensure!(
+            self.classes == ["smoke", "flame"],
+            "the model's classes are {:?}, but wildfire-watch needs [\"smoke\", \"flame\"] in that order",
+            self.classes
+        );
+        ensure!(
+            (16..=1024).contains(&self.tile_size),
+            "the model's tile_size {} is outside 16..=1024",
+            self.tile_size
+        );
+        for class in Class::ALL {
+            let t = self.thresholds.get(class);
+            ensure!(
+                t > 0.0 && t < 1.0,
+                "the model's {} threshold {t} is not a probability strictly between 0 and 1",
+                class.name()
+            );
+        }
+        Ok(())
+    }
+}
+
+const DEFAULT_ONNX: &[u8] = include_bytes!("../models/wildfire-tiles.onnx");
+const DEFAULT_INFO: &str = include_str!("../models/wildfire-tiles.json");
+
+/// Where a model comes from.
+#[derive(Clone, Debug, Default)]
+pub enum ModelSource {
+    /// The model embedded in this binary.
+    #[default]
+    Embedded,
+    /// An ONNX file; its sidecar is the same path with a `.json` extension.
+    File(PathBuf),
+}
+
+impl ModelSource {
+    pub fn from_arg(path: Option<&Path>) -> ModelSource {
+        path.map_or(ModelSource::Embedded, |p| {
+            ModelSource::File(p.to_path_buf())
+        })
+    }
+}
+
+pub type Plan = Arc<TypedRunnableModel>;
+
+/// A loaded model: its description and its optimised plan.
+pub struct Model {
+    pub info: ModelInfo,
+    pub plan: Plan,
+}
+
+impl Model {
+    /// Loads, checks and optimises a model. Errors say what to do.
+    pub fn load(source: &ModelSource) -> Result<Model> {
+        let (onnx, info_text, origin) = match source {
+            ModelSource::Embedded => (
+                DEFAULT_ONNX.to_vec(),
+                DEFAULT_INFO.to_string(),
+                "the embedded model".to_string(),
+            ),
+            ModelSource::File(path) => {
+                let onnx = std::fs::read(path).with_context(|| {
+                    format!(
+                        "cannot read model {}: check the --model path",
+                        path.display()
+                    )
+                })?;
+                let sidecar = path.with_extension("json");
+                let info = std::fs::read_to_string(&sidecar).with_context(|| {
+                    format!(
+                        "cannot read the model's sidecar {}: every model needs a .json file beside it \
+                         (see models/README.md)",
+                        sidecar.display()
+                    )
+                })?;
+                (onnx, info, path.display().to_string())
+            }
+        };
+        let info: ModelInfo = serde_json::from_str(&info_text)
+            .with_context(|| format!("the sidecar of {origin} is not valid model metadata"))?;
+        info.validate()
+            .with_context(|| format!("{origin} breaks the model contract"))?;
+        let plan = build_plan(&onnx, info.tile_size)
+            .with_context(|| format!("{origin} breaks the model contract"))?;
+        Ok(Model { info, plan })
+    }
+}
+
+fn build_plan(onnx: &[u8], tile: u32) -> Result<Plan> {
+    let mut model = tract_onnx::onnx()
+        .model_for_read(&mut &onnx[..])
+        .context("not a readable ONNX graph")?;
+    ensure!(
+        model.inputs.len() == 1 && model.outputs.len() == 1,
+        "expected one input and one output, found {} and {}",
+        model.inputs.len(),
+        model.outputs.len()
+    );
+    let batch = model.sym("N");
+    let t = tile as usize;
+    let shape: [TDim; 4] = [batch.into(), 3.into(), t.into(), t.into()];
+    model.set_input_fact(0, f32::fact(shape).into())?;
+    let model = model
+        .into_optimized()
+        .context("cannot optimise the graph for an input of N x 3 x tile x tile floats")?;
+    let output = model.output_fact(0)?;
+    let rank_ok = output.rank() == 2 && output.shape[1] == 2.to_dim();
+    if !rank_ok || output.datum_type != f32::datum_type() {
+        bail!(
+            "its output is {output:?}, but wildfire-watch needs N x 2 float probabilities [smoke, flame]"
+        );
+    }
+    model.into_runnable()
+}

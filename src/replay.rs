@@ -1,0 +1,208 @@
+//! Replay: recorded footage through the same detector and confirmation as a
+//! live camera, at the footage's own timestamps.
+//!
+//! This module owns the replay loop and its summary. Events go to the caller
+//! as they happen (the CLI prints them as JSON lines); with labels, the
+//! summary scores the run against them.
+
+use anyhow::Result;
+use image::RgbImage;
+use indicatif::ProgressBar;
+use serde::Serialize;
+use tracing::warn;
+
+use crate::confirm::{ConfirmConfig, Confirmer};
+use crate::detector::{Detector, ViewScore};
+use crate::events::{IncidentEvent, IncidentPhase};
+use crate::footage::Footage;
+use crate::labels::{ClassMetrics, ConfusionCounter, FrameLabel, Labels};
+use crate::mask::IgnoreMask;
+use crate::model::{Class, PerClass};
+
+pub struct ReplayOptions {
+    pub camera: String,
+    pub labels: Option<Labels>,
+    /// Seconds between frames that have no `unix_time` label (stills), or
+    /// between sampled frames (video).
+    pub interval_s: f64,
+    pub confirm: ConfirmConfig,
+    pub mask: IgnoreMask,
+}
+
+/// What replay saw of one frame.
+#[derive(Clone, Debug)]
+pub struct FrameRecord {
+    pub name: String,
+    pub time: f64,
+    /// `None` when the frame could not be decoded.
+    pub scores: Option<PerClass<f32>>,
+    /// Per-view scores, kept for frames that raised an incident event.
+    pub views: Vec<ViewScore>,
+    /// The frame itself, kept for frames that raised an incident event.
+    pub image: Option<RgbImage>,
+    pub label: Option<FrameLabel>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub frames: usize,
+    pub decoded: usize,
+    pub skipped: usize,
+    pub incidents: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub false_alarms: Option<usize>,
+    /// `Some(None)` is printed as `null`: labelled footage whose fire was missed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_detect_s: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smoke: Option<ClassMetrics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flame: Option<ClassMetrics>,
+}
+
+pub struct ReplayOutcome {
+    pub records: Vec<FrameRecord>,
+    pub events: Vec<IncidentEvent>,
+    pub summary: Summary,
+    pub thresholds: PerClass<f32>,
+}
+
+/// Replays `footage`, handing each event to `on_event` as it happens.
+pub fn replay(
+    detector: &mut Detector,
+    footage: &Footage,
+    mut options: ReplayOptions,
+    progress: &ProgressBar,
+    mut on_event: impl FnMut(&IncidentEvent) -> Result<()>,
+) -> Result<ReplayOutcome> {
+    let mut confirmer = Confirmer::new(
+        &options.camera,
+        options.confirm.clone(),
+        detector.info().thresholds,
+    );
+    let thresholds = PerClass {
+        smoke: confirmer.alarm_threshold(Class::Smoke),
+        flame: confirmer.alarm_threshold(Class::Flame),
+    };
+    let mut records = Vec::new();
+    let mut events = Vec::new();
+    let mut next_time = 0.0;
+    if let Some(n) = footage.len_hint() {
+        progress.set_length(n as u64);
+    }
+    for frame in footage.frames(options.interval_s)? {
+        let label = options
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(&frame.name))
+            .copied();
+        let time = label
+            .and_then(|l| l.unix_time)
+            .or(frame.offset_s)
+            .unwrap_or(next_time);
+        next_time = time + options.interval_s;
+        let mut record = FrameRecord {
+            name: frame.name,
+            time,
+            scores: None,
+            views: Vec::new(),
+            image: None,
+            label,
+        };
+        match frame.image {
+            Err(e) => warn!("skipping frame {}: {e:#}", record.name),
+            Ok(image) => {
+                let scores = detector.detect(&image, Some(&mut options.mask))?;
+                record.scores = Some(scores.maxima());
+                let new_events = confirmer.push(time, &record.name, &scores);
+                if !new_events.is_empty() {
+                    record.views = scores.views.clone();
+                    record.image = Some(image);
+                }
+                for event in new_events {
+                    on_event(&event)?;
+                    events.push(event);
+                }
+            }
+        }
+        records.push(record);
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let summary = summarise(&records, &events, &thresholds, options.labels.is_some());
+    Ok(ReplayOutcome {
+        records,
+        events,
+        summary,
+        thresholds,
+    })
+}
+
+fn summarise(
+    records: &[FrameRecord],
+    events: &[IncidentEvent],
+    thresholds: &PerClass<f32>,
+    labelled: bool,
+) -> Summary {
+    let decoded = records.iter().filter(|r| r.scores.is_some()).count();
+    let starts: Vec<&IncidentEvent> = events
+        .iter()
+        .filter(|e| e.phase == IncidentPhase::Started)
+        .collect();
+    let mut summary = Summary {
+        frames: records.len(),
+        decoded,
+        skipped: records.len() - decoded,
+        incidents: starts.len(),
+        false_alarms: None,
+        time_to_detect_s: None,
+        smoke: None,
+        flame: None,
+    };
+    if !labelled {
+        return summary;
+    }
+    let record_of = |frame: &str| records.iter().find(|r| r.name == frame);
+    let truth_at_start = |e: &IncidentEvent| {
+        record_of(&e.frame)
+            .and_then(|r| r.label)
+            .and_then(|l| l.truth.get(e.class))
+    };
+    summary.false_alarms = Some(
+        starts
+            .iter()
+            .filter(|e| truth_at_start(e) == Some(false))
+            .count(),
+    );
+
+    let first_positive = records
+        .iter()
+        .find(|r| r.label.is_some_and(|l| l.positive()))
+        .map(|r| r.time);
+    let first_true_start = starts
+        .iter()
+        .filter(|e| truth_at_start(e) == Some(true))
+        .filter_map(|e| record_of(&e.frame).map(|r| r.time))
+        .reduce(f64::min);
+    summary.time_to_detect_s = Some(match (first_positive, first_true_start) {
+        (Some(p), Some(s)) => Some(s - p),
+        _ => None,
+    });
+
+    for class in Class::ALL {
+        let mut counter = ConfusionCounter::default();
+        for r in records {
+            if let (Some(scores), Some(label)) = (r.scores, r.label) {
+                counter.add(
+                    scores.get(class) >= thresholds.get(class),
+                    label.truth.get(class),
+                );
+            }
+        }
+        match class {
+            Class::Smoke => summary.smoke = Some(counter.metrics()),
+            Class::Flame => summary.flame = Some(counter.metrics()),
+        }
+    }
+    summary
+}

@@ -1,0 +1,161 @@
+//! Video footage (MP4, MKV, AVI) decoded through libav (`ffmpeg-next`).
+//!
+//! libav handles H.264 High profile with B-frames: frames come out of the
+//! decoder in presentation order with their own timestamps, which become the
+//! replay clock. Frames are sampled every `sample_interval_s` of footage time
+//! so that a 25 fps recording is not scored 25 times a second. A packet or
+//! frame the decoder rejects is yielded as an error (replay counts it as
+//! skipped) and decoding goes on.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use ffmpeg::format::Pixel;
+use ffmpeg::media::Type;
+use ffmpeg::software::scaling::{context::Context as Scaler, flag::Flags};
+use ffmpeg::util::frame::video::Video;
+use ffmpeg_next as ffmpeg;
+use image::RgbImage;
+
+use crate::footage::FootageFrame;
+
+pub struct VideoFrames {
+    input: ffmpeg::format::context::Input,
+    stream: usize,
+    time_base: f64,
+    decoder: ffmpeg::decoder::Video,
+    scaler: Option<(Scaler, Pixel, u32, u32)>,
+    sample_interval_s: f64,
+    next_sample_s: f64,
+    decoded: usize,
+    pending: VecDeque<FootageFrame>,
+    eof_sent: bool,
+    first_pts: Option<i64>,
+}
+
+impl VideoFrames {
+    pub fn open(path: &Path, sample_interval_s: f64) -> Result<VideoFrames> {
+        ffmpeg::init().map_err(|e| anyhow!("cannot start libav: {e}"))?;
+        let input = ffmpeg::format::input(path)
+            .map_err(|e| anyhow!("cannot open video {}: {e}", path.display()))?;
+        let stream = input
+            .streams()
+            .best(Type::Video)
+            .with_context(|| format!("{} has no video stream", path.display()))?;
+        let index = stream.index();
+        let tb = stream.time_base();
+        let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
+        let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| anyhow!("cannot read the codec of {}: {e}", path.display()))?;
+        let decoder = context
+            .decoder()
+            .video()
+            .map_err(|e| anyhow!("no decoder for the video in {}: {e}", path.display()))?;
+        Ok(VideoFrames {
+            input,
+            stream: index,
+            time_base,
+            decoder,
+            scaler: None,
+            sample_interval_s,
+            next_sample_s: 0.0,
+            decoded: 0,
+            pending: VecDeque::new(),
+            eof_sent: false,
+            first_pts: None,
+        })
+    }
+
+    /// Moves every frame the decoder has ready into `pending`, keeping samples.
+    fn drain_decoder(&mut self) {
+        let mut frame = Video::empty();
+        while self.decoder.receive_frame(&mut frame).is_ok() {
+            let index = self.decoded;
+            self.decoded += 1;
+            let pts = frame.timestamp().or(frame.pts());
+            let offset = match pts {
+                Some(pts) => {
+                    let first = *self.first_pts.get_or_insert(pts);
+                    (pts - first) as f64 * self.time_base
+                }
+                None => index as f64 * self.sample_interval_s,
+            };
+            if offset + 1e-6 < self.next_sample_s {
+                continue;
+            }
+            self.next_sample_s = offset + self.sample_interval_s;
+            let image = self.convert_to_rgb(&frame);
+            self.pending.push_back(FootageFrame {
+                name: format!("frame_{index:06}"),
+                offset_s: Some(offset),
+                image,
+            });
+        }
+    }
+
+    fn convert_to_rgb(&mut self, frame: &Video) -> Result<RgbImage> {
+        let (format, w, h) = (frame.format(), frame.width(), frame.height());
+        let rebuild =
+            !matches!(&self.scaler, Some((_, f, sw, sh)) if *f == format && *sw == w && *sh == h);
+        if rebuild {
+            let scaler = Scaler::get(format, w, h, Pixel::RGB24, w, h, Flags::BILINEAR)
+                .map_err(|e| anyhow!("cannot convert {format:?} {w}x{h} frames to RGB: {e}"))?;
+            self.scaler = Some((scaler, format, w, h));
+        }
+        let (scaler, ..) = self.scaler.as_mut().expect("scaler was just built");
+        let mut rgb = Video::empty();
+        scaler
+            .run(frame, &mut rgb)
+            .map_err(|e| anyhow!("cannot convert a frame to RGB: {e}"))?;
+        // libav pads rows; copy them out tightly.
+        let stride = rgb.stride(0);
+        let data = rgb.data(0);
+        let row = w as usize * 3;
+        let mut pixels = Vec::with_capacity(row * h as usize);
+        for y in 0..h as usize {
+            pixels.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        RgbImage::from_raw(w, h, pixels).context("frame buffer has the wrong size")
+    }
+}
+
+impl Iterator for VideoFrames {
+    type Item = FootageFrame;
+
+    fn next(&mut self) -> Option<FootageFrame> {
+        loop {
+            if let Some(frame) = self.pending.pop_front() {
+                return Some(frame);
+            }
+            if self.eof_sent {
+                return None;
+            }
+            let next = self
+                .input
+                .packets()
+                .next()
+                .map(|(stream, packet)| (stream.index(), packet));
+            match next {
+                Some((stream, packet)) => {
+                    if stream != self.stream {
+                        continue;
+                    }
+                    if let Err(e) = self.decoder.send_packet(&packet) {
+                        self.pending.push_back(FootageFrame {
+                            name: format!("packet_at_{}", packet.pts().unwrap_or(-1)),
+                            offset_s: None,
+                            image: Err(anyhow!("the decoder rejected a packet: {e}")),
+                        });
+                    }
+                    self.drain_decoder();
+                }
+                None => {
+                    self.eof_sent = true;
+                    let _ = self.decoder.send_eof();
+                    self.drain_decoder();
+                }
+            }
+        }
+    }
+}

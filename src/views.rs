@@ -1,0 +1,279 @@
+//! Where the classifier looks in a frame.
+//!
+//! This module owns the view layout (one downscaled whole-frame view plus
+//! overlapping native-scale tiles) and the packing of those views into one
+//! NCHW input batch. The layout is a contract with the training recipe
+//! (`models/views.py`): both sides must cut the same pixels, or the model sees
+//! something it was never trained on. `tests/golden.rs` checks the two agree.
+//!
+//! The rules, for a frame of `W x H` pixels and tile size `T`:
+//! - stride `S = round(T * (1 - overlap))`;
+//! - along an axis of length `L < T` there are no native tiles; otherwise
+//!   `n = ceil((L - T) / S) + 1` tiles start at `floor(i * (L - T) / (n - 1))`;
+//! - view 0 is the whole frame resized to `T x T` (Pillow-style bilinear, aspect
+//!   not kept); tiles follow in row-major order;
+//! - a view's tensor is `pixel / 255` as f32, RGB, channels first.
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::mask::IgnoreMask;
+
+/// A rectangle in frame pixel coordinates. Serialised as `[x, y, w, h]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "[u32; 4]", into = "[u32; 4]")]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl From<[u32; 4]> for Rect {
+    fn from([x, y, w, h]: [u32; 4]) -> Self {
+        Rect { x, y, w, h }
+    }
+}
+
+impl From<Rect> for [u32; 4] {
+    fn from(r: Rect) -> Self {
+        [r.x, r.y, r.w, r.h]
+    }
+}
+
+impl Rect {
+    /// True when the two rectangles share at least one pixel or touch along an edge.
+    pub fn touches(&self, other: &Rect) -> bool {
+        self.x <= other.x + other.w
+            && other.x <= self.x + self.w
+            && self.y <= other.y + other.h
+            && other.y <= self.y + self.h
+    }
+}
+
+/// Default fraction by which neighbouring tiles overlap.
+pub const DEFAULT_OVERLAP: f32 = 0.25;
+
+/// Start offsets of the native tiles along one axis of `len` pixels.
+pub fn tile_starts(len: u32, tile: u32, overlap: f32) -> Vec<u32> {
+    if len < tile || tile == 0 {
+        return Vec::new();
+    }
+    let stride = ((tile as f32 * (1.0 - overlap)).round() as u32).max(1);
+    let span = len - tile;
+    let n = span.div_ceil(stride) + 1;
+    if n == 1 {
+        return vec![0];
+    }
+    (0..n)
+        .map(|i| (u64::from(i) * u64::from(span) / u64::from(n - 1)) as u32)
+        .collect()
+}
+
+/// The views of one frame size: view 0 is the whole frame, then `rows x cols`
+/// native tiles in row-major order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    pub width: u32,
+    pub height: u32,
+    pub tile: u32,
+    pub rows: usize,
+    pub cols: usize,
+    /// All views, whole frame first.
+    pub rects: Vec<Rect>,
+}
+
+impl Layout {
+    pub fn new(width: u32, height: u32, tile: u32, overlap: f32) -> Layout {
+        let xs = tile_starts(width, tile, overlap);
+        let ys = tile_starts(height, tile, overlap);
+        let mut rects = Vec::with_capacity(1 + xs.len() * ys.len());
+        rects.push(Rect {
+            x: 0,
+            y: 0,
+            w: width,
+            h: height,
+        });
+        for &y in &ys {
+            for &x in &xs {
+                rects.push(Rect {
+                    x,
+                    y,
+                    w: tile,
+                    h: tile,
+                });
+            }
+        }
+        Layout {
+            width,
+            height,
+            tile,
+            rows: ys.len(),
+            cols: xs.len(),
+            rects,
+        }
+    }
+
+    /// Grid position of native tile view `view` (views start at 1).
+    pub fn grid_pos(&self, view: usize) -> Option<(usize, usize)> {
+        (view >= 1 && view < self.rects.len())
+            .then(|| ((view - 1) / self.cols, (view - 1) % self.cols))
+    }
+}
+
+/// Packs the views of a frame into one input batch, reusing its buffers
+/// from frame to frame.
+pub struct BatchBuilder {
+    tile: u32,
+    resizer: Resizer,
+    whole: Image<'static>,
+    masked: Option<RgbImage>,
+}
+
+impl BatchBuilder {
+    pub fn new(tile: u32) -> BatchBuilder {
+        BatchBuilder {
+            tile,
+            resizer: Resizer::new(),
+            whole: Image::new(tile, tile, PixelType::U8x3),
+            masked: None,
+        }
+    }
+
+    /// Writes the tensors of `views` (indices into `layout.rects`) into `out`,
+    /// laid out as `[views.len(), 3, T, T]`. Pixels under `mask` are replaced by
+    /// the mean colour of the rest of the frame first, so a masked chimney or
+    /// road cannot raise the score of a view that still partly covers it.
+    pub fn fill(
+        &mut self,
+        frame: &RgbImage,
+        layout: &Layout,
+        views: &[usize],
+        mask: Option<&IgnoreMask>,
+        out: &mut Vec<f32>,
+    ) {
+        let frame = match mask {
+            Some(mask) if !mask.is_empty() => {
+                let masked = self.masked.get_or_insert_with(|| RgbImage::new(1, 1));
+                mask.apply(frame, masked);
+                &*masked
+            }
+            _ => frame,
+        };
+        let t = self.tile as usize;
+        let plane = t * t;
+        out.clear();
+        out.resize(views.len() * 3 * plane, 0.0);
+        for (slot, &view) in views.iter().enumerate() {
+            let dst = &mut out[slot * 3 * plane..(slot + 1) * 3 * plane];
+            if view == 0 {
+                resize_whole(&mut self.resizer, frame, &mut self.whole);
+                write_chw(self.whole.buffer(), t * 3, 0, 0, t, dst);
+            } else {
+                let r = layout.rects[view];
+                let stride = frame.width() as usize * 3;
+                write_chw(frame.as_raw(), stride, r.x as usize, r.y as usize, t, dst);
+            }
+        }
+    }
+}
+
+/// Resizes the whole frame into `whole` with Pillow's bilinear filter.
+fn resize_whole(resizer: &mut Resizer, frame: &RgbImage, whole: &mut Image<'static>) {
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    // The source is an RgbImage, so its buffer always matches its size and
+    // U8x3 has no alignment requirement: neither call can fail.
+    let src = ImageRef::new(
+        frame.width(),
+        frame.height(),
+        frame.as_raw(),
+        PixelType::U8x3,
+    )
+    .expect("RgbImage buffer matches its dimensions");
+    resizer
+        .resize(&src, whole, &options)
+        .expect("same pixel type on both sides");
+}
+
+/// Copies the `t x t` window at (x, y) of an interleaved RGB8 buffer whose rows
+/// are `stride` bytes apart into planar `pixel / 255` floats.
+fn write_chw(src: &[u8], stride: usize, x: usize, y: usize, t: usize, dst: &mut [f32]) {
+    let plane = t * t;
+    let (r_plane, rest) = dst.split_at_mut(plane);
+    let (g_plane, b_plane) = rest.split_at_mut(plane);
+    for row in 0..t {
+        let start = (y + row) * stride + x * 3;
+        let line = &src[start..start + t * 3];
+        let o = row * t;
+        for (col, px) in line.chunks_exact(3).enumerate() {
+            r_plane[o + col] = f32::from(px[0]) / 255.0;
+            g_plane[o + col] = f32::from(px[1]) / 255.0;
+            b_plane[o + col] = f32::from(px[2]) / 255.0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_starts_cover_the_axis_evenly() {
+        assert_eq!(tile_starts(224, 224, 0.25), vec![0]);
+        assert_eq!(tile_starts(200, 224, 0.25), Vec::<u32>::new());
+        // 1600 px, stride 168: ceil(1376 / 168) + 1 = 10 tiles.
+        let xs = tile_starts(1600, 224, 0.25);
+        assert_eq!(xs.len(), 10);
+        assert_eq!(xs[0], 0);
+        assert_eq!(*xs.last().unwrap(), 1600 - 224);
+        for pair in xs.windows(2) {
+            assert!(pair[1] - pair[0] <= 168, "gap too wide: {pair:?}");
+        }
+    }
+
+    #[test]
+    fn layout_puts_whole_frame_first_then_rows() {
+        let l = Layout::new(500, 300, 192, 0.25);
+        assert_eq!(
+            l.rects[0],
+            Rect {
+                x: 0,
+                y: 0,
+                w: 500,
+                h: 300
+            }
+        );
+        assert_eq!((l.rows, l.cols), (2, 4));
+        assert_eq!(l.rects.len(), 1 + 8);
+        assert_eq!(l.grid_pos(1), Some((0, 0)));
+        assert_eq!(l.grid_pos(5), Some((1, 0)));
+        assert_eq!(l.grid_pos(0), None);
+        assert_eq!(
+            l.rects[8],
+            Rect {
+                x: 308,
+                y: 108,
+                w: 192,
+                h: 192
+            }
+        );
+    }
+
+    #[test]
+    fn fill_writes_planar_normalised_pixels() {
+        let mut frame = RgbImage::new(8, 8);
+        frame.put_pixel(5, 6, image::Rgb([255, 51, 0]));
+        let layout = Layout::new(8, 8, 4, 0.0);
+        let mut builder = BatchBuilder::new(4);
+        let mut out = Vec::new();
+        // View 4 is the tile at (4, 4): pixel (5, 6) sits at (1, 2) inside it.
+        builder.fill(&frame, &layout, &[4], None, &mut out);
+        assert_eq!(out.len(), 3 * 16);
+        assert_eq!(out[2 * 4 + 1], 1.0);
+        assert!((out[16 + 2 * 4 + 1] - 0.2).abs() < 1e-6);
+        assert_eq!(out[32 + 2 * 4 + 1], 0.0);
+        assert_eq!(out.iter().filter(|v| **v != 0.0).count(), 2);
+    }
+}

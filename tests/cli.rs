@@ -1,0 +1,272 @@
+//! The `wildfire-watch` binary end to end: replay of the shipped fixture,
+//! classify, the report, and clear errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wildfire-watch"))
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn replay_of_the_hillside_fixture_scores_against_labels() {
+    let out = bin()
+        .args(["replay", "--json", "--labels"])
+        .arg(fixture("hillside/labels.csv"))
+        .arg(fixture("hillside"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["frames"], 18);
+    assert_eq!(summary["decoded"], 18);
+    assert_eq!(summary["skipped"], 0);
+    assert_eq!(
+        summary["false_alarms"], 0,
+        "an incident started before the plume: {lines:?}"
+    );
+    for class in ["smoke", "flame"] {
+        assert!(summary[class]["f1"].is_number() || summary[class]["f1"].is_null());
+    }
+    // Every event line is a well-formed incident event, starting after ignition.
+    for event in &lines[..lines.len() - 1] {
+        let frame = event["frame"].as_str().unwrap();
+        assert!(frame >= "frame_0008.jpg", "event before ignition: {event}");
+        assert!(event["id"]
+            .as_str()
+            .unwrap()
+            .starts_with(event["incident_id"].as_str().unwrap()));
+        assert!(event["boxes"].as_array().is_some());
+    }
+}
+
+#[test]
+fn replay_skips_a_corrupt_frame_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        let name = format!("frame_{i:04}.jpg");
+        std::fs::copy(fixture("hillside").join(&name), dir.path().join(&name)).unwrap();
+    }
+    // Truncate one frame mid-stream and add a file that is not an image at all.
+    let whole = std::fs::read(dir.path().join("frame_0001.jpg")).unwrap();
+    std::fs::write(dir.path().join("frame_0001.jpg"), &whole[..whole.len() / 3]).unwrap();
+    std::fs::write(dir.path().join("frame_0002.jpg"), b"not a jpeg").unwrap();
+    let out = bin()
+        .args(["replay", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["frames"], 4);
+    assert_eq!(summary["skipped"], 2);
+    assert_eq!(summary["decoded"], 2);
+    assert!(
+        summary.get("false_alarms").is_none(),
+        "no labels, no scores: {summary}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("frame_0001.jpg") && err.contains("frame_0002.jpg"),
+        "{err}"
+    );
+}
+
+#[test]
+fn replay_writes_an_html_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let out = bin()
+        .args(["replay", "--labels"])
+        .arg(fixture("hillside/labels.csv"))
+        .arg("--report")
+        .arg(&report)
+        .arg(fixture("hillside"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("polyline"),
+        "no timeline"
+    );
+    // One thumbnail per started or updated incident event.
+    let thumbs = std::fs::read_dir(&report)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("alert_")
+        })
+        .count();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let alerts = text
+        .lines()
+        .filter(|l| l.contains("incident.started") || l.contains("incident.updated"))
+        .count();
+    assert_eq!(thumbs, alerts, "{text}");
+}
+
+#[test]
+fn classify_prints_one_json_line_per_image() {
+    let out = bin()
+        .args(["classify", "--json"])
+        .arg(fixture("hillside/frame_0000.jpg"))
+        .arg(fixture("hillside/frame_0017.jpg"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        for key in [
+            "path",
+            "smoke",
+            "flame",
+            "smoke_alarm",
+            "flame_alarm",
+            "tiles",
+        ] {
+            assert!(line.get(key).is_some(), "missing {key}: {line}");
+        }
+        let tiles = line["tiles"].as_array().unwrap();
+        // 640x360 at the shipped tile size: the whole frame plus at least two tiles.
+        assert!(tiles.len() >= 3, "{line}");
+        assert_eq!(tiles[0]["rect"], serde_json::json!([0, 0, 640, 360]));
+        let max = tiles
+            .iter()
+            .map(|t| t["smoke"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert!((max - line["smoke"].as_f64().unwrap()).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn classify_table_has_a_header_and_a_row_per_image() {
+    let out = bin()
+        .arg("classify")
+        .arg(fixture("hillside/frame_0003.jpg"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("smoke") && lines[1].ends_with("frame_0003.jpg"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_one_line_error_and_a_failing_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let video = dir.path().join("clip.mp4");
+    std::fs::write(&video, b"\0\0\0\x18ftypmp42").unwrap();
+    let garbage_model = dir.path().join("model.onnx");
+    std::fs::write(&garbage_model, b"definitely not protobuf").unwrap();
+    std::fs::write(
+        dir.path().join("model.json"),
+        include_str!("../models/wildfire-tiles.json"),
+    )
+    .unwrap();
+    let no_sidecar = dir.path().join("lonely.onnx");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/wildfire-tiles.onnx"),
+        &no_sidecar,
+    )
+    .unwrap();
+    let frame = fixture("hillside/frame_0000.jpg");
+
+    let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
+        (
+            vec!["replay".as_ref(), "/no/such/folder".as_ref()],
+            "does not exist",
+        ),
+        (
+            vec!["replay".as_ref(), text.as_os_str()],
+            "not a folder of frames",
+        ),
+        (vec!["replay".as_ref(), video.as_os_str()], "video"),
+        (vec!["replay".as_ref(), dir.path().as_os_str()], "no .jpg"),
+        (
+            vec!["classify".as_ref(), "/no/such/image.jpg".as_ref()],
+            "does not exist",
+        ),
+        (vec!["classify".as_ref(), text.as_os_str()], "not a .jpg"),
+        (
+            vec![
+                "classify".as_ref(),
+                "--model".as_ref(),
+                garbage_model.as_os_str(),
+                frame.as_os_str(),
+            ],
+            "model contract",
+        ),
+        (
+            vec![
+                "classify".as_ref(),
+                "--model".as_ref(),
+                no_sidecar.as_os_str(),
+                frame.as_os_str(),
+            ],
+            "sidecar",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = bin().args(&args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected '{expected}' in: {err}"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn bad_labels_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(&labels, "frame,smoke,flame\nframe_0000.jpg,maybe,0\n").unwrap();
+    let out = bin()
+        .args(["replay", "--labels"])
+        .arg(&labels)
+        .arg(fixture("hillside"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("line 2") && err.contains("smoke"), "{err}");
+}

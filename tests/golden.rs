@@ -1,0 +1,101 @@
+//! The shipped model and the runtime's preprocessing reproduce the training
+//! recipe's export: `fixtures/golden/golden.json` holds onnxruntime's outputs,
+//! computed by `fixtures/golden/make_golden.py` on inputs drawn by that script.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use wildfire_watch::detector::{Detector, DetectorOptions};
+use wildfire_watch::footage::decode;
+use wildfire_watch::model::ModelSource;
+use wildfire_watch::views::Rect;
+
+/// Outputs must agree within this, per class and view.
+const TOLERANCE: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Golden {
+    model_version: String,
+    tile_size: u32,
+    overlap: f32,
+    tiles: Vec<GoldenTile>,
+    frame: GoldenFrame,
+}
+
+#[derive(Deserialize)]
+struct GoldenTile {
+    file: String,
+    scores: [f32; 2],
+}
+
+#[derive(Deserialize)]
+struct GoldenFrame {
+    file: String,
+    views: Vec<GoldenView>,
+}
+
+#[derive(Deserialize)]
+struct GoldenView {
+    rect: Rect,
+    scores: [f32; 2],
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden")
+}
+
+fn golden() -> Golden {
+    let text = std::fs::read_to_string(golden_dir().join("golden.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn assert_close(what: &str, got: [f32; 2], want: [f32; 2]) {
+    for (class, (g, w)) in ["smoke", "flame"].iter().zip(got.iter().zip(want)) {
+        assert!((g - w).abs() <= TOLERANCE, "{what} {class}: runtime {g}, export {w}");
+    }
+}
+
+#[test]
+fn golden_values_belong_to_the_shipped_model() {
+    let g = golden();
+    let detector = Detector::load(&ModelSource::Embedded, DetectorOptions::default()).unwrap();
+    assert_eq!(g.model_version, detector.info().version, "regenerate fixtures/golden with the shipped model");
+    assert_eq!(g.tile_size, detector.info().tile_size);
+}
+
+#[test]
+fn model_reproduces_the_export_on_ready_made_tiles() {
+    let g = golden();
+    let mut detector = Detector::load(&ModelSource::Embedded, DetectorOptions::default()).unwrap();
+    let t = g.tile_size as usize;
+    let mut input = Vec::new();
+    for tile in &g.tiles {
+        let img = decode(&golden_dir().join(&tile.file)).unwrap();
+        assert_eq!(img.dimensions(), (g.tile_size, g.tile_size));
+        let mut planes = vec![0.0f32; 3 * t * t];
+        for (i, px) in img.pixels().enumerate() {
+            for c in 0..3 {
+                planes[c * t * t + i] = f32::from(px[c]) / 255.0;
+            }
+        }
+        input.extend(planes);
+    }
+    // All tiles in one batch, as the detector runs a frame.
+    let scores = detector.infer_tiles(&input).unwrap();
+    for (tile, got) in g.tiles.iter().zip(scores.chunks_exact(2)) {
+        assert_close(&tile.file, [got[0], got[1]], tile.scores);
+    }
+}
+
+#[test]
+fn frame_views_match_the_recipe_view_for_view() {
+    let g = golden();
+    let mut detector = Detector::load(&ModelSource::Embedded, DetectorOptions { overlap: g.overlap }).unwrap();
+    let frame = decode(&golden_dir().join(&g.frame.file)).unwrap();
+    let scores = detector.detect(&frame, None).unwrap();
+    assert_eq!(scores.views.len(), g.frame.views.len(), "view layouts differ");
+    for (i, (got, want)) in scores.views.iter().zip(&g.frame.views).enumerate() {
+        assert_eq!(got.rect, want.rect, "view {i} is cut from a different place");
+        assert_close(&format!("view {i} {:?}", want.rect), [got.smoke, got.flame], want.scores);
+    }
+}
