@@ -5,8 +5,12 @@
 //! [`model`]), and confirmed over time into incidents ([`confirm`],
 //! [`events`]). [`replay`] runs recorded footage through the same path and
 //! scores it against labels ([`labels`]); [`report`] renders what it saw.
+//!
+//! The live monitor reads its file with [`config`] and signs webhooks with
+//! [`webhook`].
 
 pub mod classify;
+pub mod config;
 pub mod confirm;
 pub mod detector;
 pub mod events;
@@ -20,3 +24,4 @@ pub mod synth;
 #[cfg(feature = "video")]
 pub mod video;
 pub mod views;
+pub mod webhook;
