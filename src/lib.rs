@@ -6,7 +6,8 @@
 //! [`events`]). [`replay`] runs recorded footage through the same path and
 //! scores it against labels ([`labels`]); [`report`] renders what it saw.
 //!
-//! The live monitor reads its file with [`config`] and signs webhooks with
+//! The live monitor reads its file with [`config`], builds event bodies with
+//! [`payload`], keeps them durably in the [`outbox`] and signs them with
 //! [`webhook`].
 
 pub mod classify;
@@ -18,6 +19,8 @@ pub mod footage;
 pub mod labels;
 pub mod mask;
 pub mod model;
+pub mod outbox;
+pub mod payload;
 pub mod replay;
 pub mod report;
 pub mod synth;

@@ -1,0 +1,631 @@
+//! The durable outbox: every event the device wants to send, kept in SQLite
+//! until each configured webhook has taken it, it expires, or room is needed.
+//!
+//! An event is committed here before any network I/O, so an alert survives a
+//! crash or a power cut the moment [`Outbox::enqueue`] returns, and after a
+//! restart undelivered events go out again under the same id (at-least-once
+//! delivery; receivers drop duplicates by id).
+//!
+//! Tables: `events` (one row per event, `seq` is creation order), `deliveries`
+//! (one row per event and endpoint while that endpoint has not taken it),
+//! `endpoints` (endpoints a receiver disabled with `410 Gone`) and `counters`
+//! (events delivered, expired, dropped, rejected; they survive restarts).
+//! An event whose deliveries are all done is deleted.
+//!
+//! Bounds: at most `max_events` undelivered events. Past it the oldest event
+//! of the lowest priority goes first (heartbeats and snapshots, then tests,
+//! then incidents), so an incident is never dropped to keep a heartbeat; only
+//! when the outbox is all incidents does the oldest incident make room for a
+//! new one. Undelivered events older than `max_age` expire. Both are logged
+//! and counted.
+//!
+//! The connection is synchronous: calls are short (one small transaction) and
+//! events are rare, so async callers call it directly.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use tracing::{info, warn};
+
+/// What an event is, which sets its priority when room is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Incident,
+    Test,
+    Heartbeat,
+    Snapshot,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Incident => "incident",
+            EventKind::Test => "test",
+            EventKind::Heartbeat => "heartbeat",
+            EventKind::Snapshot => "snapshot",
+        }
+    }
+
+    fn from_name(name: &str) -> EventKind {
+        match name {
+            "incident" => EventKind::Incident,
+            "test" => EventKind::Test,
+            "heartbeat" => EventKind::Heartbeat,
+            _ => EventKind::Snapshot,
+        }
+    }
+
+    /// Higher is kept longer.
+    pub fn priority(self) -> i64 {
+        match self {
+            EventKind::Incident => 2,
+            EventKind::Test => 1,
+            EventKind::Heartbeat | EventKind::Snapshot => 0,
+        }
+    }
+}
+
+/// An event ready to send: its id, kind, creation time and JSON body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingEvent {
+    /// Stable id: the `webhook-id` header on every attempt.
+    pub id: String,
+    pub kind: EventKind,
+    /// Unix seconds.
+    pub created_at: f64,
+    pub body: String,
+}
+
+/// An undelivered event as one endpoint sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    /// Creation order.
+    pub seq: i64,
+    pub event: OutgoingEvent,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Unix seconds before which it must not be tried again.
+    pub next_attempt_at: f64,
+}
+
+/// What [`Outbox::enqueue`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored durably, to be sent to this many endpoints.
+    Stored { endpoints: usize },
+    /// An event with this id is already in the outbox; nothing changed.
+    AlreadyQueued,
+    /// The outbox was full of events that matter more; this one was dropped.
+    DroppedFull,
+}
+
+/// Counts kept across restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Events still waiting for at least one endpoint.
+    pub pending_events: u64,
+    pub delivered: u64,
+    pub expired: u64,
+    pub dropped_full: u64,
+    pub rejected: u64,
+    pub endpoints_disabled: u64,
+}
+
+pub struct Outbox {
+    conn: Mutex<Connection>,
+    /// Configured endpoints (webhook URLs), in configuration order.
+    endpoints: Vec<String>,
+    max_events: u64,
+    max_age: Duration,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    kind       TEXT NOT NULL,
+    priority   INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    endpoint        TEXT NOT NULL,
+    seq             INTEGER NOT NULL REFERENCES events(seq) ON DELETE CASCADE,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error      TEXT,
+    PRIMARY KEY (endpoint, seq)
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_seq ON deliveries(seq);
+CREATE TABLE IF NOT EXISTS endpoints (
+    endpoint    TEXT PRIMARY KEY,
+    disabled_at REAL NOT NULL,
+    reason      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+";
+
+/// Unix seconds now.
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Outbox {
+    /// Opens (creating if needed) the outbox at `path` for these endpoints.
+    /// Deliveries pending for endpoints no longer configured are dropped.
+    pub fn open(
+        path: &Path,
+        endpoints: Vec<String>,
+        max_events: u32,
+        max_age: Duration,
+    ) -> Result<Outbox> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create the outbox folder {}: create it writable by the service user, or set [outbox] path",
+                    dir.display()
+                )
+            })?;
+        }
+        let conn = Connection::open(path).with_context(|| {
+            format!(
+                "cannot open the outbox {}: check [outbox] path and its permissions",
+                path.display()
+            )
+        })?;
+        // WAL: readers (test-alert, a status query) never block the writer,
+        // and a commit is one append to the log.
+        //
+        // synchronous = FULL: in WAL mode, NORMAL does not sync the log on each
+        // commit, so a power cut can roll back the last transactions, and an
+        // alert `enqueue` had already reported stored would be lost; on a tower
+        // with unstable power that is the case to design for. FULL syncs the
+        // log on every commit. Events are rare (minutes apart), so one fsync
+        // each costs nothing that matters.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
+            .and_then(|_| conn.pragma_update(None, "foreign_keys", "ON"))
+            .and_then(|_| conn.busy_timeout(Duration::from_secs(10)))
+            .and_then(|_| conn.execute_batch(SCHEMA))
+            .with_context(|| format!("cannot set up the outbox {}", path.display()))?;
+        let outbox = Outbox {
+            conn: Mutex::new(conn),
+            endpoints,
+            max_events: u64::from(max_events),
+            max_age,
+        };
+        outbox.forget_unconfigured_endpoints()?;
+        Ok(outbox)
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the
+        // transaction rolls back), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    fn forget_unconfigured_endpoints(&self) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let stale: Vec<(String, i64)> = {
+            let mut stmt =
+                tx.prepare("SELECT endpoint, COUNT(*) FROM deliveries GROUP BY endpoint")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .filter(|(e, _)| !self.endpoints.contains(e))
+                .collect()
+        };
+        for (endpoint, n) in stale {
+            info!("{endpoint} is no longer configured: {n} pending deliveries to it dropped");
+            tx.execute("DELETE FROM deliveries WHERE endpoint = ?1", [&endpoint])?;
+        }
+        delete_finished_events(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores `event` durably for every configured endpoint that is not
+    /// disabled, then applies the age and size bounds. Returns once the event
+    /// is on disk.
+    pub fn enqueue(&self, event: &OutgoingEvent) -> Result<Enqueued> {
+        let now = now_unix();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO events (id, kind, priority, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![event.id, event.kind.name(), event.kind.priority(), event.created_at, event.body],
+        )?;
+        if inserted == 0 {
+            return Ok(Enqueued::AlreadyQueued);
+        }
+        let seq = tx.last_insert_rowid();
+        let mut endpoints = 0;
+        for endpoint in &self.endpoints {
+            endpoints += tx.execute(
+                "INSERT INTO deliveries (endpoint, seq, next_attempt_at)
+                 SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM endpoints WHERE endpoint = ?1)",
+                params![endpoint, seq, now],
+            )?;
+        }
+        delete_finished_events(&tx)?;
+        expire(&tx, now, self.max_age)?;
+        let dropped_self = make_room(&tx, self.max_events, seq)?;
+        tx.commit()
+            .context("cannot commit the event to the outbox")?;
+        Ok(if dropped_self {
+            Enqueued::DroppedFull
+        } else {
+            Enqueued::Stored { endpoints }
+        })
+    }
+
+    /// Drops undelivered events older than the age limit; returns how many.
+    pub fn expire_old(&self) -> Result<u64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = expire(&tx, now_unix(), self.max_age)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// The oldest event `endpoint` has not taken, due or not: delivery per
+    /// endpoint is in creation order, so nothing behind it goes first.
+    pub fn head(&self, endpoint: &str) -> Result<Option<Pending>> {
+        let conn = self.conn();
+        let pending = conn
+            .query_row(
+                "SELECT e.seq, e.id, e.kind, e.created_at, e.body, d.attempts, d.next_attempt_at
+                 FROM deliveries d JOIN events e ON e.seq = d.seq
+                 WHERE d.endpoint = ?1 ORDER BY d.seq LIMIT 1",
+                [endpoint],
+                pending_from_row,
+            )
+            .optional()?;
+        Ok(pending)
+    }
+
+    /// The undelivered delivery of event `id` to `endpoint`, if any.
+    pub fn pending_for(&self, endpoint: &str, id: &str) -> Result<Option<Pending>> {
+        let conn = self.conn();
+        let pending = conn
+            .query_row(
+                "SELECT e.seq, e.id, e.kind, e.created_at, e.body, d.attempts, d.next_attempt_at
+                 FROM deliveries d JOIN events e ON e.seq = d.seq
+                 WHERE d.endpoint = ?1 AND e.id = ?2",
+                params![endpoint, id],
+                pending_from_row,
+            )
+            .optional()?;
+        Ok(pending)
+    }
+
+    /// `endpoint` took event `seq` (answered 2xx).
+    pub fn mark_delivered(&self, endpoint: &str, seq: i64) -> Result<()> {
+        self.finish(endpoint, seq, "delivered")
+    }
+
+    /// `endpoint` refused event `seq` for good (a 4xx that is not retried).
+    pub fn mark_rejected(&self, endpoint: &str, seq: i64) -> Result<()> {
+        self.finish(endpoint, seq, "rejected")
+    }
+
+    fn finish(&self, endpoint: &str, seq: i64, counter: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM deliveries WHERE endpoint = ?1 AND seq = ?2",
+            params![endpoint, seq],
+        )?;
+        if n > 0 {
+            count(&tx, counter, 1)?;
+        }
+        delete_finished_events(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// An attempt failed; try again no earlier than `next_attempt_at`.
+    pub fn mark_failed(
+        &self,
+        endpoint: &str,
+        seq: i64,
+        next_attempt_at: f64,
+        error: &str,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?3, last_error = ?4
+             WHERE endpoint = ?1 AND seq = ?2",
+            params![endpoint, seq, next_attempt_at, error],
+        )?;
+        Ok(())
+    }
+
+    /// The receiver said `410 Gone`: stop sending to `endpoint` until it is
+    /// re-enabled. Its pending deliveries stay until they expire.
+    pub fn disable_endpoint(&self, endpoint: &str, reason: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO endpoints (endpoint, disabled_at, reason) VALUES (?1, ?2, ?3)",
+            params![endpoint, now_unix(), reason],
+        )?;
+        if n > 0 {
+            count(&tx, "endpoints_disabled", 1)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Re-enables an endpoint that answered `410 Gone` earlier.
+    pub fn enable_endpoint(&self, endpoint: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM endpoints WHERE endpoint = ?1", [endpoint])?;
+        Ok(n > 0)
+    }
+
+    /// Why `endpoint` is disabled, if it is.
+    pub fn disabled_reason(&self, endpoint: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT reason FROM endpoints WHERE endpoint = ?1",
+                [endpoint],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether any enabled, configured endpoint still has something to send.
+    pub fn has_work(&self) -> Result<bool> {
+        for endpoint in &self.endpoints {
+            if self.disabled_reason(endpoint)?.is_none() && self.head(endpoint)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub fn stats(&self) -> Result<OutboxStats> {
+        let conn = self.conn();
+        let counter = |name: &str| -> rusqlite::Result<u64> {
+            conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|v| v.unwrap_or(0).max(0) as u64)
+        };
+        Ok(OutboxStats {
+            pending_events: conn
+                .query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))?
+                .max(0) as u64,
+            delivered: counter("delivered")?,
+            expired: counter("expired")?,
+            dropped_full: counter("dropped_full")?,
+            rejected: counter("rejected")?,
+            endpoints_disabled: counter("endpoints_disabled")?,
+        })
+    }
+}
+
+fn pending_from_row(r: &rusqlite::Row) -> rusqlite::Result<Pending> {
+    Ok(Pending {
+        seq: r.get(0)?,
+        event: OutgoingEvent {
+            id: r.get(1)?,
+            kind: EventKind::from_name(&r.get::<_, String>(2)?),
+            created_at: r.get(3)?,
+            body: r.get(4)?,
+        },
+        attempts: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+        next_attempt_at: r.get(6)?,
+    })
+}
+
+fn count(tx: &rusqlite::Transaction, name: &str, n: u64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET value = value + ?2",
+        params![name, n as i64],
+    )?;
+    Ok(())
+}
+
+fn delete_finished_events(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = events.seq)",
+        [],
+    )?;
+    Ok(())
+}
+
+fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::Result<u64> {
+    let cutoff = now - max_age.as_secs_f64();
+    let old: Vec<(String, String)> = {
+        let mut stmt =
+            tx.prepare("SELECT id, kind FROM events WHERE created_at < ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (id, kind) in &old {
+        warn!(
+            "dropping {kind} event {id}: undelivered after {:.0} h, the outbox age limit ([outbox] max_age_hours)",
+            max_age.as_secs_f64() / 3600.0
+        );
+    }
+    if !old.is_empty() {
+        tx.execute("DELETE FROM events WHERE created_at < ?1", [cutoff])?;
+        count(tx, "expired", old.len() as u64)?;
+    }
+    Ok(old.len() as u64)
+}
+
+/// Drops events until at most `max_events` remain: lowest priority first,
+/// oldest first within a priority. Returns whether `new_seq` itself went.
+fn make_room(tx: &rusqlite::Transaction, max_events: u64, new_seq: i64) -> rusqlite::Result<bool> {
+    let total: i64 = tx.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+    let excess = (total.max(0) as u64).saturating_sub(max_events);
+    if excess == 0 {
+        return Ok(false);
+    }
+    let victims: Vec<(i64, String, String)> = {
+        let mut stmt =
+            tx.prepare("SELECT seq, id, kind FROM events ORDER BY priority ASC, seq ASC LIMIT ?1")?;
+        let rows = stmt.query_map([excess as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut dropped_self = false;
+    for (seq, id, kind) in &victims {
+        warn!("dropping undelivered {kind} event {id}: the outbox holds [outbox] max_events = {max_events} events");
+        tx.execute("DELETE FROM events WHERE seq = ?1", [seq])?;
+        dropped_self |= *seq == new_seq;
+    }
+    count(tx, "dropped_full", victims.len() as u64)?;
+    Ok(dropped_self)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, kind: EventKind, created_at: f64) -> OutgoingEvent {
+        OutgoingEvent {
+            id: id.into(),
+            kind,
+            created_at,
+            body: format!("{{\"id\":\"{id}\"}}"),
+        }
+    }
+
+    fn open(dir: &Path, max_events: u32) -> Outbox {
+        Outbox::open(
+            &dir.join("outbox.sqlite3"),
+            vec!["http://a/".into(), "http://b/".into()],
+            max_events,
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn events_survive_reopening_and_go_in_creation_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_unix();
+        {
+            let outbox = open(dir.path(), 100);
+            for i in 0..3 {
+                let stored = outbox
+                    .enqueue(&event(&format!("e{i}"), EventKind::Incident, now))
+                    .unwrap();
+                assert_eq!(stored, Enqueued::Stored { endpoints: 2 });
+            }
+            assert_eq!(
+                outbox
+                    .enqueue(&event("e1", EventKind::Incident, now))
+                    .unwrap(),
+                Enqueued::AlreadyQueued
+            );
+        }
+        let outbox = open(dir.path(), 100);
+        let head = outbox.head("http://a/").unwrap().unwrap();
+        assert_eq!(head.event.id, "e0");
+        outbox.mark_delivered("http://a/", head.seq).unwrap();
+        assert_eq!(outbox.head("http://a/").unwrap().unwrap().event.id, "e1");
+        // b has not taken e0 yet, so e0 is still stored.
+        assert_eq!(outbox.head("http://b/").unwrap().unwrap().event.id, "e0");
+        assert_eq!(outbox.stats().unwrap().pending_events, 3);
+        outbox.mark_delivered("http://b/", head.seq).unwrap();
+        let stats = outbox.stats().unwrap();
+        assert_eq!((stats.pending_events, stats.delivered), (2, 2));
+    }
+
+    #[test]
+    fn when_full_incidents_outlive_heartbeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 3);
+        let now = now_unix();
+        outbox
+            .enqueue(&event("hb0", EventKind::Heartbeat, now))
+            .unwrap();
+        outbox
+            .enqueue(&event("fire0", EventKind::Incident, now))
+            .unwrap();
+        outbox
+            .enqueue(&event("fire1", EventKind::Incident, now))
+            .unwrap();
+        // Full: a new incident pushes out the heartbeat.
+        outbox
+            .enqueue(&event("fire2", EventKind::Incident, now))
+            .unwrap();
+        // Full of incidents: a new heartbeat is itself dropped.
+        assert_eq!(
+            outbox
+                .enqueue(&event("hb1", EventKind::Heartbeat, now))
+                .unwrap(),
+            Enqueued::DroppedFull
+        );
+        let mut ids = Vec::new();
+        while let Some(p) = outbox.head("http://a/").unwrap() {
+            ids.push(p.event.id.clone());
+            outbox.mark_delivered("http://a/", p.seq).unwrap();
+        }
+        assert_eq!(ids, ["fire0", "fire1", "fire2"]);
+        assert_eq!(outbox.stats().unwrap().dropped_full, 2);
+    }
+
+    #[test]
+    fn old_undelivered_events_expire_and_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 100);
+        let now = now_unix();
+        outbox
+            .enqueue(&event("old", EventKind::Incident, now - 7200.0))
+            .unwrap();
+        outbox
+            .enqueue(&event("new", EventKind::Incident, now))
+            .unwrap();
+        assert_eq!(outbox.head("http://a/").unwrap().unwrap().event.id, "new");
+        assert_eq!(outbox.stats().unwrap().expired, 1);
+    }
+
+    #[test]
+    fn a_disabled_endpoint_gets_no_new_events_and_removed_endpoints_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 100);
+        outbox.disable_endpoint("http://b/", "410 Gone").unwrap();
+        assert_eq!(
+            outbox
+                .enqueue(&event("e0", EventKind::Test, now_unix()))
+                .unwrap(),
+            Enqueued::Stored { endpoints: 1 }
+        );
+        assert!(outbox.has_work().unwrap());
+        drop(outbox);
+        let outbox = Outbox::open(
+            &dir.path().join("outbox.sqlite3"),
+            vec!["http://b/".into()],
+            100,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        assert_eq!(
+            outbox.disabled_reason("http://b/").unwrap().as_deref(),
+            Some("410 Gone")
+        );
+        assert!(!outbox.has_work().unwrap());
+        assert_eq!(outbox.stats().unwrap().pending_events, 0);
+    }
+}

@@ -1,0 +1,266 @@
+//! Webhook bodies: what a control room receives for an incident, a test and
+//! a heartbeat, built into [`OutgoingEvent`]s for the outbox.
+//!
+//! Every body is a JSON object with `type`, `id` (the `webhook-id` header),
+//! `timestamp` (RFC 3339, when the event happened) and `device` {id, name}.
+//! An incident adds `camera`, `incident`, `model` and `snapshot`:
+//!
+//! ```json
+//! {"type": "incident.started", "id": "tower-7-cam-n-smoke-20250401T030900Z.0",
+//!  "timestamp": "2025-04-01T03:09:00Z", "device": {"id": "tower-7", "name": "Tower 7"},
+//!  "camera": {"id": "cam-n", "name": "North", "lat": 46.1, "lon": 7.2, "azimuth_deg": 350.0, "fov_deg": 62.0},
+//!  "incident": {"id": "...", "class": "smoke", "started_at": "...", "peak_score": 0.93, "score": 0.91,
+//!               "boxes": [[277, 136, 224, 224]]},
+//!  "model": {"name": "wildfire-tiles", "version": "3"},
+//!  "snapshot": {"content_type": "image/jpeg", "width": 640, "height": 427,
+//!               "frame_width": 1600, "frame_height": 1067, "data": "<base64>"}}
+//! ```
+//!
+//! `boxes` are in frame pixels (`frame_width` x `frame_height`); the snapshot
+//! is the frame with the boxes drawn, scaled down to `width` x `height`.
+//!
+//! The snapshot is inline rather than a URL to fetch: the device sits behind
+//! carrier NAT on flaky LTE and cannot serve files, and a link to anywhere
+//! else would add a second upload that can fail separately from the alert. A
+//! 640 px JPEG at quality 70 is some 30-60 KiB, so the body stays well under
+//! [`MAX_SNAPSHOT_BYTES`] plus a few hundred bytes, small enough for any
+//! receiver's request limit; if a busy frame encodes larger, the quality and
+//! then the width step down until it fits.
+
+use std::io::Cursor;
+
+use anyhow::{Context, Result};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use image::codecs::jpeg::JpegEncoder;
+use image::{imageops, Rgb, RgbImage};
+use serde_json::{json, Value};
+
+use crate::config::{CameraConfig, DeviceConfig};
+use crate::events::{rfc3339, IncidentEvent};
+use crate::model::Class;
+use crate::outbox::{EventKind, OutgoingEvent};
+use crate::report::draw_rect;
+
+/// Widest snapshot sent, pixels.
+pub const SNAPSHOT_WIDTH: u32 = 640;
+/// JPEG quality of the snapshot, first try.
+pub const SNAPSHOT_QUALITY: u8 = 70;
+/// The encoded snapshot is kept at or under this many bytes.
+pub const MAX_SNAPSHOT_BYTES: usize = 96 * 1024;
+
+fn device_json(device: &DeviceConfig) -> Value {
+    json!({ "id": device.id.get_ref(), "name": device.name })
+}
+
+/// The body for an incident event. `frame` is the frame the event was raised
+/// on, without boxes; `created_at` is when it was taken (unix seconds).
+pub fn incident(
+    device: &DeviceConfig,
+    camera: &CameraConfig,
+    model_name: &str,
+    model_version: &str,
+    event: &IncidentEvent,
+    frame: &RgbImage,
+    created_at: f64,
+) -> Result<OutgoingEvent> {
+    let id = format!("{}-{}", device.id.get_ref(), event.id);
+    let snapshot = snapshot(frame, event)?;
+    let body = json!({
+        "type": event.phase,
+        "id": id,
+        "timestamp": event.time,
+        "device": device_json(device),
+        "camera": camera,
+        "incident": {
+            "id": event.incident_id,
+            "class": event.class,
+            "started_at": event.started_at,
+            "peak_score": event.peak_score,
+            "score": event.score,
+            "boxes": event.boxes,
+        },
+        "model": { "name": model_name, "version": model_version },
+        "snapshot": snapshot,
+    });
+    Ok(OutgoingEvent {
+        id,
+        kind: EventKind::Incident,
+        created_at,
+        body: body.to_string(),
+    })
+}
+
+/// A `test` event, as sent by `wildfire-watch test-alert`.
+pub fn test_event(device: &DeviceConfig, created_at: f64) -> OutgoingEvent {
+    let id = format!(
+        "{}-test-{}-{:08x}",
+        device.id.get_ref(),
+        crate::events::compact_stamp(created_at),
+        fastrand::u32(..)
+    );
+    let body = json!({
+        "type": "test",
+        "id": id,
+        "timestamp": rfc3339(created_at),
+        "device": device_json(device),
+        "message": "Test alert from wildfire-watch: no fire. If you can read this, alerts reach you.",
+    });
+    OutgoingEvent {
+        id,
+        kind: EventKind::Test,
+        created_at,
+        body: body.to_string(),
+    }
+}
+
+/// A `heartbeat` event: the device is alive; `status` is free-form JSON
+/// (cameras seen, last frame time, outbox counters).
+pub fn heartbeat(device: &DeviceConfig, created_at: f64, status: Value) -> OutgoingEvent {
+    let id = format!(
+        "{}-heartbeat-{}",
+        device.id.get_ref(),
+        crate::events::compact_stamp(created_at)
+    );
+    let body = json!({
+        "type": "heartbeat",
+        "id": id,
+        "timestamp": rfc3339(created_at),
+        "device": device_json(device),
+        "status": status,
+    });
+    OutgoingEvent {
+        id,
+        kind: EventKind::Heartbeat,
+        created_at,
+        body: body.to_string(),
+    }
+}
+
+/// The frame with the event's boxes drawn, scaled to at most
+/// [`SNAPSHOT_WIDTH`] wide, as base64 JPEG under [`MAX_SNAPSHOT_BYTES`].
+fn snapshot(frame: &RgbImage, event: &IncidentEvent) -> Result<Value> {
+    let (frame_width, frame_height) = frame.dimensions();
+    if frame_width == 0 || frame_height == 0 {
+        anyhow::bail!("the incident frame is empty ({frame_width}x{frame_height})");
+    }
+    let mut drawn = frame.clone();
+    let colour = match event.class {
+        Class::Smoke => Rgb([74, 111, 165]),
+        Class::Flame => Rgb([217, 72, 15]),
+    };
+    // Lines about 2 px thick once scaled down.
+    let thickness = (frame_width / SNAPSHOT_WIDTH).max(1) * 2;
+    for b in &event.boxes {
+        draw_rect(&mut drawn, b, colour, thickness);
+    }
+    let mut width = frame_width.min(SNAPSHOT_WIDTH);
+    let mut quality = SNAPSHOT_QUALITY;
+    loop {
+        let height =
+            ((u64::from(frame_height) * u64::from(width)) / u64::from(frame_width)).max(1) as u32;
+        let small = if width == frame_width {
+            drawn.clone()
+        } else {
+            imageops::resize(&drawn, width, height, imageops::FilterType::Triangle)
+        };
+        let mut jpeg = Vec::new();
+        JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), quality)
+            .encode_image(&small)
+            .context("cannot encode the snapshot as JPEG")?;
+        if jpeg.len() <= MAX_SNAPSHOT_BYTES || width <= 160 {
+            return Ok(json!({
+                "content_type": "image/jpeg",
+                "width": width,
+                "height": height,
+                "frame_width": frame_width,
+                "frame_height": frame_height,
+                "data": BASE64.encode(&jpeg),
+            }));
+        }
+        if quality > 40 {
+            quality -= 15;
+        } else {
+            width = width * 3 / 4;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::IncidentPhase;
+    use crate::views::Rect;
+    use toml::Spanned;
+
+    #[test]
+    fn incident_body_has_the_documented_shape_and_a_small_snapshot() {
+        let device = DeviceConfig {
+            id: Spanned::new(0..0, "tower-7".into()),
+            name: "Tower 7".into(),
+        };
+        let camera = CameraConfig {
+            id: "cam-n".into(),
+            name: "North".into(),
+            lat: 46.1,
+            lon: 7.2,
+            azimuth_deg: 350.0,
+            fov_deg: 62.0,
+        };
+        let event = IncidentEvent {
+            phase: IncidentPhase::Started,
+            id: "cam-n-smoke-20250401T030900Z.0".into(),
+            incident_id: "cam-n-smoke-20250401T030900Z".into(),
+            camera: "cam-n".into(),
+            time: "2025-04-01T03:09:00Z".into(),
+            class: Class::Smoke,
+            started_at: "2025-04-01T03:09:00Z".into(),
+            peak_score: 0.93,
+            score: 0.91,
+            boxes: vec![Rect {
+                x: 277,
+                y: 136,
+                w: 224,
+                h: 224,
+            }],
+            frame: "17".into(),
+        };
+        // Noise is the worst case for JPEG size.
+        let mut rng = fastrand::Rng::with_seed(7);
+        let frame = RgbImage::from_fn(1600, 1067, |_, _| Rgb([rng.u8(..), rng.u8(..), rng.u8(..)]));
+        let out = incident(
+            &device,
+            &camera,
+            "wildfire-tiles",
+            "3",
+            &event,
+            &frame,
+            1_743_476_940.0,
+        )
+        .unwrap();
+        assert_eq!(out.id, "tower-7-cam-n-smoke-20250401T030900Z.0");
+        assert_eq!(out.kind, EventKind::Incident);
+        assert!(
+            out.body.len() < 140 * 1024,
+            "body is {} bytes",
+            out.body.len()
+        );
+        let v: Value = serde_json::from_str(&out.body).unwrap();
+        assert_eq!(v["type"], "incident.started");
+        assert_eq!(v["id"], out.id.as_str());
+        assert_eq!(v["camera"]["azimuth_deg"], 350.0);
+        assert_eq!(v["incident"]["boxes"], json!([[277, 136, 224, 224]]));
+        assert_eq!(v["model"]["version"], "3");
+        assert!(v["snapshot"]["width"].as_u64().unwrap() <= 640);
+        assert_eq!(v["snapshot"]["frame_width"], 1600);
+        let jpeg = BASE64
+            .decode(v["snapshot"]["data"].as_str().unwrap())
+            .unwrap();
+        assert!(jpeg.len() <= MAX_SNAPSHOT_BYTES);
+        let decoded = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!(
+            u64::from(decoded.width()),
+            v["snapshot"]["width"].as_u64().unwrap()
+        );
+    }
+}
