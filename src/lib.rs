@@ -6,13 +6,15 @@
 //! [`events`]). [`replay`] runs recorded footage through the same path and
 //! scores it against labels ([`labels`]); [`report`] renders what it saw.
 //!
-//! The live monitor reads its file with [`config`], builds event bodies with
-//! [`payload`], keeps them durably in the [`outbox`] and signs them with
-//! [`webhook`].
+//! The live monitor alerts control rooms: [`config`] reads its file,
+//! [`payload`] builds event bodies, [`outbox`] keeps them durably until
+//! [`delivery`] has POSTed them, signed by [`webhook`], to each control room;
+//! [`receiver`] is the reference receiving end.
 
 pub mod classify;
 pub mod config;
 pub mod confirm;
+pub mod delivery;
 pub mod detector;
 pub mod events;
 pub mod footage;
@@ -21,6 +23,7 @@ pub mod mask;
 pub mod model;
 pub mod outbox;
 pub mod payload;
+pub mod receiver;
 pub mod replay;
 pub mod report;
 pub mod synth;

@@ -13,14 +13,20 @@ use serde_json::json;
 use tracing::warn;
 
 use wildfire_watch::classify::{classify, collect_images};
+use wildfire_watch::config::Config;
 use wildfire_watch::confirm::ConfirmConfig;
+use wildfire_watch::delivery::{self, DeliveryOptions, Endpoint};
 use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::Footage;
 use wildfire_watch::labels::Labels;
 use wildfire_watch::mask::{IgnoreMask, IgnoreShape};
 use wildfire_watch::model::ModelSource;
+use wildfire_watch::outbox::{self, Outbox};
+use wildfire_watch::payload;
+use wildfire_watch::receiver::{self, Receiver};
 use wildfire_watch::replay::{replay, ReplayOptions};
 use wildfire_watch::report::write_report;
+use wildfire_watch::webhook::Secret;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +46,45 @@ enum Command {
     /// Replay recorded footage (a folder of frames or a video) through the detector and
     /// temporal confirmation; prints incident events as JSON lines.
     Replay(ReplayArgs),
+    /// Check a configuration file; errors name the line and the field.
+    CheckConfig(CheckConfigArgs),
+    /// Send a signed test event to every webhook now and print each answer.
+    TestAlert(ConfigArgs),
+    /// Deliver everything the outbox holds to the webhooks, retrying as
+    /// configured, and exit when nothing is left to send.
+    Deliver(ConfigArgs),
+    /// Run the reference webhook receiver: verify, deduplicate and store events.
+    Receive(ReceiveArgs),
+}
+
+#[derive(Args)]
+struct CheckConfigArgs {
+    #[arg(value_name = "PATH")]
+    path: PathBuf,
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// The configuration file (see systemd/wildfire-watch.example.toml).
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct ReceiveArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// File holding a secret (whsec_<base64> or raw text). Repeat to accept
+    /// several during a rotation.
+    #[arg(long = "secret-file", value_name = "FILE", required = true)]
+    secret_files: Vec<PathBuf>,
+    /// Folder where events are stored, one JSON file each.
+    #[arg(long, value_name = "DIR")]
+    store: PathBuf,
+    /// Larger bodies are answered 413.
+    #[arg(long, value_name = "BYTES", default_value_t = wildfire_watch::receiver::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
 }
 
 #[derive(Args)]
@@ -140,6 +185,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Classify(args) => run_classify(args),
         Command::Replay(args) => run_replay(args),
+        Command::CheckConfig(args) => run_check_config(args),
+        Command::TestAlert(args) => run_test_alert(args),
+        Command::Deliver(args) => run_deliver(args),
+        Command::Receive(args) => run_receive(args),
     };
     match result {
         Ok(code) => code,
@@ -279,5 +328,181 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot write the report to {}", dir.display()))?;
         eprintln!("report written to {}", dir.join("index.html").display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn open_outbox(config: &Config) -> Result<Outbox> {
+    let endpoints = config
+        .webhooks
+        .iter()
+        .map(|w| w.url.get_ref().clone())
+        .collect();
+    Outbox::open(
+        &config.outbox.path,
+        endpoints,
+        *config.outbox.max_events.get_ref(),
+        config.outbox.max_age(),
+    )
+}
+
+fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
+    let config = match Config::load(&args.path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut problems = 0;
+    for webhook in &config.webhooks {
+        if webhook.secret_credential.is_some()
+            && std::env::var_os("CREDENTIALS_DIRECTORY").is_none()
+        {
+            eprintln!(
+                "note: {}: secret_credential is read only under systemd ($CREDENTIALS_DIRECTORY unset); not checked",
+                webhook.url.get_ref()
+            );
+            continue;
+        }
+        if let Err(e) = webhook.load_secrets() {
+            eprintln!("error: webhook {}: {e:#}", webhook.url.get_ref());
+            problems += 1;
+        }
+    }
+    if config.webhooks.is_empty() {
+        eprintln!("warning: no [[webhooks]]: incidents will alert nobody");
+    }
+    if problems > 0 {
+        return Ok(ExitCode::from(1));
+    }
+    println!(
+        "{}: ok: device {}, {} camera(s), {} webhook(s), outbox {}",
+        args.path.display(),
+        config.device.id.get_ref(),
+        config.cameras.len(),
+        config.webhooks.len(),
+        config.outbox.path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_test_alert(args: ConfigArgs) -> Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    if config.webhooks.is_empty() {
+        anyhow::bail!(
+            "{} has no [[webhooks]]: add one to send a test alert",
+            args.config.display()
+        );
+    }
+    let endpoints = Endpoint::from_config(&config)?;
+    let options = DeliveryOptions::from_config(&config);
+    let outbox = open_outbox(&config)?;
+    let event = payload::test_event(&config.device, outbox::now_unix());
+    outbox.enqueue(&event)?;
+    println!("test event {}", event.id);
+    let client = delivery::http_client(&options)?;
+    let mut failed = 0;
+    tokio_runtime()?.block_on(async {
+        for endpoint in &endpoints {
+            // An endpoint disabled by an earlier 410 gets the test too; a 2xx
+            // re-enables it.
+            let (pending, disabled) = match outbox.pending_for(&endpoint.url, &event.id)? {
+                Some(p) => (p, false),
+                None => (
+                    outbox::Pending {
+                        seq: -1,
+                        event: event.clone(),
+                        attempts: 0,
+                        next_attempt_at: 0.0,
+                    },
+                    true,
+                ),
+            };
+            let attempt = delivery::post(&client, endpoint, &pending, &options).await;
+            println!("{}: {}", endpoint.url, attempt.describe());
+            if disabled {
+                if attempt.outcome == delivery::Outcome::Delivered
+                    && outbox.enable_endpoint(&endpoint.url)?
+                {
+                    println!("{}: re-enabled (it had answered 410 Gone)", endpoint.url);
+                }
+            } else {
+                delivery::settle(&outbox, endpoint, &pending, &attempt, &options)?;
+            }
+            if attempt.outcome != delivery::Outcome::Delivered {
+                failed += 1;
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} webhooks did not take the test event; it stays in the outbox for the running service to retry",
+            endpoints.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_deliver(args: ConfigArgs) -> Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    let endpoints = Endpoint::from_config(&config)?;
+    let options = DeliveryOptions::from_config(&config);
+    let outbox = std::sync::Arc::new(open_outbox(&config)?);
+    tokio_runtime()?.block_on(delivery::run(
+        outbox.clone(),
+        endpoints,
+        options,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        delivery::Until::Idle,
+    ))?;
+    let stats = outbox.stats()?;
+    println!(
+        "{}",
+        serde_json::to_string(&json!({
+            "pending_events": stats.pending_events,
+            "delivered": stats.delivered,
+            "expired": stats.expired,
+            "dropped_full": stats.dropped_full,
+            "rejected": stats.rejected,
+            "endpoints_disabled": stats.endpoints_disabled,
+        }))?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_receive(args: ReceiveArgs) -> Result<ExitCode> {
+    let secrets = args
+        .secret_files
+        .iter()
+        .map(|f| Secret::read(f))
+        .collect::<Result<Vec<_>>>()?;
+    let receiver = std::sync::Arc::new(Receiver::open(&args.store, secrets, args.max_body_bytes)?);
+    tokio_runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: is the address right and free?",
+                    args.listen
+                )
+            })?;
+        // Tests and scripts read this line to learn the port of --listen ADDR:0.
+        println!("listening on {}", listener.local_addr()?);
+        io::stdout().flush()?;
+        receiver::serve(listener, receiver).await
+    })?;
     Ok(ExitCode::SUCCESS)
 }

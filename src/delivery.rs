@@ -1,0 +1,489 @@
+//! Webhook delivery: takes events from the outbox and POSTs them, signed, to
+//! each control room, retrying until they are taken or expire.
+//!
+//! Per endpoint, events go strictly in creation order: the oldest undelivered
+//! event is retried until it is settled before the next one is tried. How an
+//! answer settles an attempt:
+//!
+//! - `2xx`: delivered.
+//! - `410 Gone`: the endpoint is disabled (logged, counted, kept across
+//!   restarts); a `test-alert` it answers with 2xx re-enables it.
+//! - `408`, `425`, `429`, `5xx`, `3xx` (redirects are not followed: a signed
+//!   POST must not turn into a GET elsewhere), timeouts and network errors:
+//!   retried after `Retry-After` (seconds or an HTTP date) when the answer has
+//!   one, else after an exponential backoff with full jitter.
+//! - any other `4xx`: the receiver refuses this event for good; it is dropped
+//!   for this endpoint (logged, counted) and the next one goes.
+//!
+//! The connection has `connect_timeout_s`; the whole exchange, from sending to
+//! the last byte of the answer read, has `response_timeout_s`. At most
+//! `max_response_bytes` of an answer's body are read; the rest is cut off, so
+//! a huge or endless answer costs bounded memory and time. An answer whose
+//! status arrived counts by its status even if its body was cut off.
+//!
+//! Delivery is at-least-once: an event is marked delivered only after its
+//! 2xx, so a crash in between sends it again, with the same `webhook-id`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::config::{Config, DeliveryConfig};
+use crate::outbox::{now_unix, Outbox, Pending};
+use crate::webhook::{self, Secret};
+
+/// How many bytes of an answer body are shown in logs and by `test-alert`.
+pub const BODY_PREVIEW_BYTES: usize = 200;
+
+/// One control room: where to POST and the secrets that sign.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub url: String,
+    pub secrets: Vec<Secret>,
+}
+
+impl Endpoint {
+    /// The configured webhooks with their secrets read.
+    pub fn from_config(config: &Config) -> Result<Vec<Endpoint>> {
+        config
+            .webhooks
+            .iter()
+            .map(|w| {
+                Ok(Endpoint {
+                    url: w.url.get_ref().clone(),
+                    secrets: w
+                        .load_secrets()
+                        .with_context(|| format!("webhook {}", w.url.get_ref()))?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Timeouts, limits and backoff for delivery.
+#[derive(Clone, Debug)]
+pub struct DeliveryOptions {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub max_response_bytes: usize,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Retries never wait past an event's expiry; nor does `Retry-After`.
+    pub max_age: Duration,
+}
+
+impl DeliveryOptions {
+    pub fn from_config(config: &Config) -> DeliveryOptions {
+        let d: &DeliveryConfig = &config.delivery;
+        DeliveryOptions {
+            connect_timeout: d.connect_timeout(),
+            response_timeout: d.response_timeout(),
+            max_response_bytes: *d.max_response_bytes.get_ref() as usize,
+            initial_backoff: d.initial_backoff(),
+            max_backoff: d.max_backoff(),
+            max_age: config.outbox.max_age(),
+        }
+    }
+}
+
+/// The HTTP client for webhooks: HTTPS through rustls, no redirects, no proxy
+/// from the environment surprises beyond reqwest's defaults.
+pub fn http_client(options: &DeliveryOptions) -> Result<reqwest::Client> {
+    // reqwest is built without a default crypto provider; ring is ours. A
+    // second install (another client) reports an error that changes nothing.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("wildfire-watch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot set up the HTTP client")
+}
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again; `after` is the receiver's `Retry-After`, if it gave one.
+    Retry {
+        after: Option<Duration>,
+    },
+    /// `410 Gone`: stop sending to this endpoint.
+    Gone,
+    /// A `4xx` that will not change on retry.
+    Rejected,
+}
+
+/// One attempt: the outcome, and what the receiver said.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    /// The first [`BODY_PREVIEW_BYTES`] of the answer, lossy UTF-8.
+    pub body_preview: String,
+    /// Why there was no usable answer, or what went wrong reading it.
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    /// A one-line description: `200 OK "stored"` or `error: timed out`.
+    pub fn describe(&self) -> String {
+        let mut s = match self.status {
+            Some(code) => {
+                let reason = reqwest::StatusCode::from_u16(code)
+                    .ok()
+                    .and_then(|c| c.canonical_reason())
+                    .unwrap_or("");
+                format!("{code} {reason} {:?}", self.body_preview)
+            }
+            None => String::from("no answer"),
+        };
+        if let Some(e) = &self.error {
+            s.push_str(": ");
+            s.push_str(e);
+        }
+        s
+    }
+}
+
+/// What a status code means for delivery (see the module docs).
+pub fn outcome_for_status(status: u16, retry_after: Option<Duration>) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        410 => Outcome::Gone,
+        408 | 425 | 429 => Outcome::Retry { after: retry_after },
+        400..=499 => Outcome::Rejected,
+        _ => Outcome::Retry { after: retry_after },
+    }
+}
+
+/// Parses `Retry-After`: delay-seconds or an HTTP date, relative to `now`.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The delay before retry number `attempts` (1 = the first retry): uniform
+/// between zero and `min(max, initial * 2^(attempts-1))` ("full jitter").
+pub fn backoff(attempts: u32, initial: Duration, max: Duration) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(30);
+    let ceiling = initial.saturating_mul(1u32 << exponent).min(max);
+    ceiling.mul_f64(fastrand::f64())
+}
+
+/// POSTs one event to one endpoint, signed now, and reads the answer within
+/// the limits. Never fails: every problem is an [`Attempt`] to retry.
+pub async fn post(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    pending: &Pending,
+    options: &DeliveryOptions,
+) -> Attempt {
+    let event = &pending.event;
+    let timestamp = now_unix().floor() as i64;
+    let signature = webhook::sign(
+        &endpoint.secrets,
+        &event.id,
+        timestamp,
+        event.body.as_bytes(),
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in [
+        (webhook::HEADER_ID, event.id.as_str()),
+        (webhook::HEADER_TIMESTAMP, &timestamp.to_string()),
+        (webhook::HEADER_SIGNATURE, &signature),
+    ] {
+        match HeaderValue::from_str(value) {
+            Ok(v) => {
+                headers.insert(name, v);
+            }
+            Err(_) => {
+                return Attempt {
+                    outcome: Outcome::Rejected,
+                    status: None,
+                    body_preview: String::new(),
+                    error: Some(format!(
+                        "the event id {:?} cannot be an HTTP header",
+                        event.id
+                    )),
+                }
+            }
+        }
+    }
+    let request = client
+        .post(&endpoint.url)
+        .headers(headers)
+        .body(event.body.clone());
+    let deadline = tokio::time::Instant::now() + options.response_timeout;
+    let response = match tokio::time::timeout_at(deadline, request.send()).await {
+        Err(_) => {
+            return no_answer(format!(
+                "no answer within {:?} (response_timeout_s)",
+                options.response_timeout
+            ))
+        }
+        Ok(Err(e)) => return no_answer(error_chain(&e)),
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+    let (body, error) = read_capped(response, options.max_response_bytes, deadline).await;
+    let preview = String::from_utf8_lossy(&body[..body.len().min(BODY_PREVIEW_BYTES)]).into_owned();
+    let retry_after = retry_after.map(|d| d.min(options.max_age));
+    Attempt {
+        outcome: outcome_for_status(status, retry_after),
+        status: Some(status),
+        body_preview: preview,
+        error,
+    }
+}
+
+fn no_answer(error: String) -> Attempt {
+    Attempt {
+        outcome: Outcome::Retry { after: None },
+        status: None,
+        body_preview: String::new(),
+        error: Some(error),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// Reads at most `cap` bytes of the body before `deadline`; the rest is never
+/// read (dropping the response closes the connection).
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+    deadline: tokio::time::Instant,
+) -> (Vec<u8>, Option<String>) {
+    let mut body = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Err(_) => {
+                return (
+                    body,
+                    Some("answer body cut off at response_timeout_s".into()),
+                )
+            }
+            Ok(Err(e)) => {
+                return (
+                    body,
+                    Some(format!("answer body broken: {}", error_chain(&e))),
+                )
+            }
+            Ok(Ok(None)) => return (body, None),
+            Ok(Ok(Some(chunk))) => {
+                let room = cap.saturating_sub(body.len());
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    return (
+                        body,
+                        Some(format!(
+                            "answer body cut off at {cap} bytes (max_response_bytes)"
+                        )),
+                    );
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+/// Records an attempt's outcome in the outbox and logs it. Returns the delay
+/// to wait before the next attempt at this endpoint (zero when it may go on).
+pub fn settle(
+    outbox: &Outbox,
+    endpoint: &Endpoint,
+    pending: &Pending,
+    attempt: &Attempt,
+    options: &DeliveryOptions,
+) -> Result<Duration> {
+    let id = &pending.event.id;
+    let url = &endpoint.url;
+    match &attempt.outcome {
+        Outcome::Delivered => {
+            info!("{url} took {id}: {}", attempt.describe());
+            outbox.mark_delivered(url, pending.seq)?;
+            Ok(Duration::ZERO)
+        }
+        Outcome::Rejected => {
+            warn!(
+                "{url} refused {id} for good: {}; dropped for this endpoint, check the receiver's logs",
+                attempt.describe()
+            );
+            outbox.mark_rejected(url, pending.seq)?;
+            Ok(Duration::ZERO)
+        }
+        Outcome::Gone => {
+            warn!(
+                "{url} answered 410 Gone to {id}: endpoint disabled; fix [[webhooks]] url, or run `wildfire-watch test-alert` once the receiver is back to re-enable it"
+            );
+            outbox.disable_endpoint(url, &format!("410 Gone to {id}"))?;
+            Ok(Duration::ZERO)
+        }
+        Outcome::Retry { after } => {
+            let attempts = pending.attempts + 1;
+            let delay = after
+                .unwrap_or_else(|| backoff(attempts, options.initial_backoff, options.max_backoff));
+            warn!(
+                "{url} did not take {id} (attempt {attempts}): {}; retrying in {:.1} s",
+                attempt.describe(),
+                delay.as_secs_f64()
+            );
+            outbox.mark_failed(
+                url,
+                pending.seq,
+                now_unix() + delay.as_secs_f64(),
+                &attempt.describe(),
+            )?;
+            Ok(delay)
+        }
+    }
+}
+
+/// When [`run`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// When no enabled endpoint has anything left to send.
+    Idle,
+    /// Never: waits for new events (woken by `new_events`, or polling).
+    Forever,
+}
+
+/// How often an idle worker looks at the outbox for events another process
+/// (or a missed wake-up) put there.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Delivers the outbox to every endpoint, one task per endpoint.
+pub async fn run(
+    outbox: Arc<Outbox>,
+    endpoints: Vec<Endpoint>,
+    options: DeliveryOptions,
+    new_events: Arc<Notify>,
+    until: Until,
+) -> Result<()> {
+    let client = http_client(&options)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for endpoint in endpoints {
+        let (outbox, options, client, new_events) = (
+            outbox.clone(),
+            options.clone(),
+            client.clone(),
+            new_events.clone(),
+        );
+        tasks.spawn(async move {
+            run_endpoint(&outbox, &endpoint, &options, &client, &new_events, until).await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.context("a delivery task panicked")??;
+    }
+    Ok(())
+}
+
+async fn run_endpoint(
+    outbox: &Outbox,
+    endpoint: &Endpoint,
+    options: &DeliveryOptions,
+    client: &reqwest::Client,
+    new_events: &Notify,
+    until: Until,
+) -> Result<()> {
+    loop {
+        outbox.expire_old()?;
+        let head = if outbox.disabled_reason(&endpoint.url)?.is_some() {
+            None
+        } else {
+            outbox.head(&endpoint.url)?
+        };
+        let Some(pending) = head else {
+            if until == Until::Idle {
+                return Ok(());
+            }
+            let _ = tokio::time::timeout(IDLE_POLL, new_events.notified()).await;
+            continue;
+        };
+        let wait = pending.next_attempt_at - now_unix();
+        if wait > 0.0 {
+            // Re-check at least every IDLE_POLL: the event may expire or be
+            // settled by another process (test-alert) meanwhile.
+            tokio::time::sleep(Duration::from_secs_f64(wait).min(IDLE_POLL)).await;
+            continue;
+        }
+        let attempt = post(client, endpoint, &pending, options).await;
+        settle(outbox, endpoint, &pending, &attempt, options)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        assert_eq!(outcome_for_status(204, None), Outcome::Delivered);
+        assert_eq!(outcome_for_status(410, None), Outcome::Gone);
+        assert_eq!(outcome_for_status(400, None), Outcome::Rejected);
+        assert_eq!(outcome_for_status(401, None), Outcome::Rejected);
+        for s in [408, 425, 429, 500, 503, 301] {
+            assert_eq!(
+                outcome_for_status(s, None),
+                Outcome::Retry { after: None },
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        // 2015-10-21 07:28:00 UTC is 1445412480.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:29:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_is_jittered_under_a_doubling_ceiling() {
+        let (initial, max) = (Duration::from_secs(2), Duration::from_secs(60));
+        for attempts in 1..40 {
+            let ceiling =
+                Duration::from_secs(2u64.saturating_mul(1 << (attempts - 1).min(20))).min(max);
+            let d = backoff(attempts, initial, max);
+            assert!(d <= ceiling, "attempt {attempts}: {d:?} > {ceiling:?}");
+        }
+    }
+}

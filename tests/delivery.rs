@@ -1,0 +1,539 @@
+//! Webhook delivery end to end, on loopback only: the outbox, the delivery
+//! worker (in-process and as the real binary), the reference receiver, and
+//! small hand-written servers that misbehave on purpose.
+//!
+//! No test asserts how fast anything happens: waits are bounded loops with a
+//! generous safety limit, and backoffs and timeouts are configured short only
+//! so the suite finishes quickly.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use wildfire_watch::delivery::{self, DeliveryOptions, Endpoint, Outcome, Until};
+use wildfire_watch::outbox::{now_unix, EventKind, Outbox, OutgoingEvent};
+use wildfire_watch::receiver::{self, Receiver};
+use wildfire_watch::webhook::{self, Secret};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Safety limit for waits that should end much sooner; not a speed target.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn options() -> DeliveryOptions {
+    DeliveryOptions {
+        connect_timeout: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(10),
+        max_response_bytes: 4096,
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        max_age: Duration::from_secs(3600),
+    }
+}
+
+fn endpoint(url: &str) -> Endpoint {
+    Endpoint {
+        url: url.to_string(),
+        secrets: vec![Secret::parse(SECRET).unwrap()],
+    }
+}
+
+fn open_outbox(dir: &Path, url: &str) -> Outbox {
+    Outbox::open(
+        &dir.join("outbox.sqlite3"),
+        vec![url.to_string()],
+        1000,
+        Duration::from_secs(3600),
+    )
+    .unwrap()
+}
+
+fn event(i: usize) -> OutgoingEvent {
+    OutgoingEvent {
+        id: format!("tower-7-e{i}"),
+        kind: EventKind::Incident,
+        created_at: now_unix(),
+        body: format!("{{\"type\":\"incident.started\",\"id\":\"tower-7-e{i}\",\"n\":{i}}}"),
+    }
+}
+
+/// Runs the worker until the outbox is idle, within [`PATIENCE`].
+async fn deliver_all(outbox: &Arc<Outbox>, url: &str, options: DeliveryOptions) {
+    tokio::time::timeout(
+        PATIENCE,
+        delivery::run(
+            outbox.clone(),
+            vec![endpoint(url)],
+            options,
+            Arc::new(Notify::new()),
+            Until::Idle,
+        ),
+    )
+    .await
+    .expect("delivery did not finish")
+    .unwrap();
+}
+
+/// The ids of the events stored by the reference receiver, in arrival order.
+fn stored_ids(store: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+async fn start_receiver(listener: TcpListener, store: &Path) {
+    let receiver = Receiver::open(store, vec![Secret::parse(SECRET).unwrap()], 1 << 20).unwrap();
+    tokio::spawn(receiver::serve(listener, Arc::new(receiver)));
+}
+
+#[tokio::test]
+async fn a_signed_event_arrives_at_the_reference_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let store = dir.path().join("store");
+    start_receiver(listener, &store).await;
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    outbox.enqueue(&event(0)).unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    assert_eq!(stored_ids(&store), ["tower-7-e0"]);
+    assert_eq!(
+        std::fs::read_to_string(store.join("000001-tower-7-e0.json")).unwrap(),
+        event(0).body
+    );
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.pending_events, stats.delivered), (0, 1));
+}
+
+#[tokio::test]
+async fn events_wait_for_a_receiver_that_is_down_and_arrive_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reserve a port, then leave it closed: connections are refused.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{addr}/hook");
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    for i in 0..5 {
+        outbox.enqueue(&event(i)).unwrap();
+    }
+    let worker = tokio::spawn({
+        let (outbox, url) = (outbox.clone(), url.clone());
+        async move { deliver_all(&outbox, &url, options()).await }
+    });
+    // Wait until the first event has failed a few times.
+    let mut polls = 0;
+    while outbox.head(&url).unwrap().unwrap().attempts < 3 {
+        polls += 1;
+        assert!(polls < 12_000, "the worker never retried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let store = dir.path().join("store");
+    start_receiver(TcpListener::bind(addr).await.unwrap(), &store).await;
+    worker.await.unwrap();
+    let expected: Vec<String> = (0..5).map(|i| event(i).id).collect();
+    assert_eq!(stored_ids(&store), expected);
+    assert_eq!(outbox.stats().unwrap().pending_events, 0);
+}
+
+/// One request as a hand-written server saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    id: String,
+    body: String,
+    signature_ok: bool,
+}
+
+/// What a hand-written server does with request number `n` (0-based).
+#[derive(Clone, Debug)]
+enum Reply {
+    /// Status line, extra headers, body.
+    Answer(u16, Vec<(&'static str, String)>, String),
+    /// Reads the request and never answers (keeps the connection open).
+    Silent,
+    /// Answers 200 and then sends body bytes forever.
+    Endless,
+}
+
+type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
+
+/// Serves `script` on a fresh loopback port; returns its URL, the requests
+/// seen and a notification for each request read.
+async fn scripted_server(script: Script) -> (String, Arc<Mutex<Vec<Seen>>>, Arc<Notify>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let arrived = Arc::new(Notify::new());
+    let (seen2, arrived2) = (seen.clone(), arrived.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (seen, arrived, script) = (seen2.clone(), arrived2.clone(), script.clone());
+            tokio::spawn(async move {
+                let _ = handle_scripted(stream, seen, arrived, script).await;
+            });
+        }
+    });
+    (url, seen, arrived)
+}
+
+async fn handle_scripted(
+    mut stream: TcpStream,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    arrived: Arc<Notify>,
+    script: Script,
+) -> std::io::Result<()> {
+    // Read the head, then Content-Length bytes of body.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let length: usize = header("content-length").parse().unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
+    let id = header(webhook::HEADER_ID);
+    let signature_ok = webhook::verify(
+        &[Secret::parse(SECRET).unwrap()],
+        Some(&id),
+        Some(&header(webhook::HEADER_TIMESTAMP)),
+        Some(&header(webhook::HEADER_SIGNATURE)),
+        body.as_bytes(),
+        now_unix() as i64,
+    )
+    .is_ok();
+    let n = {
+        let mut seen = seen.lock().unwrap();
+        seen.push(Seen {
+            id,
+            body,
+            signature_ok,
+        });
+        seen.len() - 1
+    };
+    arrived.notify_one();
+    match script(n) {
+        Reply::Answer(status, headers, body) => {
+            let mut response = format!(
+                "HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                response.push_str(&format!("{k}: {v}\r\n"));
+            }
+            response.push_str("\r\n");
+            response.push_str(&body);
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await?;
+        }
+        Reply::Silent => {
+            // Hold the connection open until the client gives up.
+            let _ = stream.read(&mut chunk).await;
+        }
+        Reply::Endless => {
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                .await?;
+            let block = vec![b'x'; 64 * 1024];
+            loop {
+                stream.write_all(&block).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ok() -> Reply {
+    Reply::Answer(200, vec![], "ok".into())
+}
+
+fn ids(seen: &Mutex<Vec<Seen>>) -> Vec<String> {
+    seen.lock().unwrap().iter().map(|s| s.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_500_is_retried_until_taken() {
+    let (url, seen, _) = scripted_server(Arc::new(|n| {
+        if n < 2 {
+            Reply::Answer(500, vec![], "boom".into())
+        } else {
+            ok()
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    outbox.enqueue(&event(0)).unwrap();
+    outbox.enqueue(&event(1)).unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    assert_eq!(
+        ids(&seen),
+        ["tower-7-e0", "tower-7-e0", "tower-7-e0", "tower-7-e1"]
+    );
+    assert!(seen.lock().unwrap().iter().all(|s| s.signature_ok));
+    assert_eq!(outbox.stats().unwrap().delivered, 2);
+}
+
+#[tokio::test]
+async fn retry_after_sets_the_next_attempt() {
+    let (url, _, _) = scripted_server(Arc::new(|n| {
+        let after = if n == 0 {
+            "1800".to_string()
+        } else {
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2700))
+        };
+        Reply::Answer(429, vec![("Retry-After", after)], "slow down".into())
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = open_outbox(dir.path(), &url);
+    outbox.enqueue(&event(0)).unwrap();
+    let client = delivery::http_client(&options()).unwrap();
+    for expected_s in [1800.0, 2700.0] {
+        let pending = outbox.head(&url).unwrap().unwrap();
+        let attempt = delivery::post(&client, &endpoint(&url), &pending, &options()).await;
+        assert_eq!(attempt.status, Some(429));
+        let before = now_unix();
+        delivery::settle(&outbox, &endpoint(&url), &pending, &attempt, &options()).unwrap();
+        let next = outbox.head(&url).unwrap().unwrap().next_attempt_at;
+        // Seconds are exact; an HTTP date has one-second resolution.
+        assert!(
+            (next - before - expected_s).abs() < 3.0,
+            "next attempt in {} s, expected {expected_s}",
+            next - before
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_410_disables_the_endpoint_for_good() {
+    let (url, seen, _) =
+        scripted_server(Arc::new(|_| Reply::Answer(410, vec![], "gone".into()))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    outbox.enqueue(&event(0)).unwrap();
+    outbox.enqueue(&event(1)).unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    assert_eq!(ids(&seen), ["tower-7-e0"]);
+    drop(outbox);
+    // Persisted: after a restart nothing is sent, nor newly enqueued.
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    assert!(outbox.disabled_reason(&url).unwrap().is_some());
+    outbox.enqueue(&event(2)).unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    assert_eq!(ids(&seen).len(), 1);
+    assert_eq!(outbox.stats().unwrap().endpoints_disabled, 1);
+}
+
+#[tokio::test]
+async fn other_4xx_drop_the_event_but_408_425_429_retry() {
+    let (url, seen, _) = scripted_server(Arc::new(|n| match n {
+        0 => Reply::Answer(408, vec![], String::new()),
+        1 => Reply::Answer(425, vec![], String::new()),
+        2 => Reply::Answer(429, vec![], String::new()),
+        3 => Reply::Answer(400, vec![], "bad".into()),
+        _ => ok(),
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    outbox.enqueue(&event(0)).unwrap();
+    outbox.enqueue(&event(1)).unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    assert_eq!(
+        ids(&seen),
+        [
+            "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e1"
+        ]
+    );
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.rejected, stats.delivered), (1, 1));
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_cut_off_and_its_status_counts() {
+    let (url, _, _) = scripted_server(Arc::new(|_| Reply::Endless)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    outbox.enqueue(&event(0)).unwrap();
+    let pending = outbox.head(&url).unwrap().unwrap();
+    let client = delivery::http_client(&options()).unwrap();
+    let attempt = delivery::post(&client, &endpoint(&url), &pending, &options()).await;
+    assert_eq!(attempt.outcome, Outcome::Delivered);
+    assert_eq!(attempt.body_preview.len(), delivery::BODY_PREVIEW_BYTES);
+    assert!(
+        attempt
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("cut off at 4096 bytes"),
+        "{attempt:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_and_is_retried() {
+    let (url, seen, _) =
+        scripted_server(Arc::new(|n| if n == 0 { Reply::Silent } else { ok() })).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    outbox.enqueue(&event(0)).unwrap();
+    let options = DeliveryOptions {
+        response_timeout: Duration::from_millis(300),
+        ..options()
+    };
+    let client = delivery::http_client(&options).unwrap();
+    let pending = outbox.head(&url).unwrap().unwrap();
+    let attempt = delivery::post(&client, &endpoint(&url), &pending, &options).await;
+    assert_eq!(attempt.outcome, Outcome::Retry { after: None });
+    assert!(
+        attempt
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("response_timeout_s"),
+        "{attempt:?}"
+    );
+    delivery::settle(&outbox, &endpoint(&url), &pending, &attempt, &options).unwrap();
+    deliver_all(&outbox, &url, options).await;
+    assert_eq!(ids(&seen), ["tower-7-e0", "tower-7-e0"]);
+    assert_eq!(outbox.stats().unwrap().delivered, 1);
+}
+
+/// Writes a configuration for the real binary pointing at `url`.
+fn write_config(dir: &Path, url: &str) -> PathBuf {
+    let secret = dir.join("webhook.secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let config = dir.join("wildfire-watch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[device]
+id = "tower-7"
+name = "Tower 7"
+
+[[webhooks]]
+url = "{url}"
+secret_files = ["{secret}"]
+
+[outbox]
+path = "{outbox}"
+
+[delivery]
+response_timeout_s = 600.0
+initial_backoff_s = 0.02
+max_backoff_s = 0.1
+"#,
+            secret = secret.display(),
+            outbox = dir.join("outbox.sqlite3").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn a_sender_killed_mid_delivery_loses_nothing_and_resends_under_the_same_id() {
+    // Request 1 (the second event's first attempt) is read and never answered:
+    // the sender is then killed while it waits.
+    let (url, seen, arrived) =
+        scripted_server(Arc::new(|n| if n == 1 { Reply::Silent } else { ok() })).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &url);
+    {
+        let outbox = open_outbox(dir.path(), &url);
+        for i in 0..4 {
+            outbox.enqueue(&event(i)).unwrap();
+        }
+    }
+    let binary = env!("CARGO_BIN_EXE_wildfire-watch");
+    let mut sender = std::process::Command::new(binary)
+        .args(["deliver", "--config"])
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while seen.lock().unwrap().len() < 2 {
+            arrived.notified().await;
+        }
+    })
+    .await
+    .expect("the sender never reached the second event");
+    sender.kill().unwrap(); // SIGKILL
+    sender.wait().unwrap();
+
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binary)
+            .args(["deliver", "--config"])
+            .arg(&config)
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+
+    let seen = seen.lock().unwrap().clone();
+    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "tower-7-e0",
+            "tower-7-e1",
+            "tower-7-e1",
+            "tower-7-e2",
+            "tower-7-e3"
+        ]
+    );
+    assert_eq!(seen[1].body, seen[2].body);
+    assert!(seen.iter().all(|s| s.signature_ok));
+    let outbox = open_outbox(dir.path(), &url);
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.pending_events, stats.delivered), (0, 4));
+}
