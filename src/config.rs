@@ -18,6 +18,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::confirm::ConfirmConfig;
+use crate::mask::{IgnoreMask, IgnoreShape};
 use crate::webhook::Secret;
 
 /// The whole configuration file.
@@ -25,12 +27,8 @@ use crate::webhook::Secret;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub device: DeviceConfig,
-    // ---- [[cameras]] ------------------------------------------------------
-    // Owned by the frame loop (cameras, streams, masks). For now only what
-    // webhook payloads need to place an incident on a map.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
-    // ---- end of [[cameras]] -------------------------------------------------
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
     #[serde(default)]
@@ -39,6 +37,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub heartbeat: HeartbeatConfig,
+    #[serde(default)]
+    pub status: StatusConfig,
 }
 
 /// `[device]`: who is speaking.
@@ -51,11 +51,15 @@ pub struct DeviceConfig {
     pub name: String,
 }
 
-/// `[[cameras]]`: where a camera is and which way it looks.
+/// `[[cameras]]`: where a camera is, which way it looks, where its frames
+/// come from and how hard to try it. Only the placement fields (id, name,
+/// position, bearing, field of view) are sent to control rooms; the source,
+/// with its address and user name, never leaves the device.
 #[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
-    pub id: String,
+    /// Letters, digits, `-`, `_`, `.`: used in event ids, metrics and URLs.
+    pub id: Spanned<String>,
     pub name: String,
     /// WGS 84 degrees.
     pub lat: f64,
@@ -64,6 +68,131 @@ pub struct CameraConfig {
     pub azimuth_deg: f64,
     /// Horizontal field of view, degrees.
     pub fov_deg: f64,
+    /// Where frames come from.
+    #[serde(skip_serializing)]
+    pub source: Spanned<SourceConfig>,
+    /// Seconds between grabs.
+    #[serde(default = "default_interval_s", skip_serializing)]
+    pub interval_s: Spanned<f64>,
+    /// A grab that takes longer than this many seconds is abandoned and counts
+    /// as a failure.
+    #[serde(default = "default_grab_timeout_s", skip_serializing)]
+    pub grab_timeout_s: Spanned<f64>,
+    /// Ceiling of the retry delay after failed grabs, seconds: the delay
+    /// starts at `interval_s`, doubles per consecutive failure, and is drawn
+    /// uniformly below that ceiling (full jitter).
+    #[serde(default = "default_max_backoff_s", skip_serializing)]
+    pub max_backoff_s: Spanned<f64>,
+    /// Consecutive failed grabs after which the camera is reported offline.
+    #[serde(default = "default_offline_after_failures", skip_serializing)]
+    pub offline_after_failures: Spanned<u32>,
+    /// Minutes of an unchanged picture after which the camera is reported
+    /// offline (a frozen encoder or a cached snapshot).
+    #[serde(default = "default_stuck_after_minutes", skip_serializing)]
+    pub stuck_after_minutes: Spanned<f64>,
+    /// Mean absolute difference, in grey levels (0-255) of a 32x18 thumbnail,
+    /// under which two frames count as the same picture.
+    #[serde(default = "default_stuck_tolerance", skip_serializing)]
+    pub stuck_tolerance: Spanned<f64>,
+    /// Regions never to alarm on, as for `replay --ignore`: `"x,y,w,h"` or
+    /// `"x1,y1 x2,y2 x3,y3 ..."`, in frame pixels.
+    #[serde(default, skip_serializing)]
+    pub ignore: Vec<Spanned<String>>,
+    /// Temporal confirmation for this camera (see `confirm.rs`).
+    #[serde(default, skip_serializing)]
+    pub confirm: ConfirmConfig,
+}
+
+fn default_interval_s() -> Spanned<f64> {
+    Spanned::new(0..0, 10.0)
+}
+fn default_grab_timeout_s() -> Spanned<f64> {
+    Spanned::new(0..0, 10.0)
+}
+fn default_max_backoff_s() -> Spanned<f64> {
+    Spanned::new(0..0, 300.0)
+}
+fn default_offline_after_failures() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+fn default_stuck_after_minutes() -> Spanned<f64> {
+    Spanned::new(0..0, 10.0)
+}
+fn default_stuck_tolerance() -> Spanned<f64> {
+    Spanned::new(0..0, 1.0)
+}
+
+/// `[cameras.source]`: one kind of camera.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// A JPEG fetched over HTTP on each grab (Hikvision ISAPI
+    /// `/ISAPI/Streaming/channels/101/picture`, Reolink `cgi-bin/api.cgi?cmd=Snap`).
+    Snapshot(SnapshotConfig),
+    /// An RTSP stream, decoded by libav (needs a build with `--features video`).
+    Rtsp(RtspConfig),
+    /// A local capture device through V4L2 (needs a build with `--features v4l2`).
+    V4l2(V4l2Config),
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Snapshot(_) => "snapshot",
+            SourceConfig::Rtsp(_) => "rtsp",
+            SourceConfig::V4l2(_) => "v4l2",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// http:// or https:// address answering a GET with one JPEG.
+    pub url: String,
+    pub username: Option<String>,
+    /// File holding the password (surrounding whitespace is ignored).
+    pub password_file: Option<PathBuf>,
+    /// A systemd credential holding the password, read from
+    /// `$CREDENTIALS_DIRECTORY/<name>`.
+    pub password_credential: Option<String>,
+    /// `digest` (RFC 7616 MD5, what Hikvision and Dahua ask for) or `basic`.
+    #[serde(default)]
+    pub auth: HttpAuth,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpAuth {
+    #[default]
+    Digest,
+    Basic,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RtspConfig {
+    /// rtsp:// address, credentials included if the camera needs them
+    /// (`rtsp://user:password@host/...`): keep the file readable by the
+    /// service only.
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct V4l2Config {
+    /// Device index (`0` for /dev/video0) or path (`"/dev/video0"`).
+    pub device: V4l2Device,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum V4l2Device {
+    Index(u32),
+    Path(PathBuf),
 }
 
 /// `[[webhooks]]`: one control room.
@@ -144,6 +273,23 @@ impl Default for HeartbeatConfig {
     fn default() -> Self {
         HeartbeatConfig {
             interval_minutes: Spanned::new(0..0, 60.0),
+        }
+    }
+}
+
+/// `[status]`: the local HTTP endpoint for health checks and metrics.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// Address to listen on. Keep it on loopback (or a management VLAN): it
+    /// serves camera snapshots without authentication.
+    pub listen: Spanned<String>,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            listen: Spanned::new(0..0, "127.0.0.1:9187".into()),
         }
     }
 }
@@ -231,12 +377,7 @@ impl Config {
 
     fn validate(&self, at: &Locator) -> Result<(), ConfigError> {
         let id = &self.device.id;
-        if id.get_ref().is_empty()
-            || !id
-                .get_ref()
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        if !is_identifier(id.get_ref()) {
             return Err(at.error(
                 Some(id.span()),
                 "device.id must be non-empty and use only letters, digits, '-', '_' and '.' (it is part of every event id)".into(),
@@ -268,8 +409,7 @@ impl Config {
                 ));
             }
             if let Some(name) = &webhook.secret_credential {
-                let n = name.get_ref();
-                if n.is_empty() || n.contains('/') || n == "." || n == ".." {
+                if !credential_name_ok(name.get_ref()) {
                     return Err(at.error(
                         Some(name.span()),
                         format!("webhooks[{i}].secret_credential must be a credential name (no '/'), as given to LoadCredential="),
@@ -286,6 +426,30 @@ impl Config {
                     ));
                 }
             }
+        }
+        for (i, camera) in self.cameras.iter().enumerate() {
+            camera.validate(at, i)?;
+            if let Some(j) = self.cameras[..i]
+                .iter()
+                .position(|c| c.id.get_ref() == camera.id.get_ref())
+            {
+                return Err(at.error(
+                    Some(camera.id.span()),
+                    format!("cameras[{i}].id repeats cameras[{j}].id: give each camera its own id"),
+                ));
+            }
+        }
+        if self
+            .status
+            .listen
+            .get_ref()
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(at.error(
+                Some(self.status.listen.span()),
+                "status.listen must be an address and port, e.g. \"127.0.0.1:9187\"".into(),
+            ));
         }
         positive_u32(at, "outbox.max_events", &self.outbox.max_events)?;
         positive(at, "outbox.max_age_hours", &self.outbox.max_age_hours)?;
@@ -308,6 +472,162 @@ impl Config {
         )?;
         Ok(())
     }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn credential_name_ok(n: &str) -> bool {
+    !(n.is_empty() || n.contains('/') || n == "." || n == "..")
+}
+
+impl CameraConfig {
+    fn validate(&self, at: &Locator, i: usize) -> Result<(), ConfigError> {
+        if !is_identifier(self.id.get_ref()) {
+            return Err(at.error(
+                Some(self.id.span()),
+                format!("cameras[{i}].id must be non-empty and use only letters, digits, '-', '_' and '.' (it is part of event ids and URLs)"),
+            ));
+        }
+        let name = |field: &str| format!("cameras[{i}].{field}");
+        positive(at, &name("interval_s"), &self.interval_s)?;
+        positive(at, &name("grab_timeout_s"), &self.grab_timeout_s)?;
+        positive(at, &name("max_backoff_s"), &self.max_backoff_s)?;
+        positive_u32(
+            at,
+            &name("offline_after_failures"),
+            &self.offline_after_failures,
+        )?;
+        positive(at, &name("stuck_after_minutes"), &self.stuck_after_minutes)?;
+        positive(at, &name("stuck_tolerance"), &self.stuck_tolerance)?;
+        for shape in &self.ignore {
+            if let Err(e) = shape.get_ref().parse::<IgnoreShape>() {
+                return Err(at.error(Some(shape.span()), format!("{}: {e}", name("ignore"))));
+            }
+        }
+        if let Err(e) = self.confirm.validate() {
+            return Err(at.error(Some(self.id.span()), format!("{}: {e}", name("confirm"))));
+        }
+        let span = Some(self.source.span());
+        let bad = |message: String| Err(at.error(span.clone(), message));
+        match self.source.get_ref() {
+            SourceConfig::Snapshot(s) => {
+                match reqwest::Url::parse(&s.url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                    _ => {
+                        return bad(format!(
+                            "{}: url must be an http:// or https:// address with a host, got {:?}",
+                            name("source"),
+                            s.url
+                        ))
+                    }
+                }
+                let has_password = s.password_file.is_some() || s.password_credential.is_some();
+                if s.password_file.is_some() && s.password_credential.is_some() {
+                    return bad(format!(
+                        "{}: give password_file or password_credential, not both",
+                        name("source")
+                    ));
+                }
+                if has_password != s.username.is_some() {
+                    return bad(format!("{}: username needs a password (password_file or password_credential), and a password needs a username", name("source")));
+                }
+                if let Some(n) = &s.password_credential {
+                    if !credential_name_ok(n) {
+                        return bad(format!("{}: password_credential must be a credential name (no '/'), as given to LoadCredential=", name("source")));
+                    }
+                }
+            }
+            SourceConfig::Rtsp(r) => {
+                if !cfg!(feature = "video") {
+                    return bad(format!("{}: kind = \"rtsp\" needs a build with video support: rebuild with `cargo build --release --features video` (after `apt-get install libavformat-dev libavcodec-dev libswscale-dev libclang-dev pkg-config`), or use a snapshot URL", name("source")));
+                }
+                match reqwest::Url::parse(&r.url) {
+                    Ok(u) if matches!(u.scheme(), "rtsp" | "rtsps") && u.host().is_some() => {}
+                    _ => {
+                        return bad(format!(
+                            "{}: url must be an rtsp:// address with a host",
+                            name("source")
+                        ))
+                    }
+                }
+            }
+            SourceConfig::V4l2(v) => {
+                if !cfg!(feature = "v4l2") {
+                    return bad(format!("{}: kind = \"v4l2\" needs a build with capture-device support: rebuild with `cargo build --release --features v4l2` (after `apt-get install libclang-dev`)", name("source")));
+                }
+                if v.width.is_some() != v.height.is_some() {
+                    return bad(format!(
+                        "{}: give both width and height, or neither",
+                        name("source")
+                    ));
+                }
+                if [v.width, v.height, v.fps].contains(&Some(0)) {
+                    return bad(format!(
+                        "{}: width, height and fps must be above 0",
+                        name("source")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(*self.interval_s.get_ref())
+    }
+    pub fn grab_timeout(&self) -> Duration {
+        Duration::from_secs_f64(*self.grab_timeout_s.get_ref())
+    }
+    pub fn max_backoff(&self) -> Duration {
+        Duration::from_secs_f64(*self.max_backoff_s.get_ref())
+    }
+    pub fn stuck_after(&self) -> Duration {
+        Duration::from_secs_f64(self.stuck_after_minutes.get_ref() * 60.0)
+    }
+
+    /// The ignore shapes as a mask (they were checked when the file was read).
+    pub fn ignore_mask(&self) -> IgnoreMask {
+        IgnoreMask::new(
+            self.ignore
+                .iter()
+                .filter_map(|s| s.get_ref().parse().ok())
+                .collect(),
+        )
+    }
+}
+
+impl SnapshotConfig {
+    /// The camera password from its file or credential, if one is configured.
+    pub fn load_password(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context;
+        let path = match (&self.password_file, &self.password_credential) {
+            (Some(file), _) => file.clone(),
+            (None, Some(name)) => credential_path(name)?,
+            (None, None) => return Ok(None),
+        };
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read the camera password from {}: check the path and that the service user may read it",
+                path.display()
+            )
+        })?;
+        Ok(Some(text.trim().to_string()))
+    }
+}
+
+/// `$CREDENTIALS_DIRECTORY/<name>`, or an error saying how to provide it.
+fn credential_path(name: &str) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").with_context(|| {
+        format!(
+            "credential \"{name}\" needs $CREDENTIALS_DIRECTORY: run under systemd with LoadCredential={name}:/path/to/file, or use a file setting instead"
+        )
+    })?;
+    Ok(Path::new(&dir).join(name))
 }
 
 fn positive(at: &Locator, name: &str, value: &Spanned<f64>) -> Result<(), ConfigError> {
@@ -338,14 +658,7 @@ impl WebhookConfig {
         use anyhow::Context;
         let mut secrets = Vec::new();
         if let Some(name) = &self.secret_credential {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").with_context(|| {
-                format!(
-                    "secret_credential = \"{}\" needs $CREDENTIALS_DIRECTORY: run under systemd with LoadCredential={}:/path/to/secret, or use secret_files",
-                    name.get_ref(),
-                    name.get_ref()
-                )
-            })?;
-            let path = Path::new(&dir).join(name.get_ref());
+            let path = credential_path(name.get_ref()).context("secret_credential")?;
             secrets.push(Secret::read(&path)?);
         }
         for file in &self.secret_files {
@@ -397,6 +710,87 @@ mod tests {
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.webhooks.len(), 2);
         assert_eq!(config.cameras.len(), 1);
+        let camera = &config.cameras[0];
+        assert_eq!(camera.source.get_ref().kind(), "snapshot");
+        assert_eq!(camera.ignore.len(), 2);
+        assert!(!camera.ignore_mask().is_empty());
+        assert_eq!(camera.confirm, ConfirmConfig::default());
+        assert_eq!(config.status.listen.get_ref(), "127.0.0.1:9187");
+    }
+
+    const CAMERA: &str = "[device]\nid = \"t\"\nname = \"T\"\n[[cameras]]\nid = \"west\"\nname = \"W\"\nlat = 35.17\nlon = 127.68\nazimuth_deg = 265.0\nfov_deg = 62.0\n";
+
+    #[test]
+    fn camera_defaults_and_sources() {
+        let config = parse(&format!(
+            "{CAMERA}[cameras.source]\nkind = \"snapshot\"\nurl = \"http://192.0.2.1/pic\"\n"
+        ))
+        .unwrap();
+        let camera = &config.cameras[0];
+        assert_eq!(camera.interval(), Duration::from_secs(10));
+        assert_eq!(camera.grab_timeout(), Duration::from_secs(10));
+        assert_eq!(camera.stuck_after(), Duration::from_secs(600));
+        assert_eq!(*camera.offline_after_failures.get_ref(), 3);
+        match camera.source.get_ref() {
+            SourceConfig::Snapshot(s) => {
+                assert_eq!(s.auth, HttpAuth::Digest);
+                assert_eq!(s.load_password().unwrap(), None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let v4l2 = parse(&format!(
+            "{CAMERA}[cameras.source]\nkind = \"v4l2\"\ndevice = \"/dev/video0\"\n"
+        ));
+        let rtsp = parse(&format!(
+            "{CAMERA}[cameras.source]\nkind = \"rtsp\"\nurl = \"rtsp://192.0.2.1/s\"\n"
+        ));
+        if cfg!(feature = "v4l2") {
+            assert!(v4l2.is_ok());
+        } else {
+            let e = v4l2.unwrap_err();
+            assert!(e.message.contains("--features v4l2"), "{e}");
+            assert_eq!(e.line_col.map(|l| l.0), Some(11), "{e}");
+        }
+        if cfg!(feature = "video") {
+            assert!(rtsp.is_ok());
+        } else {
+            assert!(rtsp.unwrap_err().message.contains("--features video"));
+        }
+    }
+
+    #[test]
+    fn camera_mistakes_name_the_field() {
+        let source = "[cameras.source]\nkind = \"snapshot\"\nurl = \"http://192.0.2.1/pic\"\n";
+        for (extra, expected) in [
+            ("interval_s = 0.0\n", "cameras[0].interval_s"),
+            ("ignore = [\"1,2,3\"]\n", "cameras[0].ignore"),
+            ("ignore = [\"0,0,0,5\"]\n", "width and height"),
+        ] {
+            let e = parse(&format!("{CAMERA}{extra}{source}")).unwrap_err();
+            assert!(e.message.contains(expected), "{extra}: {e}");
+            assert_eq!(e.line_col.map(|l| l.0), Some(11), "{e}");
+        }
+        let e = parse(&format!("{CAMERA}[cameras.source]\nkind = \"ftp\"\n")).unwrap_err();
+        assert!(e.message.contains("ftp"), "{e}");
+        let e = parse(&format!(
+            "{CAMERA}[cameras.source]\nkind = \"snapshot\"\nurl = \"http://x/\"\nusername = \"u\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("needs a password"), "{e}");
+        let e = parse(&format!(
+            "{CAMERA}[cameras.source]\nkind = \"snapshot\"\nurl = \"http://x/\"\nuser = \"u\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("user"), "{e}");
+        let twice = format!(
+            "{CAMERA}{source}{}{source}",
+            &CAMERA[CAMERA.find("[[cameras]]").unwrap()..]
+        );
+        let e = parse(&twice).unwrap_err();
+        assert!(e.message.contains("repeats"), "{e}");
+        let e = parse("[device]\nid = \"t\"\nname = \"T\"\n[status]\nlisten = \"localhost\"\n")
+            .unwrap_err();
+        assert!(e.message.contains("status.listen"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! [`delivery`] has POSTed them, signed by [`webhook`], to each control room;
 //! [`receiver`] is the reference receiving end.
 
+pub mod camera;
 pub mod classify;
 pub mod config;
 pub mod confirm;
@@ -21,11 +22,15 @@ pub mod footage;
 pub mod labels;
 pub mod mask;
 pub mod model;
+pub mod monitor;
 pub mod outbox;
 pub mod payload;
+pub mod pipeline;
 pub mod receiver;
 pub mod replay;
 pub mod report;
+pub mod sdnotify;
+pub mod status;
 pub mod synth;
 #[cfg(feature = "video")]
 pub mod video;

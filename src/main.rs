@@ -55,6 +55,20 @@ enum Command {
     Deliver(ConfigArgs),
     /// Run the reference webhook receiver: verify, deduplicate and store events.
     Receive(ReceiveArgs),
+    /// Run the live monitor: watch the configured cameras, confirm fires and
+    /// alert the webhooks (the systemd service runs this).
+    Run(RunArgs),
+    /// List local capture devices (V4L2) and their formats.
+    Cameras,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The configuration file (see systemd/wildfire-watch.example.toml).
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
 }
 
 #[derive(Args)]
@@ -189,6 +203,8 @@ fn main() -> ExitCode {
         Command::TestAlert(args) => run_test_alert(args),
         Command::Deliver(args) => run_deliver(args),
         Command::Receive(args) => run_receive(args),
+        Command::Run(args) => run_monitor(args),
+        Command::Cameras => run_cameras(),
     };
     match result {
         Ok(code) => code,
@@ -343,17 +359,7 @@ fn load_config(path: &std::path::Path) -> Result<Config> {
 }
 
 fn open_outbox(config: &Config) -> Result<Outbox> {
-    let endpoints = config
-        .webhooks
-        .iter()
-        .map(|w| w.url.get_ref().clone())
-        .collect();
-    Outbox::open(
-        &config.outbox.path,
-        endpoints,
-        *config.outbox.max_events.get_ref(),
-        config.outbox.max_age(),
-    )
+    Outbox::for_config(config)
 }
 
 fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
@@ -378,6 +384,21 @@ fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
         if let Err(e) = webhook.load_secrets() {
             eprintln!("error: webhook {}: {e:#}", webhook.url.get_ref());
             problems += 1;
+        }
+    }
+    for camera in &config.cameras {
+        if let wildfire_watch::config::SourceConfig::Snapshot(source) = camera.source.get_ref() {
+            if source.password_credential.is_some()
+                && std::env::var_os("CREDENTIALS_DIRECTORY").is_none()
+            {
+                eprintln!(
+                    "note: camera {}: password_credential is read only under systemd ($CREDENTIALS_DIRECTORY unset); not checked",
+                    camera.id.get_ref()
+                );
+            } else if let Err(e) = source.load_password() {
+                eprintln!("error: camera {}: {e:#}", camera.id.get_ref());
+                problems += 1;
+            }
         }
     }
     if config.webhooks.is_empty() {
@@ -505,4 +526,25 @@ fn run_receive(args: ReceiveArgs) -> Result<ExitCode> {
         receiver::serve(listener, receiver).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_monitor(args: RunArgs) -> Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    let detector = args.model.load()?;
+    wildfire_watch::monitor::run(config, detector)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "v4l2")]
+fn run_cameras() -> Result<ExitCode> {
+    print!("{}", wildfire_watch::camera::v4l2::list_devices()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn run_cameras() -> Result<ExitCode> {
+    anyhow::bail!(
+        "this build cannot list capture devices: rebuild with `cargo build --release --features v4l2` \
+         (after `apt-get install libclang-dev`); snapshot and RTSP cameras need no listing"
+    )
 }

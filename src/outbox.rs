@@ -13,7 +13,8 @@
 //! An event whose deliveries are all done is deleted.
 //!
 //! Bounds: at most `max_events` undelivered events. Past it the oldest event
-//! of the lowest priority goes first (heartbeats and snapshots, then tests,
+//! of the lowest priority goes first (heartbeats and snapshots, then tests and
+//! camera offline/online events,
 //! then incidents), so an incident is never dropped to keep a heartbeat; only
 //! when the outbox is all incidents does the oldest incident make room for a
 //! new one. Undelivered events older than `max_age` expire. Both are logged
@@ -35,6 +36,8 @@ use tracing::{info, warn};
 pub enum EventKind {
     Incident,
     Test,
+    /// `camera.offline` and `camera.online`.
+    Camera,
     Heartbeat,
     Snapshot,
 }
@@ -44,6 +47,7 @@ impl EventKind {
         match self {
             EventKind::Incident => "incident",
             EventKind::Test => "test",
+            EventKind::Camera => "camera",
             EventKind::Heartbeat => "heartbeat",
             EventKind::Snapshot => "snapshot",
         }
@@ -53,6 +57,7 @@ impl EventKind {
         match name {
             "incident" => EventKind::Incident,
             "test" => EventKind::Test,
+            "camera" => EventKind::Camera,
             "heartbeat" => EventKind::Heartbeat,
             _ => EventKind::Snapshot,
         }
@@ -62,7 +67,7 @@ impl EventKind {
     pub fn priority(self) -> i64 {
         match self {
             EventKind::Incident => 2,
-            EventKind::Test => 1,
+            EventKind::Test | EventKind::Camera => 1,
             EventKind::Heartbeat | EventKind::Snapshot => 0,
         }
     }
@@ -112,6 +117,8 @@ pub struct OutboxStats {
     pub dropped_full: u64,
     pub rejected: u64,
     pub endpoints_disabled: u64,
+    /// Delivery attempts that did not end in a 2xx (retried later).
+    pub failed_attempts: u64,
 }
 
 pub struct Outbox {
@@ -204,6 +211,20 @@ impl Outbox {
         };
         outbox.forget_unconfigured_endpoints()?;
         Ok(outbox)
+    }
+
+    /// Opens the outbox `[outbox]` describes, for the configured webhooks.
+    pub fn for_config(config: &crate::config::Config) -> Result<Outbox> {
+        Outbox::open(
+            &config.outbox.path,
+            config
+                .webhooks
+                .iter()
+                .map(|w| w.url.get_ref().clone())
+                .collect(),
+            *config.outbox.max_events.get_ref(),
+            config.outbox.max_age(),
+        )
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -345,11 +366,17 @@ impl Outbox {
         next_attempt_at: f64,
         error: &str,
     ) -> Result<()> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?3, last_error = ?4
              WHERE endpoint = ?1 AND seq = ?2",
             params![endpoint, seq, next_attempt_at, error],
         )?;
+        if n > 0 {
+            count(&tx, "failed_attempts", 1)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -417,6 +444,7 @@ impl Outbox {
             dropped_full: counter("dropped_full")?,
             rejected: counter("rejected")?,
             endpoints_disabled: counter("endpoints_disabled")?,
+            failed_attempts: counter("failed_attempts")?,
         })
     }
 }

@@ -137,6 +137,57 @@ pub fn heartbeat(device: &DeviceConfig, created_at: f64, status: Value) -> Outgo
     }
 }
 
+/// Whether a camera went offline or came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CameraChange {
+    Offline,
+    Online,
+}
+
+impl CameraChange {
+    pub fn event_type(self) -> &'static str {
+        match self {
+            CameraChange::Offline => "camera.offline",
+            CameraChange::Online => "camera.online",
+        }
+    }
+}
+
+/// A `camera.offline` or `camera.online` event: `reason` says what went
+/// wrong (offline) or how long it was out (online); `at` is when it was noticed.
+pub fn camera_event(
+    device: &DeviceConfig,
+    camera: &CameraConfig,
+    change: CameraChange,
+    reason: &str,
+    at: f64,
+) -> OutgoingEvent {
+    let id = format!(
+        "{}-{}-{}-{}",
+        device.id.get_ref(),
+        camera.id.get_ref(),
+        match change {
+            CameraChange::Offline => "offline",
+            CameraChange::Online => "online",
+        },
+        crate::events::compact_stamp(at)
+    );
+    let body = json!({
+        "type": change.event_type(),
+        "id": id,
+        "timestamp": rfc3339(at),
+        "device": device_json(device),
+        "camera": camera,
+        "reason": reason,
+    });
+    OutgoingEvent {
+        id,
+        kind: EventKind::Camera,
+        created_at: at,
+        body: body.to_string(),
+    }
+}
+
 /// The frame with the event's boxes drawn, scaled to at most
 /// [`SNAPSHOT_WIDTH`] wide, as base64 JPEG under [`MAX_SNAPSHOT_BYTES`].
 fn snapshot(frame: &RgbImage, event: &IncidentEvent) -> Result<Value> {
@@ -199,14 +250,24 @@ mod tests {
             id: Spanned::new(0..0, "tower-7".into()),
             name: "Tower 7".into(),
         };
-        let camera = CameraConfig {
-            id: "cam-n".into(),
-            name: "North".into(),
-            lat: 46.1,
-            lon: 7.2,
-            azimuth_deg: 350.0,
-            fov_deg: 62.0,
-        };
+        let config = crate::config::Config::parse(
+            std::path::Path::new("test.toml"),
+            r#"
+[device]
+id = "tower-7"
+name = "Tower 7"
+[[cameras]]
+id = "cam-n"
+name = "North"
+lat = 46.1
+lon = 7.2
+azimuth_deg = 350.0
+fov_deg = 62.0
+source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u", password_file = "/p" }
+"#,
+        )
+        .unwrap();
+        let camera = &config.cameras[0];
         let event = IncidentEvent {
             phase: IncidentPhase::Started,
             id: "cam-n-smoke-20250401T030900Z.0".into(),
@@ -230,7 +291,7 @@ mod tests {
         let frame = RgbImage::from_fn(1600, 1067, |_, _| Rgb([rng.u8(..), rng.u8(..), rng.u8(..)]));
         let out = incident(
             &device,
-            &camera,
+            camera,
             "wildfire-tiles",
             "3",
             &event,
@@ -249,6 +310,10 @@ mod tests {
         assert_eq!(v["type"], "incident.started");
         assert_eq!(v["id"], out.id.as_str());
         assert_eq!(v["camera"]["azimuth_deg"], 350.0);
+        assert_eq!(v["camera"]["id"], "cam-n");
+        // The source (address, user name) never leaves the device.
+        assert!(v["camera"].get("source").is_none(), "{}", v["camera"]);
+        assert!(!out.body.contains("192.0.2.1"));
         assert_eq!(v["incident"]["boxes"], json!([[277, 136, 224, 224]]));
         assert_eq!(v["model"]["version"], "3");
         assert!(v["snapshot"]["width"].as_u64().unwrap() <= 640);

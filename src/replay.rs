@@ -11,13 +11,14 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::warn;
 
-use crate::confirm::{ConfirmConfig, Confirmer};
+use crate::confirm::ConfirmConfig;
 use crate::detector::{Detector, ViewScore};
 use crate::events::{IncidentEvent, IncidentPhase};
 use crate::footage::Footage;
 use crate::labels::{ClassMetrics, ConfusionCounter, FrameLabel, Labels};
 use crate::mask::IgnoreMask;
 use crate::model::{Class, PerClass};
+use crate::pipeline::CameraPipeline;
 
 pub struct ReplayOptions {
     pub camera: String,
@@ -71,19 +72,17 @@ pub struct ReplayOutcome {
 pub fn replay(
     detector: &mut Detector,
     footage: &Footage,
-    mut options: ReplayOptions,
+    options: ReplayOptions,
     progress: &ProgressBar,
     mut on_event: impl FnMut(&IncidentEvent) -> Result<()>,
 ) -> Result<ReplayOutcome> {
-    let mut confirmer = Confirmer::new(
+    let mut pipeline = CameraPipeline::new(
         &options.camera,
         options.confirm.clone(),
-        detector.info().thresholds,
+        options.mask.clone(),
+        detector,
     );
-    let thresholds = PerClass {
-        smoke: confirmer.alarm_threshold(Class::Smoke),
-        flame: confirmer.alarm_threshold(Class::Flame),
-    };
+    let thresholds = pipeline.thresholds();
     let mut records = Vec::new();
     let mut events = Vec::new();
     let mut next_time = 0.0;
@@ -112,9 +111,9 @@ pub fn replay(
         match frame.image {
             Err(e) => warn!("skipping frame {}: {e:#}", record.name),
             Ok(image) => {
-                let scores = detector.detect(&image, Some(&mut options.mask))?;
+                let (scores, new_events) =
+                    pipeline.process(detector, time, &record.name, &image)?;
                 record.scores = Some(scores.maxima());
-                let new_events = confirmer.push(time, &record.name, &scores);
                 if !new_events.is_empty() {
                     record.views = scores.views.clone();
                     record.image = Some(image);

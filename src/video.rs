@@ -25,7 +25,7 @@ pub struct VideoFrames {
     stream: usize,
     time_base: f64,
     decoder: ffmpeg::decoder::Video,
-    scaler: Option<(Scaler, Pixel, u32, u32)>,
+    converter: RgbConverter,
     sample_interval_s: f64,
     next_sample_s: f64,
     decoded: usize,
@@ -57,7 +57,7 @@ impl VideoFrames {
             stream: index,
             time_base,
             decoder,
-            scaler: None,
+            converter: RgbConverter::default(),
             sample_interval_s,
             next_sample_s: 0.0,
             decoded: 0,
@@ -85,7 +85,7 @@ impl VideoFrames {
                 continue;
             }
             self.next_sample_s = offset + self.sample_interval_s;
-            let image = self.convert_to_rgb(&frame);
+            let image = self.converter.convert(&frame);
             self.pending.push_back(FootageFrame {
                 name: format!("frame_{index:06}"),
                 offset_s: Some(offset),
@@ -93,8 +93,17 @@ impl VideoFrames {
             });
         }
     }
+}
 
-    fn convert_to_rgb(&mut self, frame: &Video) -> Result<RgbImage> {
+/// Converts decoded frames of any pixel format to RGB8, keeping the scaler
+/// while the format and size stay the same. Replay and RTSP cameras share it.
+#[derive(Default)]
+pub struct RgbConverter {
+    scaler: Option<(Scaler, Pixel, u32, u32)>,
+}
+
+impl RgbConverter {
+    pub fn convert(&mut self, frame: &Video) -> Result<RgbImage> {
         let (format, w, h) = (frame.format(), frame.width(), frame.height());
         let rebuild =
             !matches!(&self.scaler, Some((_, f, sw, sh)) if *f == format && *sw == w && *sh == h);

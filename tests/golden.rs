@@ -51,7 +51,10 @@ fn golden() -> Golden {
 
 fn assert_close(what: &str, got: [f32; 2], want: [f32; 2]) {
     for (class, (g, w)) in ["smoke", "flame"].iter().zip(got.iter().zip(want)) {
-        assert!((g - w).abs() <= TOLERANCE, "{what} {class}: runtime {g}, export {w}");
+        assert!(
+            (g - w).abs() <= TOLERANCE,
+            "{what} {class}: runtime {g}, export {w}"
+        );
     }
 }
 
@@ -59,7 +62,11 @@ fn assert_close(what: &str, got: [f32; 2], want: [f32; 2]) {
 fn golden_values_belong_to_the_shipped_model() {
     let g = golden();
     let detector = Detector::load(&ModelSource::Embedded, DetectorOptions::default()).unwrap();
-    assert_eq!(g.model_version, detector.info().version, "regenerate fixtures/golden with the shipped model");
+    assert_eq!(
+        g.model_version,
+        detector.info().version,
+        "regenerate fixtures/golden with the shipped model"
+    );
     assert_eq!(g.tile_size, detector.info().tile_size);
 }
 
@@ -90,12 +97,27 @@ fn model_reproduces_the_export_on_ready_made_tiles() {
 #[test]
 fn frame_views_match_the_recipe_view_for_view() {
     let g = golden();
-    let mut detector = Detector::load(&ModelSource::Embedded, DetectorOptions { overlap: g.overlap }).unwrap();
+    let mut detector = Detector::load(
+        &ModelSource::Embedded,
+        DetectorOptions { overlap: g.overlap },
+    )
+    .unwrap();
     let frame = decode(&golden_dir().join(&g.frame.file)).unwrap();
     let scores = detector.detect(&frame, None).unwrap();
-    assert_eq!(scores.views.len(), g.frame.views.len(), "view layouts differ");
+    assert_eq!(
+        scores.views.len(),
+        g.frame.views.len(),
+        "view layouts differ"
+    );
     for (i, (got, want)) in scores.views.iter().zip(&g.frame.views).enumerate() {
-        assert_eq!(got.rect, want.rect, "view {i} is cut from a different place");
-        assert_close(&format!("view {i} {:?}", want.rect), [got.smoke, got.flame], want.scores);
+        assert_eq!(
+            got.rect, want.rect,
+            "view {i} is cut from a different place"
+        );
+        assert_close(
+            &format!("view {i} {:?}", want.rect),
+            [got.smoke, got.flame],
+            want.scores,
+        );
     }
 }

@@ -1,0 +1,114 @@
+//! RTSP cameras, decoded by libav (feature `video`).
+//!
+//! Each grab opens the stream (RTSP over TCP), decodes the first picture it
+//! can and closes the connection. At one frame every few seconds that costs
+//! a handshake per grab but no CPU in between, where keeping the stream open
+//! would decode 25 frames a second only to throw them away, and a stale or
+//! wedged session cannot outlive one grab. libav blocks, so the grab runs on
+//! a blocking thread; the monitor's grab timeout abandons it if it hangs, and
+//! libav's own socket timeout ends it soon after.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use ffmpeg::media::Type;
+use ffmpeg::util::frame::video::Video;
+use ffmpeg_next as ffmpeg;
+use image::RgbImage;
+
+use super::{Grab, GrabError, Source};
+use crate::config::RtspConfig;
+use crate::video::RgbConverter;
+
+/// Packets read before giving up on a stream that never yields a picture
+/// (no keyframe, or a codec that will not decode).
+const MAX_PACKETS_PER_GRAB: usize = 1000;
+
+pub struct RtspSource {
+    url: String,
+    timeout: Duration,
+}
+
+impl RtspSource {
+    pub fn new(config: &RtspConfig, timeout: Duration) -> RtspSource {
+        RtspSource {
+            url: config.url.clone(),
+            timeout,
+        }
+    }
+}
+
+impl Source for RtspSource {
+    fn grab(&mut self) -> Grab<'_> {
+        let (url, timeout) = (self.url.clone(), self.timeout);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || grab_one(&url, timeout))
+                .await
+                .map_err(|e| GrabError::Failed(anyhow!("the RTSP thread failed: {e}")))?
+        })
+    }
+}
+
+/// The URL without its user name and password, for messages.
+fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "the RTSP url".into(),
+    }
+}
+
+fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
+    let shown = redacted(url);
+    let failed = |what: String| GrabError::Failed(anyhow!("{shown}: {what}"));
+    ffmpeg::init().map_err(|e| failed(format!("cannot start libav: {e}")))?;
+    let mut options = ffmpeg::Dictionary::new();
+    options.set("rtsp_transport", "tcp");
+    // Socket I/O timeout, microseconds.
+    options.set("timeout", &timeout.as_micros().to_string());
+    let mut input = ffmpeg::format::input_with_dictionary(&url, options)
+        .map_err(|e| failed(format!("cannot open the stream: {e}: check the address, the credentials in it and that the camera is up")))?;
+    let stream = input
+        .streams()
+        .best(Type::Video)
+        .ok_or_else(|| failed("the stream has no video".into()))?;
+    let index = stream.index();
+    let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| failed(format!("cannot read the codec: {e}")))?;
+    let mut decoder = context
+        .decoder()
+        .video()
+        .map_err(|e| failed(format!("no decoder for this stream's codec: {e}")))?;
+    let mut converter = RgbConverter::default();
+    let mut frame = Video::empty();
+    for (packets, (stream, packet)) in input.packets().enumerate() {
+        if packets >= MAX_PACKETS_PER_GRAB {
+            break;
+        }
+        if stream.index() != index || decoder.send_packet(&packet).is_err() {
+            continue;
+        }
+        if decoder.receive_frame(&mut frame).is_ok() {
+            return converter.convert(&frame).map_err(GrabError::Corrupt);
+        }
+    }
+    Err(failed(format!(
+        "no picture decoded from the first {MAX_PACKETS_PER_GRAB} packets"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn messages_never_show_the_password() {
+        let shown = super::redacted("rtsp://admin:hunter2@192.0.2.5:554/Streaming/Channels/101");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("admin"),
+            "{shown}"
+        );
+        assert!(shown.contains("192.0.2.5"), "{shown}");
+    }
+}

@@ -1,0 +1,174 @@
+//! Snapshot cameras: one JPEG per HTTP GET (Hikvision ISAPI
+//! `/ISAPI/Streaming/channels/101/picture`, Reolink
+//! `/cgi-bin/api.cgi?cmd=Snap&channel=0`, Dahua `/cgi-bin/snapshot.cgi`).
+//!
+//! Owns the HTTP exchange with the camera: Basic or Digest authentication
+//! (the digest challenge is kept and reused with a counting `nc`, and renewed
+//! when the camera answers 401 again), a cap on the body size, and decoding
+//! the answer off the async threads. A truncated or corrupt JPEG is a
+//! [`GrabError::Corrupt`], not a frame.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use image::RgbImage;
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+
+use super::digest::{self, Challenge};
+use super::{Grab, GrabError, Source};
+use crate::config::{HttpAuth, SnapshotConfig};
+use crate::delivery::error_chain;
+
+/// Larger answers are not a snapshot; they are cut off and the grab fails.
+pub const MAX_SNAPSHOT_BYTES: usize = 32 * 1024 * 1024;
+
+pub struct SnapshotSource {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    credentials: Option<(String, String)>,
+    auth: HttpAuth,
+    challenge: Option<Challenge>,
+    nc: u32,
+}
+
+impl SnapshotSource {
+    pub fn new(config: &SnapshotConfig, timeout: Duration) -> anyhow::Result<SnapshotSource> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = reqwest::Url::parse(&config.url)
+            .with_context(|| format!("snapshot url {:?} is not a valid URL", config.url))?;
+        let credentials = match (&config.username, config.load_password()?) {
+            (Some(user), Some(password)) => Some((user.clone(), password)),
+            _ => None,
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .user_agent(concat!("wildfire-watch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot set up the HTTP client")?;
+        Ok(SnapshotSource {
+            client,
+            url,
+            credentials,
+            auth: config.auth,
+            challenge: None,
+            nc: 0,
+        })
+    }
+
+    /// The request-target that digest signs: path and query.
+    fn uri(&self) -> String {
+        match self.url.query() {
+            Some(q) => format!("{}?{q}", self.url.path()),
+            None => self.url.path().to_string(),
+        }
+    }
+
+    async fn send(&mut self) -> Result<reqwest::Response, GrabError> {
+        let mut request = self.client.get(self.url.clone());
+        if let Some((user, password)) = &self.credentials {
+            match (self.auth, &self.challenge) {
+                (HttpAuth::Basic, _) => request = request.basic_auth(user, Some(password)),
+                (HttpAuth::Digest, Some(challenge)) => {
+                    self.nc += 1;
+                    let value = digest::authorization(
+                        challenge,
+                        user,
+                        password,
+                        "GET",
+                        &self.uri(),
+                        self.nc,
+                        &digest::cnonce(),
+                    );
+                    request = request.header(AUTHORIZATION, value);
+                }
+                (HttpAuth::Digest, None) => {}
+            }
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| GrabError::Failed(anyhow!("GET {}: {}", self.url, error_chain(&e))))
+    }
+
+    async fn fetch(&mut self) -> Result<Vec<u8>, GrabError> {
+        let mut response = self.send().await?;
+        if response.status() == StatusCode::UNAUTHORIZED
+            && self.auth == HttpAuth::Digest
+            && self.credentials.is_some()
+        {
+            // First request, or the nonce went stale: take the new challenge.
+            let challenge = response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|v| v.trim_start().to_ascii_lowercase().starts_with("digest"))
+                .ok_or_else(|| {
+                    GrabError::Failed(anyhow!(
+                        "{} answered 401 without a Digest challenge: set auth = \"basic\" if the camera wants Basic",
+                        self.url
+                    ))
+                })?;
+            self.challenge = Some(Challenge::parse(challenge).map_err(GrabError::Failed)?);
+            self.nc = 0;
+            response = self.send().await?;
+        }
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(GrabError::Failed(anyhow!(
+                "{} refused the credentials ({status}): check username, the password file and auth = \"digest\" or \"basic\"",
+                self.url
+            )));
+        }
+        if !status.is_success() {
+            return Err(GrabError::Failed(anyhow!(
+                "{} answered {status} instead of a JPEG",
+                self.url
+            )));
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_SNAPSHOT_BYTES {
+                        return Err(GrabError::Failed(anyhow!(
+                            "{} sent more than {MAX_SNAPSHOT_BYTES} bytes: is this URL a snapshot?",
+                            self.url
+                        )));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                // The camera answered and then broke off: what came is a
+                // truncated picture.
+                Err(e) => {
+                    return Err(GrabError::Corrupt(anyhow!(
+                        "the answer from {} broke off after {} bytes: {}",
+                        self.url,
+                        body.len(),
+                        error_chain(&e)
+                    )))
+                }
+            }
+        }
+    }
+}
+
+impl Source for SnapshotSource {
+    fn grab(&mut self) -> Grab<'_> {
+        Box::pin(async move {
+            let bytes = self.fetch().await?;
+            decode(bytes).await
+        })
+    }
+}
+
+/// Decodes a JPEG or PNG on a blocking thread.
+pub(crate) async fn decode(bytes: Vec<u8>) -> Result<RgbImage, GrabError> {
+    tokio::task::spawn_blocking(move || crate::footage::decode_bytes(&bytes))
+        .await
+        .map_err(|e| GrabError::Failed(anyhow!("the decoding thread failed: {e}")))?
+        .map_err(GrabError::Corrupt)
+}

@@ -1,0 +1,226 @@
+//! Local capture devices (USB or CSI cameras through V4L2), via nokhwa
+//! (feature `v4l2`).
+//!
+//! nokhwa's camera handle is not `Send` and its calls block, so each device
+//! is owned by one thread of its own that serves grab requests; a grab that
+//! hangs in the driver is abandoned by the monitor's timeout, and the next
+//! grab starts a fresh thread (the hung one is left to the kernel). MJPEG is
+//! decoded with `image` (truncated frames are caught as for snapshots) and
+//! YUYV converted here, so no C decoder is needed.
+
+use std::sync::mpsc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use image::RgbImage;
+use nokhwa::pixel_format::RgbFormat;
+use nokhwa::utils::{
+    ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
+    Resolution,
+};
+use nokhwa::Camera;
+use tokio::sync::oneshot;
+
+use super::{Grab, GrabError, Source};
+use crate::config::{V4l2Config, V4l2Device};
+
+type Request = oneshot::Sender<Result<RgbImage, GrabError>>;
+
+pub struct V4l2Source {
+    config: V4l2Config,
+    worker: Option<mpsc::Sender<Request>>,
+}
+
+impl V4l2Source {
+    pub fn new(config: &V4l2Config) -> V4l2Source {
+        V4l2Source {
+            config: config.clone(),
+            worker: None,
+        }
+    }
+}
+
+impl Source for V4l2Source {
+    fn grab(&mut self) -> Grab<'_> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let sent = match &self.worker {
+                Some(worker) => worker.send(reply).map_err(|e| e.0),
+                None => Err(reply),
+            };
+            if let Err(reply) = sent {
+                let (tx, rx) = mpsc::channel();
+                let config = self.config.clone();
+                std::thread::Builder::new()
+                    .name("v4l2".into())
+                    .spawn(move || serve(config, rx))
+                    .map_err(|e| {
+                        GrabError::Failed(anyhow!("cannot start a capture thread: {e}"))
+                    })?;
+                let _ = tx.send(reply);
+                self.worker = Some(tx);
+            }
+            match answer.await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.worker = None;
+                    Err(GrabError::Failed(anyhow!("the capture thread stopped")))
+                }
+            }
+        })
+    }
+}
+
+fn index(device: &V4l2Device) -> Result<CameraIndex> {
+    match device {
+        V4l2Device::Index(i) => Ok(CameraIndex::Index(*i)),
+        V4l2Device::Path(p) => {
+            let digits = p
+                .to_str()
+                .and_then(|s| s.strip_prefix("/dev/video"))
+                .and_then(|s| s.parse().ok())
+                .with_context(|| format!("{} is not a /dev/videoN path", p.display()))?;
+            Ok(CameraIndex::Index(digits))
+        }
+    }
+}
+
+fn open(config: &V4l2Config) -> Result<Camera> {
+    let requested = match (config.width, config.height) {
+        (Some(w), Some(h)) => {
+            RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(CameraFormat::new(
+                Resolution::new(w, h),
+                FrameFormat::MJPEG,
+                config.fps.unwrap_or(5),
+            )))
+        }
+        _ => RequestedFormat::new::<RgbFormat>(RequestedFormatType::AbsoluteHighestResolution),
+    };
+    let mut camera = Camera::with_backend(index(&config.device)?, requested, ApiBackend::Video4Linux)
+        .map_err(|e| anyhow!("cannot open {:?}: {e}: check `wildfire-watch cameras` and that the service may use /dev/video*", config.device))?;
+    camera
+        .open_stream()
+        .map_err(|e| anyhow!("cannot start capturing from {:?}: {e}", config.device))?;
+    Ok(camera)
+}
+
+/// Serves grabs until the monitor drops its end; reopens after an error.
+fn serve(config: V4l2Config, requests: mpsc::Receiver<Request>) {
+    let mut camera: Option<Camera> = None;
+    for reply in requests {
+        let result = (|| {
+            if camera.is_none() {
+                camera = Some(open(&config).map_err(GrabError::Failed)?);
+            }
+            let cam = camera.as_mut().expect("opened above");
+            let buffer = cam.frame().map_err(|e| {
+                GrabError::Failed(anyhow!("capture from {:?} failed: {e}", config.device))
+            });
+            let buffer = match buffer {
+                Ok(b) => b,
+                Err(e) => {
+                    camera = None;
+                    return Err(e);
+                }
+            };
+            let res = buffer.resolution();
+            to_rgb(
+                buffer.source_frame_format(),
+                res.width(),
+                res.height(),
+                buffer.buffer(),
+            )
+            .map_err(GrabError::Corrupt)
+        })();
+        let _ = reply.send(result);
+    }
+}
+
+fn to_rgb(format: FrameFormat, width: u32, height: u32, data: &[u8]) -> Result<RgbImage> {
+    match format {
+        FrameFormat::MJPEG => crate::footage::decode_bytes(data),
+        FrameFormat::YUYV => yuyv_to_rgb(width, height, data),
+        FrameFormat::RAWRGB => RgbImage::from_raw(width, height, data.to_vec())
+            .context("the RGB frame has the wrong size"),
+        other => bail!(
+            "the device delivers {other:?} frames; ask for MJPEG or YUYV (set width and height)"
+        ),
+    }
+}
+
+/// YUYV 4:2:2 (BT.601, studio range) to RGB8.
+fn yuyv_to_rgb(width: u32, height: u32, data: &[u8]) -> Result<RgbImage> {
+    let needed = width as usize * height as usize * 2;
+    if data.len() < needed || !width.is_multiple_of(2) {
+        bail!("the YUYV frame is {} bytes, expected {needed}", data.len());
+    }
+    let mut out = Vec::with_capacity(needed / 2 * 3);
+    for px in data[..needed].chunks_exact(4) {
+        let (y0, u, y1, v) = (px[0], px[1], px[2], px[3]);
+        for y in [y0, y1] {
+            let c = f32::from(y) - 16.0;
+            let d = f32::from(u) - 128.0;
+            let e = f32::from(v) - 128.0;
+            let clamp = |x: f32| x.round().clamp(0.0, 255.0) as u8;
+            out.push(clamp(1.164 * c + 1.596 * e));
+            out.push(clamp(1.164 * c - 0.392 * d - 0.813 * e));
+            out.push(clamp(1.164 * c + 2.017 * d));
+        }
+    }
+    RgbImage::from_raw(width, height, out).context("the YUYV frame has the wrong size")
+}
+
+/// Lists capture devices and their formats, for `wildfire-watch cameras`.
+pub fn list_devices() -> Result<String> {
+    use std::fmt::Write;
+    let devices = nokhwa::query(ApiBackend::Video4Linux)
+        .map_err(|e| anyhow!("cannot list capture devices: {e}"))?;
+    let mut out = String::new();
+    if devices.is_empty() {
+        out.push_str("no capture devices found (is the camera plugged in, and may this user open /dev/video*?)\n");
+    }
+    for info in devices {
+        let _ = writeln!(
+            out,
+            "{}: {} ({})",
+            info.index(),
+            info.human_name(),
+            info.description()
+        );
+        let formats = Camera::with_backend(
+            info.index().clone(),
+            RequestedFormat::new::<RgbFormat>(RequestedFormatType::None),
+            ApiBackend::Video4Linux,
+        )
+        .and_then(|mut c| c.compatible_camera_formats());
+        match formats {
+            Ok(mut formats) => {
+                formats.sort_by_key(|f| (f.format() as u8, f.width(), f.height(), f.frame_rate()));
+                for f in formats {
+                    let _ = writeln!(
+                        out,
+                        "  {:?} {}x{} @ {} fps",
+                        f.format(),
+                        f.width(),
+                        f.height(),
+                        f.frame_rate()
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  cannot list formats: {e}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn yuyv_grey_stays_grey() {
+        let img = super::yuyv_to_rgb(2, 1, &[128, 128, 128, 128]).unwrap();
+        let p = img.get_pixel(0, 0).0;
+        assert!(p.iter().all(|&c| (c as i32 - 130).abs() <= 2), "{p:?}");
+        assert!(super::yuyv_to_rgb(4, 1, &[0; 4]).is_err());
+    }
+}

@@ -1,0 +1,545 @@
+//! The live monitor, `wildfire-watch run`: cameras in, signed alerts out.
+//!
+//! Owns the wiring and the per-camera frame loop:
+//!
+//! - one tokio task per camera grabs a frame every `interval_s` (bounded by
+//!   `grab_timeout_s`), tracks failures with backoff, notices a frozen
+//!   picture, and reports `camera.offline` / `camera.online`; one camera's
+//!   trouble never delays another's;
+//! - one inference thread owns the detector and each camera's
+//!   [`CameraPipeline`]; cameras hand it frames through a [`Mailbox`] that
+//!   holds at most the newest frame per camera (older ones are dropped and
+//!   counted as `busy`);
+//! - incident events become webhook bodies with a snapshot, are committed to
+//!   the outbox before any network I/O, and wake the delivery worker, which
+//!   runs here as a task;
+//! - a heartbeat every `[heartbeat] interval_minutes`, the status endpoint,
+//!   and systemd notification: `READY=1` once the model is loaded and the
+//!   outbox open, `WATCHDOG=1` only while every camera task and the inference
+//!   thread keep their deadlines (see [`crate::sdnotify`]).
+//!
+//! The frame's capture wall time (when its grab began) is the event time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use image::RgbImage;
+use serde_json::json;
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use crate::camera::{self, GrabError, Source, StuckDetector};
+use crate::config::{CameraConfig, Config};
+use crate::delivery::{self, DeliveryOptions, Endpoint, Until};
+use crate::detector::Detector;
+use crate::outbox::{now_unix, Enqueued, Outbox, OutgoingEvent};
+use crate::payload::{self, CameraChange};
+use crate::pipeline::CameraPipeline;
+use crate::sdnotify::{self, Liveness};
+use crate::status::{self, CameraState, LiveState};
+
+/// Extra time a worker gets beyond what its next step should take.
+const SLACK: Duration = Duration::from_secs(15);
+/// How long the idle inference thread waits for a frame before checking in.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// An inference that takes longer than this is considered hung.
+pub const INFERENCE_LIMIT: Duration = Duration::from_secs(180);
+
+/// A frame on its way to the detector.
+pub struct Frame {
+    pub image: Arc<RgbImage>,
+    /// Unix seconds when its grab began.
+    pub captured_at: f64,
+    /// Per-camera sequence number, the `frame` of incident events.
+    pub seq: u64,
+}
+
+/// At most one waiting frame per camera; the inference thread takes them in
+/// turn, so a fast camera cannot starve a slow one.
+pub struct Mailbox {
+    slots: Mutex<(Vec<Option<Frame>>, usize)>,
+    ready: Condvar,
+}
+
+impl Mailbox {
+    pub fn new(cameras: usize) -> Mailbox {
+        Mailbox {
+            slots: Mutex::new(((0..cameras).map(|_| None).collect(), 0)),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// Leaves `frame` for camera `index`; returns `true` when it replaced a
+    /// frame the detector had not got to (that one is dropped).
+    pub fn put(&self, index: usize, frame: Frame) -> bool {
+        let mut guard = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let replaced = guard.0[index].replace(frame).is_some();
+        self.ready.notify_one();
+        replaced
+    }
+
+    /// The next waiting frame, cameras in turn, waiting up to `wait`.
+    pub fn take(&self, wait: Duration) -> Option<(usize, Frame)> {
+        let guard = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut guard, _) = self
+            .ready
+            .wait_timeout_while(guard, wait, |(slots, _)| slots.iter().all(Option::is_none))
+            .unwrap_or_else(|e| e.into_inner());
+        let (slots, next) = &mut *guard;
+        let n = slots.len();
+        for k in 0..n {
+            let i = (*next + k) % n;
+            if let Some(frame) = slots[i].take() {
+                *next = (i + 1) % n;
+                return Some((i, frame));
+            }
+        }
+        None
+    }
+}
+
+/// Everything the workers share.
+struct Shared {
+    config: Config,
+    state: Arc<LiveState>,
+    outbox: Arc<Outbox>,
+    new_events: Arc<Notify>,
+    mailbox: Mailbox,
+    liveness: Liveness,
+}
+
+impl Shared {
+    /// Commits `event` to the outbox and wakes delivery. An outbox that
+    /// cannot store is logged loudly; the monitor keeps watching.
+    fn emit(&self, event: &OutgoingEvent) {
+        match self.outbox.enqueue(event) {
+            Ok(Enqueued::Stored { .. }) | Ok(Enqueued::AlreadyQueued) => {
+                self.new_events.notify_one()
+            }
+            Ok(Enqueued::DroppedFull) => {
+                warn!("outbox full of more important events: {} dropped", event.id)
+            }
+            Err(e) => error!(
+                "cannot store {} in the outbox: {e:#}: check the disk under [outbox] path",
+                event.id
+            ),
+        }
+    }
+}
+
+/// Runs the monitor until SIGTERM or SIGINT; prints `status on http://ADDR`
+/// on stdout once the status endpoint is bound.
+pub fn run(config: Config, detector: Detector) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(run_async(config, detector));
+    // A grab hung in a blocking call must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn run_async(config: Config, detector: Detector) -> Result<()> {
+    if config.cameras.is_empty() {
+        anyhow::bail!("no [[cameras]] in the configuration: add one (see systemd/wildfire-watch.example.toml)");
+    }
+    let endpoints = Endpoint::from_config(&config)?;
+    if endpoints.is_empty() {
+        warn!("no [[webhooks]]: incidents are kept in the outbox and alert nobody");
+    }
+    let options = DeliveryOptions::from_config(&config);
+    let outbox = Arc::new(Outbox::for_config(&config)?);
+    let sources = config
+        .cameras
+        .iter()
+        .map(camera::open)
+        .collect::<Result<Vec<Box<dyn Source>>>>()?;
+    let listen = config.status.listen.get_ref().clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen} ([status] listen): is the address right and free?")
+        })?;
+    let ids: Vec<String> = config
+        .cameras
+        .iter()
+        .map(|c| c.id.get_ref().clone())
+        .collect();
+    let state = Arc::new(LiveState::new(ids.clone(), outbox.clone()));
+    let mut workers: Vec<String> = ids.iter().map(|id| format!("camera {id}")).collect();
+    workers.push("inference".into());
+    let first_deadline = config
+        .cameras
+        .iter()
+        .map(|c| c.grab_timeout())
+        .max()
+        .unwrap_or_default()
+        + SLACK;
+    let shared = Arc::new(Shared {
+        liveness: Liveness::new(workers, first_deadline),
+        mailbox: Mailbox::new(config.cameras.len()),
+        state: state.clone(),
+        outbox: outbox.clone(),
+        new_events: Arc::new(Notify::new()),
+        config,
+    });
+
+    // Tests and scripts read this line to learn the port of `listen = "...:0"`.
+    println!("status on http://{}", listener.local_addr()?);
+    info!(
+        "watching {} camera(s) with model {} {}; status on http://{}",
+        shared.config.cameras.len(),
+        detector.info().name,
+        detector.info().version,
+        listener.local_addr()?
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (inference_done_tx, inference_done) = tokio::sync::oneshot::channel();
+    let inference = std::thread::Builder::new()
+        .name("inference".into())
+        .spawn({
+            let (shared, stop) = (shared.clone(), stop.clone());
+            move || {
+                let result = inference_loop(&shared, detector, &stop);
+                let _ = inference_done_tx.send(result);
+            }
+        })
+        .context("cannot start the inference thread")?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, source) in sources.into_iter().enumerate() {
+        tasks.spawn(camera_task(shared.clone(), index, source));
+    }
+    tasks.spawn(heartbeat_task(shared.clone()));
+    tasks.spawn(watchdog_task(shared.clone()));
+    let status_server = tokio::spawn(status::serve(listener, state));
+    let delivery = tokio::spawn(delivery::run(
+        outbox,
+        endpoints,
+        options,
+        shared.new_events.clone(),
+        Until::Forever,
+    ));
+
+    if let Err(e) = sdnotify::notify("READY=1\nSTATUS=watching") {
+        warn!("cannot tell systemd we are ready: {e}");
+    }
+
+    let outcome = tokio::select! {
+        r = shutdown_signal() => r.map(|name| info!("{name}: stopping")),
+        r = inference_done => Err(match r {
+            Ok(Err(e)) => e.context("the inference thread stopped"),
+            _ => anyhow!("the inference thread stopped"),
+        }),
+        r = delivery => match r {
+            Ok(Ok(())) => std::future::pending().await,
+            Ok(Err(e)) => Err(e.context("delivery stopped")),
+            Err(e) => Err(anyhow!("delivery panicked: {e}")),
+        },
+        r = status_server => Err(match r {
+            Ok(Err(e)) => e.context("the status endpoint stopped"),
+            _ => anyhow!("the status endpoint stopped"),
+        }),
+        Some(r) = tasks.join_next() => Err(anyhow!("a camera or timer task ended: {r:?}")),
+    };
+    let _ = sdnotify::notify("STOPPING=1");
+    stop.store(true, Ordering::Relaxed);
+    tasks.abort_all();
+    drop(inference);
+    outcome
+}
+
+async fn shutdown_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// One camera: grab, judge health, hand frames to the detector.
+async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Source>) {
+    let camera: &CameraConfig = &shared.config.cameras[index];
+    let id = camera.id.get_ref();
+    let status = &shared.state.cameras[index];
+    let (interval, timeout) = (camera.interval(), camera.grab_timeout());
+    let offline_after = *camera.offline_after_failures.get_ref();
+    let mut stuck = StuckDetector::new(*camera.stuck_tolerance.get_ref(), camera.stuck_after());
+    let mut failures = 0u32;
+    let mut offline_since: Option<f64> = None;
+    let mut seq = 0u64;
+    loop {
+        let started = Instant::now();
+        let captured_at = now_unix();
+        shared.liveness.expect_within(index, timeout + SLACK);
+        let result = match tokio::time::timeout(timeout, source.grab()).await {
+            Ok(r) => r,
+            Err(_) => Err(GrabError::Failed(anyhow!(
+                "no frame within {:.1} s (grab_timeout_s)",
+                timeout.as_secs_f64()
+            ))),
+        };
+        let delay = match result {
+            Ok(image) => {
+                failures = 0;
+                seq += 1;
+                let image = Arc::new(image);
+                let stuck_for = stuck.check(&image, captured_at);
+                {
+                    let mut s = status.lock();
+                    s.frames += 1;
+                    s.last_frame = Some((Instant::now(), captured_at));
+                    s.latest = Some(image.clone());
+                }
+                match stuck_for {
+                    Some(seconds) => {
+                        status.skip("stuck");
+                        let reason = format!(
+                            "the picture has not changed for {:.0} min (stuck_after_minutes): a frozen encoder or a cached snapshot",
+                            seconds / 60.0
+                        );
+                        status.lock().last_error = Some(reason.clone());
+                        if offline_since.is_none() {
+                            offline_since = Some(go_offline(&shared, index, &reason));
+                        }
+                    }
+                    None => {
+                        if let Some(since) = offline_since.take() {
+                            go_online(&shared, index, since);
+                        }
+                        status.lock().state = CameraState::Online;
+                        let frame = Frame {
+                            image,
+                            captured_at,
+                            seq,
+                        };
+                        if shared.mailbox.put(index, frame) {
+                            status.skip("busy");
+                        }
+                    }
+                }
+                interval.saturating_sub(started.elapsed())
+            }
+            Err(e) => {
+                failures += 1;
+                let reason = if started.elapsed() >= timeout {
+                    "timeout"
+                } else {
+                    e.reason()
+                };
+                status.skip(reason);
+                let message = e.to_string();
+                warn!("camera {id}: {message} (failure {failures} in a row)");
+                status.lock().last_error = Some(message.clone());
+                if failures >= offline_after && offline_since.is_none() {
+                    offline_since = Some(go_offline(
+                        &shared,
+                        index,
+                        &format!("{failures} grabs failed in a row; last: {message}"),
+                    ));
+                }
+                camera::retry_delay(failures, interval, camera.max_backoff())
+            }
+        };
+        shared
+            .liveness
+            .expect_within(index, delay + timeout + SLACK);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Reports camera `index` offline; returns when.
+fn go_offline(shared: &Shared, index: usize, reason: &str) -> f64 {
+    let camera = &shared.config.cameras[index];
+    let at = now_unix();
+    warn!("camera {} offline: {reason}", camera.id.get_ref());
+    shared.state.cameras[index].lock().state = CameraState::Offline;
+    shared.emit(&payload::camera_event(
+        &shared.config.device,
+        camera,
+        CameraChange::Offline,
+        reason,
+        at,
+    ));
+    at
+}
+
+fn go_online(shared: &Shared, index: usize, offline_since: f64) {
+    let camera = &shared.config.cameras[index];
+    let at = now_unix();
+    let reason = format!("frames again after {:.0} s offline", at - offline_since);
+    info!("camera {} online: {reason}", camera.id.get_ref());
+    shared.state.cameras[index].lock().last_error = None;
+    shared.emit(&payload::camera_event(
+        &shared.config.device,
+        camera,
+        CameraChange::Online,
+        &reason,
+        at,
+    ));
+}
+
+/// The detector's thread: frames in, incident events out to the outbox.
+fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) -> Result<()> {
+    let slot = shared.config.cameras.len();
+    let mut pipelines: Vec<CameraPipeline> = shared
+        .config
+        .cameras
+        .iter()
+        .map(|c| {
+            CameraPipeline::new(
+                c.id.get_ref(),
+                c.confirm.clone(),
+                c.ignore_mask(),
+                &detector,
+            )
+        })
+        .collect();
+    let (model_name, model_version) = (
+        detector.info().name.clone(),
+        detector.info().version.clone(),
+    );
+    while !stop.load(Ordering::Relaxed) {
+        shared.liveness.expect_within(slot, IDLE_WAIT + SLACK);
+        let Some((index, frame)) = shared.mailbox.take(IDLE_WAIT) else {
+            continue;
+        };
+        shared.liveness.expect_within(slot, INFERENCE_LIMIT);
+        let camera = &shared.config.cameras[index];
+        let status = &shared.state.cameras[index];
+        let started = Instant::now();
+        let processed = pipelines[index].process(
+            &mut detector,
+            frame.captured_at,
+            &frame.seq.to_string(),
+            &frame.image,
+        );
+        let (scores, events) = match processed {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(
+                    "camera {}: cannot score frame {}: {e:#}",
+                    camera.id.get_ref(),
+                    frame.seq
+                );
+                status.skip("inference_error");
+                continue;
+            }
+        };
+        shared.state.observe_inference(started.elapsed());
+        {
+            let mut s = status.lock();
+            s.scored += 1;
+            s.scores = Some(scores.maxima());
+        }
+        for event in events {
+            info!(
+                "camera {}: {} {} score {:.3} ({})",
+                camera.id.get_ref(),
+                serde_json::to_value(event.phase)?
+                    .as_str()
+                    .unwrap_or_default(),
+                event.class.name(),
+                event.score,
+                event.id
+            );
+            match payload::incident(
+                &shared.config.device,
+                camera,
+                &model_name,
+                &model_version,
+                &event,
+                &frame.image,
+                frame.captured_at,
+            ) {
+                Ok(outgoing) => shared.emit(&outgoing),
+                Err(e) => error!("cannot build the alert for {}: {e:#}", event.id),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A heartbeat at start and every `[heartbeat] interval_minutes`.
+async fn heartbeat_task(shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval(shared.config.heartbeat.interval());
+    loop {
+        ticks.tick().await;
+        let (cameras, _) = shared.state.cameras_json();
+        let outbox = shared.outbox.stats().ok();
+        let status = json!({
+            "uptime_s": shared.state.started.elapsed().as_secs(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "cameras": cameras,
+            "outbox_depth": outbox.as_ref().map(|s| s.pending_events),
+        });
+        shared.emit(&payload::heartbeat(
+            &shared.config.device,
+            now_unix(),
+            status,
+        ));
+    }
+}
+
+/// Feeds the systemd watchdog while every worker keeps its deadline.
+async fn watchdog_task(shared: Arc<Shared>) {
+    let Some(interval) = sdnotify::watchdog_interval() else {
+        return std::future::pending().await;
+    };
+    let mut ticks = tokio::time::interval(interval / 2);
+    let mut was_overdue = false;
+    loop {
+        ticks.tick().await;
+        let overdue = shared.liveness.overdue();
+        if overdue.is_empty() {
+            if was_overdue {
+                info!("all workers report again: feeding the watchdog");
+            }
+            was_overdue = false;
+            if let Err(e) = sdnotify::notify("WATCHDOG=1") {
+                warn!("cannot feed the systemd watchdog: {e}");
+            }
+        } else if !was_overdue {
+            was_overdue = true;
+            error!(
+                "not feeding the systemd watchdog: {} stopped reporting (hung grab or inference?); systemd will restart the service",
+                overdue.join(", ")
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(seq: u64) -> Frame {
+        Frame {
+            image: Arc::new(RgbImage::new(1, 1)),
+            captured_at: seq as f64,
+            seq,
+        }
+    }
+
+    #[test]
+    fn the_mailbox_keeps_the_newest_frame_per_camera_and_takes_cameras_in_turn() {
+        let mailbox = Mailbox::new(2);
+        assert!(!mailbox.put(0, frame(1)));
+        assert!(mailbox.put(0, frame(2)), "the older frame is dropped");
+        assert!(!mailbox.put(1, frame(10)));
+        let (i, f) = mailbox.take(Duration::ZERO).unwrap();
+        assert_eq!((i, f.seq), (0, 2));
+        assert!(!mailbox.put(0, frame(3)));
+        let (i, f) = mailbox.take(Duration::ZERO).unwrap();
+        assert_eq!((i, f.seq), (1, 10), "camera 1 goes before camera 0 again");
+        let (i, f) = mailbox.take(Duration::ZERO).unwrap();
+        assert_eq!((i, f.seq), (0, 3));
+        assert!(mailbox.take(Duration::from_millis(10)).is_none());
+    }
+}

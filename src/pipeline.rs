@@ -1,0 +1,57 @@
+//! One camera's path from a decoded frame to incident events: its ignore
+//! mask, the shared detector, and its own temporal confirmer.
+//!
+//! Replay and the live monitor both feed frames through [`CameraPipeline`],
+//! so a recorded sequence and a live camera are judged identically.
+
+use anyhow::Result;
+use image::RgbImage;
+
+use crate::confirm::{ConfirmConfig, Confirmer};
+use crate::detector::{Detector, FrameScores};
+use crate::events::IncidentEvent;
+use crate::mask::IgnoreMask;
+use crate::model::{Class, PerClass};
+
+pub struct CameraPipeline {
+    confirmer: Confirmer,
+    mask: IgnoreMask,
+}
+
+impl CameraPipeline {
+    /// A pipeline for `camera` (used in incident ids); thresholds the config
+    /// does not set come from the detector's model.
+    pub fn new(
+        camera: &str,
+        confirm: ConfirmConfig,
+        mask: IgnoreMask,
+        detector: &Detector,
+    ) -> CameraPipeline {
+        CameraPipeline {
+            confirmer: Confirmer::new(camera, confirm, detector.info().thresholds),
+            mask,
+        }
+    }
+
+    /// The alarm thresholds in force.
+    pub fn thresholds(&self) -> PerClass<f32> {
+        PerClass {
+            smoke: self.confirmer.alarm_threshold(Class::Smoke),
+            flame: self.confirmer.alarm_threshold(Class::Flame),
+        }
+    }
+
+    /// Scores `image`, taken at `time` (unix seconds) and called `frame`, and
+    /// returns its scores with the incident events it causes.
+    pub fn process(
+        &mut self,
+        detector: &mut Detector,
+        time: f64,
+        frame: &str,
+        image: &RgbImage,
+    ) -> Result<(FrameScores, Vec<IncidentEvent>)> {
+        let scores = detector.detect(image, Some(&mut self.mask))?;
+        let events = self.confirmer.push(time, frame, &scores);
+        Ok((scores, events))
+    }
+}
