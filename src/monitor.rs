@@ -217,13 +217,21 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     tasks.spawn(heartbeat_task(shared.clone()));
     tasks.spawn(watchdog_task(shared.clone()));
     let status_server = tokio::spawn(status::serve(listener, state));
-    let delivery = tokio::spawn(delivery::run(
+    let delivery_task = tokio::spawn(delivery::run(
         outbox,
         endpoints,
         options,
         shared.new_events.clone(),
         Until::Forever,
     ));
+    // Without webhooks delivery ends at once: that is no reason to stop.
+    let delivery = async {
+        match delivery_task.await {
+            Ok(Ok(())) => std::future::pending().await,
+            Ok(Err(e)) => Err(e.context("delivery stopped")),
+            Err(e) => Err(anyhow!("delivery panicked: {e}")),
+        }
+    };
 
     if let Err(e) = sdnotify::notify("READY=1\nSTATUS=watching") {
         warn!("cannot tell systemd we are ready: {e}");
@@ -235,11 +243,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
             Ok(Err(e)) => e.context("the inference thread stopped"),
             _ => anyhow!("the inference thread stopped"),
         }),
-        r = delivery => match r {
-            Ok(Ok(())) => std::future::pending().await,
-            Ok(Err(e)) => Err(e.context("delivery stopped")),
-            Err(e) => Err(anyhow!("delivery panicked: {e}")),
-        },
+        r = delivery => r,
         r = status_server => Err(match r {
             Ok(Err(e)) => e.context("the status endpoint stopped"),
             _ => anyhow!("the status endpoint stopped"),
@@ -494,6 +498,7 @@ async fn watchdog_task(shared: Arc<Shared>) {
     };
     let mut ticks = tokio::time::interval(interval / 2);
     let mut was_overdue = false;
+    let mut notify_failed = false;
     loop {
         ticks.tick().await;
         let overdue = shared.liveness.overdue();
@@ -502,8 +507,13 @@ async fn watchdog_task(shared: Arc<Shared>) {
                 info!("all workers report again: feeding the watchdog");
             }
             was_overdue = false;
-            if let Err(e) = sdnotify::notify("WATCHDOG=1") {
-                warn!("cannot feed the systemd watchdog: {e}");
+            match sdnotify::notify("WATCHDOG=1") {
+                Ok(_) => notify_failed = false,
+                Err(e) if !notify_failed => {
+                    notify_failed = true;
+                    warn!("cannot feed the systemd watchdog: {e}");
+                }
+                Err(_) => {}
             }
         } else if !was_overdue {
             was_overdue = true;

@@ -341,6 +341,27 @@ impl Monitor {
         })
     }
 
+    /// SIGTERM, then the exit status, within [`PATIENCE`].
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the monitor did not exit on SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn kill(&mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
@@ -582,6 +603,12 @@ async fn a_camera_that_vanishes_goes_offline_and_comes_back_online() {
     let (status, health) = monitor.health().await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(events_of_type(&store, "camera.offline").len(), 1);
+
+    let mut monitor = monitor;
+    assert!(
+        monitor.terminate().await.success(),
+        "SIGTERM is a clean stop"
+    );
 }
 
 #[tokio::test]

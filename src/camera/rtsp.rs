@@ -102,6 +102,57 @@ fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grab_decodes_the_first_picture_of_a_stream() {
+        // libav opens files and rtsp:// alike; a short H.264 file made by the
+        // ffmpeg tool stands in for a camera (no RTSP server on loopback here).
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("clip.mp4");
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/hillside/frame_%04d.jpg");
+        let made = std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-framerate", "1", "-i"])
+            .arg(&fixture)
+            .args(["-frames:v", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+            .arg(&video)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("SKIPPED: cannot run ffmpeg to make a test clip: apt-get install ffmpeg");
+            return;
+        }
+        let image = grab_one(video.to_str().unwrap(), Duration::from_secs(10)).unwrap();
+        assert_eq!(image.dimensions(), (640, 360));
+        let expected = crate::footage::decode(&fixture.with_file_name("frame_0000.jpg")).unwrap();
+        let diff: u64 = image
+            .as_raw()
+            .iter()
+            .zip(expected.as_raw())
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        let mean = diff as f64 / expected.as_raw().len() as f64;
+        assert!(mean < 8.0, "mean difference {mean} from frame 0");
+    }
+
+    #[test]
+    fn an_unreachable_camera_is_a_failure_without_its_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("rtsp://admin:hunter2@127.0.0.1:{port}/stream");
+        match grab_one(&url, Duration::from_secs(5)) {
+            Err(GrabError::Failed(e)) => {
+                let message = format!("{e:#}");
+                assert!(message.contains("cannot open the stream"), "{message}");
+                assert!(!message.contains("hunter2"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn messages_never_show_the_password() {
         let shown = super::redacted("rtsp://admin:hunter2@192.0.2.5:554/Streaming/Channels/101");
