@@ -305,8 +305,12 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                     Some(seconds) => {
                         status.skip("stuck");
                         let reason = format!(
-                            "the picture has not changed for {:.0} min (stuck_after_minutes): a frozen encoder or a cached snapshot",
-                            seconds / 60.0
+                            "the picture has not changed for {} (stuck_after_minutes): a frozen encoder or a cached snapshot",
+                            if seconds >= 120.0 {
+                                format!("{:.0} min", seconds / 60.0)
+                            } else {
+                                format!("{seconds:.0} s")
+                            }
                         );
                         status.lock().last_error = Some(reason.clone());
                         if offline_since.is_none() {

@@ -13,11 +13,10 @@
 //! An event whose deliveries are all done is deleted.
 //!
 //! Bounds: at most `max_events` undelivered events. Past it the oldest event
-//! of the lowest priority goes first (heartbeats and snapshots, then tests and
-//! camera offline/online events,
-//! then incidents), so an incident is never dropped to keep a heartbeat; only
-//! when the outbox is all incidents does the oldest incident make room for a
-//! new one. Undelivered events older than `max_age` expire. Both are logged
+//! of the lowest priority goes first (heartbeats and snapshots, then tests
+//! and camera offline/online events, then incidents), so an incident is never
+//! dropped to keep a heartbeat; only when the outbox is all incidents does the
+//! oldest incident make room for a new one. Undelivered events older than `max_age` expire. Both are logged
 //! and counted.
 //!
 //! The connection is synchronous: calls are short (one small transaction) and

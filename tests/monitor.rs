@@ -612,6 +612,70 @@ async fn a_camera_that_vanishes_goes_offline_and_comes_back_online() {
 }
 
 #[tokio::test]
+async fn a_frozen_picture_is_reported_offline_until_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let store = dir.path().join("store");
+    start_receiver(listener, &store).await;
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Neighbouring fixture frames differ too little to count as a change;
+    // the moving picture alternates with a clearly brighter one.
+    let brighter = {
+        let mut image = image::load_from_memory(&small_frame(0))
+            .unwrap()
+            .into_rgb8();
+        for p in image.pixels_mut() {
+            p.0 = p.0.map(|v| v.saturating_add(40));
+        }
+        wildfire_watch::synth::encode_jpeg(&image)
+    };
+    let frames = [small_frame(0), brighter];
+    let camera = FakeCamera::start(Auth::Basic, {
+        let frozen = frozen.clone();
+        move |n| {
+            if frozen.load(Ordering::SeqCst) {
+                frames[0].clone()
+            } else {
+                frames[n % 2].clone()
+            }
+        }
+    })
+    .await;
+    // Unchanged for 0.6 s counts as stuck here (10 minutes by default).
+    let config = write_config(
+        dir.path(),
+        &webhook,
+        &camera,
+        "basic",
+        "stuck_after_minutes = 0.01",
+    );
+    let monitor = Monitor::start(&config, &[]);
+    let offline = wait_for("camera.offline", || async {
+        events_of_type(&store, "camera.offline").into_iter().next()
+    })
+    .await;
+    assert!(
+        offline["reason"]
+            .as_str()
+            .unwrap()
+            .contains("has not changed"),
+        "{offline}"
+    );
+    assert_eq!(monitor.health().await.0, 503);
+    assert!(monitor
+        .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"stuck\"}")
+        .await
+        .is_some());
+    frozen.store(false, Ordering::SeqCst);
+    wait_for("camera.online", || async {
+        events_of_type(&store, "camera.online").into_iter().next()
+    })
+    .await;
+    assert_eq!(monitor.health().await.0, 200);
+}
+
+#[tokio::test]
 async fn a_monitor_killed_mid_delivery_loses_nothing_and_resends_under_the_same_id() {
     // Request 0 is the heartbeat sent at start; request 1, the first
     // incident event, is read and never answered, and the monitor is killed
