@@ -189,3 +189,114 @@ def zoom_tile(rng, img, T, smin=40, smax=160, p_flat=0.5):
     if flat:
         out = np.clip(out + rng.normal(0, rng.uniform(0, 3), out.shape), 0, 255).astype(np.uint8)
     return out
+
+
+# ---------------------------------------------------------------- synthetic sky / haze hard negatives
+
+def _jpeg_noise(rng, arr):
+    """Sensor noise (sigma 0.5-6) and a JPEG round trip (quality 55-92), like a tower-camera frame."""
+    import io
+    arr = np.clip(arr + rng.normal(0, rng.uniform(0.5, 6.0), arr.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=int(rng.integers(55, 93)))
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def _airlight(rng):
+    """Haze / sky colour: pale blue, grey-white, overcast grey or warm (brownish) haze."""
+    r = rng.random()
+    if r < 0.35:
+        c = np.array([rng.uniform(130, 200), rng.uniform(155, 215), rng.uniform(180, 235)])
+    elif r < 0.7:
+        v = rng.uniform(165, 240)
+        c = v + rng.normal(0, 5, 3)
+    elif r < 0.9:
+        v = rng.uniform(110, 190)
+        c = v + rng.normal(0, 5, 3)
+    else:
+        v = rng.uniform(150, 220)
+        c = v + np.array([rng.uniform(5, 20), rng.uniform(0, 8), -rng.uniform(0, 12)])
+    return np.clip(c, 0, 255).astype(np.float32)
+
+
+def sky_tile(rng, T):
+    """Synthetic tower-camera sky tile (label: no smoke, no flame): a smooth two-colour gradient in a random
+    direction with faint low-frequency texture; optionally bright cloud patches, a hazy distant ridge at the
+    bottom and thin dark structures (mast lattice, poles, wires); then sensor noise and JPEG. Teaches the model that featureless or gently graded grey/blue sky and haze is not smoke."""
+    yy, xx = np.mgrid[0:T, 0:T].astype(np.float32) / T
+    c0, c1 = _airlight(rng), _airlight(rng)
+    if rng.random() < 0.5:  # mostly the same hue, slightly brighter towards the horizon
+        c1 = np.clip(c0 * rng.uniform(0.85, 1.15) + rng.normal(0, 4, 3), 0, 255)
+    ang = rng.normal(np.pi / 2, 0.4) if rng.random() < 0.8 else rng.uniform(0, 2 * np.pi)
+    g = np.cos(ang) * xx + np.sin(ang) * yy
+    g = (g - g.min()) / max(1e-6, g.max() - g.min())
+    img = c0 * (1 - g[..., None]) + c1 * g[..., None]
+    amp = rng.uniform(0, 14)
+    img += (amp * (_fractal_noise(rng, T, octaves=(2, 4, 8)) - 0.5))[..., None]
+    if rng.random() < 0.3:  # bright cumulus / stratus cloud patches (thresholded fractal noise)
+        n = _fractal_noise(rng, T, octaves=(2, 4, 8, 16, 32))
+        cut = rng.uniform(0.45, 0.75)
+        a = np.clip((n - cut) / rng.uniform(0.05, 0.25), 0, 1)[..., None] * rng.uniform(0.5, 1.0)
+        cloud = rng.uniform(200, 250) + rng.normal(0, 4, 3) - 40 * (1 - n[..., None])
+        img = img * (1 - a) + cloud * a
+    if rng.random() < 0.35:  # hazy distant ridge: low-contrast darker band under a wiggly skyline
+        base = rng.uniform(0.55, 0.95) * T
+        n1 = _fractal_noise(rng, T, octaves=(3, 6, 12))[0]
+        sky_line = base - rng.uniform(3, 0.25 * T) * n1
+        land = (yy * T) > sky_line[None, :]
+        dark = np.array([rng.uniform(40, 110), rng.uniform(45, 110), rng.uniform(35, 95)], np.float32)
+        t = rng.uniform(0.15, 0.7)  # transmission: little of the ridge shows through the haze
+        ridge = dark * t + c1 * (1 - t) + (rng.uniform(0, 10) * (_fractal_noise(rng, T, octaves=(16, 32, 64)) - 0.5))[..., None]
+        img = np.where(land[..., None], ridge, img)
+    if rng.random() < 0.3:  # thin dark structures
+        from PIL import ImageDraw
+        im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        d = ImageDraw.Draw(im)
+        for _ in range(int(rng.integers(1, 7))):
+            p0 = tuple(rng.uniform(0, T, 2)); p1 = tuple(rng.uniform(0, T, 2))
+            col = tuple(int(v) for v in rng.uniform(15, 90, 3))
+            d.line([p0, p1], fill=col, width=int(rng.integers(1, 4)))
+        img = np.asarray(im, np.float32)
+    return _jpeg_noise(rng, img)
+
+
+def camera_artifacts(rng, tile_u8, p_vignette=0.3, p_text=0.25):
+    """Tower-camera artefacts on a T x T tile: a soft dark (often brownish) lens-vignette corner or edge, and a
+    burnt-in timestamp / station caption line (yellow or white text) along the top. Applied to negatives and
+    to plume positives alike, so neither is a cue for smoke."""
+    from PIL import ImageDraw
+    T = tile_u8.shape[0]
+    img = tile_u8.astype(np.float32)
+    if rng.random() < p_vignette:
+        yy, xx = np.mgrid[0:T, 0:T].astype(np.float32) / T
+        cx, cy = rng.uniform(-1.5, 2.5), rng.uniform(1.2, 3.0)  # circle centre below / beside the tile
+        if rng.random() < 0.5:
+            cx, cy = cy * rng.choice([-1, 1]) + 0.5, rng.uniform(-1.5, 2.5)
+        rad = np.hypot(xx - cx, yy - cy)
+        r0 = np.quantile(rad, rng.uniform(0.3, 0.95))
+        a = np.clip((rad - r0) / rng.uniform(0.02, 0.5), 0, 1)[..., None] * rng.uniform(0.6, 1.0)
+        dark = np.array([rng.uniform(20, 90), rng.uniform(15, 80), rng.uniform(5, 60)], np.float32)
+        img = img * (1 - a) + dark * a
+    im = Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8))
+    if rng.random() < p_text:
+        d = ImageDraw.Draw(im)
+        chars = "0123456789.:- abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/"
+        txt = "".join(chars[int(i)] for i in rng.integers(0, len(chars), int(rng.integers(8, 40))))
+        col = (int(rng.uniform(200, 255)), int(rng.uniform(200, 255)), int(rng.uniform(0, 80))) if rng.random() < 0.6 \
+            else tuple(int(v) for v in rng.uniform(215, 255, 3))
+        d.text((float(rng.uniform(-20, 20)), float(rng.uniform(0, 12))), txt, fill=col)
+    return np.asarray(im)
+
+
+def haze_tile(rng, img, T):
+    """A real outdoor negative seen through haze or fog (atmospheric scattering I = J t + A (1 - t)), with a
+    uniform or vertically graded transmission t in [0.15, 0.8], then sensor noise and JPEG (label 0/0)."""
+    base = zoom_tile(rng, img, T, smin=60, smax=220, p_flat=0.0) if rng.random() < 0.5 else random_tile(rng, img, T)
+    A = _airlight(rng)
+    t0, t1 = rng.uniform(0.15, 0.8), rng.uniform(0.15, 0.8)
+    if rng.random() < 0.5:
+        t1 = t0
+    t = np.linspace(t0, t1, T, dtype=np.float32)[:, None, None]
+    out = base.astype(np.float32) * t + A * (1 - t)
+    return _jpeg_noise(rng, out)

@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
 """wildfire-watch tile classifier: one-command, seeded, CPU-only training recipe.
 
-    /root/wwvenv/bin/python models/train.py --data ../shared/datasets --out models/
+    cd /work/main && /root/wwvenv/bin/python models/train.py      # from the repo root; all defaults
+
+Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.25.2; also writes
+models/train_report.json): --data ../shared/datasets --out models/ --cache /root/wwcache --mode map
+--zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --head-epochs 10 --seed 0. About 15 min on 2 idle CPU cores
+from scratch (most of it building the feature caches), about 4 min when the caches in --cache already exist.
 
 Stages (all deterministic for a given --seed):
   1. index firesmoke/labels.csv + boxes.jsonl, seeded group split (models/data.py)
   2. build training views exactly as the runtime does (models/views.py): whole-image view +
-     native T x T tiles labelled from boxes, hard-negative tiles, synthetic distant plumes
-  3. run the frozen ImageNet EfficientNet-Lite0 trunk (blocks 0..SPLIT-1) once with onnxruntime and
-     cache its features outside the repo (--cache)
-  4. train the top blocks (SPLIT..15) + conv_head + a new 2-logit head with masked BCE (-1 = masked)
-  5. pick per-class thresholds on validation for <= 1% view-level false positives
+     native T x T tiles labelled from boxes, hard-negative tiles, synthetic distant plumes; then two extra
+     segments: zoomed hard negatives (+ plumes on them) and synthetic sky / hazed outdoor hard negatives
+     with tower-camera artefacts (+ plumes on them)
+  3. run the frozen ImageNet EfficientNet-Lite0 backbone once with onnxruntime and cache its block-12
+     features and conv_head maps outside the repo (--cache)
+  4. --mode map (default): train only the new head (1x1 conv 1280->64, ReLU6, global mean+max pool, fc 128->2)
+     on the frozen conv_head maps with masked BCE (-1 = masked)
+  5. pick per-class thresholds on validation for <= 1% view-level false positives (real views only)
   6. export models/wildfire-tiles.onnx (+ .json sidecar), verify onnxruntime == torch within 1e-5
 """
 import argparse
@@ -25,7 +33,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import CLASSES, load_index, tile_labels, synth_plume, random_tile, zoom_tile  # noqa: E402
+from data import CLASSES, load_index, tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, \
+    camera_artifacts  # noqa: E402
 from views import make_views, to_tensor, OVERLAP  # noqa: E402
 from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
 
@@ -90,6 +99,29 @@ def build_extra_samples(items, T, seed, n_zoom, n_zoom_synth, val_frac=0.15):
             yield synth_plume(srng, zoom_tile(srng, img, T)), [1, 0], (split, 2, idx)
 
 
+def build_sky_samples(items, T, seed, n_sky, n_sky_synth, val_frac=0.15):
+    """Third segment: synthetic sky tiles and real outdoor negatives seen through haze/fog (kind 4, label 0/0),
+    half and half, and synthetic plumes on the same kinds of bases (kind 2, label 1/0); tower-camera
+    artefacts (lens vignette, caption text) are added to both at random (models/data.py camera_artifacts)."""
+    for split in ("train", "val"):
+        bases = [i for i, it in enumerate(items) if it["split"] == split
+                 and it["owner"] in ("aryanraj2713", "talalahmad27")]
+        f = 1.0 if split == "train" else val_frac
+        srng = np.random.default_rng(seed + (21 if split == "train" else 22))
+
+        def base_tile(j):
+            if j % 2 == 0:
+                return sky_tile(srng, T), -1
+            idx = bases[int(srng.integers(len(bases)))]
+            return haze_tile(srng, Image.open(items[idx]["path"]).convert("RGB"), T), idx
+        for j in range(int(n_sky * f)):
+            t, idx = base_tile(j)
+            yield camera_artifacts(srng, t), [0, 0], (split, 4, idx)
+        for j in range(int(n_sky_synth * f)):
+            t, idx = base_tile(j)
+            yield camera_artifacts(srng, synth_plume(srng, t)), [1, 0], (split, 2, idx)
+
+
 def export_trunk(net, path, T):
     net.eval()
     m = TrunkWithPooled(net).eval()
@@ -108,6 +140,11 @@ def cache_features(args, items, net):
                                         "zoom2"]).encode()).hexdigest()[:10]
         segs.append(cache_segment(args, net, key2, lambda: build_extra_samples(items, args.tile, args.seed,
                                                                               args.zoom, args.zoom_synth)))
+    if args.sky > 0 or args.sky_synth > 0:
+        key3 = hashlib.sha1(json.dumps([args.tile, args.seed, args.sky, args.sky_synth, SPLIT, len(items),
+                                        "sky2"]).encode()).hexdigest()[:10]
+        segs.append(cache_segment(args, net, key3, lambda: build_sky_samples(items, args.tile, args.seed,
+                                                                            args.sky, args.sky_synth)))
     return segs
 
 
@@ -358,6 +395,8 @@ def evaluate(P, C, va):
             res[name]["synthetic_plume_recall"] = round(float((s[kind == 2] > thr).mean()), 4)
         if (kind == 3).any():
             res[name]["zoomed_negative_fp_rate"] = round(float((s[kind == 3] > thr).mean()), 4)
+        if (kind == 4).any():
+            res[name]["sky_haze_negative_fp_rate"] = round(float((s[kind == 4] > thr).mean()), 4)
     return res
 
 
@@ -408,6 +447,8 @@ def main():
     ap.add_argument("--synth-val", type=int, default=300)
     ap.add_argument("--zoom", type=int, default=3000, help="zoomed hard-negative tiles (train; +15%% for val)")
     ap.add_argument("--zoom-synth", type=int, default=1500, help="synthetic plumes on zoomed bases (train; +15%% val)")
+    ap.add_argument("--sky", type=int, default=4000, help="synthetic sky + hazed outdoor hard negatives (train; +15%% val)")
+    ap.add_argument("--sky-synth", type=int, default=1500, help="synthetic plumes on sky/haze bases (train; +15%% val)")
     ap.add_argument("--mode", choices=["head", "map", "top"], default="map",
                     help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
                          "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] (slow on 2 cores)")
@@ -423,7 +464,7 @@ def main():
     ap.add_argument("--flip", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
-    ap.add_argument("--version", default=time.strftime("%Y.%m.%d"))
+    ap.add_argument("--version", default="2026.11.25.2", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -452,7 +493,7 @@ def main():
         log(f"masked smoke label on {int(sel.sum())} context tiles of smoke-positive images")
     tr = np.where(~C["is_val"] & ((C["kind"] != 2) | bool(args.train_synth)))[0]
     va = np.where(C["is_val"])[0]
-    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=3).tolist()}")
+    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=5).tolist()}")
 
     if args.mode == "head":
         train_head(net, C, tr, args)

@@ -1,7 +1,9 @@
 //! The detector: one frame in, per-view smoke and flame probabilities out.
 //!
 //! It owns the loaded model, the view layout for the current frame size and
-//! the reusable input buffer. All views of a frame run as one batch. Live
+//! the reusable input buffer. The views of a frame are packed into one
+//! buffer and run through the model one after another (see `model.rs` for
+//! why one at a time is faster in tract than a batch). Live
 //! cameras, replay and `classify` all go through [`Detector::detect`], so they
 //! score frames identically.
 
@@ -151,23 +153,33 @@ impl Detector {
         Ok(FrameScores { layout, views })
     }
 
-    /// Runs the model on the packed input batch; returns `[smoke, flame]` per view.
+    /// Runs the model on each view of the packed input; returns
+    /// `[smoke, flame]` per view.
     fn infer(&mut self) -> Result<Vec<f32>> {
         let t = self.model.info.tile_size as usize;
         let n = self.views.len();
-        let input = Tensor::from_shape(&[n, 3, t, t], &self.input)?;
-        let outputs = self
-            .model
-            .plan
-            .run(tvec!(input.into()))
-            .context("inference failed")?;
-        let scores = outputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
+        let mut scores = Vec::with_capacity(n * 2);
+        for tile in self.input.chunks_exact(3 * t * t) {
+            let input = Tensor::from_shape(&[1, 3, t, t], tile)?;
+            let outputs = self
+                .model
+                .plan
+                .run(tvec!(input.into()))
+                .context("inference failed")?;
+            let out = outputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
+            anyhow::ensure!(
+                out.len() == 2,
+                "the model returned {} values for one view, not [smoke, flame]",
+                out.len()
+            );
+            scores.extend_from_slice(out);
+        }
         anyhow::ensure!(
             scores.len() == n * 2,
-            "the model returned {} values for {n} views",
-            scores.len()
+            "{n} views but {} scores",
+            scores.len() / 2
         );
-        Ok(scores.to_vec())
+        Ok(scores)
     }
 
     /// Runs the model on ready-made `3 x T x T` tensors (pixel / 255), one per

@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod receiver;
 pub mod replay;
 pub mod report;
+pub mod resample;
 pub mod sdnotify;
 pub mod status;
 pub mod synth;

@@ -10,16 +10,16 @@
 //! - stride `S = round(T * (1 - overlap))`;
 //! - along an axis of length `L < T` there are no native tiles; otherwise
 //!   `n = ceil((L - T) / S) + 1` tiles start at `floor(i * (L - T) / (n - 1))`;
-//! - view 0 is the whole frame resized to `T x T` (Pillow-style bilinear, aspect
+//! - view 0 is the whole frame resized to `T x T` (Pillow's bilinear, bit-exact
+//!   through `resample`, aspect
 //!   not kept); tiles follow in row-major order;
 //! - a view's tensor is `pixel / 255` as f32, RGB, channels first.
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::mask::IgnoreMask;
+use crate::resample::BilinearResizer;
 
 /// A rectangle in frame pixel coordinates. Serialised as `[x, y, w, h]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,8 +127,8 @@ impl Layout {
 /// from frame to frame.
 pub struct BatchBuilder {
     tile: u32,
-    resizer: Resizer,
-    whole: Image<'static>,
+    resizer: BilinearResizer,
+    whole: Vec<u8>,
     masked: Option<RgbImage>,
 }
 
@@ -136,8 +136,8 @@ impl BatchBuilder {
     pub fn new(tile: u32) -> BatchBuilder {
         BatchBuilder {
             tile,
-            resizer: Resizer::new(),
-            whole: Image::new(tile, tile, PixelType::U8x3),
+            resizer: BilinearResizer::new(),
+            whole: Vec::new(),
             masked: None,
         }
     }
@@ -169,8 +169,13 @@ impl BatchBuilder {
         for (slot, &view) in views.iter().enumerate() {
             let dst = &mut out[slot * 3 * plane..(slot + 1) * 3 * plane];
             if view == 0 {
-                resize_whole(&mut self.resizer, frame, &mut self.whole);
-                write_chw(self.whole.buffer(), t * 3, 0, 0, t, dst);
+                self.resizer.resize(
+                    frame.as_raw(),
+                    (frame.width() as usize, frame.height() as usize),
+                    (t, t),
+                    &mut self.whole,
+                );
+                write_chw(&self.whole, t * 3, 0, 0, t, dst);
             } else {
                 let r = layout.rects[view];
                 let stride = frame.width() as usize * 3;
@@ -178,23 +183,6 @@ impl BatchBuilder {
             }
         }
     }
-}
-
-/// Resizes the whole frame into `whole` with Pillow's bilinear filter.
-fn resize_whole(resizer: &mut Resizer, frame: &RgbImage, whole: &mut Image<'static>) {
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    // The source is an RgbImage, so its buffer always matches its size and
-    // U8x3 has no alignment requirement: neither call can fail.
-    let src = ImageRef::new(
-        frame.width(),
-        frame.height(),
-        frame.as_raw(),
-        PixelType::U8x3,
-    )
-    .expect("RgbImage buffer matches its dimensions");
-    resizer
-        .resize(&src, whole, &options)
-        .expect("same pixel type on both sides");
 }
 
 /// Copies the `t x t` window at (x, y) of an interleaved RGB8 buffer whose rows

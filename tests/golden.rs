@@ -8,6 +8,7 @@ use serde::Deserialize;
 use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::decode;
 use wildfire_watch::model::ModelSource;
+use wildfire_watch::resample::BilinearResizer;
 use wildfire_watch::views::Rect;
 
 /// Outputs must agree within this, per class and view.
@@ -120,4 +121,29 @@ fn frame_views_match_the_recipe_view_for_view() {
             want.scores,
         );
     }
+}
+
+#[test]
+fn whole_frame_view_is_pillows_resize_pixel_for_pixel() {
+    let g = golden();
+    let frame = decode(&golden_dir().join(&g.frame.file)).unwrap();
+    let want = decode(&golden_dir().join("frame_view0.png")).unwrap();
+    let t = g.tile_size as usize;
+    let mut got = Vec::new();
+    BilinearResizer::new().resize(
+        frame.as_raw(),
+        (frame.width() as usize, frame.height() as usize),
+        (t, t),
+        &mut got,
+    );
+    let differing = got
+        .iter()
+        .zip(want.as_raw())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(got.len(), want.as_raw().len());
+    assert_eq!(
+        differing, 0,
+        "{differing} channel values differ from Pillow"
+    );
 }
