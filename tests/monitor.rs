@@ -720,3 +720,64 @@ async fn a_monitor_killed_mid_delivery_loses_nothing_and_resends_under_the_same_
     assert_eq!(seen[2].body, silenced.body);
     assert!(seen.iter().all(|s| s.signature_ok));
 }
+
+/// The real tower sequence of `../shared/datasets` (or `$WILDFIRE_DATASETS`)
+/// the next test serves, or `None` with a message where it is absent.
+fn tower_sequence() -> Option<PathBuf> {
+    let data = std::env::var_os("WILDFIRE_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
+    let dir = data.join("sequences/hpwren_20180728_rm-w-mobo-c");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: no {}: set WILDFIRE_DATASETS to the shared datasets folder to run this test",
+            dir.display()
+        );
+        None
+    }
+}
+
+#[tokio::test]
+async fn real_tower_frames_are_watched_without_a_false_alarm() {
+    let Some(sequence) = tower_sequence() else {
+        return;
+    };
+    // The 40 frames before ignition (overcast sky, lens vignette, caption),
+    // served in a loop at full 1600x1200 size.
+    let frames: Vec<Vec<u8>> = (0..40)
+        .map(|i| std::fs::read(sequence.join(format!("frame_{i:04}.jpg"))).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let store = dir.path().join("store");
+    start_receiver(listener, &store).await;
+    let camera = FakeCamera::start(Auth::Basic, move |n| frames[n % frames.len()].clone()).await;
+    let config = write_config(dir.path(), &webhook, &camera, "basic", "");
+    let monitor = Monitor::start(&config, &[]);
+    let scored = wait_for("six scored tower frames", || async {
+        monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await
+            .filter(|n| *n >= 6.0)
+    })
+    .await;
+    assert!(scored >= 6.0);
+    wait_for("the start heartbeat", || async {
+        events_of_type(&store, "heartbeat").into_iter().next()
+    })
+    .await;
+    assert!(
+        events_of_type(&store, "incident.started").is_empty(),
+        "an incident on clear pre-ignition sky"
+    );
+    let (status, health) = monitor.health().await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["cameras"][0]["state"], "online");
+    let (status, jpeg) = monitor.get("/snapshot/west.jpg").await;
+    assert_eq!(status, 200);
+    let snapshot = image::load_from_memory(&jpeg).unwrap();
+    assert_eq!((snapshot.width(), snapshot.height()), (1600, 1200));
+}
