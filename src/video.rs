@@ -6,6 +6,12 @@
 //! so that a 25 fps recording is not scored 25 times a second. A packet or
 //! frame the decoder rejects is yielded as an error (replay counts it as
 //! skipped) and decoding goes on.
+//!
+//! [`start_libav`] is the one way into libav for this crate (the RTSP camera
+//! uses it too): it silences libav's own logging, which would otherwise
+//! print stray lines such as `[mov @ 0x...] error reading header` (and, for
+//! RTSP, the camera address with its credentials) beside our one-line
+//! errors, which already carry libav's reason.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -34,9 +40,16 @@ pub struct VideoFrames {
     first_pts: Option<i64>,
 }
 
+/// Initialises libav once per call site (cheap to repeat) with its logging off.
+pub fn start_libav() -> Result<()> {
+    ffmpeg::init().map_err(|e| anyhow!("cannot start libav: {e}"))?;
+    ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Quiet);
+    Ok(())
+}
+
 impl VideoFrames {
     pub fn open(path: &Path, sample_interval_s: f64) -> Result<VideoFrames> {
-        ffmpeg::init().map_err(|e| anyhow!("cannot start libav: {e}"))?;
+        start_libav()?;
         let input = ffmpeg::format::input(path)
             .map_err(|e| anyhow!("cannot open video {}: {e}", path.display()))?;
         let stream = input

@@ -64,7 +64,7 @@ fn redacted(url: &str) -> String {
 fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
     let shown = redacted(url);
     let failed = |what: String| GrabError::Failed(anyhow!("{shown}: {what}"));
-    ffmpeg::init().map_err(|e| failed(format!("cannot start libav: {e}")))?;
+    crate::video::start_libav().map_err(GrabError::Failed)?;
     let mut options = ffmpeg::Dictionary::new();
     options.set("rtsp_transport", "tcp");
     // Socket I/O timeout, microseconds.
