@@ -29,7 +29,13 @@ fn bench_pipeline(c: &mut Criterion) {
         .map(|i| encode_jpeg(&hillside_frame(&spec, i)))
         .collect();
     let image = decode_bytes(&frames[3]).unwrap();
-    let mut detector = Detector::load(&ModelSource::Embedded, DetectorOptions::default()).unwrap();
+    // One thread for the per-stage figures; `detect_all_views_threaded`
+    // below shows what one thread per core buys.
+    let one_thread = DetectorOptions {
+        threads: 1,
+        ..DetectorOptions::default()
+    };
+    let mut detector = Detector::load(&ModelSource::Embedded, one_thread).unwrap();
     let tile = detector.info().tile_size;
     let layout = Layout::new(1920, 1080, tile, DEFAULT_OVERLAP);
     let all: Vec<usize> = (0..layout.rects.len()).collect();
@@ -47,12 +53,20 @@ fn bench_pipeline(c: &mut Criterion) {
     group.bench_function("resize_and_tile", |b| {
         b.iter(|| builder.fill(black_box(&image), &layout, &all, None, &mut input))
     });
+    // Filled here too, so that a filter skipping `resize_and_tile` still works.
+    builder.fill(&image, &layout, &all, None, &mut input);
     let one_tile = input[..3 * (tile * tile) as usize].to_vec();
     group.bench_function("infer_one_tile", |b| {
         b.iter(|| detector.infer_tiles(black_box(&one_tile)).unwrap())
     });
     group.bench_function("detect_all_views", |b| {
         b.iter(|| detector.detect(black_box(&image), None).unwrap())
+    });
+    let per_core = DetectorOptions::default();
+    eprintln!("detect_all_views_threaded: {} threads", per_core.threads);
+    let mut threaded = Detector::load(&ModelSource::Embedded, per_core).unwrap();
+    group.bench_function("detect_all_views_threaded", |b| {
+        b.iter(|| threaded.detect(black_box(&image), None).unwrap())
     });
     group.finish();
 
@@ -66,12 +80,12 @@ fn bench_pipeline(c: &mut Criterion) {
             let mut confirmer = Confirmer::new(
                 "bench",
                 ConfirmConfig::default(),
-                detector.info().thresholds,
+                threaded.info().thresholds,
             );
             let mut events = 0;
             for (i, jpeg) in frames.iter().enumerate() {
                 let frame = decode_bytes(jpeg).unwrap();
-                let scores = detector.detect(&frame, None).unwrap();
+                let scores = threaded.detect(&frame, None).unwrap();
                 events += confirmer.push(i as f64 * 10.0, "f", &scores).len();
             }
             events

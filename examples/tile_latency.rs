@@ -23,7 +23,12 @@ fn main() -> Result<()> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let mut detector = Detector::load(&ModelSource::Embedded, DetectorOptions::default())?;
+    // One thread, as onnxruntime is run in benches/ort_compare.py.
+    let one_thread = DetectorOptions {
+        threads: 1,
+        ..DetectorOptions::default()
+    };
+    let mut detector = Detector::load(&ModelSource::Embedded, one_thread)?;
     let t = detector.info().tile_size as usize;
     let n = tiles.len() / (3 * t * t);
     if n == 0 || tiles.len() != n * 3 * t * t {

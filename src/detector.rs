@@ -13,7 +13,7 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 
 use crate::mask::IgnoreMask;
-use crate::model::{Class, Model, ModelInfo, ModelSource, PerClass};
+use crate::model::{Class, Model, ModelInfo, ModelSource, PerClass, Plan};
 use crate::views::{BatchBuilder, Layout, Rect, DEFAULT_OVERLAP};
 
 /// Views covered at least this much by an ignore-mask are not scored.
@@ -68,12 +68,16 @@ impl FrameScores {
 #[derive(Clone, Copy, Debug)]
 pub struct DetectorOptions {
     pub overlap: f32,
+    /// Threads that score a frame's views side by side (at least 1).
+    pub threads: usize,
 }
 
 impl Default for DetectorOptions {
+    /// The default overlap, and one thread per core.
     fn default() -> Self {
         DetectorOptions {
             overlap: DEFAULT_OVERLAP,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -154,25 +158,36 @@ impl Detector {
     }
 
     /// Runs the model on each view of the packed input; returns
-    /// `[smoke, flame]` per view.
+    /// `[smoke, flame]` per view. With several threads each takes a
+    /// contiguous share of the views; the plan is shared, read-only.
     fn infer(&mut self) -> Result<Vec<f32>> {
         let t = self.model.info.tile_size as usize;
         let n = self.views.len();
+        let threads = self.options.threads.clamp(1, n.max(1));
+        let share = n.div_ceil(threads).max(1) * 3 * t * t;
+        let plan = &self.model.plan;
+        let parts: Vec<Result<Vec<f32>>> = if threads == 1 {
+            vec![score_tiles(plan, t, &self.input)]
+        } else {
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = self
+                    .input
+                    .chunks(share)
+                    .map(|tiles| scope.spawn(move || score_tiles(plan, t, tiles)))
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join().unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!("an inference thread panicked"))
+                        })
+                    })
+                    .collect()
+            })
+        };
         let mut scores = Vec::with_capacity(n * 2);
-        for tile in self.input.chunks_exact(3 * t * t) {
-            let input = Tensor::from_shape(&[1, 3, t, t], tile)?;
-            let outputs = self
-                .model
-                .plan
-                .run(tvec!(input.into()))
-                .context("inference failed")?;
-            let out = outputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
-            anyhow::ensure!(
-                out.len() == 2,
-                "the model returned {} values for one view, not [smoke, flame]",
-                out.len()
-            );
-            scores.extend_from_slice(out);
+        for part in parts {
+            scores.extend(part?);
         }
         anyhow::ensure!(
             scores.len() == n * 2,
@@ -195,4 +210,21 @@ impl Detector {
         self.input.extend_from_slice(tiles);
         self.infer()
     }
+}
+
+/// Scores packed `3 x T x T` tiles one by one; `[smoke, flame]` per tile.
+fn score_tiles(plan: &Plan, t: usize, tiles: &[f32]) -> Result<Vec<f32>> {
+    let mut scores = Vec::with_capacity(tiles.len() / (3 * t * t) * 2);
+    for tile in tiles.chunks_exact(3 * t * t) {
+        let input = Tensor::from_shape(&[1, 3, t, t], tile)?;
+        let outputs = plan.run(tvec!(input.into())).context("inference failed")?;
+        let out = outputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
+        anyhow::ensure!(
+            out.len() == 2,
+            "the model returned {} values for one view, not [smoke, flame]",
+            out.len()
+        );
+        scores.extend_from_slice(out);
+    }
+    Ok(scores)
 }

@@ -110,6 +110,9 @@ struct ModelArgs {
     /// Fraction by which neighbouring tiles overlap.
     #[arg(long, default_value_t = wildfire_watch::views::DEFAULT_OVERLAP, value_parser = parse_overlap)]
     overlap: f32,
+    /// Threads that score a frame's tiles side by side [default: one per core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 impl ModelArgs {
@@ -118,6 +121,9 @@ impl ModelArgs {
             &ModelSource::from_arg(self.model.as_deref()),
             DetectorOptions {
                 overlap: self.overlap,
+                threads: self
+                    .threads
+                    .map_or(DetectorOptions::default().threads, usize::from),
             },
         )
     }

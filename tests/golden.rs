@@ -98,28 +98,43 @@ fn model_reproduces_the_export_on_ready_made_tiles() {
 #[test]
 fn frame_views_match_the_recipe_view_for_view() {
     let g = golden();
-    let mut detector = Detector::load(
-        &ModelSource::Embedded,
-        DetectorOptions { overlap: g.overlap },
-    )
-    .unwrap();
     let frame = decode(&golden_dir().join(&g.frame.file)).unwrap();
-    let scores = detector.detect(&frame, None).unwrap();
-    assert_eq!(
-        scores.views.len(),
-        g.frame.views.len(),
-        "view layouts differ"
-    );
-    for (i, (got, want)) in scores.views.iter().zip(&g.frame.views).enumerate() {
+    let mut first: Option<Vec<[f32; 2]>> = None;
+    // One thread, views split unevenly (3), and more threads than views.
+    for threads in [1, 3, 16] {
+        let mut detector = Detector::load(
+            &ModelSource::Embedded,
+            DetectorOptions {
+                overlap: g.overlap,
+                threads,
+            },
+        )
+        .unwrap();
+        let scores = detector.detect(&frame, None).unwrap();
         assert_eq!(
-            got.rect, want.rect,
-            "view {i} is cut from a different place"
+            scores.views.len(),
+            g.frame.views.len(),
+            "view layouts differ"
         );
-        assert_close(
-            &format!("view {i} {:?}", want.rect),
-            [got.smoke, got.flame],
-            want.scores,
-        );
+        for (i, (got, want)) in scores.views.iter().zip(&g.frame.views).enumerate() {
+            assert_eq!(
+                got.rect, want.rect,
+                "view {i} is cut from a different place"
+            );
+            assert_close(
+                &format!("{threads} threads, view {i} {:?}", want.rect),
+                [got.smoke, got.flame],
+                want.scores,
+            );
+        }
+        let pairs: Vec<[f32; 2]> = scores.views.iter().map(|v| [v.smoke, v.flame]).collect();
+        match &first {
+            None => first = Some(pairs),
+            Some(one_thread) => assert_eq!(
+                &pairs, one_thread,
+                "{threads} threads scored views differently from one thread (or out of order)"
+            ),
+        }
     }
 }
 
