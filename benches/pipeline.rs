@@ -1,6 +1,7 @@
-//! Speed of the frame path on this machine (1 thread): JPEG decode, view
-//! packing, inference of one tile and of a whole 1080p frame, and replay
-//! throughput of a generated 1080p sequence. Run: `cargo bench --bench pipeline`.
+//! Speed of the frame path on this machine (1 thread): cold start (loading
+//! and optimising the model), JPEG decode, view packing, inference of one tile
+//! and of a whole 1080p frame, and replay throughput of a generated 1080p
+//! sequence. Run: `cargo bench --bench pipeline`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wildfire_watch::confirm::{ConfirmConfig, Confirmer};
 use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::decode_bytes;
-use wildfire_watch::model::ModelSource;
+use wildfire_watch::model::{Model, ModelSource, Precision};
 use wildfire_watch::synth::{encode_jpeg, hillside_frame, HillsideSpec};
 use wildfire_watch::views::{BatchBuilder, Layout, DEFAULT_OVERLAP};
 
@@ -40,6 +41,13 @@ fn bench_pipeline(c: &mut Criterion) {
     let layout = Layout::new(1920, 1080, tile, DEFAULT_OVERLAP);
     let all: Vec<usize> = (0..layout.rects.len()).collect();
     eprintln!("1920x1080 at tile {tile}: {} views", layout.rects.len());
+
+    let mut group = c.benchmark_group("cold_start");
+    group.sample_size(10);
+    group.bench_function("load_and_optimise", |b| {
+        b.iter(|| Model::load(black_box(&ModelSource::Embedded), Precision::F32).unwrap())
+    });
+    group.finish();
 
     let mut group = c.benchmark_group("frame_1080p");
     group

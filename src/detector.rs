@@ -1,9 +1,9 @@
 //! The detector: one frame in, per-view smoke and flame probabilities out.
 //!
-//! It owns the loaded model, the view layout for the current frame size and
-//! the reusable input buffer. The views of a frame are packed into one
-//! buffer and run through the model one after another (see `model.rs` for
-//! why one at a time is faster in tract than a batch). Live
+//! It owns the loaded model and the view layout for the current frame size.
+//! Each inference thread packs the views it scores one at a time into its own
+//! one-view buffer and runs the model on it (see `model.rs` for why one at a
+//! time is faster in tract than a batch); no frame-sized batch is held. Live
 //! cameras, replay and `classify` all go through [`Detector::detect`], so they
 //! score frames identically.
 
@@ -13,7 +13,7 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 
 use crate::mask::IgnoreMask;
-use crate::model::{Class, Model, ModelInfo, ModelSource, PerClass, Plan};
+use crate::model::{Class, Model, ModelInfo, ModelSource, PerClass, Precision};
 use crate::views::{BatchBuilder, Layout, Rect, DEFAULT_OVERLAP};
 
 /// Views covered at least this much by an ignore-mask are not scored.
@@ -70,6 +70,8 @@ pub struct DetectorOptions {
     pub overlap: f32,
     /// Threads that score a frame's views side by side (at least 1).
     pub threads: usize,
+    /// The float type inference computes in.
+    pub precision: Precision,
 }
 
 impl Default for DetectorOptions {
@@ -78,6 +80,7 @@ impl Default for DetectorOptions {
         DetectorOptions {
             overlap: DEFAULT_OVERLAP,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            precision: Precision::F32,
         }
     }
 }
@@ -87,13 +90,12 @@ pub struct Detector {
     options: DetectorOptions,
     layout: Option<Layout>,
     batch: BatchBuilder,
-    input: Vec<f32>,
     views: Vec<usize>,
 }
 
 impl Detector {
     pub fn load(source: &ModelSource, options: DetectorOptions) -> Result<Detector> {
-        let model = Model::load(source)?;
+        let model = Model::load(source, options.precision)?;
         Ok(Detector::new(model, options))
     }
 
@@ -104,7 +106,6 @@ impl Detector {
             options,
             layout: None,
             batch: BatchBuilder::new(tile),
-            input: Vec::new(),
             views: Vec::new(),
         }
     }
@@ -140,9 +141,13 @@ impl Detector {
                 self.views.push(i);
             }
         }
-        self.batch
-            .fill(frame, &layout, &self.views, mask, &mut self.input);
-        let scores = self.infer()?;
+        let prepared = self.batch.prepare(frame, mask);
+        let scores = infer(
+            &self.model,
+            self.options.threads,
+            self.views.len(),
+            |slot, dst| prepared.write_view(&layout, self.views[slot], dst),
+        )?;
         let views = self
             .views
             .iter()
@@ -157,68 +162,84 @@ impl Detector {
         Ok(FrameScores { layout, views })
     }
 
-    /// Runs the model on each view of the packed input; returns
-    /// `[smoke, flame]` per view. With several threads each takes a
-    /// contiguous share of the views; the plan is shared, read-only.
-    fn infer(&mut self) -> Result<Vec<f32>> {
-        let t = self.model.info.tile_size as usize;
-        let n = self.views.len();
-        let threads = self.options.threads.clamp(1, n.max(1));
-        let share = n.div_ceil(threads).max(1) * 3 * t * t;
-        let plan = &self.model.plan;
-        let parts: Vec<Result<Vec<f32>>> = if threads == 1 {
-            vec![score_tiles(plan, t, &self.input)]
-        } else {
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = self
-                    .input
-                    .chunks(share)
-                    .map(|tiles| scope.spawn(move || score_tiles(plan, t, tiles)))
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| {
-                        w.join().unwrap_or_else(|_| {
-                            Err(anyhow::anyhow!("an inference thread panicked"))
-                        })
-                    })
-                    .collect()
-            })
-        };
-        let mut scores = Vec::with_capacity(n * 2);
-        for part in parts {
-            scores.extend(part?);
-        }
-        anyhow::ensure!(
-            scores.len() == n * 2,
-            "{n} views but {} scores",
-            scores.len() / 2
-        );
-        Ok(scores)
-    }
-
     /// Runs the model on ready-made `3 x T x T` tensors (pixel / 255), one per
     /// tile. Used by the golden tests and the benchmarks.
     pub fn infer_tiles(&mut self, tiles: &[f32]) -> Result<Vec<f32>> {
         let t = self.model.info.tile_size as usize;
+        let size = 3 * t * t;
         anyhow::ensure!(
-            tiles.len().is_multiple_of(3 * t * t),
+            tiles.len().is_multiple_of(size),
             "input is not a whole number of tiles"
         );
-        self.views = (0..tiles.len() / (3 * t * t)).collect();
-        self.input.clear();
-        self.input.extend_from_slice(tiles);
-        self.infer()
+        infer(
+            &self.model,
+            self.options.threads,
+            tiles.len() / size,
+            |slot, dst| dst.copy_from_slice(&tiles[slot * size..(slot + 1) * size]),
+        )
     }
 }
 
-/// Scores packed `3 x T x T` tiles one by one; `[smoke, flame]` per tile.
-fn score_tiles(plan: &Plan, t: usize, tiles: &[f32]) -> Result<Vec<f32>> {
-    let mut scores = Vec::with_capacity(tiles.len() / (3 * t * t) * 2);
-    for tile in tiles.chunks_exact(3 * t * t) {
-        let input = Tensor::from_shape(&[1, 3, t, t], tile)?;
-        let outputs = plan.run(tvec!(input.into())).context("inference failed")?;
-        let out = outputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
+/// Runs the model on `n` views; returns `[smoke, flame]` per view.
+/// `write_view(slot, dst)` packs view `slot` into a `3 x T x T` buffer. With
+/// several threads each takes a contiguous share of the views, packing one
+/// view at a time into its own buffer: no frame-sized batch is ever held.
+/// The plan is shared, read-only.
+fn infer<W>(model: &Model, threads: usize, n: usize, write_view: W) -> Result<Vec<f32>>
+where
+    W: Fn(usize, &mut [f32]) + Sync,
+{
+    let threads = threads.clamp(1, n.max(1));
+    let share = n.div_ceil(threads).max(1);
+    let score_share = |first: usize| score_views(model, first..(first + share).min(n), &write_view);
+    // The calling thread scores the first share itself, so `threads` threads
+    // work in all (and each holds its own allocator arena, not one more).
+    let parts: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (share..n)
+            .step_by(share)
+            .map(|first| scope.spawn(move || score_share(first)))
+            .collect();
+        let mut parts = vec![score_share(0)];
+        parts.extend(helpers.into_iter().map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("an inference thread panicked")))
+        }));
+        parts
+    });
+    let mut scores = Vec::with_capacity(n * 2);
+    for part in parts {
+        scores.extend(part?);
+    }
+    anyhow::ensure!(
+        scores.len() == n * 2,
+        "{n} views but {} scores",
+        scores.len() / 2
+    );
+    Ok(scores)
+}
+
+/// Scores views `slots` one by one; `[smoke, flame]` per view. A 16-bit plan
+/// takes and gives half floats; the conversion is here.
+fn score_views<W>(model: &Model, slots: std::ops::Range<usize>, write_view: &W) -> Result<Vec<f32>>
+where
+    W: Fn(usize, &mut [f32]) + Sync,
+{
+    let t = model.info.tile_size as usize;
+    let f16 = model.precision == Precision::F16;
+    let mut scores = Vec::with_capacity(slots.len() * 2);
+    let mut buffer = vec![0.0f32; 3 * t * t];
+    for slot in slots {
+        write_view(slot, &mut buffer);
+        let mut input = Tensor::from_shape(&[1, 3, t, t], &buffer)?;
+        if f16 {
+            input = input.cast_to::<f16>()?.into_owned();
+        }
+        let outputs = model
+            .plan
+            .run(tvec!(input.into()))
+            .context("inference failed")?;
+        let output = outputs[0].cast_to::<f32>()?;
+        let out = output.try_as_plain_ram()?.as_slice::<f32>()?;
         anyhow::ensure!(
             out.len() == 2,
             "the model returned {} values for one view, not [smoke, flame]",

@@ -124,6 +124,7 @@ impl ModelArgs {
                 threads: self
                     .threads
                     .map_or(DetectorOptions::default().threads, usize::from),
+                ..DetectorOptions::default()
             },
         )
     }

@@ -6,6 +6,7 @@
 //! extension. This module checks that a model keeps the contract the runtime
 //! relies on (see `models/README.md`) and turns it into an optimised tract plan.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -120,18 +121,38 @@ impl ModelSource {
 
 pub type Plan = Arc<TypedRunnableModel>;
 
+/// The float type the plan computes in.
+///
+/// Only f32 is offered to users. F16 exists so that `benches/arm_cost.sh`
+/// can price it and the golden tests can check it: under qemu, with tract's
+/// native fp16 kernels for an ARMv8.2 core (the Raspberry Pi 5's Cortex-A76),
+/// one tile took 1.87 times the instructions of f32, because only the matrix
+/// products have f16 kernels; on the Pi 4's Cortex-A72, which has no fp16
+/// arithmetic, 42 times. Scores move by up to about 3e-2. Measure again when
+/// tract's f16 kernels grow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// 32-bit floats: the model as exported, and the golden values.
+    #[default]
+    F32,
+    /// 16-bit floats: the graph's weights and activations translated to
+    /// half precision before optimisation.
+    F16,
+}
+
 /// A loaded model: its description and its optimised plan.
 pub struct Model {
     pub info: ModelInfo,
     pub plan: Plan,
+    pub precision: Precision,
 }
 
 impl Model {
     /// Loads, checks and optimises a model. Errors say what to do.
-    pub fn load(source: &ModelSource) -> Result<Model> {
+    pub fn load(source: &ModelSource, precision: Precision) -> Result<Model> {
         let (onnx, info_text, origin) = match source {
             ModelSource::Embedded => (
-                DEFAULT_ONNX.to_vec(),
+                Cow::Borrowed(DEFAULT_ONNX),
                 DEFAULT_INFO.to_string(),
                 "the embedded model".to_string(),
             ),
@@ -150,20 +171,24 @@ impl Model {
                         sidecar.display()
                     )
                 })?;
-                (onnx, info, path.display().to_string())
+                (Cow::Owned(onnx), info, path.display().to_string())
             }
         };
         let info: ModelInfo = serde_json::from_str(&info_text)
             .with_context(|| format!("the sidecar of {origin} is not valid model metadata"))?;
         info.validate()
             .with_context(|| format!("{origin} breaks the model contract"))?;
-        let plan = build_plan(&onnx, info.tile_size)
+        let plan = build_plan(&onnx, info.tile_size, precision)
             .with_context(|| format!("{origin} breaks the model contract"))?;
-        Ok(Model { info, plan })
+        Ok(Model {
+            info,
+            plan,
+            precision,
+        })
     }
 }
 
-fn build_plan(onnx: &[u8], tile: u32) -> Result<Plan> {
+fn build_plan(onnx: &[u8], tile: u32, precision: Precision) -> Result<Plan> {
     let mut model = tract_onnx::onnx()
         .model_for_read(&mut &onnx[..])
         .context("not a readable ONNX graph")?;
@@ -180,13 +205,27 @@ fn build_plan(onnx: &[u8], tile: u32) -> Result<Plan> {
     // tile and the detector feeds views one by one.
     let t = tile as usize;
     model.set_input_fact(0, f32::fact([1, 3, t, t]).into())?;
+    let mut model = model
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .context("cannot type the graph for an input of 1 x 3 x tile x tile floats")?;
+    if precision == Precision::F16 {
+        tract_onnx::tract_core::transform::get_transform("f32_to_f16")?
+            .context("this tract has no f32_to_f16 transform")?
+            .transform(&mut model)
+            .context("cannot translate the graph to 16-bit floats")?;
+    }
     let model = model
         .into_optimized()
         .context("cannot optimise the graph for an input of 1 x 3 x tile x tile floats")?;
     let output = model.output_fact(0)?;
+    let float = match precision {
+        Precision::F32 => f32::datum_type(),
+        Precision::F16 => f16::datum_type(),
+    };
     let rank_ok =
         output.rank() == 2 && output.shape[1] == 2.to_dim() && output.shape[0] == 1.to_dim();
-    if !rank_ok || output.datum_type != f32::datum_type() {
+    if !rank_ok || output.datum_type != float {
         bail!(
             "its output is {output:?}, but wildfire-watch needs 1 x 2 float probabilities for one tile [smoke, flame]"
         );

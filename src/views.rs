@@ -1,8 +1,8 @@
 //! Where the classifier looks in a frame.
 //!
 //! This module owns the view layout (one downscaled whole-frame view plus
-//! overlapping native-scale tiles) and the packing of those views into one
-//! NCHW input batch. The layout is a contract with the training recipe
+//! overlapping native-scale tiles) and the packing of those views into
+//! `3 x T x T` model inputs. The layout is a contract with the training recipe
 //! (`models/views.py`): both sides must cut the same pixels, or the model sees
 //! something it was never trained on. `tests/golden.rs` checks the two agree.
 //!
@@ -123,13 +123,22 @@ impl Layout {
     }
 }
 
-/// Packs the views of a frame into one input batch, reusing its buffers
+/// Turns a frame into model inputs, one view at a time, reusing its buffers
 /// from frame to frame.
 pub struct BatchBuilder {
     tile: u32,
     resizer: BilinearResizer,
     whole: Vec<u8>,
     masked: Option<RgbImage>,
+}
+
+/// A frame made ready for packing: masked pixels filled in and the
+/// whole-frame view resized. Shared read-only by the inference threads,
+/// each of which packs the views it scores into its own one-view buffer.
+pub struct PreparedFrame<'a> {
+    frame: &'a RgbImage,
+    whole: &'a [u8],
+    tile: usize,
 }
 
 impl BatchBuilder {
@@ -142,18 +151,15 @@ impl BatchBuilder {
         }
     }
 
-    /// Writes the tensors of `views` (indices into `layout.rects`) into `out`,
-    /// laid out as `[views.len(), 3, T, T]`. Pixels under `mask` are replaced by
-    /// the mean colour of the rest of the frame first, so a masked chimney or
-    /// road cannot raise the score of a view that still partly covers it.
-    pub fn fill(
-        &mut self,
-        frame: &RgbImage,
-        layout: &Layout,
-        views: &[usize],
+    /// Prepares `frame` for [`PreparedFrame::write_view`]. Pixels under
+    /// `mask` are replaced by the mean colour of the rest of the frame first,
+    /// so a masked chimney or road cannot raise the score of a view that still
+    /// partly covers it.
+    pub fn prepare<'a>(
+        &'a mut self,
+        frame: &'a RgbImage,
         mask: Option<&IgnoreMask>,
-        out: &mut Vec<f32>,
-    ) {
+    ) -> PreparedFrame<'a> {
         let frame = match mask {
             Some(mask) if !mask.is_empty() => {
                 let masked = self.masked.get_or_insert_with(|| RgbImage::new(1, 1));
@@ -163,24 +169,58 @@ impl BatchBuilder {
             _ => frame,
         };
         let t = self.tile as usize;
-        let plane = t * t;
+        self.resizer.resize(
+            frame.as_raw(),
+            (frame.width() as usize, frame.height() as usize),
+            (t, t),
+            &mut self.whole,
+        );
+        PreparedFrame {
+            frame,
+            whole: &self.whole,
+            tile: t,
+        }
+    }
+
+    /// Writes the tensors of `views` (indices into `layout.rects`) into `out`,
+    /// laid out as `[views.len(), 3, T, T]`.
+    pub fn fill(
+        &mut self,
+        frame: &RgbImage,
+        layout: &Layout,
+        views: &[usize],
+        mask: Option<&IgnoreMask>,
+        out: &mut Vec<f32>,
+    ) {
+        let t = self.tile as usize;
+        let size = 3 * t * t;
         out.clear();
-        out.resize(views.len() * 3 * plane, 0.0);
-        for (slot, &view) in views.iter().enumerate() {
-            let dst = &mut out[slot * 3 * plane..(slot + 1) * 3 * plane];
-            if view == 0 {
-                self.resizer.resize(
-                    frame.as_raw(),
-                    (frame.width() as usize, frame.height() as usize),
-                    (t, t),
-                    &mut self.whole,
-                );
-                write_chw(&self.whole, t * 3, 0, 0, t, dst);
-            } else {
-                let r = layout.rects[view];
-                let stride = frame.width() as usize * 3;
-                write_chw(frame.as_raw(), stride, r.x as usize, r.y as usize, t, dst);
-            }
+        out.resize(views.len() * size, 0.0);
+        let prepared = self.prepare(frame, mask);
+        for (&view, dst) in views.iter().zip(out.chunks_exact_mut(size)) {
+            prepared.write_view(layout, view, dst);
+        }
+    }
+}
+
+impl PreparedFrame<'_> {
+    /// Writes view `view` (an index into `layout.rects`) into `dst` as a
+    /// `3 x T x T` tensor of `pixel / 255`.
+    pub fn write_view(&self, layout: &Layout, view: usize, dst: &mut [f32]) {
+        let t = self.tile;
+        if view == 0 {
+            write_chw(self.whole, t * 3, 0, 0, t, dst);
+        } else {
+            let r = layout.rects[view];
+            let stride = self.frame.width() as usize * 3;
+            write_chw(
+                self.frame.as_raw(),
+                stride,
+                r.x as usize,
+                r.y as usize,
+                t,
+                dst,
+            );
         }
     }
 }
