@@ -12,7 +12,7 @@ use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::decode_bytes;
 use wildfire_watch::model::{Model, ModelSource, Precision};
 use wildfire_watch::synth::{encode_jpeg, hillside_frame, HillsideSpec};
-use wildfire_watch::views::{BatchBuilder, Layout, DEFAULT_OVERLAP};
+use wildfire_watch::views::{Layout, ViewPacker, DEFAULT_OVERLAP};
 
 fn spec_1080p() -> HillsideSpec {
     HillsideSpec {
@@ -56,13 +56,13 @@ fn bench_pipeline(c: &mut Criterion) {
     group.bench_function("jpeg_decode", |b| {
         b.iter(|| decode_bytes(black_box(&frames[3])).unwrap())
     });
-    let mut builder = BatchBuilder::new(tile);
+    let mut packer = ViewPacker::new(tile);
     let mut input = Vec::new();
     group.bench_function("resize_and_tile", |b| {
-        b.iter(|| builder.fill(black_box(&image), &layout, &all, None, &mut input))
+        b.iter(|| packer.fill(black_box(&image), &layout, &all, None, &mut input))
     });
     // Filled here too, so that a filter skipping `resize_and_tile` still works.
-    builder.fill(&image, &layout, &all, None, &mut input);
+    packer.fill(&image, &layout, &all, None, &mut input);
     let one_tile = input[..3 * (tile * tile) as usize].to_vec();
     group.bench_function("infer_one_tile", |b| {
         b.iter(|| detector.infer_tiles(black_box(&one_tile)).unwrap())

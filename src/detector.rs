@@ -14,7 +14,7 @@ use tract_onnx::prelude::*;
 
 use crate::mask::IgnoreMask;
 use crate::model::{Class, Model, ModelInfo, ModelSource, PerClass, Precision};
-use crate::views::{BatchBuilder, Layout, Rect, DEFAULT_OVERLAP};
+use crate::views::{Layout, Rect, ViewPacker, DEFAULT_OVERLAP};
 
 /// Views covered at least this much by an ignore-mask are not scored.
 const MASKED_VIEW_LIMIT: f32 = 0.5;
@@ -89,7 +89,7 @@ pub struct Detector {
     model: Model,
     options: DetectorOptions,
     layout: Option<Layout>,
-    batch: BatchBuilder,
+    packer: ViewPacker,
     views: Vec<usize>,
 }
 
@@ -105,7 +105,7 @@ impl Detector {
             model,
             options,
             layout: None,
-            batch: BatchBuilder::new(tile),
+            packer: ViewPacker::new(tile),
             views: Vec::new(),
         }
     }
@@ -141,7 +141,7 @@ impl Detector {
                 self.views.push(i);
             }
         }
-        let prepared = self.batch.prepare(frame, mask);
+        let prepared = self.packer.prepare(frame, mask);
         let scores = infer(
             &self.model,
             self.options.threads,

@@ -125,7 +125,7 @@ impl Layout {
 
 /// Turns a frame into model inputs, one view at a time, reusing its buffers
 /// from frame to frame.
-pub struct BatchBuilder {
+pub struct ViewPacker {
     tile: u32,
     resizer: BilinearResizer,
     whole: Vec<u8>,
@@ -141,9 +141,9 @@ pub struct PreparedFrame<'a> {
     tile: usize,
 }
 
-impl BatchBuilder {
-    pub fn new(tile: u32) -> BatchBuilder {
-        BatchBuilder {
+impl ViewPacker {
+    pub fn new(tile: u32) -> ViewPacker {
+        ViewPacker {
             tile,
             resizer: BilinearResizer::new(),
             whole: Vec::new(),
@@ -294,10 +294,10 @@ mod tests {
         let mut frame = RgbImage::new(8, 8);
         frame.put_pixel(5, 6, image::Rgb([255, 51, 0]));
         let layout = Layout::new(8, 8, 4, 0.0);
-        let mut builder = BatchBuilder::new(4);
+        let mut packer = ViewPacker::new(4);
         let mut out = Vec::new();
         // View 4 is the tile at (4, 4): pixel (5, 6) sits at (1, 2) inside it.
-        builder.fill(&frame, &layout, &[4], None, &mut out);
+        packer.fill(&frame, &layout, &[4], None, &mut out);
         assert_eq!(out.len(), 3 * 16);
         assert_eq!(out[2 * 4 + 1], 1.0);
         assert!((out[16 + 2 * 4 + 1] - 0.2).abs() < 1e-6);
