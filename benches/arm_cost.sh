@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ARM cost proxy: guest instructions per tile inference under qemu-user, for
 # the Raspberry Pi 4's Cortex-A72 (ARMv8.0, no fp16 arithmetic) and the Pi 5's
-# Cortex-A76 (ARMv8.2, fp16), in f32 and in f16 (`--precision f16`).
+# Cortex-A76 (ARMv8.2, fp16), in f32 and in f16 (`model::Precision::F16`,
+# not offered on the command line: see src/model.rs).
 #
 # Instructions are counted by qemu's own `insn` plugin (tests/plugin/insn.c),
 # compiled here from Debian's qemu source, so the count matches the installed

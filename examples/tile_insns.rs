@@ -10,18 +10,21 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::decode;
 use wildfire_watch::model::{ModelSource, Precision};
+use wildfire_watch::views::{Layout, ViewPacker, DEFAULT_OVERLAP};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [precision, repeats] = args.as_slice() else {
         bail!("usage: tile_insns f32|f16 REPEATS");
     };
-    let precision = Precision::from_str(precision, true)
-        .map_err(|_| anyhow::anyhow!("PRECISION must be f32 or f16, not {precision:?}"))?;
+    let precision = match precision.as_str() {
+        "f32" => Precision::F32,
+        "f16" => Precision::F16,
+        other => bail!("PRECISION must be f32 or f16, not {other:?}"),
+    };
     let repeats: usize = repeats.parse().context("REPEATS must be a whole number")?;
     let options = DetectorOptions {
         threads: 1,
@@ -29,18 +32,21 @@ fn main() -> Result<()> {
         ..DetectorOptions::default()
     };
     let mut detector = Detector::load(&ModelSource::Embedded, options)?;
-    let t = detector.info().tile_size as usize;
+    let t = detector.info().tile_size;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden/tile_0.png");
     let img = decode(&path)?;
-    if img.dimensions() != (t as u32, t as u32) {
+    if img.dimensions() != (t, t) {
         bail!("{} is not a {t} x {t} tile", path.display());
     }
-    let mut planes = vec![0.0f32; 3 * t * t];
-    for (i, px) in img.pixels().enumerate() {
-        for c in 0..3 {
-            planes[c * t * t + i] = f32::from(px[c]) / 255.0;
-        }
-    }
+    // A T x T image has exactly one native tile, view 1: the image itself.
+    let mut planes = Vec::new();
+    ViewPacker::new(t).fill(
+        &img,
+        &Layout::new(t, t, t, DEFAULT_OVERLAP),
+        &[1],
+        None,
+        &mut planes,
+    );
     let mut scores = Vec::new();
     for _ in 0..repeats {
         scores = detector.infer_tiles(&planes)?;

@@ -130,7 +130,7 @@ pub type Plan = Arc<TypedRunnableModel>;
 /// products have f16 kernels; on the Pi 4's Cortex-A72, which has no fp16
 /// arithmetic, 42 times. Scores move by up to about 3e-2. Measure again when
 /// tract's f16 kernels grow.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
     /// 32-bit floats: the model as exported, and the golden values.
     #[default]
