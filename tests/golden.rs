@@ -106,7 +106,15 @@ fn frame_views_match_the_recipe_view_for_view() {
     let frame = decode(&golden_dir().join(&g.frame.file)).unwrap();
     let mut first: Option<Vec<[f32; 2]>> = None;
     // One thread, views split unevenly (3), and more threads than views.
-    for threads in [1, 3, 16] {
+    // On aarch64, which CI runs under qemu at about 15 s a view, one split is
+    // enough to hold the NEON kernels to the export: how views are shared out
+    // does not depend on the target.
+    let thread_counts: &[usize] = if cfg!(target_arch = "x86_64") {
+        &[1, 3, 16]
+    } else {
+        &[2]
+    };
+    for &threads in thread_counts {
         let mut detector = Detector::load(
             &ModelSource::Embedded,
             DetectorOptions {
