@@ -28,6 +28,11 @@ use wildfire_watch::replay::{replay, ReplayOptions};
 use wildfire_watch::report::write_report;
 use wildfire_watch::webhook::Secret;
 
+/// jemalloc rather than glibc's malloc, which kept a fragmented arena per
+/// inference thread: see the note in Cargo.toml (peak memory of `run`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wildfire-watch",
