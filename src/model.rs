@@ -126,9 +126,9 @@ pub type Plan = Arc<TypedRunnableModel>;
 /// Only f32 is offered to users. F16 exists so that `benches/arm_cost.sh`
 /// can price it and the golden tests can check it: under qemu, with tract's
 /// native fp16 kernels for an ARMv8.2 core (the Raspberry Pi 5's Cortex-A76),
-/// one tile took 1.87 times the instructions of f32, because only the matrix
+/// one tile took 1.79 times the instructions of f32, because only the matrix
 /// products have f16 kernels; on the Pi 4's Cortex-A72, which has no fp16
-/// arithmetic, 42 times. Scores move by up to about 3e-2. Measure again when
+/// arithmetic, 41 times. Scores move by up to about 3e-2. Measure again when
 /// tract's f16 kernels grow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
