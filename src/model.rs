@@ -215,15 +215,17 @@ fn build_plan(onnx: &[u8], tile: u32, precision: Precision) -> Result<Plan> {
     // depthwise 11.7 -> 5.0 ms, matrix products 15.6 -> 13.4 ms). The axis
     // moves it inserts cancel out between consecutive convolutions when the
     // graph is decluttered again in `into_optimized`.
-    tract_onnx::tract_core::transform::get_transform("conv_nhwc")?
-        .context("this tract has no conv_nhwc transform")?
-        .transform(&mut model)
-        .context("cannot turn the convolutions channels-last")?;
+    apply_transform(
+        &mut model,
+        "conv_nhwc",
+        "turn the convolutions channels-last",
+    )?;
     if precision == Precision::F16 {
-        tract_onnx::tract_core::transform::get_transform("f32_to_f16")?
-            .context("this tract has no f32_to_f16 transform")?
-            .transform(&mut model)
-            .context("cannot translate the graph to 16-bit floats")?;
+        apply_transform(
+            &mut model,
+            "f32_to_f16",
+            "translate the graph to 16-bit floats",
+        )?;
     }
     let model = model
         .into_optimized()
@@ -241,4 +243,13 @@ fn build_plan(onnx: &[u8], tile: u32, precision: Precision) -> Result<Plan> {
         );
     }
     model.into_runnable()
+}
+
+/// Runs tract's model transform `name` on `model`; `what` says what it does,
+/// for the error.
+fn apply_transform(model: &mut TypedModel, name: &str, what: &str) -> Result<()> {
+    tract_onnx::tract_core::transform::get_transform(name)?
+        .with_context(|| format!("this tract has no {name} transform"))?
+        .transform(model)
+        .with_context(|| format!("cannot {what}"))
 }
