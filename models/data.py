@@ -300,3 +300,76 @@ def haze_tile(rng, img, T):
     t = np.linspace(t0, t1, T, dtype=np.float32)[:, None, None]
     out = base.astype(np.float32) * t + A * (1 - t)
     return _jpeg_noise(rng, out)
+
+
+# ---------------------------------------------------------------- synthetic whole tower-camera views
+
+def tower_view(rng, img, T):
+    """Synthetic whole-frame view of a fixed tower camera (label: no smoke, no flame), as the runtime's view 0
+    sees it: a 4:3 or 3:2 frame with sky (`sky_tile`, stretched) over a real outdoor negative as the land,
+    a horizon at 25-60 % of the height, often a dark lattice mast with pale dish antennas and poles in front,
+    often a dark fisheye circle around the picture and a caption line, then sensor noise, JPEG and the
+    runtime's whole-frame resize to T x T (Pillow BILINEAR, aspect not kept). Teaches the whole view that
+    tower furniture, bright dishes and cloud over a landscape are not smoke."""
+    from PIL import ImageDraw
+    W = 800
+    H = 600 if rng.random() < 0.6 else 533
+    horizon = int(rng.uniform(0.25, 0.6) * H)
+    sky = Image.fromarray(sky_tile(rng, 256)).resize((W, horizon + 8), Image.BILINEAR)
+    land_h = H - horizon
+    land = img.convert("RGB")
+    lw, lh = land.size
+    # a random crop with the frame's land aspect, stretched to fit
+    cw = int(rng.uniform(0.6, 1.0) * lw)
+    ch = max(8, min(lh, int(cw * land_h / W)))
+    x0 = int(rng.integers(0, lw - cw + 1))
+    y0 = int(rng.integers(0, lh - ch + 1))
+    land = np.asarray(land.crop((x0, y0, x0 + cw, y0 + ch)).resize((W, land_h), Image.BILINEAR), np.float32)
+    t = rng.uniform(0.5, 1.0)  # distant land seen through some haze
+    land = land * t + _airlight(rng) * (1 - t)
+    canvas = np.concatenate([np.asarray(sky, np.float32)[:horizon], land], axis=0)
+    im = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(im)
+    if rng.random() < 0.6:  # lattice mast with dish antennas
+        mx = float(rng.uniform(0.05, 0.8) * W)
+        mw = float(rng.uniform(0.03, 0.12) * W)
+        dark = tuple(int(v) for v in rng.uniform(15, 70, 3))
+        lean = float(rng.uniform(-0.08, 0.08) * W)
+        d.line([(mx, H), (mx + lean, 0)], fill=dark, width=int(rng.integers(2, 6)))
+        d.line([(mx + mw, H), (mx + mw + lean, 0)], fill=dark, width=int(rng.integers(2, 6)))
+        step = float(rng.uniform(15, 45))
+        y = float(H)
+        while y > 0:
+            f0, f1 = 1 - y / H, 1 - max(0.0, y - step) / H
+            d.line([(mx + lean * f0, y), (mx + mw + lean * f1, y - step)], fill=dark, width=2)
+            d.line([(mx + mw + lean * f0, y), (mx + lean * f1, y - step)], fill=dark, width=2)
+            y -= step
+        for _ in range(int(rng.integers(0, 9))):
+            r = float(rng.uniform(0.02, 0.08) * W)
+            cx = mx + mw / 2 + float(rng.choice([-1, 1])) * (mw / 2 + r * rng.uniform(0.2, 0.9))
+            cy = float(rng.uniform(0.0, 0.85) * H)
+            face = tuple(int(v) for v in rng.uniform(150, 235) + rng.normal(0, 6, 3))
+            rim = tuple(int(v) for v in rng.uniform(40, 110, 3))
+            d.ellipse([cx - r * rng.uniform(0.5, 1.0), cy - r, cx + r * rng.uniform(0.5, 1.0), cy + r],
+                      fill=face, outline=rim, width=int(rng.integers(1, 5)))
+    for _ in range(int(rng.integers(0, 3))):  # poles and wires
+        px = float(rng.uniform(0, W))
+        d.line([(px, H), (px + float(rng.uniform(-20, 20)), float(rng.uniform(0.2, 0.8) * H))],
+               fill=tuple(int(v) for v in rng.uniform(10, 80, 3)), width=int(rng.integers(2, 8)))
+    arr = np.asarray(im, np.float32)
+    if rng.random() < 0.6:  # fisheye circle: dark outside a soft ellipse
+        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+        rx, ry = rng.uniform(0.5, 0.7) * W, rng.uniform(0.55, 0.8) * H
+        rad = np.hypot((xx - W / 2) / rx, (yy - H / 2) / ry)
+        a = np.clip((rad - 1.0) / rng.uniform(0.02, 0.15), 0, 1)[..., None]
+        dark = np.array([rng.uniform(5, 60), rng.uniform(5, 55), rng.uniform(0, 45)], np.float32)
+        arr = arr * (1 - a) + dark * a
+    if rng.random() < 0.5:  # caption line along the top
+        im = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
+        chars = "0123456789.:- abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/"
+        txt = "".join(chars[int(i)] for i in rng.integers(0, len(chars), int(rng.integers(20, 70))))
+        ImageDraw.Draw(im).text((2.0, 2.0), txt, fill=(int(rng.uniform(200, 255)), int(rng.uniform(200, 255)),
+                                                       int(rng.uniform(0, 90))))
+        arr = np.asarray(im, np.float32)
+    frame = _jpeg_noise(rng, arr)
+    return np.asarray(Image.fromarray(frame).resize((T, T), Image.BILINEAR))

@@ -34,7 +34,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import CLASSES, load_index, tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, \
-    camera_artifacts  # noqa: E402
+    camera_artifacts, tower_view  # noqa: E402
 from views import make_views, to_tensor, OVERLAP  # noqa: E402
 from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
 
@@ -122,6 +122,19 @@ def build_sky_samples(items, T, seed, n_sky, n_sky_synth, val_frac=0.15):
             yield camera_artifacts(srng, synth_plume(srng, t)), [1, 0], (split, 2, idx)
 
 
+def build_tower_samples(items, T, seed, n_tower, val_frac=0.15):
+    """Fourth segment: synthetic whole tower-camera views (kind 5, label 0/0) on sources 4 and 5 of the
+    matching split (models/data.py tower_view)."""
+    for split in ("train", "val"):
+        bases = [i for i, it in enumerate(items) if it["split"] == split
+                 and it["owner"] in ("aryanraj2713", "talalahmad27")]
+        f = 1.0 if split == "train" else val_frac
+        srng = np.random.default_rng(seed + (31 if split == "train" else 32))
+        for j in range(int(n_tower * f)):
+            idx = bases[int(srng.integers(len(bases)))]
+            yield tower_view(srng, Image.open(items[idx]["path"]), T), [0, 0], (split, 5, idx)
+
+
 def export_trunk(net, path, T):
     net.eval()
     m = TrunkWithPooled(net).eval()
@@ -145,6 +158,11 @@ def cache_features(args, items, net):
                                         "sky2"]).encode()).hexdigest()[:10]
         segs.append(cache_segment(args, net, key3, lambda: build_sky_samples(items, args.tile, args.seed,
                                                                             args.sky, args.sky_synth)))
+    if args.tower > 0:
+        key4 = hashlib.sha1(json.dumps([args.tile, args.seed, args.tower, SPLIT, len(items),
+                                        "tower1"]).encode()).hexdigest()[:10]
+        segs.append(cache_segment(args, net, key4, lambda: build_tower_samples(items, args.tile, args.seed,
+                                                                              args.tower)))
     return segs
 
 
@@ -397,6 +415,8 @@ def evaluate(P, C, va):
             res[name]["zoomed_negative_fp_rate"] = round(float((s[kind == 3] > thr).mean()), 4)
         if (kind == 4).any():
             res[name]["sky_haze_negative_fp_rate"] = round(float((s[kind == 4] > thr).mean()), 4)
+        if (kind == 5).any():
+            res[name]["tower_view_negative_fp_rate"] = round(float((s[kind == 5] > thr).mean()), 4)
     return res
 
 
@@ -449,11 +469,17 @@ def main():
     ap.add_argument("--zoom-synth", type=int, default=1500, help="synthetic plumes on zoomed bases (train; +15%% val)")
     ap.add_argument("--sky", type=int, default=4000, help="synthetic sky + hazed outdoor hard negatives (train; +15%% val)")
     ap.add_argument("--sky-synth", type=int, default=1500, help="synthetic plumes on sky/haze bases (train; +15%% val)")
+    ap.add_argument("--tower", type=int, default=0, help="synthetic whole tower-camera views (train; +15%% val; 0 = off)")
     ap.add_argument("--mode", choices=["head", "map", "top"], default="map",
                     help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
-                         "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] (slow on 2 cores)")
+                         "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] and conv_head (about "
+                         "5 min per epoch on 2 cores)")
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--mask-smoke-context", type=int, default=1)
+    ap.add_argument("--mask-flame-context", type=int, default=0,
+                    help="1 = tiles of flame-positive images outside every flame box are unknown for flame")
+    ap.add_argument("--mask-abonia-default", type=int, default=0,
+                    help="1 = Abonia1 frames of the source's 'default' class (mapped to none) are unknown for smoke")
     ap.add_argument("--train-synth", type=int, default=1, help="0 = ablation: drop synthetic plume tiles from training")
     ap.add_argument("--wd", type=float, default=1e-3)
     ap.add_argument("--head-epochs", type=int, default=10)
@@ -483,17 +509,32 @@ def main():
     if args.mode == "map":
         C["maps"] = np.concatenate(maps) if len(maps) > 1 else maps[0]
         del maps
+    C["labels"] = C["labels"].copy()
+
+    def mask_negatives(cls, views, image_rule, what):
+        """Real views (kind `views`) of images matching `image_rule` become unknown (-1) for class `cls`
+        where they were negative."""
+        img = np.array([image_rule(it) for it in items])[C["item"]]
+        sel = np.isin(C["kind"], views) & img & (C["labels"][:, cls] == 0)
+        C["labels"][sel, cls] = -1
+        log(f"masked {CLASSES[cls]} label on {int(sel.sum())} {what}")
+
     if args.mask_smoke_context:
         # smoke boxes are loose and smoke spreads as haze: in smoke-positive images, a tile that does not
         # overlap any smoke box is unknown (-1) for smoke rather than negative
-        smoke_img = np.array([it["smoke"] == 1 for it in items])[C["item"]]
-        sel = (C["kind"] == 1) & smoke_img & (C["labels"][:, 0] == 0)
-        C["labels"] = C["labels"].copy()
-        C["labels"][sel, 0] = -1
-        log(f"masked smoke label on {int(sel.sum())} context tiles of smoke-positive images")
+        mask_negatives(0, [1], lambda it: it["smoke"] == 1, "context tiles of smoke-positive images")
+    if args.mask_flame_context:
+        # flame boxes are incomplete (xiapinquan boxes some flames of a fire, not all): in flame-positive
+        # images a tile outside every flame box is unknown (-1) for flame, not negative
+        mask_negatives(1, [1], lambda it: it["flame"] == 1, "context tiles of flame-positive images")
+    if args.mask_abonia_default:
+        # Abonia1's 'default' class (a whole-frame box, mapped to none) marks frames of the same CCTV fire and
+        # smoke-bomb videos where no box was drawn; many show smoke haze, so their smoke=0 is not reliable
+        mask_negatives(0, [0, 1], lambda it: it["owner"] == "Abonia1" and it["smoke"] == 0 and it["flame"] == 0,
+                       "views of Abonia1 'default' frames")
     tr = np.where(~C["is_val"] & ((C["kind"] != 2) | bool(args.train_synth)))[0]
     va = np.where(C["is_val"])[0]
-    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=5).tolist()}")
+    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=6).tolist()}")
 
     if args.mode == "head":
         train_head(net, C, tr, args)
@@ -502,7 +543,9 @@ def main():
     else:
         train_top(net, C, tr, args)
     P = predict_cached(net, C, va, args.mode)
-    np.savez(os.path.join(args.cache, f"valpred_{os.path.basename(os.path.normpath(args.out))}.npz"), P=P, va=va)
+    run_name = os.path.basename(os.path.normpath(args.out))
+    np.savez(os.path.join(args.cache, f"valpred_{run_name}.npz"), P=P, va=va)
+    torch.save(net.state_dict(), os.path.join(args.cache, f"state_{run_name}.pt"))
     res = evaluate(P, C, va)
     thr = {c: res[c]["all_views"]["threshold"] for c in CLASSES}
     log(json.dumps(res, indent=1))
