@@ -3,21 +3,24 @@
 
     cd /work/main && /root/wwvenv/bin/python models/train.py      # from the repo root; all defaults
 
-Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.25.2; also writes
-models/train_report.json): --data ../shared/datasets --out models/ --cache /root/wwcache --mode map
---zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --head-epochs 10 --seed 0. About 15 min on 2 idle CPU cores
-from scratch (most of it building the feature caches), about 4 min when the caches in --cache already exist.
+Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.26.1; also writes
+models/train_report.json): --data ../shared/datasets --out models/ --cache /root/wwcache --mode top --epochs 3
+--zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --mask-flame-context 0 --mask-abonia-default 0
+--tower 0 --seed 0. About 25 min on 2 idle CPU cores from scratch (about 10 min of feature caches, then
+about 5 min per fine-tuning epoch), about 15 min when the caches in --cache already exist.
 
-Stages (all deterministic for a given --seed):
+Stages (all deterministic for a given --seed on one machine; another CPU can round differently):
   1. index firesmoke/labels.csv + boxes.jsonl, seeded group split (models/data.py)
   2. build training views exactly as the runtime does (models/views.py): whole-image view +
-     native T x T tiles labelled from boxes, hard-negative tiles, synthetic distant plumes; then two extra
-     segments: zoomed hard negatives (+ plumes on them) and synthetic sky / hazed outdoor hard negatives
-     with tower-camera artefacts (+ plumes on them)
-  3. run the frozen ImageNet EfficientNet-Lite0 backbone once with onnxruntime and cache its block-12
-     features and conv_head maps outside the repo (--cache)
-  4. --mode map (default): train only the new head (1x1 conv 1280->64, ReLU6, global mean+max pool, fc 128->2)
-     on the frozen conv_head maps with masked BCE (-1 = masked)
+     native T x T tiles labelled from boxes, hard-negative tiles, synthetic distant plumes; then extra
+     segments: zoomed hard negatives (+ plumes on them), synthetic sky / hazed outdoor hard negatives
+     with tower-camera artefacts (+ plumes on them) and, with --tower N, synthetic whole tower-camera views
+  3. run the frozen ImageNet EfficientNet-Lite0 trunk (stem + blocks 0-12) once with onnxruntime and cache
+     its block-12 features outside the repo (--cache)
+  4. --mode top (default): fine-tune blocks 13-15 and conv_head of the backbone (BatchNorm statistics
+     frozen) together with the new head (1x1 conv 1280->64, ReLU6, global mean+max pool, fc 128->2) on the
+     cached features, with masked BCE (-1 = masked). --mode map trains the head alone on frozen conv_head
+     maps (the recipe of model 2026.11.25.2); --mode head a linear head on pooled features
   5. pick per-class thresholds on validation for <= 1% view-level false positives (real views only)
   6. export models/wildfire-tiles.onnx (+ .json sidecar), verify onnxruntime == torch within 1e-5
 """
@@ -470,7 +473,7 @@ def main():
     ap.add_argument("--sky", type=int, default=4000, help="synthetic sky + hazed outdoor hard negatives (train; +15%% val)")
     ap.add_argument("--sky-synth", type=int, default=1500, help="synthetic plumes on sky/haze bases (train; +15%% val)")
     ap.add_argument("--tower", type=int, default=0, help="synthetic whole tower-camera views (train; +15%% val; 0 = off)")
-    ap.add_argument("--mode", choices=["head", "map", "top"], default="map",
+    ap.add_argument("--mode", choices=["head", "map", "top"], default="top",
                     help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
                          "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] and conv_head (about "
                          "5 min per epoch on 2 cores)")
@@ -490,7 +493,7 @@ def main():
     ap.add_argument("--flip", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
-    ap.add_argument("--version", default="2026.11.25.2", help="sidecar version; bump it for a new model")
+    ap.add_argument("--version", default="2026.11.26.1", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

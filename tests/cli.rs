@@ -48,6 +48,11 @@ fn replay_of_the_hillside_fixture_scores_against_labels() {
     for class in ["smoke", "flame"] {
         assert!(summary[class]["f1"].is_number() || summary[class]["f1"].is_null());
     }
+    // The README's first command: the shipped model confirms the drawn plume
+    // (frame_0008 on, 60 s apart) within two frames.
+    assert_eq!(summary["incidents"], 1, "{lines:?}");
+    let ttd = summary["time_to_detect_s"].as_f64();
+    assert!(ttd.is_some_and(|s| s <= 120.0), "time to detect {ttd:?}");
     // Every event line is a well-formed incident event, starting after ignition.
     for event in &lines[..lines.len() - 1] {
         let frame = event["frame"].as_str().unwrap();
