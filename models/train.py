@@ -84,14 +84,20 @@ def build_samples(items, T, seed, n_synth_train, n_synth_val):
             yield synth_plume(srng, tile), [1, 0], (split, 2, idx)
 
 
-def build_extra_samples(items, T, seed, n_zoom, n_zoom_synth, val_frac=0.15):
-    """Second segment: zoomed hard negatives (kind 3, label 0/0) and synthetic plumes on zoomed bases
-    (kind 2, label 1/0), from sources 4 and 5 of the matching split."""
-    for split in ("train", "val"):
+def synthetic_splits(items, seed, offset, val_frac=0.15):
+    """For each split: the indices of its outdoor negatives (sources 4 and 5) that synthetic tiles are built
+    on, the fraction of the requested count to make (1 for train, val_frac for val) and a generator seeded
+    with seed + offset (train) or seed + offset + 1 (val)."""
+    for k, split in enumerate(("train", "val")):
         bases = [i for i, it in enumerate(items) if it["split"] == split
                  and it["owner"] in ("aryanraj2713", "talalahmad27")]
-        f = 1.0 if split == "train" else val_frac
-        srng = np.random.default_rng(seed + (11 if split == "train" else 12))
+        yield split, bases, (1.0 if split == "train" else val_frac), np.random.default_rng(seed + offset + k)
+
+
+def build_extra_samples(items, T, seed, n_zoom, n_zoom_synth):
+    """Second segment: zoomed hard negatives (kind 3, label 0/0) and synthetic plumes on zoomed bases
+    (kind 2, label 1/0), from sources 4 and 5 of the matching split."""
+    for split, bases, f, srng in synthetic_splits(items, seed, 11):
         for j in range(int(n_zoom * f)):
             idx = bases[int(srng.integers(len(bases)))]
             img = Image.open(items[idx]["path"]).convert("RGB")
@@ -102,15 +108,11 @@ def build_extra_samples(items, T, seed, n_zoom, n_zoom_synth, val_frac=0.15):
             yield synth_plume(srng, zoom_tile(srng, img, T)), [1, 0], (split, 2, idx)
 
 
-def build_sky_samples(items, T, seed, n_sky, n_sky_synth, val_frac=0.15):
+def build_sky_samples(items, T, seed, n_sky, n_sky_synth):
     """Third segment: synthetic sky tiles and real outdoor negatives seen through haze/fog (kind 4, label 0/0),
     half and half, and synthetic plumes on the same kinds of bases (kind 2, label 1/0); tower-camera
     artefacts (lens vignette, caption text) are added to both at random (models/data.py camera_artifacts)."""
-    for split in ("train", "val"):
-        bases = [i for i, it in enumerate(items) if it["split"] == split
-                 and it["owner"] in ("aryanraj2713", "talalahmad27")]
-        f = 1.0 if split == "train" else val_frac
-        srng = np.random.default_rng(seed + (21 if split == "train" else 22))
+    for split, bases, f, srng in synthetic_splits(items, seed, 21):
 
         def base_tile(j):
             if j % 2 == 0:
@@ -125,14 +127,10 @@ def build_sky_samples(items, T, seed, n_sky, n_sky_synth, val_frac=0.15):
             yield camera_artifacts(srng, synth_plume(srng, t)), [1, 0], (split, 2, idx)
 
 
-def build_tower_samples(items, T, seed, n_tower, val_frac=0.15):
+def build_tower_samples(items, T, seed, n_tower):
     """Fourth segment: synthetic whole tower-camera views (kind 5, label 0/0) on sources 4 and 5 of the
     matching split (models/data.py tower_view)."""
-    for split in ("train", "val"):
-        bases = [i for i, it in enumerate(items) if it["split"] == split
-                 and it["owner"] in ("aryanraj2713", "talalahmad27")]
-        f = 1.0 if split == "train" else val_frac
-        srng = np.random.default_rng(seed + (31 if split == "train" else 32))
+    for split, bases, f, srng in synthetic_splits(items, seed, 31):
         for j in range(int(n_tower * f)):
             idx = bases[int(srng.integers(len(bases)))]
             yield tower_view(srng, Image.open(items[idx]["path"]), T), [0, 0], (split, 5, idx)
