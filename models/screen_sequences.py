@@ -78,15 +78,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--state", required=True, help="a run's torch state (train.py writes state_<out>.pt in --cache)")
     ap.add_argument("--sidecar", required=True, help="the run's wildfire-tiles.json (tile size, thresholds)")
-    ap.add_argument("--width", type=int, default=64, help="the run's --width")
     ap.add_argument("--seqs", default="../shared/datasets/sequences")
     ap.add_argument("--cache", default="/root/wwcache")
     args = ap.parse_args()
     side = json.load(open(args.sidecar))
     T, thr = side["tile_size"], side["thresholds"]["smoke"]
     torch.set_num_threads(2)
-    net = WildfireNet(T, pretrained=False, head="map", width=args.width)
-    net.load_state_dict(torch.load(args.state))
+    state = torch.load(args.state)
+    net = WildfireNet(T, pretrained=False, head="map", width=state["proj.weight"].shape[0])
+    net.load_state_dict(state)
     net.eval()
     for seq in sorted(glob.glob(os.path.join(args.seqs, "*/"))):
         name, feat, frame, rects = sequence_features(seq, args.cache, T)
