@@ -37,7 +37,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import CLASSES, load_index, tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, \
-    camera_artifacts, tower_view  # noqa: E402
+    camera_artifacts, tower_view, EXTRA_BOXES  # noqa: E402
 from views import make_views, to_tensor, OVERLAP  # noqa: E402
 from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
 
@@ -145,8 +145,11 @@ def export_trunk(net, path, T):
 
 
 def cache_features(args, items, net):
-    key = hashlib.sha1(json.dumps([args.tile, args.seed, args.synth, args.synth_val, SPLIT, K_NEG_TRAIN,
-                                   len(items), "v3"]).encode()).hexdigest()[:10]
+    base = [args.tile, args.seed, args.synth, args.synth_val, SPLIT, K_NEG_TRAIN, len(items), "v3"]
+    if args.extra_boxes:  # keeps the key of the caches made before the extra boxes existed
+        with open(EXTRA_BOXES, "rb") as f:
+            base.append(hashlib.sha1(f.read()).hexdigest())
+    key = hashlib.sha1(json.dumps(base).encode()).hexdigest()[:10]
     segs = [cache_segment(args, net, key, lambda: build_samples(items, args.tile, args.seed, args.synth,
                                                                  args.synth_val))]
     if args.zoom > 0 or args.zoom_synth > 0:
@@ -481,6 +484,8 @@ def main():
                     help="1 = tiles of flame-positive images outside every flame box are unknown for flame")
     ap.add_argument("--mask-abonia-default", type=int, default=0,
                     help="1 = Abonia1 frames of the source's 'default' class (mapped to none) are unknown for smoke")
+    ap.add_argument("--extra-boxes", type=int, default=0,
+                    help="use the project's own smoke boxes for the 44 unboxed rm-n tower frames (models/extra_boxes.jsonl)")
     ap.add_argument("--train-synth", type=int, default=1, help="0 = ablation: drop synthetic plume tiles from training")
     ap.add_argument("--wd", type=float, default=1e-3)
     ap.add_argument("--head-epochs", type=int, default=10)
@@ -498,7 +503,7 @@ def main():
     np.random.seed(args.seed)
     t_start = time.time()
 
-    items = load_index(args.data, args.seed)
+    items = load_index(args.data, args.seed, extra_boxes=bool(args.extra_boxes))
     log(f"{len(items)} images: train {sum(i['split'] == 'train' for i in items)}, "
         f"val {sum(i['split'] == 'val' for i in items)}")
     net = WildfireNet(args.tile, head="linear" if args.mode == "head" else "map", width=args.width)
