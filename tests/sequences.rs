@@ -3,10 +3,11 @@
 //! (frame_0040), and the fire confirmed at most 3 minutes after it. Skips,
 //! saying so, where the data is absent.
 //!
-//! The shipped model (2026.11.26.1) does not confirm either fire: its
-//! detection tests are `#[ignore]`d with that reason and run with
-//! `cargo test --release --test sequences -- --ignored`. They are the
-//! targets of issue 3; `models/README.md` has the evidence.
+//! The shipped model (2026.11.26.2) confirms the rm-w fire 12 minutes after
+//! ignition and misses the wc-s one. `rm_w_fire_is_confirmed` guards the
+//! rm-w detection; the 3-minute tests are `#[ignore]`d with the reason and
+//! run with `cargo test --release --test sequences -- --ignored`. They are
+//! the targets of issue 3; `models/README.md` has the evidence.
 
 use std::path::PathBuf;
 
@@ -109,13 +110,32 @@ fn rm_w_raises_no_alarm_before_ignition() {
 }
 
 #[test]
-#[ignore = "known miss: model 2026.11.26.1 never confirms this distant plume (models/README.md, Targets)"]
+#[ignore = "known miss: model 2026.11.26.2 never confirms this distant plume (models/README.md, Targets)"]
 fn wc_s_fire_is_confirmed_within_3_minutes() {
     assert_confirmed_within_3_minutes("hpwren_20190925_wc-s-mobo-c");
 }
 
 #[test]
-#[ignore = "known miss: model 2026.11.26.1 scores this plume 0.96 at best, under its 0.98 threshold (models/README.md, Targets)"]
+#[ignore = "known miss: model 2026.11.26.2 confirms this plume at +12 min, not within 3 (models/README.md, Targets)"]
 fn rm_w_fire_is_confirmed_within_3_minutes() {
     assert_confirmed_within_3_minutes("hpwren_20180728_rm-w-mobo-c");
+}
+
+/// The rm-w fire is confirmed at all while the footage lasts (40 minutes
+/// after ignition), by an incident that starts after ignition.
+#[test]
+fn rm_w_fire_is_confirmed() {
+    let Some(outcome) = replay_sequence("hpwren_20180728_rm-w-mobo-c") else {
+        return;
+    };
+    let ttd = outcome.summary.time_to_detect_s.flatten();
+    assert!(ttd.is_some(), "rm-w: the fire was never confirmed");
+    assert!(
+        outcome
+            .events
+            .iter()
+            .any(|e| e.phase == IncidentPhase::Started && e.frame.as_str() >= IGNITION),
+        "no incident started after ignition: {:?}",
+        outcome.events
+    );
 }
