@@ -9,7 +9,9 @@
 //! run with `cargo test --release --test sequences -- --ignored`. They are
 //! the targets of issue 3; `models/README.md` has the evidence.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
 use wildfire_watch::confirm::ConfirmConfig;
@@ -38,6 +40,18 @@ fn datasets() -> Option<PathBuf> {
 
 /// Frames are 60 s apart and the fire starts at this one.
 const IGNITION: &str = "frame_0040.jpg";
+
+/// The replay of sequence `name`, run once per test binary and shared by the
+/// tests that look at it (a replay takes about a minute).
+fn replayed(name: &'static str) -> Arc<Option<ReplayOutcome>> {
+    static OUTCOMES: Mutex<BTreeMap<&str, Arc<Option<ReplayOutcome>>>> =
+        Mutex::new(BTreeMap::new());
+    let mut outcomes = OUTCOMES.lock().unwrap();
+    outcomes
+        .entry(name)
+        .or_insert_with(|| Arc::new(replay_sequence(name)))
+        .clone()
+}
 
 fn replay_sequence(name: &str) -> Option<ReplayOutcome> {
     let data = datasets()?;
@@ -73,8 +87,8 @@ fn replay_sequence(name: &str) -> Option<ReplayOutcome> {
     Some(outcome)
 }
 
-fn assert_no_alarm_before_ignition(name: &str) {
-    let Some(outcome) = replay_sequence(name) else {
+fn assert_no_alarm_before_ignition(name: &'static str) {
+    let Some(outcome) = &*replayed(name) else {
         return;
     };
     for e in &outcome.events {
@@ -88,8 +102,8 @@ fn assert_no_alarm_before_ignition(name: &str) {
     assert_eq!(outcome.summary.false_alarms, Some(0));
 }
 
-fn assert_confirmed_within_3_minutes(name: &str) {
-    let Some(outcome) = replay_sequence(name) else {
+fn assert_confirmed_within_3_minutes(name: &'static str) {
+    let Some(outcome) = &*replayed(name) else {
         return;
     };
     let ttd = outcome.summary.time_to_detect_s.flatten();
@@ -125,7 +139,7 @@ fn rm_w_fire_is_confirmed_within_3_minutes() {
 /// after ignition), by an incident that starts after ignition.
 #[test]
 fn rm_w_fire_is_confirmed() {
-    let Some(outcome) = replay_sequence("hpwren_20180728_rm-w-mobo-c") else {
+    let Some(outcome) = &*replayed("hpwren_20180728_rm-w-mobo-c") else {
         return;
     };
     let ttd = outcome.summary.time_to_detect_s.flatten();
