@@ -8,7 +8,8 @@ The frozen trunk's block-12 features of every view of every sequence frame are c
 (the trunk ONNX that train.py writes there); each run is then scored by running only its trained top
 (the state train.py saves as state_<out>.pt) and a Python copy of the runtime confirmer (src/confirm.rs
 defaults: a tile and its 8 neighbours hot in 2 of the last 3 frames, keep at 0.7x the threshold, 3 clear
-frames end an incident, 10 frames of cooldown; smoke only). For the shipped model it agrees with the Rust
+frames end an incident, 10 frames of cooldown; smoke only: at the sequences' 60 s frames these are the
+runtime's clear_s = 180 and cooldown_s = 600). For the shipped model it agrees with the Rust
 replay. Evaluation only: the sequences are never used for training or for choosing thresholds.
 """
 import argparse

@@ -5,8 +5,12 @@
 //! frame (a tile together with its neighbours) scores at or above the alarm
 //! threshold in `required` of the last `window` frames, the newest included.
 //! While it runs, a lower keep threshold (`keep_factor` x alarm) holds it
-//! alive; after `clear_frames` frames below that it ends, and no new incident
-//! of that class starts for `cooldown_s` seconds.
+//! alive; once no frame has reached that for `clear_s` seconds it ends, and no
+//! new incident of that class starts for `cooldown_s` seconds.
+//!
+//! Starting counts frames (each frame is one more look at the region, so a
+//! camera grabbing more often confirms sooner); ending counts seconds (a fire
+//! is out after a time without smoke, however often the camera looks).
 //!
 //! The confirmer only sees frame times handed to it, never the wall clock, so
 //! replay at footage time behaves exactly as the live camera did.
@@ -29,8 +33,10 @@ pub struct ConfirmConfig {
     pub window: usize,
     /// Hot frames within the window needed to start an incident (N).
     pub required: usize,
-    /// Consecutive frames below the keep threshold that end an incident (K).
-    pub clear_frames: usize,
+    /// Seconds since the last frame at or above the keep threshold that end
+    /// an incident, counted at frame times. The default, 180 s, is the 3 frames
+    /// of 60 s footage the defaults were chosen on.
+    pub clear_s: f64,
     /// Keep threshold as a fraction of the alarm threshold (hysteresis).
     pub keep_factor: f32,
     /// Seconds after an incident ends during which the class cannot start again.
@@ -46,7 +52,7 @@ impl Default for ConfirmConfig {
         ConfirmConfig {
             window: 3,
             required: 2,
-            clear_frames: 3,
+            clear_s: 180.0,
             keep_factor: 0.7,
             cooldown_s: 600.0,
             update_interval_s: 60.0,
@@ -70,8 +76,11 @@ impl ConfirmConfig {
                 self.required, self.window
             ));
         }
-        if self.clear_frames == 0 {
-            return Err("clear_frames must be at least 1".into());
+        if !(self.clear_s > 0.0 && self.clear_s.is_finite()) {
+            return Err(format!(
+                "clear_s = {} must be more than 0 seconds",
+                self.clear_s
+            ));
         }
         if !(self.keep_factor > 0.0 && self.keep_factor <= 1.0) {
             return Err(format!(
@@ -105,7 +114,8 @@ struct Active {
     reported_peak: f32,
     reported_boxes: Vec<Rect>,
     last_report: f64,
-    clear_count: usize,
+    /// Time of the last frame at or above the keep threshold.
+    last_kept: f64,
 }
 
 struct ClassState {
@@ -242,11 +252,9 @@ impl Confirmer {
         if let Some(a) = &mut state.active {
             a.peak = a.peak.max(score);
             if score >= keep {
-                a.clear_count = 0;
-            } else {
-                a.clear_count += 1;
+                a.last_kept = time;
             }
-            if a.clear_count >= config.clear_frames {
+            if time - a.last_kept >= config.clear_s {
                 a.seq += 1;
                 let ended = event(IncidentPhase::Ended, a, a.reported_boxes.clone());
                 state.active = None;
@@ -284,7 +292,7 @@ impl Confirmer {
             reported_peak: score,
             reported_boxes: boxes.clone(),
             last_report: time,
-            clear_count: 0,
+            last_kept: time,
         };
         let started = event(IncidentPhase::Started, &a, boxes);
         state.active = Some(a);
@@ -421,10 +429,37 @@ mod tests {
     }
 
     #[test]
+    fn ending_takes_clear_s_whatever_the_frame_interval() {
+        // A camera grabbing every 10 s: a plume that thins for 2 minutes
+        // (12 low frames) keeps its incident; 3 minutes without it end it.
+        let mut c = confirmer();
+        let hot = frame(&[((1, 1), 0.9)]);
+        let cold = frame(&[]);
+        let pattern = [&hot, &hot]
+            .into_iter()
+            .chain([&cold; 12])
+            .chain([&hot])
+            .chain([&cold; 18]);
+        let mut events = Vec::new();
+        for (t, f) in pattern.enumerate() {
+            events.extend(c.push(t as f64 * 10.0, &format!("f{t}"), f));
+        }
+        let phases: Vec<_> = events.iter().map(|e| (e.phase, e.frame.as_str())).collect();
+        // Last kept at f14 (t = 140 s); t = 320 s is f32, 180 s later.
+        assert_eq!(
+            phases,
+            [
+                (IncidentPhase::Started, "f1"),
+                (IncidentPhase::Ended, "f32")
+            ]
+        );
+    }
+
+    #[test]
     fn cooldown_holds_back_a_new_incident() {
         let config = ConfirmConfig {
             cooldown_s: 300.0,
-            clear_frames: 1,
+            clear_s: 60.0,
             ..ConfirmConfig::default()
         };
         let mut c = Confirmer::new(
@@ -459,6 +494,11 @@ mod tests {
             ..ConfirmConfig::default()
         };
         assert!(bad.validate().unwrap_err().contains("required"));
+        let bad = ConfirmConfig {
+            clear_s: 0.0,
+            ..ConfirmConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("clear_s"));
         assert!(ConfirmConfig::default().validate().is_ok());
     }
 }
