@@ -3,9 +3,9 @@
 
     cd /work/main && /root/wwvenv/bin/python models/train.py      # from the repo root; all defaults
 
-Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.26.2; also writes
+Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.26.3; also writes
 models/train_report.json): --data ../shared/datasets --out models/ --cache /root/wwcache --mode top --epochs 5
---extra-boxes 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --mask-flame-context 0
+--extra-boxes 1 --flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --mask-flame-context 0
 --mask-abonia-default 0 --tower 0 --seed 0. About 35 min on 2 idle CPU cores from scratch (about 10 min of
 feature caches, then about 4-5 min per fine-tuning epoch), about 25 min when the caches in --cache exist.
 
@@ -20,7 +20,8 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      its block-12 features outside the repo (--cache)
   4. --mode top (default): fine-tune blocks 13-15 and conv_head of the backbone (BatchNorm statistics
      frozen) together with the new head (1x1 conv 1280->64, ReLU6, global mean+max pool, fc 128->2) on the
-     cached features, with masked BCE (-1 = masked). --mode map trains the head alone on frozen conv_head
+     cached features, with masked BCE (-1 = masked) and, with --flip 1, half of each batch's feature maps
+     mirrored left-right. --mode map trains the head alone on frozen conv_head
      maps (the recipe of model 2026.11.25.2); --mode head a linear head on pooled features
   5. pick per-class thresholds on validation for <= 1% view-level false positives (real views only)
   6. export models/wildfire-tiles.onnx (+ .json sidecar), verify onnxruntime == torch within 1e-5
@@ -501,10 +502,11 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr-top", type=float, default=3e-4)
     ap.add_argument("--lr-head", type=float, default=2e-3)
-    ap.add_argument("--flip", type=int, default=0)
+    ap.add_argument("--flip", type=int, default=1,
+                    help="horizontal flip of cached feature maps as augmentation (0 = off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
-    ap.add_argument("--version", default="2026.11.26.2", help="sidecar version; bump it for a new model")
+    ap.add_argument("--version", default="2026.11.26.3", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
