@@ -8,8 +8,8 @@ The frozen trunk's block-12 features of every view of every sequence frame are c
 (the trunk ONNX that train.py writes there); each run is then scored by running only its trained top
 (the state train.py saves as state_<out>.pt) and a Python copy of the runtime confirmer (src/confirm.rs
 defaults: a tile and its 8 neighbours hot in 2 of the last 3 frames, keep at 0.7x the threshold, 3 clear
-frames end an incident, 10 frames of cooldown; smoke only: at the sequences' 60 s frames these are the
-runtime's clear_s = 180 and cooldown_s = 600). For the shipped model it agrees with the Rust
+frames end an incident, then 10 frames of cooldown for the cells it covered; smoke only: at the
+sequences' 60 s frames these are the runtime's clear_s = 180 and cooldown_s = 600). For the shipped model it agrees with the Rust
 replay. Evaluation only: the sequences are never used for training or for choosing thresholds.
 """
 import argparse
@@ -53,6 +53,7 @@ def confirm(S, rects, thr, keep_factor=0.7, window=3, required=2, clear_frames=3
     ys = sorted(set(int(r[1]) for r in rects[1:]))
     rows, cols = len(ys), len(xs)
     history, active, clear, cool_until, starts = [], False, 0, -1, []
+    region = cool_cells = np.zeros((rows, cols), bool)  # an incident's cells; those held back after it
     for f in range(len(S)):
         hot = np.zeros((rows, cols), bool)
         for v in np.where(S[f] >= thr)[0]:
@@ -63,14 +64,16 @@ def confirm(S, rects, thr, keep_factor=0.7, window=3, required=2, clear_frames=3
             hot[max(0, r - 1):r + 2, max(0, c - 1):c + 2] = True
         history = (history + [hot])[-window:]
         if active:
+            region = region | hot
             clear = 0 if S[f].max() >= keep_factor * thr else clear + 1
             if clear >= clear_frames:
-                active, cool_until, history = False, f + cooldown, []
+                active, cool_until, cool_cells, history = False, f + cooldown, region, []
             continue
+        confirmed = history[-1] & (sum(h.astype(int) for h in history) >= required)
         if f < cool_until:
-            continue
-        if (history[-1] & (sum(h.astype(int) for h in history) >= required)).any():
-            active, clear = True, 0
+            confirmed &= ~cool_cells
+        if confirmed.any():
+            active, clear, region = True, 0, confirmed
             starts.append(f)
     return starts
 

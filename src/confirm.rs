@@ -5,8 +5,11 @@
 //! frame (a tile together with its neighbours) scores at or above the alarm
 //! threshold in `required` of the last `window` frames, the newest included.
 //! While it runs, a lower keep threshold (`keep_factor` x alarm) holds it
-//! alive; once no frame has reached that for `clear_s` seconds it ends, and no
-//! new incident of that class starts for `cooldown_s` seconds.
+//! alive; once no frame has reached that for `clear_s` seconds it ends. For
+//! `cooldown_s` seconds after that, the region it covered (every cell that was
+//! hot while it ran) cannot start a new incident of that class, so one
+//! flickering cloud does not page the control room every few minutes; a fire
+//! anywhere else in the frame starts one at once.
 //!
 //! Starting counts frames (each frame is one more look at the region, so a
 //! camera grabbing more often confirms sooner); ending counts seconds (a fire
@@ -39,7 +42,8 @@ pub struct ConfirmConfig {
     pub clear_s: f64,
     /// Keep threshold as a fraction of the alarm threshold (hysteresis).
     pub keep_factor: f32,
-    /// Seconds after an incident ends during which the class cannot start again.
+    /// Seconds after an incident ends during which its region cannot start
+    /// another incident of the class; the rest of the frame can.
     pub cooldown_s: f64,
     /// Least seconds between two `incident.updated` events of one incident.
     pub update_interval_s: f64,
@@ -116,6 +120,8 @@ struct Active {
     last_report: f64,
     /// Time of the last frame at or above the keep threshold.
     last_kept: f64,
+    /// Grid cells hot at the alarm threshold while it ran: its region.
+    cells: Vec<bool>,
 }
 
 struct ClassState {
@@ -125,6 +131,8 @@ struct ClassState {
     history: VecDeque<Vec<bool>>,
     active: Option<Active>,
     cooldown_until: f64,
+    /// The region of the last ended incident, held back until `cooldown_until`.
+    cooldown_cells: Vec<bool>,
 }
 
 /// Confirms incidents for one camera.
@@ -147,6 +155,7 @@ impl Confirmer {
                 history: VecDeque::new(),
                 active: None,
                 cooldown_until: f64::NEG_INFINITY,
+                cooldown_cells: Vec::new(),
             })
             .collect();
         Confirmer {
@@ -175,10 +184,16 @@ impl Confirmer {
         let layout = &scores.layout;
         let grid = (layout.rows.max(1), layout.cols.max(1));
         if grid != self.grid {
-            // A new frame size: old cells mean nothing any more.
+            // A new frame size: old cells mean nothing any more. A running
+            // incident's region and a cooldown now cover the whole frame.
             self.grid = grid;
+            let all = vec![true; grid.0 * grid.1];
             for state in &mut self.classes {
                 state.history.clear();
+                state.cooldown_cells = all.clone();
+                if let Some(a) = &mut state.active {
+                    a.cells = all.clone();
+                }
             }
         }
         let mut events = Vec::new();
@@ -251,14 +266,20 @@ impl Confirmer {
 
         if let Some(a) = &mut state.active {
             a.peak = a.peak.max(score);
+            if let Some(newest) = state.history.back() {
+                for (cell, hot) in a.cells.iter_mut().zip(newest) {
+                    *cell |= *hot;
+                }
+            }
             if score >= keep {
                 a.last_kept = time;
             }
             if time - a.last_kept >= config.clear_s {
                 a.seq += 1;
                 let ended = event(IncidentPhase::Ended, a, a.reported_boxes.clone());
-                state.active = None;
                 state.cooldown_until = time + config.cooldown_s;
+                state.cooldown_cells = std::mem::take(&mut a.cells);
+                state.active = None;
                 state.history.clear();
                 return Some(ended);
             }
@@ -274,14 +295,16 @@ impl Confirmer {
             return None;
         }
 
-        if time < state.cooldown_until {
-            return None;
-        }
         let newest = state.history.back()?;
-        let confirmed = (0..newest.len()).any(|cell| {
-            newest[cell] && state.history.iter().filter(|h| h[cell]).count() >= config.required
-        });
-        if !confirmed {
+        let cooling = time < state.cooldown_until;
+        let confirmed: Vec<bool> = (0..newest.len())
+            .map(|cell| {
+                newest[cell]
+                    && !(cooling && state.cooldown_cells.get(cell).copied().unwrap_or(true))
+                    && state.history.iter().filter(|h| h[cell]).count() >= config.required
+            })
+            .collect();
+        if !confirmed.contains(&true) {
             return None;
         }
         let a = Active {
@@ -293,6 +316,7 @@ impl Confirmer {
             reported_boxes: boxes.clone(),
             last_report: time,
             last_kept: time,
+            cells: confirmed,
         };
         let started = event(IncidentPhase::Started, &a, boxes);
         state.active = Some(a);
@@ -456,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn cooldown_holds_back_a_new_incident() {
+    fn cooldown_holds_back_the_same_region() {
         let config = ConfirmConfig {
             cooldown_s: 300.0,
             clear_s: 60.0,
@@ -485,6 +509,53 @@ mod tests {
         }
         // Ends at t=120; cooldown until 420 (frame 7); needs 2 hot frames again.
         assert_eq!(starts, ["1", "7"]);
+    }
+
+    #[test]
+    fn cooldown_does_not_hold_back_a_fire_elsewhere() {
+        let config = ConfirmConfig {
+            cooldown_s: 600.0,
+            clear_s: 60.0,
+            ..ConfirmConfig::default()
+        };
+        let mut c = Confirmer::new(
+            "cam",
+            config,
+            PerClass {
+                smoke: 0.5,
+                flame: 0.5,
+            },
+        );
+        // A cloud at (0, 0) confirms and ends; a minute later smoke rises at
+        // (2, 3), which shares no cell with the cloud's region, and the cloud
+        // comes back beside it.
+        let cloud = frame(&[((0, 0), 0.9)]);
+        let both = frame(&[((0, 0), 0.9), ((2, 3), 0.9)]);
+        let cold = frame(&[]);
+        let mut starts = Vec::new();
+        for (t, f) in [&cloud, &cloud, &cold, &both, &both, &both]
+            .iter()
+            .enumerate()
+        {
+            for e in c.push(t as f64 * 60.0, &t.to_string(), f) {
+                if e.phase == IncidentPhase::Started {
+                    starts.push((e.frame, e.boxes));
+                }
+            }
+        }
+        assert_eq!(starts.len(), 2, "{starts:?}");
+        assert_eq!(starts[0].0, "1");
+        // The smoke starts an incident at its second hot frame, inside the
+        // cloud's cooldown (until t = 720 s); its boxes, every tile at or
+        // above keep, include the smoke's tile.
+        assert_eq!(starts[1].0, "4");
+        let smoke_tile = both
+            .views
+            .iter()
+            .find(|v| both.layout.grid_pos(v.view) == Some((2, 3)))
+            .unwrap()
+            .rect;
+        assert!(starts[1].1.contains(&smoke_tile), "{starts:?}");
     }
 
     #[test]
