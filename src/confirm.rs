@@ -368,14 +368,34 @@ mod tests {
     }
 
     fn confirmer() -> Confirmer {
+        confirmer_with(ConfirmConfig::default())
+    }
+
+    /// A confirmer with alarm thresholds of 0.5.
+    fn confirmer_with(config: ConfirmConfig) -> Confirmer {
         Confirmer::new(
             "cam",
-            ConfirmConfig::default(),
+            config,
             PerClass {
                 smoke: 0.5,
                 flame: 0.5,
             },
         )
+    }
+
+    /// Feeds `frames` one minute apart, named by their index; returns the
+    /// `incident.started` events.
+    fn starts(c: &mut Confirmer, frames: &[&FrameScores]) -> Vec<IncidentEvent> {
+        let mut starts = Vec::new();
+        for (t, f) in frames.iter().enumerate() {
+            let events = c.push(t as f64 * 60.0, &t.to_string(), f);
+            starts.extend(
+                events
+                    .into_iter()
+                    .filter(|e| e.phase == IncidentPhase::Started),
+            );
+        }
+        starts
     }
 
     #[test]
@@ -424,18 +444,10 @@ mod tests {
     fn distant_tiles_do_not_confirm_each_other() {
         // Window 2: two hot frames in a row are needed, in one region.
         let run = |positions: &[(usize, usize)]| {
-            let config = ConfirmConfig {
+            let mut c = confirmer_with(ConfirmConfig {
                 window: 2,
                 ..ConfirmConfig::default()
-            };
-            let mut c = Confirmer::new(
-                "cam",
-                config,
-                PerClass {
-                    smoke: 0.5,
-                    flame: 0.5,
-                },
-            );
+            });
             let mut starts = Vec::new();
             for (t, pos) in positions.iter().enumerate() {
                 starts.extend(
@@ -481,81 +493,49 @@ mod tests {
 
     #[test]
     fn cooldown_holds_back_the_same_region() {
-        let config = ConfirmConfig {
+        let mut c = confirmer_with(ConfirmConfig {
             cooldown_s: 300.0,
             clear_s: 60.0,
             ..ConfirmConfig::default()
-        };
-        let mut c = Confirmer::new(
-            "cam",
-            config,
-            PerClass {
-                smoke: 0.5,
-                flame: 0.5,
-            },
-        );
+        });
         let hot = frame(&[((1, 1), 0.9)]);
         let cold = frame(&[]);
-        let mut starts = Vec::new();
-        for (t, f) in [&hot, &hot, &cold, &hot, &hot, &hot, &hot, &hot, &hot]
-            .iter()
-            .enumerate()
-        {
-            for e in c.push(t as f64 * 60.0, &t.to_string(), f) {
-                if e.phase == IncidentPhase::Started {
-                    starts.push(e.frame);
-                }
-            }
-        }
+        let frames = [&hot, &hot, &cold, &hot, &hot, &hot, &hot, &hot, &hot];
+        let started: Vec<_> = starts(&mut c, &frames)
+            .into_iter()
+            .map(|e| e.frame)
+            .collect();
         // Ends at t=120; cooldown until 420 (frame 7); needs 2 hot frames again.
-        assert_eq!(starts, ["1", "7"]);
+        assert_eq!(started, ["1", "7"]);
     }
 
     #[test]
     fn cooldown_does_not_hold_back_a_fire_elsewhere() {
-        let config = ConfirmConfig {
+        let mut c = confirmer_with(ConfirmConfig {
             cooldown_s: 600.0,
             clear_s: 60.0,
             ..ConfirmConfig::default()
-        };
-        let mut c = Confirmer::new(
-            "cam",
-            config,
-            PerClass {
-                smoke: 0.5,
-                flame: 0.5,
-            },
-        );
+        });
         // A cloud at (0, 0) confirms and ends; a minute later smoke rises at
         // (2, 3), which shares no cell with the cloud's region, and the cloud
         // comes back beside it.
         let cloud = frame(&[((0, 0), 0.9)]);
         let both = frame(&[((0, 0), 0.9), ((2, 3), 0.9)]);
         let cold = frame(&[]);
-        let mut starts = Vec::new();
-        for (t, f) in [&cloud, &cloud, &cold, &both, &both, &both]
-            .iter()
-            .enumerate()
-        {
-            for e in c.push(t as f64 * 60.0, &t.to_string(), f) {
-                if e.phase == IncidentPhase::Started {
-                    starts.push((e.frame, e.boxes));
-                }
-            }
-        }
-        assert_eq!(starts.len(), 2, "{starts:?}");
-        assert_eq!(starts[0].0, "1");
+        let started = starts(&mut c, &[&cloud, &cloud, &cold, &both, &both, &both]);
+        assert_eq!(started.len(), 2, "{started:?}");
+        assert_eq!(started[0].frame, "1");
         // The smoke starts an incident at its second hot frame, inside the
         // cloud's cooldown (until t = 720 s); its boxes, every tile at or
         // above keep, include the smoke's tile.
-        assert_eq!(starts[1].0, "4");
+        assert_eq!(started[1].frame, "4");
         let smoke_tile = both
             .views
             .iter()
             .find(|v| both.layout.grid_pos(v.view) == Some((2, 3)))
             .unwrap()
             .rect;
-        assert!(starts[1].1.contains(&smoke_tile), "{starts:?}");
+        assert!(started[1].boxes.contains(&smoke_tile), "{started:?}");
     }
 
     #[test]
