@@ -315,6 +315,41 @@ def haze_tile(rng, img, T):
     return _jpeg_noise(rng, out)
 
 
+# ---------------------------------------------------------------- real tower smoke, re-framed
+
+def tower_smoke_crop(rng, img, box, T, max_scale=2.0):
+    """A new view of a real boxed smoke plume: a square crop of side S = s T (s uniform in [1, max_scale],
+    capped by the image) placed at random so that it holds the whole box where it can (else centred on it),
+    resized to T x T (Pillow BILINEAR: the plume appears 1 to 1/s times its native size, as from a farther
+    or higher-resolution camera), mirrored half the time, with brightness and contrast jitter (x0.8-1.2),
+    then sensor noise and JPEG. box = (xc, yc, w, h) normalised. The runtime's native tiles sit on a fixed
+    grid, so a plume can appear anywhere in a tile and at any distance; the fixed-grid tiles of the 44 boxed
+    rm-n frames show it in one place and at one size."""
+    W, H = img.size
+    xc, yc, bw, bh = box
+    bx0, by0, bx1, by1 = (xc - bw / 2) * W, (yc - bh / 2) * H, (xc + bw / 2) * W, (yc + bh / 2) * H
+    S = int(round(T * rng.uniform(1.0, max(1.0, min(max_scale, min(W, H) / T)))))
+    S = min(S, W, H)
+
+    def place(lo_box, hi_box, size):
+        lo, hi = max(0.0, hi_box - S), min(lo_box, size - S)  # crop start keeping the box inside
+        if lo > hi:  # box larger than the crop, or against an edge: centre on the box
+            c = (lo_box + hi_box) / 2 - S / 2
+            return int(min(max(0.0, c), size - S))
+        return int(rng.uniform(lo, hi + 1e-6))
+    x = place(bx0, bx1, W)
+    y = place(by0, by1, H)
+    crop = img.crop((x, y, x + S, y + S))
+    if S != T:
+        crop = crop.resize((T, T), Image.BILINEAR)
+    arr = np.asarray(crop, np.float32)
+    if rng.random() < 0.5:
+        arr = arr[:, ::-1]
+    mean = arr.mean()
+    arr = (arr - mean) * rng.uniform(0.8, 1.2) + mean * rng.uniform(0.8, 1.2)
+    return _jpeg_noise(rng, arr)
+
+
 # ---------------------------------------------------------------- synthetic whole tower-camera views
 
 def tower_view(rng, img, T):

@@ -6,7 +6,7 @@
 Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.26.3; also writes
 models/train_report.json): --data ../shared/datasets --out models/ --cache /root/wwcache --mode top --epochs 5
 --extra-boxes 1 --flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --mask-flame-context 0
---mask-abonia-default 0 --tower 0 --seed 0. About 35 min on 2 idle CPU cores from scratch (about 10 min of
+--mask-abonia-default 0 --tower 0 --tower-crops 0 --ema 0 --seed 0. About 35 min on 2 idle CPU cores from scratch (about 10 min of
 feature caches, then about 4-5 min per fine-tuning epoch), about 25 min when the caches in --cache exist.
 
 Stages (all deterministic for a given --seed on one machine; another CPU can round differently):
@@ -15,13 +15,14 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      native T x T tiles labelled from boxes (the pool's, plus this project's for the rm-n tower frames),
      hard-negative tiles, synthetic distant plumes; then extra
      segments: zoomed hard negatives (+ plumes on them), synthetic sky / hazed outdoor hard negatives
-     with tower-camera artefacts (+ plumes on them) and, with --tower N, synthetic whole tower-camera views
+     with tower-camera artefacts (+ plumes on them) and, with --tower N, synthetic whole tower-camera views;
+     with --tower-crops K, K re-framed crops of each real tower smoke box (models/data.py tower_smoke_crop)
   3. run the frozen ImageNet EfficientNet-Lite0 trunk (stem + blocks 0-12) once with onnxruntime and cache
      its block-12 features outside the repo (--cache)
   4. --mode top (default): fine-tune blocks 13-15 and conv_head of the backbone (BatchNorm statistics
      frozen) together with the new head (1x1 conv 1280->64, ReLU6, global mean+max pool, fc 128->2) on the
      cached features, with masked BCE (-1 = masked) and, with --flip 1, half of each batch's feature maps
-     mirrored left-right. --mode map trains the head alone on frozen conv_head
+     mirrored left-right (--ema D exports a moving average of the weights instead). --mode map trains the head alone on frozen conv_head
      maps (the recipe of model 2026.11.25.2); --mode head a linear head on pooled features
   5. pick per-class thresholds on validation for <= 1% view-level false positives (real views only)
   6. export models/wildfire-tiles.onnx (+ .json sidecar), verify onnxruntime == torch within 1e-5
@@ -39,7 +40,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import CLASSES, load_index, tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, \
-    camera_artifacts, tower_view, EXTRA_BOXES  # noqa: E402
+    camera_artifacts, tower_view, tower_smoke_crop, EXTRA_BOXES  # noqa: E402
 from views import make_views, to_tensor, OVERLAP  # noqa: E402
 from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
 
@@ -138,6 +139,22 @@ def build_tower_samples(items, T, seed, n_tower):
             yield tower_view(srng, Image.open(items[idx]["path"]), T), [0, 0], (split, 5, idx)
 
 
+def build_tower_crop_samples(items, T, seed, n_per_box):
+    """Fifth segment: n_per_box re-framed views (models/data.py tower_smoke_crop, kind 6) of each smoke box of
+    the training tower frames (source 3, i.e. the 44 boxed rm-n frames), labelled smoke=1 and flame as the
+    image (masked for source 3). Training only: no validation image of this source has boxes."""
+    rng = np.random.default_rng(seed + 41)
+    for idx, it in enumerate(items):
+        if it["split"] != "train" or it["owner"] != "plasmapotatos" or not it["boxes"] or it["smoke"] != 1:
+            continue
+        img = Image.open(it["path"]).convert("RGB")
+        for b in it["boxes"]:
+            if b[0] != "smoke":
+                continue
+            for _ in range(n_per_box):
+                yield tower_smoke_crop(rng, img, b[1:], T), [1, it["flame"]], ("train", 6, idx)
+
+
 def export_trunk(net, path, T):
     net.eval()
     m = TrunkWithPooled(net).eval()
@@ -169,6 +186,13 @@ def cache_features(args, items, net):
                                         "tower1"]).encode()).hexdigest()[:10]
         segs.append(cache_segment(args, net, key4, lambda: build_tower_samples(items, args.tile, args.seed,
                                                                               args.tower)))
+    if args.tower_crops > 0:
+        with open(EXTRA_BOXES, "rb") as f:
+            boxes_sha = hashlib.sha1(f.read()).hexdigest()
+        key5 = hashlib.sha1(json.dumps([args.tile, args.seed, args.tower_crops, len(items), boxes_sha,
+                                        "towercrop1"]).encode()).hexdigest()[:10]
+        segs.append(cache_segment(args, net, key5, lambda: build_tower_crop_samples(items, args.tile, args.seed,
+                                                                                   args.tower_crops)))
     return segs
 
 
@@ -243,6 +267,8 @@ def train_top(net, C, tr, args):
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr_top, args.lr_head], total_steps=steps,
                                                 pct_start=0.1)
     feat = C["feat"]
+    trained = top_params + list(net.proj.parameters()) + list(net.fc.parameters())
+    ema = [p.detach().clone() for p in trained] if args.ema > 0 else None
     for ep in range(args.epochs):
         net.train()
         for m in net.modules():  # keep BatchNorm statistics frozen (small data, cached features)
@@ -262,8 +288,16 @@ def train_top(net, C, tr, args):
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:  # exponential moving average of the trained weights, used for export
+                with torch.no_grad():
+                    for e, p in zip(ema, trained):
+                        e.mul_(args.ema).add_(p.detach(), alpha=1 - args.ema)
             tot += loss.item(); nb += 1
         log(f"epoch {ep + 1}/{args.epochs} loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
+    if ema is not None:
+        with torch.no_grad():
+            for e, p in zip(ema, trained):
+                p.copy_(e)
     net.eval()
 
 
@@ -483,6 +517,8 @@ def main():
     ap.add_argument("--sky", type=int, default=4000, help="synthetic sky + hazed outdoor hard negatives (train; +15%% val)")
     ap.add_argument("--sky-synth", type=int, default=1500, help="synthetic plumes on sky/haze bases (train; +15%% val)")
     ap.add_argument("--tower", type=int, default=0, help="synthetic whole tower-camera views (train; +15%% val; 0 = off)")
+    ap.add_argument("--tower-crops", type=int, default=0,
+                    help="re-framed views of each boxed real tower smoke plume (train only; 0 = off)")
     ap.add_argument("--mode", choices=["head", "map", "top"], default="top",
                     help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
                          "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] and conv_head (about "
@@ -504,6 +540,9 @@ def main():
     ap.add_argument("--lr-head", type=float, default=2e-3)
     ap.add_argument("--flip", type=int, default=1,
                     help="horizontal flip of cached feature maps as augmentation (0 = off)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="decay of an exponential moving average of the trained weights, exported instead of the "
+                         "last step's (0 = off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--version", default="2026.11.26.3", help="sidecar version; bump it for a new model")
@@ -550,7 +589,7 @@ def main():
                        "views of Abonia1 'default' frames")
     tr = np.where(~C["is_val"] & ((C["kind"] != 2) | bool(args.train_synth)))[0]
     va = np.where(C["is_val"])[0]
-    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=6).tolist()}")
+    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=7).tolist()}")
 
     if args.mode == "head":
         train_head(net, C, tr, args)
