@@ -251,8 +251,9 @@ def masked_bce(logits, y, pos_weight):
 
 def train_top(net, C, tr, args):
     """Fine-tune blocks[SPLIT:] + conv_head + fc on cached trunk features."""
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+    seed = args.seed if args.train_seed is None else args.train_seed
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     y = torch.from_numpy(C["labels"].astype(np.int64))
     pos = ((y[tr] == 1).sum(0)).float()
     neg = ((y[tr] == 0).sum(0)).float()
@@ -510,6 +511,9 @@ def main():
     ap.add_argument("--cache", default="/root/wwcache")
     ap.add_argument("--tile", type=int, default=224)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-seed", type=int, default=None,
+                    help="seed of the fine-tuning steps alone (batch order, mirroring, dropout, stochastic depth); "
+                         "default --seed. Data, split, caches and initial head weights stay those of --seed")
     ap.add_argument("--synth", type=int, default=2500, help="synthetic plume tiles for training (0 = off)")
     ap.add_argument("--synth-val", type=int, default=300)
     ap.add_argument("--zoom", type=int, default=3000, help="zoomed hard-negative tiles (train; +15%% for val)")
