@@ -6,8 +6,9 @@
 Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.26.3; also writes
 models/train_report.json): --data ../shared/datasets --out models/ --cache /root/wwcache --mode top --epochs 5
 --extra-boxes 1 --flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --mask-flame-context 0
---mask-abonia-default 0 --tower 0 --tower-crops 0 --ema 0 --seed 0. About 35 min on 2 idle CPU cores from scratch (about 10 min of
-feature caches, then about 4-5 min per fine-tuning epoch), about 25 min when the caches in --cache exist.
+--mask-abonia-default 0 --tower 0 --tower-crops 0 --ema 0 --seed 0. About 35 min on 2 idle CPU cores from
+scratch (about 10 min of feature caches, then about 4-5 min per fine-tuning epoch), about 25 min when the
+caches in --cache exist.
 
 Stages (all deterministic for a given --seed on one machine; another CPU can round differently):
   1. index firesmoke/labels.csv + boxes.jsonl, seeded group split (models/data.py)
@@ -22,8 +23,9 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
   4. --mode top (default): fine-tune blocks 13-15 and conv_head of the backbone (BatchNorm statistics
      frozen) together with the new head (1x1 conv 1280->64, ReLU6, global mean+max pool, fc 128->2) on the
      cached features, with masked BCE (-1 = masked) and, with --flip 1, half of each batch's feature maps
-     mirrored left-right (--ema D exports a moving average of the weights instead). --mode map trains the head alone on frozen conv_head
-     maps (the recipe of model 2026.11.25.2); --mode head a linear head on pooled features
+     mirrored left-right (with --ema D, a moving average of the weights is exported instead of the last
+     step's). --mode map trains the head alone on frozen conv_head maps (the recipe of model 2026.11.25.2);
+     --mode head a linear head on pooled features
   5. pick per-class thresholds on validation for <= 1% view-level false positives (real views only)
   6. export models/wildfire-tiles.onnx (+ .json sidecar), verify onnxruntime == torch within 1e-5
 """
@@ -164,10 +166,11 @@ def export_trunk(net, path, T):
 
 
 def cache_features(args, items, net):
+    with open(EXTRA_BOXES, "rb") as f:
+        boxes_sha = hashlib.sha1(f.read()).hexdigest()
     base = [args.tile, args.seed, args.synth, args.synth_val, SPLIT, K_NEG_TRAIN, len(items), "v3"]
     if args.extra_boxes:  # keeps the key of the caches made before the extra boxes existed
-        with open(EXTRA_BOXES, "rb") as f:
-            base.append(hashlib.sha1(f.read()).hexdigest())
+        base.append(boxes_sha)
     key = hashlib.sha1(json.dumps(base).encode()).hexdigest()[:10]
     segs = [cache_segment(args, net, key, lambda: build_samples(items, args.tile, args.seed, args.synth,
                                                                  args.synth_val))]
@@ -187,8 +190,6 @@ def cache_features(args, items, net):
         segs.append(cache_segment(args, net, key4, lambda: build_tower_samples(items, args.tile, args.seed,
                                                                               args.tower)))
     if args.tower_crops > 0:
-        with open(EXTRA_BOXES, "rb") as f:
-            boxes_sha = hashlib.sha1(f.read()).hexdigest()
         key5 = hashlib.sha1(json.dumps([args.tile, args.seed, args.tower_crops, len(items), boxes_sha,
                                         "towercrop1"]).encode()).hexdigest()[:10]
         segs.append(cache_segment(args, net, key5, lambda: build_tower_crop_samples(items, args.tile, args.seed,
@@ -551,6 +552,8 @@ def main():
     ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--version", default="2026.11.26.3", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
+    if args.tower_crops > 0 and not args.extra_boxes:
+        ap.error("--tower-crops needs --extra-boxes 1: the only boxed tower smoke is this project's rm-n boxes")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
