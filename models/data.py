@@ -157,6 +157,12 @@ def synth_plume(rng, tile_u8):
     noise = _fractal_noise(rng, T)
     amax = rng.uniform(0.3, 0.85)
     alpha = amax * prof * vert * (0.35 + 0.65 * noise)
+    return _composite_smoke(rng, tile_u8, alpha)
+
+
+def _composite_smoke(rng, tile_u8, alpha):
+    """Blend smoke of opacity `alpha` (T x T, 0..1) over the tile: grey-white (sometimes darker grey, bluish or
+    brownish), with the opacity slightly blurred. Shared by the plume generators."""
     r = rng.random()
     if r < 0.15:
         base = rng.uniform(95, 150)  # darker grey smoke
@@ -171,6 +177,59 @@ def synth_plume(rng, tile_u8):
     alpha = np.asarray(a_img, np.float32)[..., None] / 255.0
     out = tile_u8.astype(np.float32) * (1 - alpha) + col * alpha
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def sheared_plume(rng, tile_u8):
+    """Composite one wind-sheared plume onto a T x T RGB tile: smoke that rises a little from a point, then
+    bends over and drifts downwind nearly level, widening and thinning as it goes. Distant smoke in wind looks
+    like this more often than like the upright column of `synth_plume`: a low, sideways smear over the terrain.
+
+    Centreline: from a base point in the lower 55 % of the tile, a rise of 2-25 % of T (leaning up to 17
+    degrees), then a turn over about the same length to a downwind run of 15-75 % of T, left or right, whose
+    slope goes from slightly sinking (along a slope) to rising at 20 degrees, with a gentle meander. Half-width
+    grows from 1-3 px at the base to 6-30 % of the plume's length at its end, swelling and narrowing by up to
+    35 %; opacity fades in at the base,
+    thins out downwind (exponential, 0.3-2 e-folds) and fades out over the last quarter; peak opacity 0.25-0.8,
+    with fractal-noise texture. Colour and blur as `synth_plume`. Label smoke=1, flame=0."""
+    T = tile_u8.shape[0]
+    x0 = rng.uniform(0.1, 0.9) * T
+    y0 = rng.uniform(0.45, 0.97) * T
+    rise = rng.uniform(0.02, 0.25) * T
+    run = rng.uniform(0.15, 0.75) * T
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    lean = rng.uniform(-0.3, 0.3)  # radians from vertical, on the rising part
+    end = side * (np.pi / 2 - rng.uniform(-0.1, 0.35))  # downwind direction, from vertical
+    wobble_amp, wobble_freq, wobble_phase = rng.uniform(0, 0.2), rng.uniform(1, 4), rng.uniform(0, 2 * np.pi)
+    n = 200
+    total = rise + run
+    ell = np.linspace(0.0, total, n, dtype=np.float32)
+    turn = np.clip((ell - 0.5 * rise) / max(1.0, rise), 0, 1)
+    turn = turn * turn * (3 - 2 * turn)  # smoothstep from the rise into the downwind run
+    phi = lean + (end - lean) * turn + wobble_amp * np.sin(wobble_freq * 2 * np.pi * ell / total + wobble_phase) * turn
+    step = total / (n - 1)
+    px = x0 + np.concatenate([[0.0], np.cumsum(np.sin(phi[:-1]) * step)])
+    py = y0 - np.concatenate([[0.0], np.cumsum(np.cos(phi[:-1]) * step)])
+    u = ell / total
+    w0 = rng.uniform(1.0, 3.0)
+    w1 = max(w0 + 1.0, rng.uniform(0.06, 0.3) * total)
+    half = (w0 + (w1 - w0) * u ** 0.8) * (1 + rng.uniform(0, 0.35) * np.sin(2 * np.pi * rng.uniform(1, 3) * u
+                                                                            + rng.uniform(0, 2 * np.pi)))
+    amax = rng.uniform(0.25, 0.8)
+    along = amax * np.exp(-rng.uniform(0.3, 2.0) * u) * np.clip(u / 0.03, 0, 1) * (1 - np.clip((u - 0.75) / 0.25, 0, 1))
+    # nearest centreline point of every pixel near the plume
+    pad = 2.5 * w1
+    xa, xb = int(max(0, np.floor(px.min() - pad))), int(min(T, np.ceil(px.max() + pad)))
+    ya, yb = int(max(0, np.floor(py.min() - pad))), int(min(T, np.ceil(py.max() + pad)))
+    noise = _fractal_noise(rng, T)
+    alpha = np.zeros((T, T), np.float32)
+    if xa < xb and ya < yb:
+        yy, xx = np.mgrid[ya:yb, xa:xb].astype(np.float32)
+        d2 = (xx[..., None] - px) ** 2 + (yy[..., None] - py) ** 2
+        j = d2.argmin(-1)
+        d = np.sqrt(np.take_along_axis(d2, j[..., None], -1)[..., 0]) / half[j]
+        alpha[ya:yb, xa:xb] = along[j] * np.exp(-2.0 * d * d)
+    alpha *= 0.35 + 0.65 * noise
+    return _composite_smoke(rng, tile_u8, alpha)
 
 
 def random_tile(rng, img, T):

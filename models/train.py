@@ -42,7 +42,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import CLASSES, load_index, tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, \
-    camera_artifacts, tower_view, tower_smoke_crop, EXTRA_BOXES  # noqa: E402
+    camera_artifacts, tower_view, tower_smoke_crop, sheared_plume, EXTRA_BOXES  # noqa: E402
 from views import make_views, to_tensor, OVERLAP  # noqa: E402
 from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
 
@@ -157,6 +157,21 @@ def build_tower_crop_samples(items, T, seed, n_per_box):
                 yield tower_smoke_crop(rng, img, b[1:], T), [1, it["flame"]], ("train", 6, idx)
 
 
+def build_sheared_samples(items, T, seed, n_sheared):
+    """Sixth segment: wind-sheared plumes (models/data.py sheared_plume, kind 7, label 1/0) on the bases the
+    upright plumes use: half on native crops of sources 4 and 5 of the matching split, half on synthetic sky
+    or hazed outdoor tiles with tower-camera artefacts."""
+    for split, bases, f, srng in synthetic_splits(items, seed, 51):
+        for j in range(int(n_sheared * f)):
+            idx = bases[int(srng.integers(len(bases)))]
+            img = Image.open(items[idx]["path"]).convert("RGB")
+            if j % 2 == 0:
+                yield sheared_plume(srng, random_tile(srng, img, T)), [1, 0], (split, 7, idx)
+            else:
+                base = sky_tile(srng, T) if j % 4 == 1 else haze_tile(srng, img, T)
+                yield camera_artifacts(srng, sheared_plume(srng, base)), [1, 0], (split, 7, idx)
+
+
 def export_trunk(net, path, T):
     net.eval()
     m = TrunkWithPooled(net).eval()
@@ -194,6 +209,11 @@ def cache_features(args, items, net):
                                         "towercrop1"]).encode()).hexdigest()[:10]
         segs.append(cache_segment(args, net, key5, lambda: build_tower_crop_samples(items, args.tile, args.seed,
                                                                                    args.tower_crops)))
+    if args.sheared > 0:
+        key6 = hashlib.sha1(json.dumps([args.tile, args.seed, args.sheared, SPLIT, len(items),
+                                        "sheared1"]).encode()).hexdigest()[:10]
+        segs.append(cache_segment(args, net, key6, lambda: build_sheared_samples(items, args.tile, args.seed,
+                                                                                args.sheared)))
     return segs
 
 
@@ -460,6 +480,8 @@ def evaluate(P, C, va):
                          tiles=metrics_at(s[m & (kind == 1)], yc[m & (kind == 1)], thr))
         if name == "smoke" and (kind == 2).any():
             res[name]["synthetic_plume_recall"] = round(float((s[kind == 2] > thr).mean()), 4)
+        if name == "smoke" and (kind == 7).any():
+            res[name]["sheared_plume_recall"] = round(float((s[kind == 7] > thr).mean()), 4)
         if (kind == 3).any():
             res[name]["zoomed_negative_fp_rate"] = round(float((s[kind == 3] > thr).mean()), 4)
         if (kind == 4).any():
@@ -524,6 +546,8 @@ def main():
     ap.add_argument("--tower", type=int, default=0, help="synthetic whole tower-camera views (train; +15%% val; 0 = off)")
     ap.add_argument("--tower-crops", type=int, default=0,
                     help="re-framed views of each boxed real tower smoke plume (train only; 0 = off)")
+    ap.add_argument("--sheared", type=int, default=0,
+                    help="wind-sheared synthetic plume tiles (train; +15%% val; 0 = off)")
     ap.add_argument("--mode", choices=["head", "map", "top"], default="top",
                     help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
                          "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] and conv_head (about "
@@ -596,7 +620,7 @@ def main():
                        "views of Abonia1 'default' frames")
     tr = np.where(~C["is_val"] & ((C["kind"] != 2) | bool(args.train_synth)))[0]
     va = np.where(C["is_val"])[0]
-    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=7).tolist()}")
+    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=8).tolist()}")
 
     if args.mode == "head":
         train_head(net, C, tr, args)
