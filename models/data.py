@@ -181,16 +181,16 @@ def _composite_smoke(rng, tile_u8, alpha):
 
 def sheared_plume(rng, tile_u8):
     """Composite one wind-sheared plume onto a T x T RGB tile: smoke that rises a little from a point, then
-    bends over and drifts downwind nearly level, widening and thinning as it goes. Distant smoke in wind looks
-    like this more often than like the upright column of `synth_plume`: a low, sideways smear over the terrain.
+    bends over and drifts downwind nearly level, widening and thinning as it goes. Distant smoke in wind often
+    looks like this rather than like the upright column of `synth_plume`: a low, sideways smear.
 
     Centreline: from a base point in the lower 55 % of the tile, a rise of 2-25 % of T (leaning up to 17
     degrees), then a turn over about the same length to a downwind run of 15-75 % of T, left or right, whose
     slope goes from slightly sinking (along a slope) to rising at 20 degrees, with a gentle meander. Half-width
     grows from 1-3 px at the base to 6-30 % of the plume's length at its end, swelling and narrowing by up to
-    35 %; opacity fades in at the base,
-    thins out downwind (exponential, 0.3-2 e-folds) and fades out over the last quarter; peak opacity 0.25-0.8,
-    with fractal-noise texture. Colour and blur as `synth_plume`. Label smoke=1, flame=0."""
+    35 %. Opacity fades in at the base, thins out downwind (exponential, 0.3-2 e-folds) and fades out over the
+    last quarter; peak opacity 0.25-0.8, with fractal-noise texture. Colour and blur as `synth_plume`. Label
+    smoke=1, flame=0."""
     T = tile_u8.shape[0]
     x0 = rng.uniform(0.1, 0.9) * T
     y0 = rng.uniform(0.45, 0.97) * T

@@ -6,8 +6,8 @@
 Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.26.3; also writes
 models/train_report.json): --data ../shared/datasets --out models/ --cache /root/wwcache --mode top --epochs 5
 --extra-boxes 1 --flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --mask-flame-context 0
---mask-abonia-default 0 --tower 0 --tower-crops 0 --ema 0 --seed 0. About 35 min on 2 idle CPU cores from
-scratch (about 10 min of feature caches, then about 4-5 min per fine-tuning epoch), about 25 min when the
+--mask-abonia-default 0 --tower 0 --tower-crops 0 --sheared 0 --ema 0 --seed 0. About 35 min on 2 idle CPU cores
+from scratch (about 10 min of feature caches, then about 4-5 min per fine-tuning epoch), about 25 min when the
 caches in --cache exist.
 
 Stages (all deterministic for a given --seed on one machine; another CPU can round differently):
@@ -17,7 +17,8 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      hard-negative tiles, synthetic distant plumes; then extra
      segments: zoomed hard negatives (+ plumes on them), synthetic sky / hazed outdoor hard negatives
      with tower-camera artefacts (+ plumes on them) and, with --tower N, synthetic whole tower-camera views;
-     with --tower-crops K, K re-framed crops of each real tower smoke box (models/data.py tower_smoke_crop)
+     with --tower-crops K, K re-framed crops of each real tower smoke box (models/data.py tower_smoke_crop);
+     with --sheared N, N wind-sheared synthetic plumes (models/data.py sheared_plume)
   3. run the frozen ImageNet EfficientNet-Lite0 trunk (stem + blocks 0-12) once with onnxruntime and cache
      its block-12 features outside the repo (--cache)
   4. --mode top (default): fine-tune blocks 13-15 and conv_head of the backbone (BatchNorm statistics
