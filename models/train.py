@@ -165,11 +165,13 @@ def build_sheared_samples(items, T, seed, n_sheared):
     for split, bases, f, srng in synthetic_splits(items, seed, 51):
         for j in range(int(n_sheared * f)):
             idx = bases[int(srng.integers(len(bases)))]
-            img = Image.open(items[idx]["path"]).convert("RGB")
+
+            def photo():
+                return Image.open(items[idx]["path"]).convert("RGB")
             if j % 2 == 0:
-                yield sheared_plume(srng, random_tile(srng, img, T)), [1, 0], (split, 7, idx)
+                yield sheared_plume(srng, random_tile(srng, photo(), T)), [1, 0], (split, 7, idx)
             else:
-                base = sky_tile(srng, T) if j % 4 == 1 else haze_tile(srng, img, T)
+                base = sky_tile(srng, T) if j % 4 == 1 else haze_tile(srng, photo(), T)
                 yield camera_artifacts(srng, sheared_plume(srng, base)), [1, 0], (split, 7, idx)
 
 
@@ -182,40 +184,29 @@ def export_trunk(net, path, T):
 
 
 def cache_features(args, items, net):
+    """Feature caches of every segment that is switched on, each built once and stored under a key made of
+    the arguments that shape it (the keys of existing caches must not change)."""
     with open(EXTRA_BOXES, "rb") as f:
         boxes_sha = hashlib.sha1(f.read()).hexdigest()
-    base = [args.tile, args.seed, args.synth, args.synth_val, SPLIT, K_NEG_TRAIN, len(items), "v3"]
+    T, seed, n = args.tile, args.seed, len(items)
+    base = [T, seed, args.synth, args.synth_val, SPLIT, K_NEG_TRAIN, n, "v3"]
     if args.extra_boxes:  # keeps the key of the caches made before the extra boxes existed
         base.append(boxes_sha)
-    key = hashlib.sha1(json.dumps(base).encode()).hexdigest()[:10]
-    segs = [cache_segment(args, net, key, lambda: build_samples(items, args.tile, args.seed, args.synth,
-                                                                 args.synth_val))]
-    if args.zoom > 0 or args.zoom_synth > 0:
-        key2 = hashlib.sha1(json.dumps([args.tile, args.seed, args.zoom, args.zoom_synth, SPLIT, len(items),
-                                        "zoom2"]).encode()).hexdigest()[:10]
-        segs.append(cache_segment(args, net, key2, lambda: build_extra_samples(items, args.tile, args.seed,
-                                                                              args.zoom, args.zoom_synth)))
-    if args.sky > 0 or args.sky_synth > 0:
-        key3 = hashlib.sha1(json.dumps([args.tile, args.seed, args.sky, args.sky_synth, SPLIT, len(items),
-                                        "sky2"]).encode()).hexdigest()[:10]
-        segs.append(cache_segment(args, net, key3, lambda: build_sky_samples(items, args.tile, args.seed,
-                                                                            args.sky, args.sky_synth)))
-    if args.tower > 0:
-        key4 = hashlib.sha1(json.dumps([args.tile, args.seed, args.tower, SPLIT, len(items),
-                                        "tower1"]).encode()).hexdigest()[:10]
-        segs.append(cache_segment(args, net, key4, lambda: build_tower_samples(items, args.tile, args.seed,
-                                                                              args.tower)))
-    if args.tower_crops > 0:
-        key5 = hashlib.sha1(json.dumps([args.tile, args.seed, args.tower_crops, len(items), boxes_sha,
-                                        "towercrop1"]).encode()).hexdigest()[:10]
-        segs.append(cache_segment(args, net, key5, lambda: build_tower_crop_samples(items, args.tile, args.seed,
-                                                                                   args.tower_crops)))
-    if args.sheared > 0:
-        key6 = hashlib.sha1(json.dumps([args.tile, args.seed, args.sheared, SPLIT, len(items),
-                                        "sheared1"]).encode()).hexdigest()[:10]
-        segs.append(cache_segment(args, net, key6, lambda: build_sheared_samples(items, args.tile, args.seed,
-                                                                                args.sheared)))
-    return segs
+    segments = [  # (switched on, key parts, generator)
+        (True, base, lambda: build_samples(items, T, seed, args.synth, args.synth_val)),
+        (args.zoom > 0 or args.zoom_synth > 0, [T, seed, args.zoom, args.zoom_synth, SPLIT, n, "zoom2"],
+         lambda: build_extra_samples(items, T, seed, args.zoom, args.zoom_synth)),
+        (args.sky > 0 or args.sky_synth > 0, [T, seed, args.sky, args.sky_synth, SPLIT, n, "sky2"],
+         lambda: build_sky_samples(items, T, seed, args.sky, args.sky_synth)),
+        (args.tower > 0, [T, seed, args.tower, SPLIT, n, "tower1"],
+         lambda: build_tower_samples(items, T, seed, args.tower)),
+        (args.tower_crops > 0, [T, seed, args.tower_crops, n, boxes_sha, "towercrop1"],
+         lambda: build_tower_crop_samples(items, T, seed, args.tower_crops)),
+        (args.sheared > 0, [T, seed, args.sheared, SPLIT, n, "sheared1"],
+         lambda: build_sheared_samples(items, T, seed, args.sheared)),
+    ]
+    return [cache_segment(args, net, hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen)
+            for on, parts, gen in segments if on]
 
 
 def cache_segment(args, net, key, gen):
