@@ -1,6 +1,10 @@
 """Runtime view definition shared by training, evaluation and golden fixtures.
 
-Must match the Rust runtime exactly:
+Must match the Rust runtime exactly (src/views.rs):
+  working resolution: with a working long side L (sidecar `working_long_side`) and max(W, H) > L, the
+  frame is first resized with Pillow BILINEAR to long side L, short side (short * L * 2 + long) // (long * 2);
+  smaller frames, and every frame when L is None (native), are used as they are. The rules below apply to
+  that working frame;
   stride S = round(T * (1 - OV)); per axis of length L: no native tiles when L < T,
   else n = ceil((L - T) / S) + 1, p_i = (i * (L - T)) // (n - 1)  (p_0 = 0 when n == 1).
   View 0 = whole frame resized to T x T with Pillow BILINEAR (aspect not preserved),
@@ -25,6 +29,24 @@ def axis_positions(length, tile, overlap=OVERLAP):
     return [(i * (length - tile)) // (n - 1) for i in range(n)]
 
 
+def working_size(width, height, long_side=None):
+    """(w, h) of a width x height frame at working long side `long_side` (None: native)."""
+    long = max(width, height)
+    if long_side is None or long <= long_side:
+        return width, height
+
+    def scale(v):
+        return max(1, (v * long_side * 2 + long) // (long * 2))
+
+    return scale(width), scale(height)
+
+
+def to_working(img, long_side=None):
+    """img (PIL) at its working resolution."""
+    size = working_size(img.width, img.height, long_side)
+    return img if size == img.size else img.resize(size, Image.BILINEAR)
+
+
 def view_rects(width, height, tile, overlap=OVERLAP):
     """[(x, y, w, h)] in runtime order; rect 0 is the whole frame."""
     rects = [(0, 0, width, height)]
@@ -37,10 +59,11 @@ def view_rects(width, height, tile, overlap=OVERLAP):
     return rects
 
 
-def make_views(img, tile, overlap=OVERLAP):
-    """img: PIL RGB image (uint8). Returns (rects, uint8 array N x T x T x 3)."""
+def make_views(img, tile, overlap=OVERLAP, long_side=None):
+    """img: PIL RGB image (uint8). Returns (rects in working-frame pixels, uint8 array N x T x T x 3)."""
     if img.mode != "RGB":
         img = img.convert("RGB")
+    img = to_working(img, long_side)
     w, h = img.size
     rects = view_rects(w, h, tile, overlap)
     arr = np.asarray(img)

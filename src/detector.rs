@@ -14,7 +14,7 @@ use tract_onnx::prelude::*;
 
 use crate::mask::IgnoreMask;
 use crate::model::{Class, Model, ModelInfo, ModelSource, PerClass, Precision};
-use crate::views::{Layout, Rect, ViewPacker, DEFAULT_OVERLAP};
+use crate::views::{Layout, Rect, ViewPacker, WorkingResolution, DEFAULT_OVERLAP};
 
 /// Views covered at least this much by an ignore-mask are not scored.
 const MASKED_VIEW_LIMIT: f32 = 0.5;
@@ -25,6 +25,7 @@ pub struct ViewScore {
     /// Index into the frame's layout: 0 is the whole frame, then tiles.
     #[serde(skip)]
     pub view: usize,
+    /// Where the view lies, in the pixels of the frame as it arrived.
     pub rect: Rect,
     pub smoke: f32,
     pub flame: f32,
@@ -72,6 +73,9 @@ pub struct DetectorOptions {
     pub threads: usize,
     /// The float type inference computes in.
     pub precision: Precision,
+    /// The resolution frames are looked at; `None` takes the model's
+    /// (`working_long_side` in its sidecar).
+    pub resolution: Option<WorkingResolution>,
 }
 
 impl Default for DetectorOptions {
@@ -81,6 +85,7 @@ impl Default for DetectorOptions {
             overlap: DEFAULT_OVERLAP,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             precision: Precision::F32,
+            resolution: None,
         }
     }
 }
@@ -114,6 +119,13 @@ impl Detector {
         &self.model.info
     }
 
+    /// The resolution frames are looked at.
+    pub fn resolution(&self) -> WorkingResolution {
+        self.options
+            .resolution
+            .unwrap_or_else(|| self.model.info.working_resolution())
+    }
+
     /// Scores every view of `frame`, leaving out views mostly under `mask`.
     pub fn detect(
         &mut self,
@@ -123,9 +135,9 @@ impl Detector {
         let (w, h) = frame.dimensions();
         let tile = self.model.info.tile_size;
         let layout = match &self.layout {
-            Some(l) if l.width == w && l.height == h => l.clone(),
+            Some(l) if l.frame == (w, h) => l.clone(),
             _ => {
-                let l = Layout::new(w, h, tile, self.options.overlap);
+                let l = Layout::at(w, h, self.resolution(), tile, self.options.overlap);
                 self.layout = Some(l.clone());
                 l
             }
@@ -135,13 +147,14 @@ impl Detector {
         }
         let mask = mask.as_deref();
         self.views.clear();
-        for (i, rect) in layout.rects.iter().enumerate() {
-            let masked = i > 0 && mask.is_some_and(|m| m.coverage(rect) >= MASKED_VIEW_LIMIT);
+        for i in 0..layout.rects.len() {
+            let masked = i > 0
+                && mask.is_some_and(|m| m.coverage(&layout.frame_rect(i)) >= MASKED_VIEW_LIMIT);
             if !masked {
                 self.views.push(i);
             }
         }
-        let prepared = self.packer.prepare(frame, mask);
+        let prepared = self.packer.prepare(frame, &layout, mask);
         let scores = infer(
             &self.model,
             self.options.threads,
@@ -154,7 +167,7 @@ impl Detector {
             .zip(scores.chunks_exact(2))
             .map(|(&view, s)| ViewScore {
                 view,
-                rect: layout.rects[view],
+                rect: layout.frame_rect(view),
                 smoke: s[0],
                 flame: s[1],
             })

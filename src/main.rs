@@ -26,6 +26,7 @@ use wildfire_watch::payload;
 use wildfire_watch::receiver::{self, Receiver};
 use wildfire_watch::replay::{replay, ReplayOptions};
 use wildfire_watch::report::write_report;
+use wildfire_watch::views::WorkingResolution;
 use wildfire_watch::webhook::Secret;
 
 /// jemalloc rather than glibc's malloc, which kept a fragmented arena per
@@ -118,6 +119,10 @@ struct ModelArgs {
     /// Threads that score a frame's tiles side by side [default: one per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Long side in pixels that larger frames are shrunk to before tiling, or
+    /// `native` [default: the model's working_long_side].
+    #[arg(long, value_name = "PX|native")]
+    working_resolution: Option<WorkingResolution>,
 }
 
 impl ModelArgs {
@@ -129,6 +134,7 @@ impl ModelArgs {
                 threads: self
                     .threads
                     .map_or(DetectorOptions::default().threads, usize::from),
+                resolution: self.working_resolution,
                 ..DetectorOptions::default()
             },
         )

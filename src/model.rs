@@ -14,6 +14,8 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
+use crate::views::WorkingResolution;
+
 /// The two classes, in the order of the model's output columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -72,10 +74,28 @@ pub struct ModelInfo {
     pub thresholds: PerClass<f32>,
     #[serde(default)]
     pub input: String,
+    /// Long side, in pixels, that larger frames are shrunk to before they are
+    /// cut into views: the scale the model was trained and validated at.
+    /// Absent (or `null`) means native: frames are looked at as they come.
+    #[serde(default)]
+    pub working_long_side: Option<u32>,
 }
 
 impl ModelInfo {
+    /// The resolution the model looks at frames at, unless overridden.
+    pub fn working_resolution(&self) -> WorkingResolution {
+        self.working_long_side
+            .map_or(WorkingResolution::Native, WorkingResolution::LongSide)
+    }
+
     fn validate(&self) -> Result<()> {
+        if let Some(l) = self.working_long_side {
+            ensure!(
+                l >= self.tile_size && l <= 16384,
+                "the model's working_long_side {l} must be between its tile_size ({}) and 16384 pixels",
+                self.tile_size
+            );
+        }
         ensure!(
             self.classes == ["smoke", "flame"],
             "the model's classes are {:?}, but wildfire-watch needs [\"smoke\", \"flame\"] in that order",

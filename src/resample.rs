@@ -1,7 +1,8 @@
 //! Pillow-exact bilinear resampling of RGB frames.
 //!
-//! This module owns the one resize in the detector: the whole-frame view,
-//! which the training recipe makes with Pillow's `Image.resize(.., BILINEAR)`.
+//! This module owns the resizes in the detector: a frame brought down to its
+//! working resolution, and the whole-frame view, which the training recipe
+//! both makes with Pillow's `Image.resize(.., BILINEAR)`.
 //! A model is sensitive to the last bit of its input (one grey level on a few
 //! pixels moved a score by 1.3e-4), so this is a line-for-line port of
 //! Pillow's separable convolution (`libImaging/Resample.c`): coefficients

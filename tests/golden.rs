@@ -9,7 +9,7 @@ use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::decode;
 use wildfire_watch::model::{ModelSource, Precision};
 use wildfire_watch::resample::BilinearResizer;
-use wildfire_watch::views::Rect;
+use wildfire_watch::views::{Rect, WorkingResolution};
 
 /// Outputs must agree within this, per class and view.
 const TOLERANCE: f32 = 1e-4;
@@ -121,6 +121,8 @@ fn frame_views_match_the_recipe_view_for_view() {
                 overlap: g.overlap,
                 threads,
                 precision: Precision::F32,
+                // The recorded views are the frame's native ones.
+                resolution: Some(WorkingResolution::Native),
             },
         )
         .unwrap();
@@ -165,6 +167,7 @@ fn half_precision_stays_near_the_export() {
             overlap: g.overlap,
             threads: 2,
             precision: Precision::F16,
+            resolution: Some(WorkingResolution::Native),
         },
     )
     .unwrap();
