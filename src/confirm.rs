@@ -3,17 +3,20 @@
 //! A single hot frame is not a fire: glare, a bird or a passing cloud can
 //! score high once. Per class, an incident starts when one region of the
 //! frame (a tile together with its neighbours) scores at or above the alarm
-//! threshold in `required` of the last `window` frames, the newest included.
-//! While it runs, a lower keep threshold (`keep_factor` x alarm) holds it
-//! alive; once no frame has reached that for `clear_s` seconds it ends. For
-//! `cooldown_s` seconds after that, the region it covered (every cell that was
-//! hot while it ran) cannot start a new incident of that class, so one
-//! flickering cloud does not page the control room every few minutes; a fire
-//! anywhere else in the frame starts one at once.
+//! threshold in at least `required` frames taken within the last `window_s`
+//! seconds, the newest included, and those hot frames span at least
+//! `span_s` seconds. While it runs, a lower keep threshold (`keep_factor` x
+//! alarm) holds it alive; once no frame has reached that for `clear_s`
+//! seconds it ends. For `cooldown_s` seconds after that, the region it
+//! covered (every cell that was hot while it ran) cannot start a new incident
+//! of that class, so one flickering cloud does not page the control room
+//! every few minutes; a fire anywhere else in the frame starts one at once.
 //!
-//! Starting counts frames (each frame is one more look at the region, so a
-//! camera grabbing more often confirms sooner); ending counts seconds (a fire
-//! is out after a time without smoke, however often the camera looks).
+//! Starting and ending both count seconds, not frames: a camera that grabs
+//! every 10 s asks the same persistence of a region as footage of one frame a
+//! minute, on which the defaults were chosen. (Counting frames, the old rule's
+//! 2 hot frames of 3 were 10-20 s apart live but 1-2 minutes apart on the
+//! footage, so a cloud lingering for 10 s could page the control room live.)
 //!
 //! The confirmer only sees frame times handed to it, never the wall clock, so
 //! replay at footage time behaves exactly as the live camera did.
@@ -32,10 +35,15 @@ use crate::views::Rect;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConfirmConfig {
-    /// Frames looked back over, the newest included (M).
-    pub window: usize,
-    /// Hot frames within the window needed to start an incident (N).
+    /// Seconds looked back over when starting an incident: frames taken
+    /// at most this long before the newest count (W).
+    pub window_s: f64,
+    /// Hot frames within the window, the newest included, needed to start an
+    /// incident (N).
     pub required: usize,
+    /// Least seconds between the oldest and the newest of those hot frames
+    /// (S): the region must stay hot for this long.
+    pub span_s: f64,
     /// Seconds since the last frame at or above the keep threshold that end
     /// an incident, counted at frame times. The default, 180 s, is the 3 frames
     /// of 60 s footage the defaults were chosen on.
@@ -54,8 +62,9 @@ pub struct ConfirmConfig {
 impl Default for ConfirmConfig {
     fn default() -> Self {
         ConfirmConfig {
-            window: 3,
+            window_s: 150.0,
             required: 2,
+            span_s: 50.0,
             clear_s: 180.0,
             keep_factor: 0.7,
             cooldown_s: 600.0,
@@ -68,16 +77,22 @@ impl Default for ConfirmConfig {
 impl ConfirmConfig {
     /// Checks the settings make sense, saying which one does not.
     pub fn validate(&self) -> Result<(), String> {
-        if self.window == 0 || self.window > 100 {
+        if !(self.window_s > 0.0 && self.window_s <= 3600.0) {
             return Err(format!(
-                "window = {} must be between 1 and 100 frames",
-                self.window
+                "window_s = {} must be more than 0 and at most 3600 seconds",
+                self.window_s
             ));
         }
-        if self.required == 0 || self.required > self.window {
+        if self.required == 0 || self.required > 100 {
             return Err(format!(
-                "required = {} must be between 1 and window ({})",
-                self.required, self.window
+                "required = {} must be between 1 and 100 frames",
+                self.required
+            ));
+        }
+        if !(self.span_s >= 0.0 && self.span_s <= self.window_s) {
+            return Err(format!(
+                "span_s = {} must be between 0 and window_s ({}) seconds",
+                self.span_s, self.window_s
             ));
         }
         if !(self.clear_s > 0.0 && self.clear_s.is_finite()) {
@@ -127,8 +142,9 @@ struct Active {
 struct ClassState {
     class: Class,
     alarm: f32,
-    /// Per frame in the window: which grid cells were hot (after spreading to neighbours).
-    history: VecDeque<Vec<bool>>,
+    /// Per frame in the window, oldest first: its time and which grid cells
+    /// were hot (after spreading to neighbours).
+    history: VecDeque<(f64, Vec<bool>)>,
     active: Option<Active>,
     cooldown_until: f64,
     /// The region of the last ended incident, held back until `cooldown_until`.
@@ -200,8 +216,12 @@ impl Confirmer {
         for i in 0..self.classes.len() {
             let hot = self.hot_cells(i, scores);
             let state = &mut self.classes[i];
-            state.history.push_back(hot);
-            while state.history.len() > self.config.window {
+            state.history.push_back((time, hot));
+            while state
+                .history
+                .front()
+                .is_some_and(|(t, _)| *t < time - self.config.window_s)
+            {
                 state.history.pop_front();
             }
             if let Some(event) = self.step(i, time, frame, scores) {
@@ -266,7 +286,7 @@ impl Confirmer {
 
         if let Some(a) = &mut state.active {
             a.peak = a.peak.max(score);
-            if let Some(newest) = state.history.back() {
+            if let Some((_, newest)) = state.history.back() {
                 for (cell, hot) in a.cells.iter_mut().zip(newest) {
                     *cell |= *hot;
                 }
@@ -295,13 +315,22 @@ impl Confirmer {
             return None;
         }
 
-        let newest = state.history.back()?;
+        let (_, newest) = state.history.back()?;
         let cooling = time < state.cooldown_until;
+        let persisted = |cell: usize| {
+            let mut hot_times = state
+                .history
+                .iter()
+                .filter(|(_, h)| h[cell])
+                .map(|(t, _)| *t);
+            let oldest = hot_times.next().unwrap_or(time);
+            1 + hot_times.count() >= config.required && time - oldest >= config.span_s
+        };
         let confirmed: Vec<bool> = (0..newest.len())
             .map(|cell| {
                 newest[cell]
                     && !(cooling && state.cooldown_cells.get(cell).copied().unwrap_or(true))
-                    && state.history.iter().filter(|h| h[cell]).count() >= config.required
+                    && persisted(cell)
             })
             .collect();
         if !confirmed.contains(&true) {
@@ -442,16 +471,17 @@ mod tests {
 
     #[test]
     fn distant_tiles_do_not_confirm_each_other() {
-        // Window 2: two hot frames in a row are needed, in one region.
+        // Frames a minute apart; a window of 60 s holds the newest frame and
+        // the one before: two hot frames in a row are needed, in one region.
         let run = |positions: &[(usize, usize)]| {
             let mut c = confirmer_with(ConfirmConfig {
-                window: 2,
+                window_s: 60.0,
                 ..ConfirmConfig::default()
             });
             let mut starts = Vec::new();
             for (t, pos) in positions.iter().enumerate() {
                 starts.extend(
-                    c.push(t as f64, &format!("f{t}"), &frame(&[(*pos, 0.9)]))
+                    c.push(t as f64 * 60.0, &format!("f{t}"), &frame(&[(*pos, 0.9)]))
                         .into_iter()
                         .map(|e| e.frame),
                 );
@@ -465,13 +495,114 @@ mod tests {
     }
 
     #[test]
+    fn starting_asks_the_region_to_stay_hot_for_span_s() {
+        // Every 10 s: a region hot for 40 s does not start an incident; one
+        // hot for 50 s (span_s) starts it on the frame that completes the span.
+        let run = |hot_frames: usize| {
+            let mut c = confirmer();
+            let hot = frame(&[((1, 1), 0.9)]);
+            let cold = frame(&[]);
+            let frames: Vec<&FrameScores> = std::iter::repeat_n(&hot, hot_frames)
+                .chain(std::iter::repeat_n(&cold, 30))
+                .collect();
+            let mut started = Vec::new();
+            for (t, f) in frames.iter().enumerate() {
+                started.extend(
+                    c.push(t as f64 * 10.0, &format!("f{t}"), f)
+                        .into_iter()
+                        .filter(|e| e.phase == IncidentPhase::Started)
+                        .map(|e| e.frame),
+                );
+            }
+            started
+        };
+        assert!(run(5).is_empty(), "hot at 0..40 s");
+        assert_eq!(run(6), ["f5"], "hot at 0..50 s");
+    }
+
+    /// Smoke-tile scores of a generated hour of footage, one frame every 10 s:
+    /// clouds that linger over one place for 10 to 40 s, and from t = 2000 s
+    /// a plume that stays. (A plume that dipped under the threshold before it
+    /// was confirmed would delay the 60 s footage by a whole frame whenever a
+    /// dip fell on one of its frames: that is the cadence, not the rule.)
+    fn generated_hour() -> Vec<(f64, FrameScores)> {
+        let clouds = [
+            (300.0, 310.0, (0, 0)),
+            (900.0, 930.0, (0, 3)),
+            (1490.0, 1520.0, (2, 0)),
+            (2600.0, 2640.0, (0, 0)),
+        ];
+        (0..360)
+            .map(|i| {
+                let t = f64::from(i) * 10.0;
+                let mut hot: Vec<((usize, usize), f32)> = clouds
+                    .iter()
+                    .filter(|(from, to, _)| (*from..=*to).contains(&t))
+                    .map(|(_, _, cell)| (*cell, 0.95))
+                    .collect();
+                if t >= 2000.0 {
+                    // Once confirmed, it thins under the threshold in one frame of four.
+                    let thin = t >= 2300.0 && i % 4 == 3;
+                    hot.push(((2, 2), if thin { 0.45 } else { 0.9 }));
+                }
+                (1_700_000_000.0 + t, frame(&hot))
+            })
+            .collect()
+    }
+
+    /// Start times of the incidents `config` confirms on `frames`.
+    fn start_times(config: &ConfirmConfig, frames: &[&(f64, FrameScores)]) -> Vec<f64> {
+        let mut c = confirmer_with(config.clone());
+        let mut times = Vec::new();
+        for (t, scores) in frames {
+            for e in c.push(*t, "f", scores) {
+                if e.phase == IncidentPhase::Started {
+                    times.push(*t);
+                }
+            }
+        }
+        times
+    }
+
+    #[test]
+    fn a_10_s_camera_starts_the_incidents_of_the_same_footage_at_60_s() {
+        let hour = generated_hour();
+        let every_10_s: Vec<_> = hour.iter().collect();
+        let config = ConfirmConfig::default();
+        let live = start_times(&config, &every_10_s);
+        assert_eq!(live.len(), 1, "only the plume starts an incident: {live:?}");
+        // The same footage thinned to every 6th frame, at each of the 6 phases.
+        for phase in 0..6 {
+            let every_60_s: Vec<_> = hour.iter().skip(phase).step_by(6).collect();
+            let thinned = start_times(&config, &every_60_s);
+            assert_eq!(thinned.len(), 1, "phase {phase}: {thinned:?}");
+            assert!(
+                (thinned[0] - live[0]).abs() <= 60.0,
+                "phase {phase}: started at {} at 60 s, {} at 10 s",
+                thinned[0],
+                live[0]
+            );
+        }
+        // Counting frames (2 hot of the last 3, whatever their times), the
+        // 10 s camera pages the control room for the first cloud.
+        let frame_counting = ConfirmConfig {
+            window_s: 25.0,
+            span_s: 0.0,
+            ..ConfirmConfig::default()
+        };
+        let by_frames = start_times(&frame_counting, &every_10_s);
+        assert_eq!(by_frames.first(), Some(&1_700_000_310.0), "{by_frames:?}");
+    }
+
+    #[test]
     fn ending_takes_clear_s_whatever_the_frame_interval() {
-        // A camera grabbing every 10 s: a plume that thins for 2 minutes
-        // (12 low frames) keeps its incident; 3 minutes without it end it.
+        // A camera grabbing every 10 s: a plume hot for 50 s starts an
+        // incident; thinning for 2 minutes (12 low frames) keeps it; 3 minutes
+        // without it end it.
         let mut c = confirmer();
         let hot = frame(&[((1, 1), 0.9)]);
         let cold = frame(&[]);
-        let pattern = [&hot, &hot]
+        let pattern = [&hot; 6]
             .into_iter()
             .chain([&cold; 12])
             .chain([&hot])
@@ -481,12 +612,12 @@ mod tests {
             events.extend(c.push(t as f64 * 10.0, &format!("f{t}"), f));
         }
         let phases: Vec<_> = events.iter().map(|e| (e.phase, e.frame.as_str())).collect();
-        // Last kept at f14 (t = 140 s); t = 320 s is f32, 180 s later.
+        // Last kept at f18 (t = 180 s); t = 360 s is f36, 180 s later.
         assert_eq!(
             phases,
             [
-                (IncidentPhase::Started, "f1"),
-                (IncidentPhase::Ended, "f32")
+                (IncidentPhase::Started, "f5"),
+                (IncidentPhase::Ended, "f36")
             ]
         );
     }
@@ -541,10 +672,15 @@ mod tests {
     #[test]
     fn validate_names_the_bad_setting() {
         let bad = ConfirmConfig {
-            required: 4,
+            required: 0,
             ..ConfirmConfig::default()
         };
         assert!(bad.validate().unwrap_err().contains("required"));
+        let bad = ConfirmConfig {
+            span_s: 200.0,
+            ..ConfirmConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("span_s"));
         let bad = ConfirmConfig {
             clear_s: 0.0,
             ..ConfirmConfig::default()
