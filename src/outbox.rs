@@ -10,7 +10,9 @@
 //! (one row per event and endpoint while that endpoint has not taken it),
 //! `endpoints` (endpoints a receiver disabled with `410 Gone`) and `counters`
 //! (events delivered, expired, dropped, rejected; they survive restarts).
-//! An event whose deliveries are all done is deleted.
+//! An event whose deliveries are all done is deleted. The schema's version is
+//! `PRAGMA user_version`: opening an outbox an older build wrote upgrades it
+//! in place, step by step ([`MIGRATIONS`]), keeping its events.
 //!
 //! Bounds: at most `max_events` undelivered events. Past it the oldest event
 //! of the lowest priority goes first (heartbeats and snapshots, then tests
@@ -27,7 +29,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tracing::{info, warn};
 
 /// What an event is, which sets its priority when room is needed.
@@ -128,7 +130,14 @@ pub struct Outbox {
     max_age: Duration,
 }
 
-const SCHEMA: &str = "
+/// The schema, one step per version: step `i` takes a database at
+/// `PRAGMA user_version = i` to version `i + 1`. Steps are only ever
+/// appended, so an outbox written by any earlier build opens in this one with
+/// its undelivered events intact.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema. Builds before schema versions created these same
+    // tables and left user_version at 0, hence IF NOT EXISTS.
+    "
 CREATE TABLE IF NOT EXISTS events (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     id         TEXT NOT NULL UNIQUE,
@@ -155,7 +164,11 @@ CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-";
+",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Unix seconds now.
 pub fn now_unix() -> f64 {
@@ -181,7 +194,7 @@ impl Outbox {
                 )
             })?;
         }
-        let conn = Connection::open(path).with_context(|| {
+        let mut conn = Connection::open(path).with_context(|| {
             format!(
                 "cannot open the outbox {}: check [outbox] path and its permissions",
                 path.display()
@@ -200,8 +213,8 @@ impl Outbox {
             .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|_| conn.pragma_update(None, "foreign_keys", "ON"))
             .and_then(|_| conn.busy_timeout(Duration::from_secs(10)))
-            .and_then(|_| conn.execute_batch(SCHEMA))
             .with_context(|| format!("cannot set up the outbox {}", path.display()))?;
+        migrate(&mut conn, path)?;
         let outbox = Outbox {
             conn: Mutex::new(conn),
             endpoints,
@@ -448,6 +461,42 @@ impl Outbox {
     }
 }
 
+/// Brings the outbox at `path` to [`SCHEMA_VERSION`], one step at a time, in
+/// one transaction: a crash mid-way leaves it at its old version, whole.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .with_context(|| format!("cannot open the outbox {}", path.display()))?;
+    let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        anyhow::bail!(
+            "the outbox {} has schema version {version}, newer than this build's {SCHEMA_VERSION}: \
+             it was written by a newer wildfire-watch; run that one, or move the file aside to start an empty outbox",
+            path.display()
+        );
+    }
+    for (from, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(step).with_context(|| {
+            format!(
+                "cannot upgrade the outbox {} from schema version {from}",
+                path.display()
+            )
+        })?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        if version > 0 {
+            info!(
+                "outbox {}: schema upgraded from version {version} to {SCHEMA_VERSION}",
+                path.display()
+            );
+        }
+    }
+    tx.commit()
+        .with_context(|| format!("cannot upgrade the outbox {}", path.display()))?;
+    Ok(())
+}
+
 fn pending_from_row(r: &rusqlite::Row) -> rusqlite::Result<Pending> {
     Ok(Pending {
         seq: r.get(0)?,
@@ -545,6 +594,59 @@ mod tests {
             Duration::from_secs(3600),
         )
         .unwrap()
+    }
+
+    fn user_version(path: &Path) -> u32 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn an_outbox_from_before_schema_versions_is_upgraded_with_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        {
+            // What a build without schema versions left: the first schema,
+            // user_version 0, an event waiting for one endpoint.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(MIGRATIONS[0]).unwrap();
+            old.execute_batch(
+                "INSERT INTO events (id, kind, priority, created_at, body)
+                 VALUES ('e0', 'incident', 2, 1e12, '{}');
+                 INSERT INTO deliveries (endpoint, seq, next_attempt_at) VALUES ('http://a/', 1, 0);",
+            )
+            .unwrap();
+        }
+        assert_eq!(user_version(&path), 0);
+        let outbox = open(dir.path(), 100);
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        assert_eq!(outbox.head("http://a/").unwrap().unwrap().event.id, "e0");
+        drop(outbox);
+        // Opening again changes nothing.
+        let outbox = open(dir.path(), 100);
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        assert_eq!(outbox.stats().unwrap().pending_events, 1);
+    }
+
+    #[test]
+    fn an_outbox_from_a_newer_build_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        drop(open(dir.path(), 100));
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let error = Outbox::open(&path, vec![], 100, Duration::from_secs(3600))
+            .err()
+            .expect("a newer schema must be refused");
+        assert!(
+            format!("{error:#}").contains("newer than this build"),
+            "{error:#}"
+        );
+        assert_eq!(user_version(&path), SCHEMA_VERSION + 1);
     }
 
     #[test]
