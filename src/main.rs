@@ -420,7 +420,7 @@ fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
         }
     }
     if config.webhooks.is_empty() {
-        eprintln!("warning: no [[webhooks]]: incidents will alert nobody");
+        eprintln!("warning: no [[webhooks]]: events wait in the outbox (up to [outbox] max_age_hours) and alert nobody until one is added");
     }
     if problems > 0 {
         return Ok(ExitCode::from(1));
@@ -475,6 +475,11 @@ fn run_test_alert(args: ConfigArgs) -> Result<ExitCode> {
                     && outbox.enable_endpoint(&endpoint.url)?
                 {
                     println!("{}: re-enabled (it had answered 410 Gone)", endpoint.url);
+                    // Re-enabled, it was given the events nobody has taken,
+                    // this test among them: it has just taken that one.
+                    if let Some(pending) = outbox.pending_for(&endpoint.url, &event.id)? {
+                        delivery::settle(&outbox, endpoint, &pending, &attempt, &options)?;
+                    }
                 }
             } else {
                 delivery::settle(&outbox, endpoint, &pending, &attempt, &options)?;

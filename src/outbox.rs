@@ -6,11 +6,18 @@
 //! restart undelivered events go out again under the same id (at-least-once
 //! delivery; receivers drop duplicates by id).
 //!
-//! Tables: `events` (one row per event, `seq` is creation order), `deliveries`
-//! (one row per event and endpoint while that endpoint has not taken it),
-//! `endpoints` (endpoints a receiver disabled with `410 Gone`) and `counters`
-//! (events delivered, expired, dropped, rejected; they survive restarts).
-//! An event whose deliveries are all done is deleted. The schema's version is
+//! Tables: `events` (one row per event, `seq` is creation order; `settled`
+//! once some endpoint took it or refused it for good), `deliveries` (one row
+//! per event and endpoint while that endpoint has not taken it), `endpoints`
+//! (endpoints a receiver disabled with `410 Gone`) and `counters` (events
+//! delivered, expired, dropped, rejected; they survive restarts).
+//!
+//! An event is deleted once it is settled and no delivery of it is pending.
+//! Until an endpoint has taken it (or refused it for good), it is kept, also
+//! when no endpoint can take it (no webhook configured, or every one
+//! disabled), and each endpoint that appears gets it: one added to the configuration (when the outbox is next
+//! opened) or re-enabled after a `410 Gone`. An event some endpoint already
+//! took is not owed to endpoints that appear later. The schema's version is
 //! `PRAGMA user_version`: opening an outbox an older build wrote upgrades it
 //! in place, step by step ([`MIGRATIONS`]), keeping its events.
 //!
@@ -100,7 +107,8 @@ pub struct Pending {
 /// What [`Outbox::enqueue`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enqueued {
-    /// Stored durably, to be sent to this many endpoints.
+    /// Stored durably, to be sent to this many endpoints; with none, it waits
+    /// for an endpoint to be added or re-enabled.
     Stored { endpoints: usize },
     /// An event with this id is already in the outbox; nothing changed.
     AlreadyQueued,
@@ -111,7 +119,8 @@ pub enum Enqueued {
 /// Counts kept across restarts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OutboxStats {
-    /// Events still waiting for at least one endpoint.
+    /// Events still waiting for an endpoint: not yet taken by one, or taken
+    /// by some and pending for others.
     pub pending_events: u64,
     pub delivered: u64,
     pub expired: u64,
@@ -165,6 +174,15 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 ",
+    // 2: `settled`, so that an event no endpoint has taken yet is kept with no
+    // delivery row, for an endpoint that appears later. Every event a version
+    // 1 build left still has a delivery (that build deleted the rest) and may
+    // have been taken by another endpoint already: they count as settled and
+    // finish when their deliveries do, as they would have.
+    "
+ALTER TABLE events ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET settled = 1;
+",
 ];
 
 /// The schema version this build writes.
@@ -179,7 +197,8 @@ pub fn now_unix() -> f64 {
 
 impl Outbox {
     /// Opens (creating if needed) the outbox at `path` for these endpoints.
-    /// Deliveries pending for endpoints no longer configured are dropped.
+    /// Deliveries pending for endpoints no longer configured are dropped;
+    /// configured endpoints get the events no endpoint has taken yet.
     pub fn open(
         path: &Path,
         endpoints: Vec<String>,
@@ -221,7 +240,7 @@ impl Outbox {
             max_events: u64::from(max_events),
             max_age,
         };
-        outbox.forget_unconfigured_endpoints()?;
+        outbox.match_configured_endpoints()?;
         Ok(outbox)
     }
 
@@ -249,7 +268,7 @@ impl Outbox {
         &self.endpoints
     }
 
-    fn forget_unconfigured_endpoints(&self) -> Result<()> {
+    fn match_configured_endpoints(&self) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let stale: Vec<(String, i64)> = {
@@ -266,13 +285,20 @@ impl Outbox {
             tx.execute("DELETE FROM deliveries WHERE endpoint = ?1", [&endpoint])?;
         }
         delete_finished_events(&tx)?;
+        let now = now_unix();
+        for endpoint in &self.endpoints {
+            let n = offer_unsettled(&tx, endpoint, now)?;
+            if n > 0 {
+                info!("{endpoint}: queued {n} earlier events that no webhook has taken yet");
+            }
+        }
         tx.commit()?;
         Ok(())
     }
 
     /// Stores `event` durably for every configured endpoint that is not
-    /// disabled, then applies the age and size bounds. Returns once the event
-    /// is on disk.
+    /// disabled (with none, it waits for one), then applies the age and size
+    /// bounds. Returns once the event is on disk.
     pub fn enqueue(&self, event: &OutgoingEvent) -> Result<Enqueued> {
         let now = now_unix();
         let mut conn = self.conn();
@@ -293,7 +319,6 @@ impl Outbox {
                 params![endpoint, seq, now],
             )?;
         }
-        delete_finished_events(&tx)?;
         expire(&tx, now, self.max_age)?;
         let dropped_self = make_room(&tx, self.max_events, seq)?;
         tx.commit()
@@ -364,6 +389,7 @@ impl Outbox {
         )?;
         if n > 0 {
             count(&tx, counter, 1)?;
+            tx.execute("UPDATE events SET settled = 1 WHERE seq = ?1", [seq])?;
         }
         delete_finished_events(&tx)?;
         tx.commit()?;
@@ -393,7 +419,8 @@ impl Outbox {
     }
 
     /// The receiver said `410 Gone`: stop sending to `endpoint` until it is
-    /// re-enabled. Its pending deliveries stay until they expire.
+    /// re-enabled. Its pending deliveries stay until they expire; new events
+    /// are not queued for it.
     pub fn disable_endpoint(&self, endpoint: &str, reason: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -408,11 +435,16 @@ impl Outbox {
         Ok(())
     }
 
-    /// Re-enables an endpoint that answered `410 Gone` earlier.
+    /// Re-enables an endpoint that answered `410 Gone` earlier; it gets the
+    /// events no endpoint has taken meanwhile. Returns whether it was disabled.
     pub fn enable_endpoint(&self, endpoint: &str) -> Result<bool> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM endpoints WHERE endpoint = ?1", [endpoint])?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM endpoints WHERE endpoint = ?1", [endpoint])?;
+        if n > 0 {
+            offer_unsettled(&tx, endpoint, now_unix())?;
+        }
+        tx.commit()?;
         Ok(n > 0)
     }
 
@@ -520,12 +552,29 @@ fn count(tx: &rusqlite::Transaction, name: &str, n: u64) -> rusqlite::Result<()>
     Ok(())
 }
 
+/// Deletes the events an endpoint has settled that no endpoint still waits for.
 fn delete_finished_events(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute(
-        "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = events.seq)",
+        "DELETE FROM events WHERE settled = 1
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = events.seq)",
         [],
     )?;
     Ok(())
+}
+
+/// Queues for `endpoint`, unless it is disabled, every event no endpoint has
+/// settled yet that it does not already have; returns how many.
+fn offer_unsettled(
+    tx: &rusqlite::Transaction,
+    endpoint: &str,
+    now: f64,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT OR IGNORE INTO deliveries (endpoint, seq, next_attempt_at)
+         SELECT ?1, seq, ?2 FROM events
+         WHERE settled = 0 AND NOT EXISTS (SELECT 1 FROM endpoints WHERE endpoint = ?1)",
+        params![endpoint, now],
+    )
 }
 
 fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::Result<u64> {
@@ -628,6 +677,10 @@ mod tests {
         let outbox = open(dir.path(), 100);
         assert_eq!(user_version(&path), SCHEMA_VERSION);
         assert_eq!(outbox.stats().unwrap().pending_events, 1);
+        // Its one delivery done, the event is finished, as it was before.
+        let head = outbox.head("http://a/").unwrap().unwrap();
+        outbox.mark_delivered("http://a/", head.seq).unwrap();
+        assert_eq!(outbox.stats().unwrap().pending_events, 0);
     }
 
     #[test]
@@ -731,6 +784,79 @@ mod tests {
     }
 
     #[test]
+    fn with_no_webhook_configured_events_wait_for_one_to_be_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        {
+            let outbox = Outbox::open(&path, vec![], 100, Duration::from_secs(3600)).unwrap();
+            assert_eq!(
+                outbox
+                    .enqueue(&event("fire0", EventKind::Incident, now_unix()))
+                    .unwrap(),
+                Enqueued::Stored { endpoints: 0 }
+            );
+            assert_eq!(outbox.stats().unwrap().pending_events, 1);
+        }
+        // Two webhooks added to the configuration: each gets it on the next start.
+        let outbox = open(dir.path(), 100);
+        for endpoint in ["http://a/", "http://b/"] {
+            let head = outbox.head(endpoint).unwrap().unwrap();
+            assert_eq!(head.event.id, "fire0");
+            outbox.mark_delivered(endpoint, head.seq).unwrap();
+        }
+        assert_eq!(outbox.stats().unwrap().pending_events, 0);
+    }
+
+    #[test]
+    fn while_every_endpoint_is_disabled_events_wait_for_one_to_be_re_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 100);
+        outbox.disable_endpoint("http://a/", "410 Gone").unwrap();
+        outbox.disable_endpoint("http://b/", "410 Gone").unwrap();
+        assert_eq!(
+            outbox
+                .enqueue(&event("fire0", EventKind::Incident, now_unix()))
+                .unwrap(),
+            Enqueued::Stored { endpoints: 0 }
+        );
+        assert_eq!(outbox.stats().unwrap().pending_events, 1);
+        assert!(!outbox.has_work().unwrap());
+        assert!(outbox.enable_endpoint("http://a/").unwrap());
+        assert!(outbox.has_work().unwrap());
+        let head = outbox.head("http://a/").unwrap().unwrap();
+        assert_eq!(head.event.id, "fire0");
+        outbox.mark_delivered("http://a/", head.seq).unwrap();
+        // Taken by a webhook: done, and not owed to one re-enabled later.
+        assert_eq!(outbox.stats().unwrap().pending_events, 0);
+        assert!(outbox.enable_endpoint("http://b/").unwrap());
+        assert!(outbox.head("http://b/").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_event_waiting_for_an_endpoint_removed_from_the_configuration_goes_to_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 100);
+        outbox.disable_endpoint("http://b/", "410 Gone").unwrap();
+        assert_eq!(
+            outbox
+                .enqueue(&event("e0", EventKind::Test, now_unix()))
+                .unwrap(),
+            Enqueued::Stored { endpoints: 1 }
+        );
+        drop(outbox);
+        // a, the only endpoint that could take e0, is removed; c is added.
+        let outbox = Outbox::open(
+            &dir.path().join("outbox.sqlite3"),
+            vec!["http://b/".into(), "http://c/".into()],
+            100,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        assert_eq!(outbox.head("http://c/").unwrap().unwrap().event.id, "e0");
+        assert!(outbox.head("http://b/").unwrap().is_none(), "b is disabled");
+    }
+
+    #[test]
     fn a_disabled_endpoint_gets_no_new_events_and_removed_endpoints_are_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = open(dir.path(), 100);
@@ -755,6 +881,7 @@ mod tests {
             Some("410 Gone")
         );
         assert!(!outbox.has_work().unwrap());
-        assert_eq!(outbox.stats().unwrap().pending_events, 0);
+        // Nobody took e0: it waits for b to be re-enabled (or to expire).
+        assert_eq!(outbox.stats().unwrap().pending_events, 1);
     }
 }

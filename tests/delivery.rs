@@ -206,6 +206,51 @@ async fn a_410_disables_the_endpoint_for_good() {
 }
 
 #[tokio::test]
+async fn events_no_webhook_could_take_go_out_once_test_alert_re_enables_it() {
+    // The receiver answers 410 once (a misconfigured route), then is fixed.
+    let (url, seen, _) = scripted_server(Arc::new(|n| {
+        if n == 0 {
+            Reply::Answer(410, vec![], "gone".into())
+        } else {
+            ok()
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &url);
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    outbox.enqueue(&event(0)).unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    assert!(outbox.disabled_reason(&url).unwrap().is_some());
+    // A fire while the only webhook is disabled: kept, not deleted.
+    outbox.enqueue(&event(1)).unwrap();
+    assert_eq!(outbox.stats().unwrap().pending_events, 2);
+
+    let binary = env!("CARGO_BIN_EXE_wildfire-watch");
+    let test_alert = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binary)
+            .args(["test-alert", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&test_alert.stdout);
+    assert!(test_alert.status.success(), "{stdout}");
+    assert!(stdout.contains("re-enabled"), "{stdout}");
+    deliver_all(&outbox, &url, options()).await;
+
+    let ids = ids(&seen);
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(ids[0], "tower-7-e0");
+    assert!(ids[1].starts_with("tower-7-test"), "{ids:?}");
+    // The test event is not sent twice; both fires go, in order.
+    assert_eq!(ids[2..], ["tower-7-e0", "tower-7-e1"]);
+    assert_eq!(outbox.stats().unwrap().pending_events, 0);
+}
+
+#[tokio::test]
 async fn other_4xx_drop_the_event_but_408_425_429_retry() {
     let (url, seen, _) = scripted_server(Arc::new(|n| match n {
         0 => Reply::Answer(408, vec![], String::new()),
