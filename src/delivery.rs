@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::config::{Config, DeliveryConfig};
-use crate::outbox::{now_unix, Outbox, Pending};
+use crate::outbox::{self, now_unix, Outbox, Pending};
 use crate::webhook::{self, Secret};
 
 /// How many bytes of an answer body are shown in logs and by `test-alert`.
@@ -413,29 +413,65 @@ async fn run_endpoint(
     until: Until,
 ) -> Result<()> {
     loop {
-        outbox.expire_old()?;
-        let head = if outbox.disabled_reason(&endpoint.url)?.is_some() {
-            None
-        } else {
-            outbox.head(&endpoint.url)?
-        };
-        let Some(pending) = head else {
-            if until == Until::Idle {
-                return Ok(());
+        match deliver_next(outbox, endpoint, options, client).await {
+            Ok(Step::Went) => {}
+            Ok(Step::NotDue(wait)) => {
+                // Re-check at least every IDLE_POLL: the event may expire or
+                // be settled by another process (test-alert) meanwhile.
+                tokio::time::sleep(wait.min(IDLE_POLL)).await;
             }
-            let _ = tokio::time::timeout(IDLE_POLL, new_events.notified()).await;
-            continue;
-        };
-        let wait = pending.next_attempt_at - now_unix();
-        if wait > 0.0 {
-            // Re-check at least every IDLE_POLL: the event may expire or be
-            // settled by another process (test-alert) meanwhile.
-            tokio::time::sleep(Duration::from_secs_f64(wait).min(IDLE_POLL)).await;
-            continue;
+            Ok(Step::Nothing) => {
+                if until == Until::Idle {
+                    return Ok(());
+                }
+                let _ = tokio::time::timeout(IDLE_POLL, new_events.notified()).await;
+            }
+            // Another process held the outbox past the busy timeout. If that
+            // was the settling of an answered attempt, the event goes again
+            // under the same id (at-least-once), which receivers expect.
+            Err(e) if outbox::is_busy(&e) => {
+                warn!(
+                    "{}: the outbox is busy (another process is writing to it): {e:#}; retrying in {:.0} s",
+                    endpoint.url,
+                    IDLE_POLL.as_secs_f64()
+                );
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+            Err(e) => return Err(e),
         }
-        let attempt = post(client, endpoint, &pending, options).await;
-        settle(outbox, endpoint, &pending, &attempt, options)?;
     }
+}
+
+/// What one turn of an endpoint's worker did.
+enum Step {
+    /// An attempt was made and settled.
+    Went,
+    /// The oldest event is not due for this long.
+    NotDue(Duration),
+    /// Nothing to send: the endpoint is idle or disabled.
+    Nothing,
+}
+
+async fn deliver_next(
+    outbox: &Outbox,
+    endpoint: &Endpoint,
+    options: &DeliveryOptions,
+    client: &reqwest::Client,
+) -> Result<Step> {
+    outbox.expire_old()?;
+    if outbox.disabled_reason(&endpoint.url)?.is_some() {
+        return Ok(Step::Nothing);
+    }
+    let Some(pending) = outbox.head(&endpoint.url)? else {
+        return Ok(Step::Nothing);
+    };
+    let wait = pending.next_attempt_at - now_unix();
+    if wait > 0.0 {
+        return Ok(Step::NotDue(Duration::from_secs_f64(wait)));
+    }
+    let attempt = post(client, endpoint, &pending, options).await;
+    settle(outbox, endpoint, &pending, &attempt, options)?;
+    Ok(Step::Went)
 }
 
 #[cfg(test)]
@@ -475,6 +511,106 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    /// A log that tests can read, for the current thread.
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Log {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_outbox_is_waited_out_and_logged_not_fatal() {
+        let log = Log::default();
+        let _logging = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer({
+                    let log = log.clone();
+                    move || log.clone()
+                })
+                .finish(),
+        );
+        const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let store = dir.path().join("store");
+        let receiver =
+            crate::receiver::Receiver::open(&store, vec![Secret::parse(SECRET).unwrap()], 1 << 20)
+                .unwrap();
+        tokio::spawn(crate::receiver::serve(listener, Arc::new(receiver)));
+        let path = dir.path().join("outbox.sqlite3");
+        let outbox = Arc::new(
+            Outbox::open(&path, vec![url.clone()], 100, Duration::from_secs(3600)).unwrap(),
+        );
+        outbox
+            .enqueue(&crate::outbox::OutgoingEvent {
+                id: "tower-7-e0".into(),
+                kind: crate::outbox::EventKind::Incident,
+                created_at: now_unix(),
+                body: "{}".into(),
+            })
+            .unwrap();
+        outbox.set_busy_timeout(Duration::from_millis(20));
+
+        // Another process holds the write lock past the busy timeout.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let options = DeliveryOptions {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(10),
+            max_response_bytes: 4096,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+            max_age: Duration::from_secs(3600),
+        };
+        let endpoint = Endpoint {
+            url,
+            secrets: vec![Secret::parse(SECRET).unwrap()],
+        };
+        let worker = tokio::spawn(run(
+            outbox.clone(),
+            vec![endpoint],
+            options,
+            Arc::new(Notify::new()),
+            Until::Idle,
+        ));
+        // Bounded by a generous limit; not a speed target.
+        for _ in 0..12_000 {
+            if log.text().contains("the outbox is busy") || worker.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !worker.is_finished(),
+            "the worker stopped: {:?}",
+            worker.await
+        );
+        other.execute_batch("COMMIT").unwrap();
+        tokio::time::timeout(Duration::from_secs(120), worker)
+            .await
+            .expect("delivery did not finish once the lock was released")
+            .unwrap()
+            .unwrap();
+        let stats = outbox.stats().unwrap();
+        assert_eq!((stats.pending_events, stats.delivered), (0, 1));
+        assert!(store.join("000001-tower-7-e0.json").exists());
     }
 
     #[test]

@@ -30,6 +30,11 @@
 //!
 //! The connection is synchronous: calls are short (one small transaction) and
 //! events are rare, so async callers call it directly.
+//!
+//! Other processes (`deliver`, `test-alert`) open the same file beside the
+//! service. Every transaction that writes takes the write lock when it
+//! begins (IMMEDIATE) and waits up to [`BUSY_TIMEOUT`] for it; an error that
+//! is still "busy" after that is retryable ([`is_busy`]), not fatal.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -228,10 +233,10 @@ impl Outbox {
         // with unstable power that is the case to design for. FULL syncs the
         // log on every commit. Events are rare (minutes apart), so one fsync
         // each costs nothing that matters.
-        conn.pragma_update(None, "journal_mode", "WAL")
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .and_then(|_| conn.pragma_update(None, "journal_mode", "WAL"))
             .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|_| conn.pragma_update(None, "foreign_keys", "ON"))
-            .and_then(|_| conn.busy_timeout(Duration::from_secs(10)))
             .with_context(|| format!("cannot set up the outbox {}", path.display()))?;
         migrate(&mut conn, path)?;
         let outbox = Outbox {
@@ -264,13 +269,19 @@ impl Outbox {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Tests meet a held lock without waiting the whole [`BUSY_TIMEOUT`].
+    #[cfg(test)]
+    pub(crate) fn set_busy_timeout(&self, timeout: Duration) {
+        self.conn().busy_timeout(timeout).unwrap();
+    }
+
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
     }
 
     fn match_configured_endpoints(&self) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let stale: Vec<(String, i64)> = {
             let mut stmt =
                 tx.prepare("SELECT endpoint, COUNT(*) FROM deliveries GROUP BY endpoint")?;
@@ -302,7 +313,7 @@ impl Outbox {
     pub fn enqueue(&self, event: &OutgoingEvent) -> Result<Enqueued> {
         let now = now_unix();
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO events (id, kind, priority, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![event.id, event.kind.name(), event.kind.priority(), event.created_at, event.body],
@@ -333,7 +344,7 @@ impl Outbox {
     /// Drops undelivered events older than the age limit; returns how many.
     pub fn expire_old(&self) -> Result<u64> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let n = expire(&tx, now_unix(), self.max_age)?;
         tx.commit()?;
         Ok(n)
@@ -382,7 +393,7 @@ impl Outbox {
 
     fn finish(&self, endpoint: &str, seq: i64, counter: &str) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let n = tx.execute(
             "DELETE FROM deliveries WHERE endpoint = ?1 AND seq = ?2",
             params![endpoint, seq],
@@ -405,7 +416,7 @@ impl Outbox {
         error: &str,
     ) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let n = tx.execute(
             "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?3, last_error = ?4
              WHERE endpoint = ?1 AND seq = ?2",
@@ -423,7 +434,7 @@ impl Outbox {
     /// are not queued for it.
     pub fn disable_endpoint(&self, endpoint: &str, reason: &str) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let n = tx.execute(
             "INSERT OR IGNORE INTO endpoints (endpoint, disabled_at, reason) VALUES (?1, ?2, ?3)",
             params![endpoint, now_unix(), reason],
@@ -439,7 +450,7 @@ impl Outbox {
     /// events no endpoint has taken meanwhile. Returns whether it was disabled.
     pub fn enable_endpoint(&self, endpoint: &str) -> Result<bool> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let n = tx.execute("DELETE FROM endpoints WHERE endpoint = ?1", [endpoint])?;
         if n > 0 {
             offer_unsettled(&tx, endpoint, now_unix())?;
@@ -493,11 +504,41 @@ impl Outbox {
     }
 }
 
+/// How long a statement waits for another connection's write lock before
+/// failing with "database is locked". Every write here is one small
+/// transaction with one fsync, so a wait this long means something else holds
+/// the lock (an open `sqlite3` shell, a stalled disk).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `error` is SQLite's "database is busy/locked": another connection
+/// held the write lock past [`BUSY_TIMEOUT`]. Nothing was changed; the same
+/// call can be tried again later.
+pub fn is_busy(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    })
+}
+
+/// Begins a transaction that may write. IMMEDIATE takes the write lock at
+/// BEGIN, waiting for it under the busy timeout. A DEFERRED one that reads
+/// first and then writes must upgrade its read snapshot, and in WAL mode that
+/// fails at once with SQLITE_BUSY_SNAPSHOT, without waiting, when another
+/// process committed in between: `test-alert` failed that way beside a
+/// delivering service (tests/delivery.rs,
+/// the_worker_and_other_processes_share_the_outbox_without_failing: 10 of 10
+/// runs failed with DEFERRED).
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
 /// Brings the outbox at `path` to [`SCHEMA_VERSION`], one step at a time, in
 /// one transaction: a crash mid-way leaves it at its old version, whole.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
+    let tx = write_transaction(conn)
         .with_context(|| format!("cannot open the outbox {}", path.display()))?;
     let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {

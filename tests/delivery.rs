@@ -329,6 +329,69 @@ async fn a_server_that_never_answers_times_out_and_is_retried() {
     assert_eq!(outbox.stats().unwrap().delivered, 1);
 }
 
+#[tokio::test]
+async fn the_worker_and_other_processes_share_the_outbox_without_failing() {
+    // `deliver` and `test-alert` run beside the service: each opens the
+    // outbox file on its own connection, stores an event and ends. Here a
+    // thread does that, over and over, while the worker delivers.
+    const EVENTS: usize = 450;
+    let (url, seen, _) = scripted_server(Arc::new(|_| ok())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    let new_events = Arc::new(Notify::new());
+    let worker = tokio::spawn(delivery::run(
+        outbox.clone(),
+        vec![endpoint(&url)],
+        options(),
+        new_events.clone(),
+        Until::Forever,
+    ));
+    // Three at a time, as `deliver`, `test-alert` and a script might be.
+    let other_processes: Vec<_> = (0..3)
+        .map(|p| {
+            let (dir, url) = (dir.path().to_path_buf(), url.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                for i in (p..EVENTS).step_by(3) {
+                    let outbox = Outbox::open(
+                        &dir.join("outbox.sqlite3"),
+                        vec![url.clone()],
+                        1000,
+                        Duration::from_secs(3600),
+                    )?;
+                    outbox.enqueue(&event(i))?;
+                    outbox.expire_old()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for other in other_processes {
+        other
+            .await
+            .unwrap()
+            .expect("another process failed on the shared outbox");
+    }
+    tokio::time::timeout(PATIENCE, async {
+        while seen.lock().unwrap().len() < EVENTS && !worker.is_finished() {
+            new_events.notify_one();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("not every event was delivered");
+    assert!(
+        !worker.is_finished(),
+        "the worker stopped: {:?}",
+        worker.await
+    );
+    worker.abort();
+    let mut delivered = ids(&seen);
+    delivered.sort_by_key(|id| id[9..].parse::<usize>().unwrap());
+    let expected: Vec<String> = (0..EVENTS).map(|i| event(i).id).collect();
+    assert_eq!(delivered, expected, "each event exactly once");
+    assert_eq!(outbox.stats().unwrap().pending_events, 0);
+}
+
 /// Writes a configuration for the real binary pointing at `url`.
 fn write_config(dir: &Path, url: &str) -> PathBuf {
     let secret = dir.join("webhook.secret");
