@@ -40,7 +40,8 @@
 //! `-`, `_` and `.` in the id replaced by `_`), exactly the bytes received.
 //! `DIR/index.jsonl` lists one `{"n", "id", "sha256", "file"}` per event and is
 //! what a restarted receiver reads to keep rejecting seen ids. Both are
-//! synced to disk before the `200`.
+//! synced to disk before the `200`. A last index line torn by a crash is cut
+//! off when the receiver starts: its event had no `200` and comes again.
 //!
 //! hyper is used directly rather than a framework: there is one route, and
 //! hyper is already built for reqwest.
@@ -118,6 +119,7 @@ impl Receiver {
         let mut seen = HashMap::new();
         let mut count = 0;
         if index_path.exists() {
+            repair_torn_end(&index_path)?;
             let file = File::open(&index_path)
                 .with_context(|| format!("cannot read {}", index_path.display()))?;
             for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -127,8 +129,8 @@ impl Receiver {
                         count = count.max(entry.n);
                         seen.insert(entry.id, entry.sha256);
                     }
-                    // A line torn by a crash mid-write: its event got no 200,
-                    // so the sender will deliver it again.
+                    // Only a file damaged some other way has one: a torn end
+                    // was cut off above. Its event, if any, is redelivered.
                     Err(e) => warn!(
                         "{}:{}: skipping a damaged line: {e}",
                         index_path.display(),
@@ -282,6 +284,37 @@ impl Store {
     }
 }
 
+/// Cuts off a last line a crash left without its newline. Its event got no
+/// 200, so the sender delivers it again; left in place, the next line would
+/// be appended to it and both would read as one damaged line, forgetting
+/// the next event too.
+fn repair_torn_end(index_path: &Path) -> Result<()> {
+    let bytes = std::fs::read(index_path)
+        .with_context(|| format!("cannot read {}", index_path.display()))?;
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    warn!(
+        "{}: cutting off a last line torn by a crash ({} bytes); its event was not acknowledged and will be delivered again",
+        index_path.display(),
+        bytes.len() - whole
+    );
+    OpenOptions::new()
+        .write(true)
+        .open(index_path)
+        .and_then(|file| {
+            file.set_len(whole as u64)?;
+            file.sync_all()
+        })
+        .with_context(|| {
+            format!(
+                "cannot repair {}: make it writable by the receiver's user",
+                index_path.display()
+            )
+        })
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -331,6 +364,41 @@ mod tests {
             body.as_bytes(),
             now,
         )
+    }
+
+    #[test]
+    fn a_torn_index_line_is_repaired_and_swallows_nothing_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let open =
+            || Receiver::open(dir.path(), vec![Secret::parse(SECRET).unwrap()], 1024).unwrap();
+        let now = 1_700_000_000;
+        {
+            let r = open();
+            assert_eq!(signed(&r, "e1", "{\"a\":1}", now, now).message, "stored");
+            assert_eq!(signed(&r, "e2", "{\"a\":2}", now, now).message, "stored");
+        }
+        // A crash while writing e3's index line: half of it is on disk.
+        let index = dir.path().join("index.jsonl");
+        let mut file = OpenOptions::new().append(true).open(&index).unwrap();
+        file.write_all(b"{\"n\":3,\"id\":\"e3\",\"sha").unwrap();
+        drop(file);
+        {
+            let r = open();
+            // e3 got no 200, so the sender delivers it again.
+            assert_eq!(signed(&r, "e3", "{\"a\":3}", now, now).message, "stored");
+            assert_eq!(signed(&r, "e4", "{\"a\":4}", now, now).message, "stored");
+        }
+        let r = open();
+        for (id, body) in [("e1", 1), ("e2", 2), ("e3", 3), ("e4", 4)] {
+            assert_eq!(
+                signed(&r, id, &format!("{{\"a\":{body}}}"), now, now),
+                Answer::new(StatusCode::OK, "duplicate"),
+                "{id} was forgotten"
+            );
+        }
+        let text = std::fs::read_to_string(&index).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(text.ends_with('\n'));
     }
 
     #[test]
