@@ -21,6 +21,17 @@ pub enum IncidentPhase {
     Ended,
 }
 
+impl IncidentPhase {
+    /// The event type, as in the JSON: `incident.started` and so on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentPhase::Started => "incident.started",
+            IncidentPhase::Updated => "incident.updated",
+            IncidentPhase::Ended => "incident.ended",
+        }
+    }
+}
+
 /// A change in a confirmed fire: it started, grew or moved, or ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IncidentEvent {
@@ -72,6 +83,20 @@ pub fn compact_stamp(unix: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phase_reads_as_its_json_type() {
+        for phase in [
+            IncidentPhase::Started,
+            IncidentPhase::Updated,
+            IncidentPhase::Ended,
+        ] {
+            assert_eq!(
+                serde_json::to_value(phase).unwrap(),
+                serde_json::Value::from(phase.as_str())
+            );
+        }
+    }
 
     #[test]
     fn formats_times_in_utc() {

@@ -329,9 +329,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
                 out,
                 "{}  {:<16} {:<5}  score {:.3}  peak {:.3}  frame {}  boxes {}  id {}",
                 event.time,
-                serde_json::to_value(event.phase)?
-                    .as_str()
-                    .unwrap_or_default(),
+                event.phase.as_str(),
                 event.class.name(),
                 event.score,
                 event.peak_score,

@@ -450,9 +450,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             info!(
                 "camera {}: {} {} score {:.3} ({})",
                 camera.id.get_ref(),
-                serde_json::to_value(event.phase)?
-                    .as_str()
-                    .unwrap_or_default(),
+                event.phase.as_str(),
                 event.class.name(),
                 event.score,
                 event.id
