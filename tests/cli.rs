@@ -45,8 +45,27 @@ fn replay_of_the_hillside_fixture_scores_against_labels() {
         summary["false_alarms"], 0,
         "an incident started before the plume: {lines:?}"
     );
-    for class in ["smoke", "flame"] {
-        assert!(summary[class]["f1"].is_number() || summary[class]["f1"].is_null());
+    // The labels hold 10 smoke frames, 8 clear ones and no flame: each
+    // class counts every frame once, and its F1 is a number in [0, 1] exactly
+    // when precision and recall are both defined.
+    for (class, positives) in [("smoke", 10), ("flame", 0)] {
+        let m = &summary[class];
+        let count = |k: &str| {
+            m[k].as_u64()
+                .unwrap_or_else(|| panic!("no {class}.{k} in the summary: {summary}"))
+        };
+        assert_eq!(
+            (
+                count("true_positives") + count("false_negatives"),
+                count("false_positives") + count("true_negatives")
+            ),
+            (positives, 18 - positives),
+            "{class}: {m}"
+        );
+        let defined = !m["precision"].is_null() && !m["recall"].is_null();
+        let f1 = m["f1"].as_f64();
+        assert_eq!(f1.is_some(), defined, "{class}: {m}");
+        assert!(f1.is_none_or(|f| (0.0..=1.0).contains(&f)), "{class}: {m}");
     }
     // The README's first command: the shipped model confirms the drawn plume
     // (frame_0008 on, 60 s apart) within two frames.
