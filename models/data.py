@@ -78,6 +78,32 @@ def load_index(data_root, seed=0, extra_boxes=True):
     return items
 
 
+TOWER_SPLIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tower_split.json")
+
+
+def load_tower_index(data_root, split_path=TOWER_SPLIT):
+    """The towersmoke frames as `load_index` items (file, path, smoke, flame, owner, group, split, boxes), plus
+    mask: the path of the frame's binary smoke mask (PNG, 0/255, frame-sized), or None where it has only
+    boxes. The split is the committed one of models/tower_split.py (whole camera scenes on one side)."""
+    root = os.path.join(data_root, "towersmoke")
+    with open(split_path) as f:
+        split_of = json.load(f)["groups"]
+    boxes = _read_boxes(os.path.join(root, "boxes.jsonl"))
+    items = []
+    with open(os.path.join(root, "labels.csv")) as f:
+        for row in csv.DictReader(f):
+            owner, group = group_of(row)
+            if group not in split_of:
+                raise ValueError(f"{row['file']}: group {group} is not in {split_path}; "
+                                 "rerun models/tower_split.py after changing towersmoke")
+            mask = os.path.join(root, "masks", os.path.splitext(os.path.basename(row["file"]))[0] + ".png")
+            items.append(dict(file=row["file"], path=os.path.join(root, row["file"]),
+                              smoke=int(row["smoke"]), flame=int(row["flame"]), owner=owner, group=group,
+                              split=split_of[group], boxes=boxes.get(row["file"]),
+                              mask=mask if os.path.exists(mask) else None))
+    return items
+
+
 def tile_labels(item, rect, img_w, img_h, pos_box_frac=0.30, pos_tile_frac=0.10):
     """Label a native tile rect (x,y,w,h) of an image. 1 / 0 / -1 (masked) per class."""
     x, y, w, h = rect
