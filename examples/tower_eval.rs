@@ -30,6 +30,7 @@
 //!   threshold, ROC AUC, and the threshold of best F1.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -556,6 +557,8 @@ fn main() -> Result<()> {
     let info = detector.info().clone();
     let (threshold, tile) = (info.thresholds.smoke, info.tile_size);
     let start = Instant::now();
+    // A frame counter for people watching; not in logs or redirected output.
+    let progress = !args.json && std::io::stderr().is_terminal();
     let (mut tile_pos, mut tile_neg, mut unknown) = (Vec::new(), Vec::new(), 0);
     let (mut img_pos, mut img_neg, mut crops, mut views) = (Vec::new(), Vec::new(), 0, 0);
     let mut per_frame = Vec::new();
@@ -606,11 +609,11 @@ fn main() -> Result<()> {
             tiles_neg: counts[1],
             tiles_unknown: counts[2],
         });
-        if !args.json {
+        if progress {
             eprint!("\r{}/{} frames", i + 1, frames.len());
         }
     }
-    if !args.json {
+    if progress {
         eprintln!();
     }
     let t1 = threshold_for(&tile_neg, TILE_FP_TARGET);
