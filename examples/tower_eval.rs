@@ -19,7 +19,9 @@
 //!   otherwise: smoke thins into haze past its outline. Every tile of a
 //!   smoke-free frame is negative. Reported: recall and the share of negative
 //!   tiles at or over the model's smoke threshold, ROC AUC, and the threshold
-//!   that would leave at most 1 % of negative tiles over it.
+//!   that would leave at most 1 % of negative tiles over it. For a model with
+//!   a working resolution the tiles are those of the working frame; they are
+//!   labelled where `detect` reports them, in the frame's own pixels.
 //! - **Image level**, scored as the runtime scores a frame: the maximum over
 //!   all its views, whole frame included. Positives are the frames with
 //!   smoke. Negatives are the smoke-free frames plus one smoke-free crop of
