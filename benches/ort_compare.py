@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tract (our detector) against onnxruntime on the same model and the same tiles, one thread each.
 
-    /root/wwvenv/bin/python benches/ort_compare.py [--tiles 16] [--repeats 5]
+    python benches/ort_compare.py [--tiles 16] [--repeats 5]
 
 Needs numpy and onnxruntime (models/requirements.txt). Draws deterministic tiles (smooth colour fields
 with noise, seed 0), runs them through models/wildfire-tiles.onnx in onnxruntime (intra- and inter-op

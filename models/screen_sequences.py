@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Screen a training run on the shared tower sequences in seconds, without exporting or replaying it.
 
-    /root/wwvenv/bin/python models/screen_sequences.py --state /root/wwcache/state_models.pt \
+    python models/screen_sequences.py --cache DIR --state DIR/state_models.pt \
         --sidecar models/wildfire-tiles.json
 
 The frozen trunk's block-12 features of every view of every sequence frame are cached once in --cache
@@ -83,8 +83,12 @@ def main():
     ap.add_argument("--state", required=True, help="a run's torch state (train.py writes state_<out>.pt in --cache)")
     ap.add_argument("--sidecar", required=True, help="the run's wildfire-tiles.json (tile size, thresholds)")
     ap.add_argument("--seqs", default="../shared/datasets/sequences")
-    ap.add_argument("--cache", default="/root/wwcache")
+    ap.add_argument("--cache", default=os.environ.get("WILDFIRE_TRAIN_CACHE"),
+                    help="folder outside the repository for feature caches and run states "
+                         "[default: $WILDFIRE_TRAIN_CACHE]")
     args = ap.parse_args()
+    if not args.cache:
+        ap.error("--cache DIR (or $WILDFIRE_TRAIN_CACHE) is needed: a folder outside the repository")
     side = json.load(open(args.sidecar))
     T, thr = side["tile_size"], side["thresholds"]["smoke"]
     torch.set_num_threads(2)

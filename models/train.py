@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """wildfire-watch tile classifier: one-command, seeded, CPU-only training recipe.
 
-    cd /work/main && /root/wwvenv/bin/python models/train.py      # from the repo root; all defaults
+    python models/train.py --cache DIR      # from the repo root, in a venv of models/requirements.txt; all defaults
 
 Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.26.3; also writes
-models/train_report.json): --data ../shared/datasets --out models/ --cache /root/wwcache --mode top --epochs 5
+models/train_report.json): --data ../shared/datasets --out models/ --mode top --epochs 5
 --extra-boxes 1 --flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --mask-flame-context 0
 --mask-abonia-default 0 --tower 0 --tower-crops 0 --sheared 0 --ema 0 --seed 0. About 35 min on 2 idle CPU cores
 from scratch (about 10 min of feature caches, then about 4-5 min per fine-tuning epoch), about 25 min when the
@@ -523,7 +523,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="../shared/datasets")
     ap.add_argument("--out", default="models/")
-    ap.add_argument("--cache", default="/root/wwcache")
+    ap.add_argument("--cache", default=os.environ.get("WILDFIRE_TRAIN_CACHE"),
+                    help="folder outside the repository for feature caches and run states "
+                         "[default: $WILDFIRE_TRAIN_CACHE]")
     ap.add_argument("--tile", type=int, default=224)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-seed", type=int, default=None,
@@ -568,6 +570,8 @@ def main():
     ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--version", default="2026.11.26.3", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
+    if not args.cache:
+        ap.error("--cache DIR (or $WILDFIRE_TRAIN_CACHE) is needed: a folder outside the repository")
     if args.tower_crops > 0 and not args.extra_boxes:
         ap.error("--tower-crops needs --extra-boxes 1: the only boxed tower smoke is this project's rm-n boxes")
     torch.set_num_threads(args.threads)
