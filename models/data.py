@@ -137,6 +137,60 @@ def tile_labels(item, rect, img_w, img_h, pos_box_frac=0.30, pos_tile_frac=0.10)
     return out
 
 
+class TowerSmokeMap:
+    """Smoke pixels of one towersmoke frame, from its mask where it has one, else from its filled smoke boxes,
+    and the pixels near which a tile is not a clean negative (mask, or any box). Labels tiles with the rule of
+    examples/tower_eval.rs, so training and the tower validation agree: positive when smoke covers at least
+    10 % of the tile or the tile holds at least 30 % of one smoke box's smoke pixels; negative when no smoke
+    pixel or box lies within `margin` pixels; else unknown."""
+
+    def __init__(self, item, width, height):
+        boxes = item["boxes"] or []
+        px = []
+        for c, xc, yc, bw, bh in boxes:
+            x0 = min(width, max(0, int(np.floor((xc - bw / 2) * width))))
+            y0 = min(height, max(0, int(np.floor((yc - bh / 2) * height))))
+            x1 = min(width, max(0, int(np.ceil((xc + bw / 2) * width))))
+            y1 = min(height, max(0, int(np.ceil((yc + bh / 2) * height))))
+            px.append((c, x0, y0, x1, y1))
+        in_box = np.zeros((height, width), bool)
+        near = np.zeros((height, width), bool)
+        for c, x0, y0, x1, y1 in px:
+            near[y0:y1, x0:x1] = True
+            if c == "smoke":
+                in_box[y0:y1, x0:x1] = True
+        if item.get("mask"):
+            smoke = np.asarray(Image.open(item["mask"]).convert("L")) > 0
+            near |= smoke
+        else:
+            smoke = in_box
+        self.smoke_boxes = [(x0, y0, x1, y1) for c, x0, y0, x1, y1 in px if c == "smoke"]
+        self.smoke = np.pad(smoke.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        self.near = np.pad(near.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        self.w, self.h = width, height
+
+    @staticmethod
+    def _count(ii, x0, y0, x1, y1):
+        return int(ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0])
+
+    def label(self, rect, margin=32):
+        """1 / 0 / -1 for the smoke class of tile rect (x, y, w, h)."""
+        x, y, w, h = rect
+        gx0, gy0 = max(0, x - margin), max(0, y - margin)
+        gx1, gy1 = min(self.w, x + w + margin), min(self.h, y + h + margin)
+        if self._count(self.near, gx0, gy0, gx1, gy1) == 0:
+            return 0
+        if self._count(self.smoke, x, y, x + w, y + h) >= 0.10 * w * h:
+            return 1
+        for x0, y0, x1, y1 in self.smoke_boxes:
+            total = self._count(self.smoke, x0, y0, x1, y1)
+            ix0, iy0, ix1, iy1 = max(x0, x), max(y0, y), min(x1, x + w), min(y1, y + h)
+            shared = self._count(self.smoke, ix0, iy0, ix1, iy1) if ix0 < ix1 and iy0 < iy1 else 0
+            if total > 0 and shared >= 0.30 * total:
+                return 1
+        return -1
+
+
 # ---------------------------------------------------------------- synthetic distant plumes
 
 def _fractal_noise(rng, size, octaves=(4, 8, 16, 32), persistence=0.6):

@@ -42,7 +42,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import CLASSES, load_index, tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, \
+from data import CLASSES, load_index, load_tower_index, TowerSmokeMap, TOWER_SPLIT, tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, \
     camera_artifacts, tower_view, tower_smoke_crop, sheared_plume, EXTRA_BOXES  # noqa: E402
 from views import make_views, to_tensor, OVERLAP  # noqa: E402
 from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
@@ -175,6 +175,36 @@ def build_sheared_samples(items, T, seed, n_sheared):
                 yield camera_artifacts(srng, sheared_plume(srng, base)), [1, 0], (split, 7, idx)
 
 
+def build_towersmoke_samples(tower_items, T, seed, k_neg, offset):
+    """Seventh segment: real tower-camera frames of ../towersmoke, split by camera scene
+    (models/tower_split.json). Each frame's whole view (kind 9, labelled as the frame) and its native tiles
+    (kind 8), labelled from the smoke mask or boxes (models/data.py TowerSmokeMap, the rule of
+    examples/tower_eval.rs). Training keeps every positive tile and k_neg negative tiles per frame; validation
+    keeps every tile (unknown ones with label -1): its negative tiles choose the smoke threshold. Item indices start at `offset`
+    (after the firesmoke items)."""
+    rng = np.random.default_rng(seed + 61)
+    for j, it in enumerate(tower_items):
+        img = Image.open(it["path"]).convert("RGB")
+        W, H = img.size
+        rects, views = make_views(img, T, OVERLAP)
+        flame = 0 if it["flame"] == 0 else -1
+        yield views[0], [it["smoke"], flame], (it["split"], 9, offset + j)
+        smoke_map = TowerSmokeMap(it, W, H)
+        labelled = [(k, smoke_map.label(rects[k]) if it["smoke"] != 0 else 0) for k in range(1, len(rects))]
+        if it["split"] == "val":  # every view, unknown ones too, so a frame's score is the max over all
+            for k, lab in labelled:
+                yield views[k], [lab, flame], ("val", 8, offset + j)
+            continue
+        pos = [k for k, lab in labelled if lab == 1]
+        neg = [k for k, lab in labelled if lab == 0]
+        if len(neg) > k_neg:
+            neg = sorted(rng.choice(neg, k_neg, replace=False).tolist())
+        for k in pos:
+            yield views[k], [1, flame], ("train", 8, offset + j)
+        for k in neg:
+            yield views[k], [0, flame], ("train", 8, offset + j)
+
+
 def export_trunk(net, path, T):
     net.eval()
     m = TrunkWithPooled(net).eval()
@@ -183,7 +213,7 @@ def export_trunk(net, path, T):
                       opset_version=13, do_constant_folding=True, dynamo=False)
 
 
-def cache_features(args, items, net):
+def cache_features(args, items, net, tower_items=()):
     """Feature caches of every segment that is switched on, each built once and stored under a key made of
     the arguments that shape it (the keys of existing caches must not change)."""
     with open(EXTRA_BOXES, "rb") as f:
@@ -204,9 +234,16 @@ def cache_features(args, items, net):
          lambda: build_tower_crop_samples(items, T, seed, args.tower_crops)),
         (args.sheared > 0, [T, seed, args.sheared, SPLIT, n, "sheared1"],
          lambda: build_sheared_samples(items, T, seed, args.sheared)),
+        (args.towersmoke > 0, [T, seed, args.towersmoke, len(tower_items), split_sha(), "towersmoke1"],
+         lambda: build_towersmoke_samples(tower_items, T, seed, args.towersmoke, n)),
     ]
     return [cache_segment(args, net, hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen)
             for on, parts, gen in segments if on]
+
+
+def split_sha():
+    with open(TOWER_SPLIT, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
 
 
 def cache_segment(args, net, key, gen):
@@ -458,14 +495,20 @@ def choose_threshold(s_neg_tiles, max_fp=0.01, floor=0.05):
 
 
 def evaluate(P, C, va):
+    """Validation metrics per class. The smoke threshold is chosen on the real tower-camera tiles of
+    towersmoke's validation scenes (kind 8) when they are cached, else, as before, on the real
+    firesmoke views; the flame threshold on the real firesmoke views."""
     y = C["labels"][va].astype(int)
     kind = C["kind"][va]
     real = kind <= 1
+    tower_tiles = kind == 8
     res = {}
     for c, name in enumerate(CLASSES):
         s, yc = P[:, c], y[:, c]
-        neg_views = s[real & (yc == 0)]
-        thr = choose_threshold(neg_views)
+        if name == "smoke" and (tower_tiles & (yc == 0)).any():
+            thr = choose_threshold(s[tower_tiles & (yc == 0)])
+        else:
+            thr = choose_threshold(s[real & (yc == 0)])
         m = real & (yc >= 0)
         res[name] = dict(all_views=metrics_at(s[m], yc[m], thr),
                          whole_views=metrics_at(s[m & (kind == 0)], yc[m & (kind == 0)], thr),
@@ -480,6 +523,14 @@ def evaluate(P, C, va):
             res[name]["sky_haze_negative_fp_rate"] = round(float((s[kind == 4] > thr).mean()), 4)
         if (kind == 5).any():
             res[name]["tower_view_negative_fp_rate"] = round(float((s[kind == 5] > thr).mean()), 4)
+        if name == "smoke" and tower_tiles.any():
+            m = tower_tiles & (yc >= 0)
+            res[name]["tower_tiles"] = metrics_at(s[m], yc[m], thr)
+            frames = C["item"][va]
+            tower_frames = np.unique(frames[tower_tiles | (kind == 9)])
+            best = np.array([s[(frames == f) & ((kind == 8) | (kind == 9))].max() for f in tower_frames])
+            truth = np.array([yc[(frames == f) & (kind == 9)][0] for f in tower_frames])
+            res[name]["tower_frames"] = metrics_at(best, truth, thr)
     return res
 
 
@@ -542,6 +593,10 @@ def main():
                     help="re-framed views of each boxed real tower smoke plume (train only; 0 = off)")
     ap.add_argument("--sheared", type=int, default=0,
                     help="wind-sheared synthetic plume tiles (train; +15%% val; 0 = off)")
+    ap.add_argument("--towersmoke", type=int, default=0,
+                    help="real tower-camera frames of ../towersmoke (split models/tower_split.json): every positive "
+                         "tile and this many negative tiles per training frame; their validation tiles choose the "
+                         "smoke threshold (0 = off)")
     ap.add_argument("--mode", choices=["head", "map", "top"], default="top",
                     help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
                          "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] and conv_head (about "
@@ -582,8 +637,13 @@ def main():
     items = load_index(args.data, args.seed, extra_boxes=bool(args.extra_boxes))
     log(f"{len(items)} images: train {sum(i['split'] == 'train' for i in items)}, "
         f"val {sum(i['split'] == 'val' for i in items)}")
+    tower_items = load_tower_index(args.data) if args.towersmoke > 0 else []
+    if tower_items:
+        log(f"{len(tower_items)} tower frames: train {sum(i['split'] == 'train' for i in tower_items)}, "
+            f"val {sum(i['split'] == 'val' for i in tower_items)}")
     net = WildfireNet(args.tile, head="linear" if args.mode == "head" else "map", width=args.width)
-    segs = cache_features(args, items, net)
+    segs = cache_features(args, items, net, tower_items)
+    items = items + tower_items  # segment item indices run on past the firesmoke items
     if args.mode == "map":
         maps = [cache_maps(args, sg, net) for sg in segs]
     C = {k: np.concatenate([sg[k] for sg in segs]) for k in ("feat", "pooled", "labels", "is_val", "kind", "item")}
@@ -616,7 +676,7 @@ def main():
                        "views of Abonia1 'default' frames")
     tr = np.where(~C["is_val"] & ((C["kind"] != 2) | bool(args.train_synth)))[0]
     va = np.where(C["is_val"])[0]
-    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=8).tolist()}")
+    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=10).tolist()}")
 
     if args.mode == "head":
         train_head(net, C, tr, args)
