@@ -1,7 +1,8 @@
 //! Speed of the frame path on this machine (1 thread): cold start (loading
 //! and optimising the model), JPEG decode, view packing, inference of one tile
-//! and of a whole 1080p frame, and replay throughput of a generated 1080p
-//! sequence. Run: `cargo bench --bench pipeline`.
+//! and of a whole 1080p frame, at native resolution and at smaller working
+//! resolutions, and replay throughput of a generated 1080p sequence. Run:
+//! `cargo bench --bench pipeline`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::decode_bytes;
 use wildfire_watch::model::{Model, ModelSource, Precision};
 use wildfire_watch::synth::{encode_jpeg, hillside_frame, HillsideSpec};
-use wildfire_watch::views::{Layout, ViewPacker, DEFAULT_OVERLAP};
+use wildfire_watch::views::{Layout, ViewPacker, WorkingResolution, DEFAULT_OVERLAP};
 
 fn spec_1080p() -> HillsideSpec {
     HillsideSpec {
@@ -38,7 +39,7 @@ fn bench_pipeline(c: &mut Criterion) {
     };
     let mut detector = Detector::load(&ModelSource::Embedded, one_thread).unwrap();
     let tile = detector.info().tile_size;
-    let layout = Layout::new(1920, 1080, tile, DEFAULT_OVERLAP);
+    let layout = Layout::at(1920, 1080, detector.resolution(), tile, DEFAULT_OVERLAP);
     let all: Vec<usize> = (0..layout.rects.len()).collect();
     eprintln!("1920x1080 at tile {tile}: {} views", layout.rects.len());
 
@@ -76,6 +77,29 @@ fn bench_pipeline(c: &mut Criterion) {
     group.bench_function("detect_all_views_threaded", |b| {
         b.iter(|| threaded.detect(black_box(&image), None).unwrap())
     });
+    group.finish();
+
+    // One 1080p frame, one thread, at the working resolutions measured for
+    // the model card: shrinking and tiling included.
+    let mut group = c.benchmark_group("working_resolution_1080p");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    for long_side in [1280, 960, 640] {
+        let mut shrunk = Detector::load(
+            &ModelSource::Embedded,
+            DetectorOptions {
+                resolution: Some(WorkingResolution::LongSide(long_side)),
+                ..one_thread
+            },
+        )
+        .unwrap();
+        let views = shrunk.detect(&image, None).unwrap().views.len();
+        eprintln!("1920x1080 at working long side {long_side}: {views} views");
+        group.bench_function(format!("detect_at_{long_side}"), |b| {
+            b.iter(|| shrunk.detect(black_box(&image), None).unwrap())
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("replay_1080p");

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::decode;
 use wildfire_watch::model::{Class, ModelSource};
-use wildfire_watch::views::Rect;
+use wildfire_watch::views::{Rect, WorkingResolution};
 
 /// A tile is positive when smoke covers this share of it...
 const POS_TILE_FRAC: f64 = 0.10;
@@ -60,6 +60,9 @@ struct Args {
     /// ONNX model (its sidecar .json beside it); default: the embedded model.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Working resolution, `native` or a long side in pixels [default: the model's].
+    #[arg(long, value_name = "PX|native")]
+    working_resolution: Option<WorkingResolution>,
     /// Folder holding towersmoke/ (default: $WILDFIRE_DATASETS, else ../shared/datasets).
     #[arg(long)]
     datasets: Option<PathBuf>,
@@ -554,7 +557,10 @@ fn main() -> Result<()> {
     let frames = validation_frames(&datasets.join("towersmoke"), &split)?;
     let mut detector = Detector::load(
         &ModelSource::from_arg(args.model.as_deref()),
-        DetectorOptions::default(),
+        DetectorOptions {
+            resolution: args.working_resolution,
+            ..DetectorOptions::default()
+        },
     )?;
     let info = detector.info().clone();
     let (threshold, tile) = (info.thresholds.smoke, info.tile_size);
