@@ -156,7 +156,7 @@ pub struct SnapshotConfig {
     /// A systemd credential holding the password, read from
     /// `$CREDENTIALS_DIRECTORY/<name>`.
     pub password_credential: Option<String>,
-    /// `digest` (RFC 7616 MD5, what Hikvision and Dahua ask for) or `basic`.
+    /// `digest` (RFC 7616 SHA-256 or MD5, what Hikvision and Dahua ask for) or `basic`.
     #[serde(default)]
     pub auth: HttpAuth,
 }

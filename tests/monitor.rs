@@ -24,7 +24,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use common::{ok, scripted_server, start_receiver, stored_events, Reply, Seen, PATIENCE, SECRET};
-use wildfire_watch::camera::digest::{self, Challenge};
+use md5::Digest as _;
+use wildfire_watch::camera::digest;
+use wildfire_watch::camera::snapshot::SnapshotSource;
+use wildfire_watch::camera::Source as _;
+use wildfire_watch::config::{HttpAuth, SnapshotConfig};
 
 const USER: &str = "wildfire";
 const PASSWORD: &str = "jirisan-west-1";
@@ -52,18 +56,37 @@ type Frames = Arc<dyn Fn(usize) -> Vec<u8> + Send + Sync>;
 #[derive(Clone, Copy, PartialEq)]
 enum Auth {
     Basic,
+    /// Digest MD5 with `qop=auth`, as Hikvision asks.
     Digest,
+    /// RFC 7616 section 3.7: two challenges, SHA-256 first, then MD5 for
+    /// older clients; an answer to either is accepted.
+    DigestSha256First,
+    /// Digest MD5 that declares the first nonce it sees answered stale
+    /// (`stale=true`, a new nonce), as a camera does whose nonce expired
+    /// between its challenge and the client's answer.
+    DigestStaleOnce,
 }
 
 /// A snapshot camera: answers every GET with the JPEG `frames(n)` gives for
 /// authorised request `n`, after checking Basic or Digest credentials.
 struct FakeCamera {
     addr: std::net::SocketAddr,
+    state: Arc<CameraState>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What the camera's connections share.
+struct CameraState {
     auth: Auth,
     frames: Frames,
-    served: Arc<AtomicUsize>,
-    challenged: Arc<AtomicUsize>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    /// Authorised requests answered with a frame.
+    served: AtomicUsize,
+    /// Requests answered with 401 and a challenge.
+    challenged: AtomicUsize,
+    /// Which nonce is current: `{NONCE}{generation}`.
+    nonce_generation: AtomicUsize,
+    /// The `algorithm` of each accepted Digest answer, in order.
+    algorithms: Mutex<Vec<String>>,
 }
 
 impl FakeCamera {
@@ -71,10 +94,14 @@ impl FakeCamera {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut camera = FakeCamera {
             addr: listener.local_addr().unwrap(),
-            auth,
-            frames: Arc::new(frames),
-            served: Arc::new(AtomicUsize::new(0)),
-            challenged: Arc::new(AtomicUsize::new(0)),
+            state: Arc::new(CameraState {
+                auth,
+                frames: Arc::new(frames),
+                served: AtomicUsize::new(0),
+                challenged: AtomicUsize::new(0),
+                nonce_generation: AtomicUsize::new(0),
+                algorithms: Mutex::new(Vec::new()),
+            }),
             server: None,
         };
         camera.serve(listener);
@@ -88,19 +115,25 @@ impl FakeCamera {
         )
     }
 
+    fn served(&self) -> usize {
+        self.state.served.load(Ordering::SeqCst)
+    }
+
+    fn challenged(&self) -> usize {
+        self.state.challenged.load(Ordering::SeqCst)
+    }
+
+    fn algorithms(&self) -> Vec<String> {
+        self.state.algorithms.lock().unwrap().clone()
+    }
+
     fn serve(&mut self, listener: TcpListener) {
-        let (auth, frames, served, challenged) = (
-            self.auth,
-            self.frames.clone(),
-            self.served.clone(),
-            self.challenged.clone(),
-        );
+        let state = self.state.clone();
         self.server = Some(tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (frames, served, challenged) =
-                    (frames.clone(), served.clone(), challenged.clone());
+                let state = state.clone();
                 tokio::spawn(async move {
-                    let _ = answer(stream, auth, frames, served, challenged).await;
+                    let _ = answer(stream, &state).await;
                 });
             }
         }));
@@ -121,14 +154,10 @@ impl FakeCamera {
 }
 
 const NONCE: &str = "4e6f6e6365466f7254657374696e67";
+const REALM: &str = "IP Camera(C1234)";
+const OPAQUE: &str = "0a1b";
 
-async fn answer(
-    mut stream: TcpStream,
-    auth: Auth,
-    frames: Frames,
-    served: Arc<AtomicUsize>,
-    challenged: Arc<AtomicUsize>,
-) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, state: &CameraState) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -150,31 +179,62 @@ async fn answer(
         k.eq_ignore_ascii_case("authorization")
             .then(|| v.trim().to_string())
     });
-    let authorised = match (auth, authorization) {
+    let nonce = format!("{NONCE}{}", state.nonce_generation.load(Ordering::SeqCst));
+    let offered: &[&str] = match state.auth {
+        Auth::Basic => &[],
+        Auth::Digest | Auth::DigestStaleOnce => &["MD5"],
+        Auth::DigestSha256First => &["SHA-256", "MD5"],
+    };
+    let mut stale = false;
+    let authorised = match (state.auth, authorization) {
         (Auth::Basic, Some(a)) => {
             let expected =
                 base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
             a == format!("Basic {expected}")
         }
-        (Auth::Digest, Some(a)) => digest_ok(&a, &target),
+        (_, Some(a)) => match digest_ok(&a, &target, &nonce, offered) {
+            Some(algorithm) => {
+                if state.auth == Auth::DigestStaleOnce
+                    && state.nonce_generation.load(Ordering::SeqCst) == 0
+                {
+                    // Right credentials, but this nonce has just expired.
+                    state.nonce_generation.fetch_add(1, Ordering::SeqCst);
+                    stale = true;
+                    false
+                } else {
+                    state.algorithms.lock().unwrap().push(algorithm);
+                    true
+                }
+            }
+            None => false,
+        },
         (_, None) => false,
     };
     if !authorised {
-        challenged.fetch_add(1, Ordering::SeqCst);
-        let challenge = match auth {
-            Auth::Basic => "Basic realm=\"camera\"".to_string(),
-            Auth::Digest => format!(
-                "Digest realm=\"IP Camera(C1234)\", qop=\"auth\", nonce=\"{NONCE}\", opaque=\"0a1b\", stale=\"FALSE\""
-            ),
+        state.challenged.fetch_add(1, Ordering::SeqCst);
+        let nonce = format!("{NONCE}{}", state.nonce_generation.load(Ordering::SeqCst));
+        let challenges: Vec<String> = match state.auth {
+            Auth::Basic => vec!["Basic realm=\"camera\"".to_string()],
+            _ => offered
+                .iter()
+                .map(|algorithm| {
+                    format!(
+                        "Digest realm=\"{REALM}\", qop=\"auth\", algorithm={algorithm}, nonce=\"{nonce}\", opaque=\"{OPAQUE}\", stale=\"{}\"",
+                        if stale { "TRUE" } else { "FALSE" }
+                    )
+                })
+                .collect(),
         };
-        let response = format!(
-            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
+        let mut response = "HTTP/1.1 401 Unauthorized\r\n".to_string();
+        for challenge in challenges {
+            response.push_str(&format!("WWW-Authenticate: {challenge}\r\n"));
+        }
+        response.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
         stream.write_all(response.as_bytes()).await?;
         return stream.shutdown().await;
     }
-    let n = served.fetch_add(1, Ordering::SeqCst);
-    let body = frames(n);
+    let n = state.served.fetch_add(1, Ordering::SeqCst);
+    let body = (state.frames)(n);
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -184,11 +244,11 @@ async fn answer(
     stream.shutdown().await
 }
 
-/// Checks a Digest `Authorization` the way a camera does.
-fn digest_ok(header: &str, target: &str) -> bool {
-    let Some(fields) = digest::parse_authorization(header) else {
-        return false;
-    };
+/// Checks a Digest `Authorization` the way a camera does, computed here
+/// independently of the client's code (RFC 7616 section 3.4.1, qop=auth):
+/// the algorithm it was answered with, if right and one of `offered`.
+fn digest_ok(header: &str, target: &str, nonce: &str, offered: &[&str]) -> Option<String> {
+    let fields = digest::parse_authorization(header)?;
     let get = |k: &str| {
         fields
             .iter()
@@ -196,30 +256,36 @@ fn digest_ok(header: &str, target: &str) -> bool {
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    let challenge = Challenge {
-        realm: "IP Camera(C1234)".into(),
-        nonce: NONCE.into(),
-        opaque: Some("0a1b".into()),
-        session: false,
-        qop_auth: true,
+    let algorithm = get("algorithm");
+    let hash = |s: String| -> String {
+        match algorithm.as_str() {
+            "MD5" => hex(&md5::Md5::digest(s.as_bytes())),
+            "SHA-256" => hex(&sha2::Sha256::digest(s.as_bytes())),
+            other => panic!("the client answered with algorithm {other:?}"),
+        }
     };
-    let Ok(nc) = u32::from_str_radix(&get("nc"), 16) else {
-        return false;
-    };
-    get("username") == USER
+    if !offered.contains(&algorithm.as_str()) || get("qop") != "auth" {
+        return None;
+    }
+    let ha1 = hash(format!("{USER}:{REALM}:{PASSWORD}"));
+    let ha2 = hash(format!("GET:{target}"));
+    let expected = hash(format!(
+        "{ha1}:{nonce}:{}:{}:auth:{ha2}",
+        get("nc"),
+        get("cnonce")
+    ));
+    (get("username") == USER
+        && get("realm") == REALM
         && get("uri") == target
-        && get("nonce") == NONCE
-        && get("opaque") == "0a1b"
-        && get("response")
-            == digest::response(
-                &challenge,
-                USER,
-                PASSWORD,
-                "GET",
-                target,
-                nc,
-                &get("cnonce"),
-            )
+        && get("nonce") == nonce
+        && get("opaque") == OPAQUE
+        && get("nc").len() == 8
+        && get("response") == expected)
+        .then_some(algorithm)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes the monitor's configuration; `camera_extra` goes into the
@@ -487,8 +553,8 @@ async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
     assert_eq!(events_of_type(&store, "heartbeat").len(), 1);
 
     // Digest: one challenge, then the nonce is reused with a counting nc.
-    assert_eq!(camera.challenged.load(Ordering::SeqCst), 1);
-    assert!(camera.served.load(Ordering::SeqCst) >= 3);
+    assert_eq!(camera.challenged(), 1);
+    assert!(camera.served() >= 3);
 
     let (status, health) = monitor.health().await;
     assert_eq!(status, 200, "{health}");
@@ -780,4 +846,58 @@ async fn real_tower_frames_are_watched_without_a_false_alarm() {
     assert_eq!(status, 200);
     let snapshot = image::load_from_memory(&jpeg).unwrap();
     assert_eq!((snapshot.width(), snapshot.height()), (1600, 1200));
+}
+
+/// The camera client alone (no monitor, no model) for `camera`, with
+/// `auth = "digest"` and `password`.
+fn digest_client(camera: &FakeCamera, dir: &Path, password: &str) -> SnapshotSource {
+    let password_file = dir.join("camera.password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let config = SnapshotConfig {
+        url: camera.url(),
+        username: Some(USER.into()),
+        password_file: Some(password_file),
+        password_credential: None,
+        auth: HttpAuth::Digest,
+    };
+    SnapshotSource::new(&config, Duration::from_secs(5)).unwrap()
+}
+
+#[tokio::test]
+async fn a_camera_offering_sha_256_first_is_answered_with_sha_256() {
+    let dir = tempfile::tempdir().unwrap();
+    let camera = FakeCamera::start(Auth::DigestSha256First, small_frame).await;
+    let mut client = digest_client(&camera, dir.path(), PASSWORD);
+    for _ in 0..2 {
+        if let Err(e) = client.grab().await {
+            panic!("grab failed: {e}");
+        }
+    }
+    assert_eq!(camera.algorithms(), ["SHA-256", "SHA-256"]);
+    // One challenge, then its nonce is reused with a counting nc.
+    assert_eq!(camera.challenged(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_nonce_is_renewed_not_taken_for_wrong_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let camera = FakeCamera::start(Auth::DigestStaleOnce, small_frame).await;
+    let mut client = digest_client(&camera, dir.path(), PASSWORD);
+    for _ in 0..2 {
+        if let Err(e) = client.grab().await {
+            panic!("grab failed: {e}");
+        }
+    }
+    assert_eq!(camera.served(), 2);
+    // The first challenge, the stale answer; none after the renewal.
+    assert_eq!(camera.challenged(), 2);
+
+    // A wrong password is still refused after one fresh challenge, not
+    // retried as if stale.
+    let mut client = digest_client(&camera, dir.path(), "wrong");
+    let Err(e) = client.grab().await else {
+        panic!("a wrong password was let in");
+    };
+    assert!(e.to_string().contains("refused the credentials"), "{e}");
+    assert_eq!(camera.challenged(), 4);
 }

@@ -3,8 +3,9 @@
 //! `/cgi-bin/api.cgi?cmd=Snap&channel=0`, Dahua `/cgi-bin/snapshot.cgi`).
 //!
 //! Owns the HTTP exchange with the camera: Basic or Digest authentication
-//! (the digest challenge is kept and reused with a counting `nc`, and renewed
-//! when the camera answers 401 again), a cap on the body size, and decoding
+//! (the first digest challenge whose algorithm is supported is kept and
+//! reused with a counting `nc`, and renewed when the camera answers 401 to
+//! it later or says `stale=true`), a cap on the body size, and decoding
 //! the answer off the async threads. A truncated or corrupt JPEG is a
 //! [`GrabError::Corrupt`], not a frame.
 
@@ -22,6 +23,11 @@ use crate::delivery::error_chain;
 
 /// Larger answers are not a snapshot; they are cut off and the grab fails.
 pub const MAX_SNAPSHOT_BYTES: usize = 32 * 1024 * 1024;
+
+/// Digest challenges taken in one grab: the first, and renewals on
+/// `stale=true`, so a camera that calls every nonce stale fails the grab
+/// instead of looping.
+const MAX_CHALLENGES_PER_GRAB: usize = 3;
 
 pub struct SnapshotSource {
     client: reqwest::Client,
@@ -94,25 +100,31 @@ impl SnapshotSource {
 
     async fn fetch(&mut self) -> Result<Vec<u8>, GrabError> {
         let mut response = self.send().await?;
-        if response.status() == StatusCode::UNAUTHORIZED
-            && self.auth == HttpAuth::Digest
-            && self.credentials.is_some()
-        {
-            // First request, or the nonce went stale: take the new challenge.
-            let challenge = response
-                .headers()
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .find(|v| v.trim_start().to_ascii_lowercase().starts_with("digest"))
-                .ok_or_else(|| {
-                    GrabError::Failed(anyhow!(
-                        "{} answered 401 without a Digest challenge: set auth = \"basic\" if the camera wants Basic",
-                        self.url
-                    ))
-                })?;
-            self.challenge = Some(Challenge::parse(challenge).map_err(GrabError::Failed)?);
+        // A 401 to a challenge kept from earlier grabs, or one that says
+        // stale=true, asks for the new challenge; a 401 to a challenge just
+        // taken without stale=true means wrong credentials.
+        let mut answered_fresh_challenge = false;
+        for _ in 0..MAX_CHALLENGES_PER_GRAB {
+            if response.status() != StatusCode::UNAUTHORIZED
+                || self.auth != HttpAuth::Digest
+                || self.credentials.is_none()
+            {
+                break;
+            }
+            let challenge = Challenge::pick(
+                response
+                    .headers()
+                    .get_all(WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            )
+            .map_err(|e| GrabError::Failed(anyhow!("{}: {e:#}", self.url)))?;
+            if answered_fresh_challenge && !challenge.stale {
+                break;
+            }
+            self.challenge = Some(challenge);
             self.nc = 0;
+            answered_fresh_challenge = true;
             response = self.send().await?;
         }
         let status = response.status();
