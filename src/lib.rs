@@ -9,7 +9,8 @@
 //! The live monitor alerts control rooms: [`config`] reads its file,
 //! [`payload`] builds event bodies, [`outbox`] keeps them durably until
 //! [`delivery`] has POSTed them, signed by [`webhook`], to each control room;
-//! [`receiver`] is the reference receiving end.
+//! [`receiver`] is the reference receiving end. [`logging`] writes log
+//! lines for a terminal or the systemd journal.
 
 pub mod camera;
 pub mod classify;
@@ -20,6 +21,7 @@ pub mod detector;
 pub mod events;
 pub mod footage;
 pub mod labels;
+pub mod logging;
 pub mod mask;
 pub mod model;
 pub mod monitor;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tracing::warn;
+use tracing::{warn, Level};
 
 use wildfire_watch::classify::{classify, collect_images};
 use wildfire_watch::config::Config;
@@ -19,6 +19,7 @@ use wildfire_watch::delivery::{self, DeliveryOptions, Endpoint};
 use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::Footage;
 use wildfire_watch::labels::Labels;
+use wildfire_watch::logging;
 use wildfire_watch::mask::{IgnoreMask, IgnoreShape};
 use wildfire_watch::model::ModelSource;
 use wildfire_watch::outbox::{self, Outbox};
@@ -205,15 +206,7 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+    logging::init();
     let result = match cli.command {
         Command::Classify(args) => run_classify(args),
         Command::Replay(args) => run_replay(args),
@@ -233,7 +226,8 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            // In the journal at priority err, with the lines tracing wrote.
+            eprintln!("{}error: {e:#}", logging::line_prefix(Level::ERROR));
             ExitCode::from(2)
         }
     }

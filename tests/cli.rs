@@ -294,3 +294,79 @@ fn bad_labels_name_the_line() {
     let err = stderr(&out);
     assert!(err.contains("line 2") && err.contains("smoke"), "{err}");
 }
+
+/// `wildfire-watch receive` on a store whose index a crash tore and on an
+/// address already taken: a warning (the repair), then the fatal error.
+/// Its stderr goes to a file; `journal_stream` says what `$JOURNAL_STREAM`
+/// holds, `None` for unset. Returns the bytes written.
+fn receive_log(journal_stream: impl Fn(&Path) -> Option<String>) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(store.join("index.jsonl"), "{\"n\":1,\"id\":\"ev").unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut command = bin();
+    command
+        .args(["receive", "--listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .arg("--secret-file")
+        .arg(&secret)
+        .arg("--store")
+        .arg(&store)
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap());
+    if let Some(value) = journal_stream(&log) {
+        command.env("JOURNAL_STREAM", value);
+    }
+    let out = command.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    std::fs::read(&log).unwrap()
+}
+
+/// `device:inode` of `path`, as systemd writes `$JOURNAL_STREAM`.
+fn device_inode(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    format!("{}:{}", meta.dev(), meta.ino())
+}
+
+#[test]
+fn log_lines_into_a_file_carry_no_colour_codes() {
+    for journal_stream in [None, Some("1:1".to_string())] {
+        // Unset, or the journal stream of a parent, not this stderr.
+        let log = receive_log(|_| journal_stream.clone());
+        let text = String::from_utf8(log).unwrap();
+        assert!(!text.contains('\x1b'), "colour codes in {text:?}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert!(lines[0].trim_start().starts_with("WARN "), "{text:?}");
+        assert!(lines[0].contains("torn by a crash"), "{text:?}");
+        assert!(lines[1].starts_with("error: cannot listen on"), "{text:?}");
+    }
+}
+
+#[test]
+fn log_lines_into_the_journal_carry_their_syslog_priority() {
+    let log = receive_log(|path| Some(device_inode(path)));
+    let text = String::from_utf8(log).unwrap();
+    assert!(!text.contains('\x1b'), "colour codes in {text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text:?}");
+    // sd-daemon(3): <4> warning, <3> error; journalctl -p warning shows both.
+    assert!(lines[0].starts_with("<4>"), "{text:?}");
+    assert!(lines[0].contains("torn by a crash"), "{text:?}");
+    assert!(
+        lines[1].starts_with("<3>error: cannot listen on"),
+        "{text:?}"
+    );
+}
