@@ -787,27 +787,10 @@ async fn a_monitor_killed_mid_delivery_loses_nothing_and_resends_under_the_same_
     assert!(seen.iter().all(|s| s.signature_ok));
 }
 
-/// The real tower sequence of `../shared/datasets` (or `$WILDFIRE_DATASETS`)
-/// the next test serves, or `None` with a message where it is absent.
-fn tower_sequence() -> Option<PathBuf> {
-    let data = std::env::var_os("WILDFIRE_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
-    let dir = data.join("sequences/hpwren_20180728_rm-w-mobo-c");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: no {}: set WILDFIRE_DATASETS to the shared datasets folder to run this test",
-            dir.display()
-        );
-        None
-    }
-}
-
 #[tokio::test]
 async fn real_tower_frames_are_watched_without_a_false_alarm() {
-    let Some(sequence) = tower_sequence() else {
+    // The real tower sequence of the shared datasets.
+    let Some(sequence) = common::dataset("sequences/hpwren_20180728_rm-w-mobo-c") else {
         return;
     };
     // The 40 frames before ignition (overcast sky, lens vignette, caption),

@@ -1,7 +1,8 @@
 //! Replays the real tower-camera sequences in `../shared/datasets/sequences`
 //! (or `$WILDFIRE_DATASETS/sequences`): no incident before ignition
 //! (frame_0040), and the fire confirmed at most 3 minutes after it. Skips,
-//! saying so, where the data is absent.
+//! saying so, where the data is absent; fails instead with
+//! `WILDFIRE_REQUIRE_DATASETS=1` (as CI runs it).
 //!
 //! The shipped model (2026.11.26.3) confirms the rm-w fire 9 minutes after
 //! ignition and misses the wc-s one. `rm_w_fire_is_confirmed` guards the
@@ -9,8 +10,11 @@
 //! run with `cargo test --release --test sequences -- --ignored`. They are
 //! the targets of issue 3; `models/README.md` has the evidence.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
@@ -23,44 +27,33 @@ use wildfire_watch::mask::IgnoreMask;
 use wildfire_watch::model::ModelSource;
 use wildfire_watch::replay::{replay, ReplayOptions, ReplayOutcome};
 
-fn datasets() -> Option<PathBuf> {
-    let dir = std::env::var_os("WILDFIRE_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
-    if dir.join("sequences").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: no sequences under {}: set WILDFIRE_DATASETS to the shared datasets folder to run this test",
-            dir.display()
-        );
-        None
-    }
-}
-
 /// Frames are 60 s apart and the fire starts at this one.
 const IGNITION: &str = "frame_0040.jpg";
 
 /// The replay of sequence `name`, run once per test binary and shared by the
-/// tests that look at it (a replay takes about a minute).
-fn replayed(name: &'static str) -> Arc<Option<ReplayOutcome>> {
-    static OUTCOMES: Mutex<BTreeMap<&str, Arc<Option<ReplayOutcome>>>> =
-        Mutex::new(BTreeMap::new());
+/// tests that look at it (a replay takes about a minute); `None` where the
+/// datasets are absent and not required.
+fn replayed(name: &'static str) -> Option<Arc<ReplayOutcome>> {
+    static OUTCOMES: Mutex<BTreeMap<&str, Arc<ReplayOutcome>>> = Mutex::new(BTreeMap::new());
+    // Looked up before the lock, so a required folder's panic is the
+    // message each test shows, not a poisoned lock.
+    let sequences = common::dataset("sequences")?;
     let mut outcomes = OUTCOMES.lock().unwrap();
-    outcomes
-        .entry(name)
-        .or_insert_with(|| Arc::new(replay_sequence(name)))
-        .clone()
+    Some(
+        outcomes
+            .entry(name)
+            .or_insert_with(|| Arc::new(replay_sequence(&sequences.join(name))))
+            .clone(),
+    )
 }
 
-fn replay_sequence(name: &str) -> Option<ReplayOutcome> {
-    let data = datasets()?;
-    let dir = data.join("sequences").join(name);
-    let footage = Footage::open(&dir).unwrap();
+fn replay_sequence(dir: &Path) -> ReplayOutcome {
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let footage = Footage::open(dir).unwrap();
     let labels = Labels::read(&dir.join("labels.csv")).unwrap();
     let mut detector = Detector::load(&ModelSource::Embedded, DetectorOptions::default()).unwrap();
     let options = ReplayOptions {
-        camera: name.to_string(),
+        camera: name.clone(),
         labels: Some(labels),
         interval_s: 60.0,
         confirm: ConfirmConfig::default(),
@@ -84,11 +77,11 @@ fn replay_sequence(name: &str) -> Option<ReplayOutcome> {
         }
     }
     assert_eq!(outcome.summary.decoded, 81);
-    Some(outcome)
+    outcome
 }
 
 fn assert_no_alarm_before_ignition(name: &'static str) {
-    let Some(outcome) = &*replayed(name) else {
+    let Some(outcome) = replayed(name) else {
         return;
     };
     for e in &outcome.events {
@@ -103,7 +96,7 @@ fn assert_no_alarm_before_ignition(name: &'static str) {
 }
 
 fn assert_confirmed_within_3_minutes(name: &'static str) {
-    let Some(outcome) = &*replayed(name) else {
+    let Some(outcome) = replayed(name) else {
         return;
     };
     let ttd = outcome.summary.time_to_detect_s.flatten();
@@ -139,7 +132,7 @@ fn rm_w_fire_is_confirmed_within_3_minutes() {
 /// after ignition), by an incident that starts after ignition.
 #[test]
 fn rm_w_fire_is_confirmed() {
-    let Some(outcome) = &*replayed("hpwren_20180728_rm-w-mobo-c") else {
+    let Some(outcome) = replayed("hpwren_20180728_rm-w-mobo-c") else {
         return;
     };
     let ttd = outcome.summary.time_to_detect_s.flatten();
@@ -151,5 +144,37 @@ fn rm_w_fire_is_confirmed() {
             .any(|e| e.phase == IncidentPhase::Started && e.frame.as_str() >= IGNITION),
         "no incident started after ignition: {:?}",
         outcome.events
+    );
+}
+
+/// An absent datasets folder skips these tests, unless CI says it must be
+/// there: then it is a failure that says what to do.
+#[test]
+fn absent_datasets_fail_only_where_required() {
+    let absent = || Some(OsString::from("/nonexistent/datasets"));
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(
+        common::find_dataset("sequences", absent(), None, here),
+        Ok(None)
+    );
+    assert_eq!(
+        common::find_dataset("sequences", absent(), Some("0".into()), here),
+        Ok(None)
+    );
+    let e = common::find_dataset("sequences", absent(), Some("1".into()), here).unwrap_err();
+    assert!(
+        e.contains("/nonexistent/datasets/sequences") && e.contains("WILDFIRE_DATASETS"),
+        "{e}"
+    );
+    let present = tempfile::tempdir().unwrap();
+    std::fs::create_dir(present.path().join("sequences")).unwrap();
+    assert_eq!(
+        common::find_dataset(
+            "sequences",
+            Some(present.path().into()),
+            Some("1".into()),
+            here
+        ),
+        Ok(Some(present.path().join("sequences")))
     );
 }

@@ -1,8 +1,10 @@
 //! Helpers shared by the end-to-end tests: the shared webhook secret, the
-//! reference receiver in-process, and a hand-written HTTP server that
-//! answers webhook requests as a script says (misbehaving on purpose).
+//! reference receiver in-process, a hand-written HTTP server that answers
+//! webhook requests as a script says (misbehaving on purpose), and where
+//! the shared datasets are.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +20,53 @@ use wildfire_watch::webhook::{self, Secret};
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Safety limit for waits that should end much sooner; not a speed target.
 pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// `rel` inside the shared datasets folder (`$WILDFIRE_DATASETS`, default
+/// `../shared/datasets` beside the clone), or `None` where it is absent: the
+/// test then returns early, saying SKIPPED on stderr. With
+/// `WILDFIRE_REQUIRE_DATASETS=1` (CI, where the data is always there) an
+/// absent folder panics instead, so it cannot pass as a green run.
+pub fn dataset(rel: &str) -> Option<PathBuf> {
+    match find_dataset(
+        rel,
+        std::env::var_os("WILDFIRE_DATASETS"),
+        std::env::var_os("WILDFIRE_REQUIRE_DATASETS"),
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    ) {
+        Ok(Some(dir)) => Some(dir),
+        Ok(None) => None,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// [`dataset`] with its environment passed in: `Ok(None)` (after the
+/// SKIPPED line) where it may be skipped, `Err` with what to do where it is
+/// required.
+pub fn find_dataset(
+    rel: &str,
+    datasets: Option<OsString>,
+    require: Option<OsString>,
+    manifest_dir: &Path,
+) -> Result<Option<PathBuf>, String> {
+    let dir = datasets
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("../shared/datasets"))
+        .join(rel);
+    if dir.is_dir() {
+        return Ok(Some(dir));
+    }
+    if require.is_some_and(|v| v == "1") {
+        return Err(format!(
+            "no {}, and WILDFIRE_REQUIRE_DATASETS=1: put the shared datasets beside the clone (../shared/datasets) or set WILDFIRE_DATASETS to them",
+            dir.display()
+        ));
+    }
+    eprintln!(
+        "SKIPPED: no {}: set WILDFIRE_DATASETS to the shared datasets folder to run this test",
+        dir.display()
+    );
+    Ok(None)
+}
 
 /// The events stored by the reference receiver, in arrival order.
 pub fn stored_events(store: &Path) -> Vec<serde_json::Value> {
