@@ -20,6 +20,13 @@
 //!
 //! The confirmer only sees frame times handed to it, never the wall clock, so
 //! replay at footage time behaves exactly as the live camera did.
+//!
+//! Running incidents outlive a restart: the monitor saves
+//! [`Confirmer::open_incidents`] and hands them back to [`Confirmer::resume`].
+//! A frame reaching the keep threshold within `clear_s` of the last one before
+//! the restart continues the incident under its id; the first frame after a
+//! longer gap ends it (whatever that frame shows: nobody watched in between),
+//! and a fire still burning then starts a new incident by the start rule.
 
 use std::collections::VecDeque;
 
@@ -125,6 +132,7 @@ impl ConfirmConfig {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Active {
     incident_id: String,
     started_at: f64,
@@ -137,6 +145,32 @@ struct Active {
     last_kept: f64,
     /// Grid cells hot at the alarm threshold while it ran: its region.
     cells: Vec<bool>,
+    /// Handed back after a restart: the next frame first checks how long
+    /// frames stopped.
+    #[serde(skip)]
+    resumed: bool,
+}
+
+/// A running incident as a restart keeps it (the monitor stores it in the
+/// outbox database): what it takes to continue it under the same id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpenIncident {
+    pub class: Class,
+    /// The tile grid its region's cells are laid out on.
+    grid: (usize, usize),
+    state: Active,
+}
+
+impl OpenIncident {
+    pub fn incident_id(&self) -> &str {
+        &self.state.incident_id
+    }
+
+    /// Frame time (unix seconds) of its last frame at or above the keep
+    /// threshold.
+    pub fn last_kept(&self) -> f64 {
+        self.state.last_kept
+    }
 }
 
 struct ClassState {
@@ -193,6 +227,35 @@ impl Confirmer {
     /// True while an incident of `class` is running.
     pub fn is_active(&self, class: Class) -> bool {
         self.classes[class.index()].active.is_some()
+    }
+
+    /// The incidents running now, for a restart to continue.
+    pub fn open_incidents(&self) -> Vec<OpenIncident> {
+        self.classes
+            .iter()
+            .filter_map(|state| {
+                Some(OpenIncident {
+                    class: state.class,
+                    grid: self.grid,
+                    state: state.active.clone()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes back the incidents [`Confirmer::open_incidents`] gave before a
+    /// restart; each continues or ends with the next frame (module docs).
+    pub fn resume(&mut self, incidents: Vec<OpenIncident>) {
+        for incident in incidents {
+            if self.grid == (0, 0) {
+                self.grid = incident.grid;
+            }
+            let state = &mut self.classes[incident.class.index()];
+            state.active = Some(Active {
+                resumed: true,
+                ..incident.state
+            });
+        }
     }
 
     /// Feeds one frame taken at `time` (unix seconds); returns the events it causes.
@@ -285,6 +348,15 @@ impl Confirmer {
         };
 
         if let Some(a) = &mut state.active {
+            if std::mem::take(&mut a.resumed) && time - a.last_kept >= config.clear_s {
+                // The monitor was down for longer than clear_s: the incident
+                // ended unseen, whatever this frame shows. No cooldown, as
+                // nobody saw it end: a fire still burning starts anew.
+                a.seq += 1;
+                let ended = event(IncidentPhase::Ended, a, a.reported_boxes.clone());
+                state.active = None;
+                return Some(ended);
+            }
             a.peak = a.peak.max(score);
             if let Some((_, newest)) = state.history.back() {
                 for (cell, hot) in a.cells.iter_mut().zip(newest) {
@@ -346,6 +418,7 @@ impl Confirmer {
             last_report: time,
             last_kept: time,
             cells: confirmed,
+            resumed: false,
         };
         let started = event(IncidentPhase::Started, &a, boxes);
         state.active = Some(a);
@@ -667,6 +740,65 @@ mod tests {
             .unwrap()
             .rect;
         assert!(started[1].boxes.contains(&smoke_tile), "{started:?}");
+    }
+
+    /// The open incidents of a confirmer that started one on hot frames at
+    /// 1000 and 1060 s, through JSON as the outbox keeps them, and its id.
+    fn saved_after_a_start() -> (Vec<OpenIncident>, String) {
+        let mut c = confirmer();
+        let hot = frame(&[((1, 1), 0.9)]);
+        let mut started = Vec::new();
+        for t in 0..2 {
+            started.extend(c.push(1_000.0 + t as f64 * 60.0, "f", &hot));
+        }
+        assert_eq!(started.len(), 1, "{started:?}");
+        let json = serde_json::to_string(&c.open_incidents()).unwrap();
+        (
+            serde_json::from_str(&json).unwrap(),
+            started[0].incident_id.clone(),
+        )
+    }
+
+    #[test]
+    fn an_incident_resumed_within_clear_s_continues_under_its_id() {
+        let (saved, id) = saved_after_a_start();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].incident_id(), id);
+        assert_eq!(saved[0].last_kept(), 1_060.0);
+        let mut c = confirmer();
+        c.resume(saved);
+        assert!(c.is_active(Class::Smoke));
+        // Back 120 s after the last hot frame (clear_s 180) and still hot:
+        // no second start; clear frames then end it under the same id.
+        let mut events = c.push(1_180.0, "back", &frame(&[((1, 1), 0.9)]));
+        for t in 1..=3 {
+            events.extend(c.push(1_180.0 + t as f64 * 60.0, "clear", &frame(&[])));
+        }
+        let phases: Vec<_> = events.iter().map(|e| e.phase).collect();
+        assert_eq!(phases, [IncidentPhase::Ended], "{events:?}");
+        assert_eq!(events[0].incident_id, id);
+        assert_eq!(events[0].id, format!("{id}.1"));
+        assert_eq!(events[0].started_at, rfc3339(1_060.0));
+        assert!(c.open_incidents().is_empty());
+    }
+
+    #[test]
+    fn an_incident_resumed_after_clear_s_ends_first_and_a_fire_starts_anew() {
+        let (saved, id) = saved_after_a_start();
+        let mut c = confirmer();
+        c.resume(saved);
+        // Ten minutes down, and the fire still burning: the first frame ends
+        // the old incident, the next one starts a new one.
+        let hot = frame(&[((1, 1), 0.9)]);
+        let ended = c.push(1_660.0, "back", &hot);
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0].phase, IncidentPhase::Ended);
+        assert_eq!(ended[0].incident_id, id);
+        assert_eq!(ended[0].id, format!("{id}.1"));
+        let started = c.push(1_720.0, "next", &hot);
+        assert_eq!(started.len(), 1, "{started:?}");
+        assert_eq!(started[0].phase, IncidentPhase::Started);
+        assert_ne!(started[0].incident_id, id);
     }
 
     #[test]

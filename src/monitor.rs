@@ -12,7 +12,8 @@
 //!   counted as `busy`);
 //! - incident events become webhook bodies with a snapshot, are committed to
 //!   the outbox before any network I/O, and wake the delivery worker, which
-//!   runs here as a task;
+//!   runs here as a task; each camera's running incidents are saved in the
+//!   same transaction, and handed back to its confirmer after a restart;
 //! - a heartbeat every `[heartbeat] interval_minutes`, the status endpoint,
 //!   and systemd notification: `READY=1` once the model is loaded and the
 //!   outbox open, `WATCHDOG=1` only while every camera task and the inference
@@ -32,6 +33,7 @@ use tracing::{error, info, warn};
 
 use crate::camera::{self, GrabError, Source, StuckDetector};
 use crate::config::{CameraConfig, Config};
+use crate::confirm::OpenIncident;
 use crate::delivery::{self, DeliveryOptions, Endpoint, Until};
 use crate::detector::Detector;
 use crate::outbox::{now_unix, Enqueued, Outbox, OutgoingEvent};
@@ -115,16 +117,41 @@ impl Shared {
     /// cannot store is logged loudly; the monitor keeps watching.
     fn emit(&self, event: &OutgoingEvent) {
         match self.outbox.enqueue(event) {
-            Ok(Enqueued::Stored { .. }) | Ok(Enqueued::AlreadyQueued) => {
-                self.new_events.notify_one()
-            }
-            Ok(Enqueued::DroppedFull) => {
-                warn!("outbox full of more important events: {} dropped", event.id)
-            }
+            Ok(enqueued) => self.stored(event, enqueued),
             Err(e) => error!(
                 "cannot store {} in the outbox: {e:#}: check the disk under [outbox] path",
                 event.id
             ),
+        }
+    }
+
+    /// Commits `camera`'s incident `events` together with its running
+    /// incidents (JSON, `None` for none), as [`Outbox::record`]; true once
+    /// stored.
+    fn record(&self, events: &[OutgoingEvent], camera: &str, open_incidents: Option<&str>) -> bool {
+        match self.outbox.record(events, camera, open_incidents) {
+            Ok(enqueued) => {
+                for (event, enqueued) in events.iter().zip(enqueued) {
+                    self.stored(event, enqueued);
+                }
+                true
+            }
+            Err(e) => {
+                let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+                error!(
+                    "camera {camera}: cannot store its events {ids:?} and running incidents in the outbox: {e:#}: check the disk under [outbox] path"
+                );
+                false
+            }
+        }
+    }
+
+    fn stored(&self, event: &OutgoingEvent, enqueued: Enqueued) {
+        match enqueued {
+            Enqueued::Stored { .. } | Enqueued::AlreadyQueued => self.new_events.notify_one(),
+            Enqueued::DroppedFull => {
+                warn!("outbox full of more important events: {} dropped", event.id)
+            }
         }
     }
 }
@@ -409,6 +436,11 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             )
         })
         .collect();
+    // The running incidents last saved per camera, as JSON.
+    let mut saved: Vec<Option<String>> = vec![None; pipelines.len()];
+    for (index, camera) in shared.config.cameras.iter().enumerate() {
+        saved[index] = resume_incidents(shared, camera, &mut pipelines[index]);
+    }
     let (model_name, model_version) = (
         detector.info().name.clone(),
         detector.info().version.clone(),
@@ -446,6 +478,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             s.scored += 1;
             s.scores = Some(scores.maxima());
         }
+        let mut outgoing = Vec::new();
         for event in events {
             info!(
                 "camera {}: {} {} score {:.3} ({})",
@@ -464,12 +497,63 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
                 &frame.image,
                 frame.captured_at,
             ) {
-                Ok(outgoing) => shared.emit(&outgoing),
+                Ok(event) => outgoing.push(event),
                 Err(e) => error!("cannot build the alert for {}: {e:#}", event.id),
             }
         }
+        let open = pipelines[index].open_incidents();
+        let open = if open.is_empty() {
+            None
+        } else {
+            serde_json::to_string(&open).ok()
+        };
+        if (!outgoing.is_empty() || open != saved[index])
+            && shared.record(&outgoing, camera.id.get_ref(), open.as_deref())
+        {
+            saved[index] = open;
+        }
     }
     Ok(())
+}
+
+/// Hands `camera`'s incidents saved before a restart back to its pipeline;
+/// returns them as saved. One that cannot be read is logged and dropped: the
+/// worst that follows is a second `incident.started` for a running fire.
+fn resume_incidents(
+    shared: &Shared,
+    camera: &CameraConfig,
+    pipeline: &mut CameraPipeline,
+) -> Option<String> {
+    let id = camera.id.get_ref();
+    let saved = match shared.outbox.open_incidents(id) {
+        Ok(saved) => saved?,
+        Err(e) => {
+            error!("camera {id}: cannot read its running incidents from the outbox: {e:#}");
+            return None;
+        }
+    };
+    let incidents: Vec<OpenIncident> = match serde_json::from_str(&saved) {
+        Ok(incidents) => incidents,
+        Err(e) => {
+            warn!("camera {id}: its saved running incidents cannot be read ({e}); starting afresh");
+            return None;
+        }
+    };
+    let clear_s = camera.confirm.clear_s;
+    for incident in &incidents {
+        let quiet_s = now_unix() - incident.last_kept();
+        info!(
+            "camera {id}: incident {} was running before the restart ({quiet_s:.0} s since its last hot frame): {}",
+            incident.incident_id(),
+            if quiet_s < clear_s {
+                "it continues under its id"
+            } else {
+                "the next frame ends it"
+            }
+        );
+    }
+    pipeline.resume(incidents);
+    Some(saved)
 }
 
 /// A heartbeat at start and every `[heartbeat] interval_minutes`.

@@ -9,8 +9,10 @@
 //! Tables: `events` (one row per event, `seq` is creation order; `settled`
 //! once some endpoint took it or refused it for good), `deliveries` (one row
 //! per event and endpoint while that endpoint has not taken it), `endpoints`
-//! (endpoints a receiver disabled with `410 Gone`) and `counters` (events
-//! delivered, expired, dropped, rejected; they survive restarts).
+//! (endpoints a receiver disabled with `410 Gone`), `counters` (events
+//! delivered, expired, dropped, rejected; they survive restarts) and
+//! `open_incidents` (each camera's running incidents, saved with the events
+//! they cause, so a restart continues them: src/confirm.rs).
 //!
 //! An event is deleted once it is settled and no delivery of it is pending.
 //! Until an endpoint has taken it (or refused it for good), it is kept, also
@@ -188,6 +190,15 @@ CREATE TABLE IF NOT EXISTS counters (
 ALTER TABLE events ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
 UPDATE events SET settled = 1;
 ",
+    // 3: the incidents running when the monitor stopped, one row per camera
+    // (its JSON list of confirm::OpenIncident), so a restart continues them.
+    "
+CREATE TABLE open_incidents (
+    camera   TEXT PRIMARY KEY,
+    state    TEXT NOT NULL,
+    saved_at REAL NOT NULL
+);
+",
 ];
 
 /// The schema version this build writes.
@@ -311,9 +322,63 @@ impl Outbox {
     /// disabled (with none, it waits for one), then applies the age and size
     /// bounds. Returns once the event is on disk.
     pub fn enqueue(&self, event: &OutgoingEvent) -> Result<Enqueued> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        let enqueued = self.insert_event(&tx, event, now_unix())?;
+        tx.commit()
+            .context("cannot commit the event to the outbox")?;
+        Ok(enqueued)
+    }
+
+    /// Stores `events` as [`Outbox::enqueue`] does and, in the same
+    /// transaction, `camera`'s running incidents (`None` when it has none),
+    /// so a crash keeps both or neither: never an `incident.started` sent
+    /// for an incident a restart forgets, nor an incident kept whose start
+    /// was never sent.
+    pub fn record(
+        &self,
+        events: &[OutgoingEvent],
+        camera: &str,
+        open_incidents: Option<&str>,
+    ) -> Result<Vec<Enqueued>> {
         let now = now_unix();
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
+        let enqueued = events
+            .iter()
+            .map(|event| self.insert_event(&tx, event, now))
+            .collect::<Result<Vec<_>>>()?;
+        match open_incidents {
+            Some(state) => tx.execute(
+                "INSERT OR REPLACE INTO open_incidents (camera, state, saved_at) VALUES (?1, ?2, ?3)",
+                params![camera, state, now],
+            )?,
+            None => tx.execute("DELETE FROM open_incidents WHERE camera = ?1", [camera])?,
+        };
+        tx.commit()
+            .context("cannot commit the events and running incidents to the outbox")?;
+        Ok(enqueued)
+    }
+
+    /// The running incidents [`Outbox::record`] last saved for `camera`.
+    pub fn open_incidents(&self, camera: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT state FROM open_incidents WHERE camera = ?1",
+                [camera],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// One event into `tx`; see [`Outbox::enqueue`].
+    fn insert_event(
+        &self,
+        tx: &rusqlite::Transaction,
+        event: &OutgoingEvent,
+        now: f64,
+    ) -> Result<Enqueued> {
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO events (id, kind, priority, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![event.id, event.kind.name(), event.kind.priority(), event.created_at, event.body],
@@ -330,10 +395,8 @@ impl Outbox {
                 params![endpoint, seq, now],
             )?;
         }
-        expire(&tx, now, self.max_age)?;
-        let dropped_self = make_room(&tx, self.max_events, seq)?;
-        tx.commit()
-            .context("cannot commit the event to the outbox")?;
+        expire(tx, now, self.max_age)?;
+        let dropped_self = make_room(tx, self.max_events, seq)?;
         Ok(if dropped_self {
             Enqueued::DroppedFull
         } else {
@@ -722,6 +785,45 @@ mod tests {
         let head = outbox.head("http://a/").unwrap().unwrap();
         outbox.mark_delivered("http://a/", head.seq).unwrap();
         assert_eq!(outbox.stats().unwrap().pending_events, 0);
+    }
+
+    #[test]
+    fn running_incidents_are_kept_with_their_events_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_unix();
+        {
+            let outbox = open(dir.path(), 100);
+            assert_eq!(outbox.open_incidents("west").unwrap(), None);
+            let stored = outbox
+                .record(
+                    &[event("west-smoke.0", EventKind::Incident, now)],
+                    "west",
+                    Some("[\"smoke\"]"),
+                )
+                .unwrap();
+            assert_eq!(stored, [Enqueued::Stored { endpoints: 2 }]);
+            outbox.record(&[], "east", Some("[\"flame\"]")).unwrap();
+        }
+        let outbox = open(dir.path(), 100);
+        assert_eq!(outbox.stats().unwrap().pending_events, 1);
+        assert_eq!(
+            outbox.open_incidents("west").unwrap().as_deref(),
+            Some("[\"smoke\"]")
+        );
+        // Ended: the row goes, the other camera's stays.
+        outbox
+            .record(
+                &[event("west-smoke.1", EventKind::Incident, now)],
+                "west",
+                None,
+            )
+            .unwrap();
+        assert_eq!(outbox.open_incidents("west").unwrap(), None);
+        assert_eq!(
+            outbox.open_incidents("east").unwrap().as_deref(),
+            Some("[\"flame\"]")
+        );
+        assert_eq!(outbox.stats().unwrap().pending_events, 2);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use anyhow::Result;
 use image::RgbImage;
 
-use crate::confirm::{ConfirmConfig, Confirmer};
+use crate::confirm::{ConfirmConfig, Confirmer, OpenIncident};
 use crate::detector::{Detector, FrameScores};
 use crate::events::IncidentEvent;
 use crate::mask::IgnoreMask;
@@ -39,6 +39,16 @@ impl CameraPipeline {
             smoke: self.confirmer.alarm_threshold(Class::Smoke),
             flame: self.confirmer.alarm_threshold(Class::Flame),
         }
+    }
+
+    /// The incidents running now, for a restart to continue.
+    pub fn open_incidents(&self) -> Vec<OpenIncident> {
+        self.confirmer.open_incidents()
+    }
+
+    /// Continues incidents saved before a restart ([`Confirmer::resume`]).
+    pub fn resume(&mut self, incidents: Vec<OpenIncident>) {
+        self.confirmer.resume(incidents);
     }
 
     /// Scores `image`, taken at `time` (unix seconds) and called `frame`, and

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -785,6 +785,112 @@ async fn a_monitor_killed_mid_delivery_loses_nothing_and_resends_under_the_same_
     assert_eq!(seen[2].id, silenced.id);
     assert_eq!(seen[2].body, silenced.body);
     assert!(seen.iter().all(|s| s.signature_ok));
+}
+
+/// The `incident.id` of each stored event of type `kind`, in arrival order.
+fn incident_ids(store: &Path, kind: &str) -> Vec<String> {
+    events_of_type(store, kind)
+        .iter()
+        .map(|e| e["incident"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let store = dir.path().join("store");
+    start_receiver(listener, &store).await;
+    // Plume frames while `plume` is set, else clear frames 4-7 (`classify`
+    // scores them below 0.3; 0 and 2 score above 0.9). Two hot frames start
+    // an incident; one ends after 30 s without a hot frame (keep threshold =
+    // alarm threshold).
+    let plume = Arc::new(AtomicBool::new(true));
+    let camera = FakeCamera::start(Auth::Basic, {
+        let plume = plume.clone();
+        move |n| match plume.load(Ordering::SeqCst) {
+            true => fixture_frame(15 + n % 3),
+            false => fixture_frame(4 + n % 4),
+        }
+    })
+    .await;
+    let config = write_config(
+        dir.path(),
+        &webhook,
+        &camera,
+        "basic",
+        "[cameras.confirm]\nthresholds = { smoke = 0.75, flame = 0.95 }\nspan_s = 0.0\nclear_s = 30.0\nkeep_factor = 1.0\ncooldown_s = 0.0",
+    );
+    let started = |n: usize| {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move {
+                let ids = incident_ids(&store, "incident.started");
+                (ids.len() >= n).then_some(ids)
+            }
+        }
+    };
+    let ended = |n: usize| {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move {
+                let ids = incident_ids(&store, "incident.ended");
+                (ids.len() >= n).then_some(ids)
+            }
+        }
+    };
+
+    // Killed mid-fire, back at once: the same incident goes on.
+    let mut monitor = Monitor::start(&config, &[]);
+    let first = wait_for("the first incident.started", started(1)).await[0].clone();
+    monitor.kill();
+    let monitor = Monitor::start(&config, &[]);
+    wait_for("four frames scored after the restart", || async {
+        monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await
+            .filter(|n| *n >= 4.0)
+    })
+    .await;
+    assert_eq!(
+        incident_ids(&store, "incident.started"),
+        vec![first.clone()]
+    );
+    assert!(incident_ids(&store, "incident.ended").is_empty());
+    plume.store(false, Ordering::SeqCst);
+    let ids = wait_for("the incident's end", ended(1)).await;
+    assert_eq!(ids, vec![first.clone()]);
+    assert_eq!(
+        incident_ids(&store, "incident.started"),
+        vec![first.clone()]
+    );
+    drop(monitor);
+
+    // Killed mid-fire and down for longer than clear_s: the old incident
+    // ends with the first frame back, and the fire still burning starts a
+    // new one.
+    plume.store(true, Ordering::SeqCst);
+    let mut monitor = Monitor::start(&config, &[]);
+    let second = wait_for("the second incident.started", started(2)).await[1].clone();
+    assert_ne!(second, first);
+    monitor.kill();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let _monitor = Monitor::start(&config, &[]);
+    let started = wait_for("the third incident.started", started(3)).await;
+    assert_eq!(
+        incident_ids(&store, "incident.ended"),
+        [first.clone(), second.clone()]
+    );
+    assert!(!started[..2].contains(&started[2]), "{started:?}");
+    let ended_second = events_of_type(&store, "incident.ended")[1].clone();
+    let started_third = events_of_type(&store, "incident.started")[2].clone();
+    assert!(
+        ended_second["timestamp"].as_str() <= started_third["timestamp"].as_str(),
+        "{ended_second} {started_third}"
+    );
 }
 
 #[tokio::test]
