@@ -1,9 +1,25 @@
-//! Recorded footage: frames read back in order for replay and `classify`.
+//! Recorded footage: frames read back in order for replay and `classify`,
+//! and the one JPEG/PNG decoder that every frame goes through (footage,
+//! snapshot cameras, MJPEG capture, the golden tests).
 //!
 //! Footage is a folder of still images taken in name order, or a video file
 //! (with the `video` feature, see `video.rs`). Frames are decoded one at a
 //! time as they are read; a frame that cannot be decoded comes back as an
 //! error and the caller decides (replay skips it with a warning).
+//!
+//! JPEGs are decoded by libjpeg-turbo's code (through the `mozjpeg` crate),
+//! not by `image`'s pure-Rust decoder, because training reads its JPEGs with
+//! Pillow, which is libjpeg-turbo too: with the same integer IDCT, the same
+//! "fancy" chroma upsampling and the same colour conversion, the model scores
+//! the very pixels it was trained on. Measured over 462 real frames (200
+//! tower, 100 web, 162 of the 1600 px sequences): libjpeg-turbo here equals
+//! Pillow in every channel value of every frame, while `image` (zune-jpeg
+//! 0.5.15) differed in 5-10 % of them, by up to 9 levels, and moved tile
+//! scores by up to 0.17 (models/README.md, Decoding). Most of that is chroma
+//! upsampling of 4:2:0 frames: zune-jpeg rounds the vertical pass to 8 bits
+//! before the horizontal one, libjpeg keeps the column sums; its stb-style
+//! IDCT adds +-1 in 0.5 % of values. `fixtures/golden/frame_500x300.jpg`
+//! holds both sides to this (tests/golden.rs).
 
 use std::path::{Path, PathBuf};
 
@@ -153,9 +169,56 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
         if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
             bail!("truncated JPEG: no end-of-image marker");
         }
+        return decode_jpeg(bytes);
     }
     let img = image::load_from_memory(bytes)?;
     Ok(img.into_rgb8())
+}
+
+/// The largest frame decoded, in bytes of RGB8: `image`'s default allocation
+/// limit, kept so a corrupt or hostile header cannot ask for gigabytes.
+const MAX_FRAME_BYTES: usize = 512 << 20;
+
+/// Decodes a JPEG as Pillow does (see the top of this file): libjpeg-turbo
+/// with its defaults (integer IDCT, fancy upsampling), converted to RGB by
+/// libjpeg itself. libjpeg reports a fatal error by unwinding out of its C
+/// code (the `mozjpeg` crate's design), which is caught here and returned as
+/// an error. CMYK and YCCK JPEGs, which no camera sends, go to `image`:
+/// libjpeg has no conversion of them to RGB.
+fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
+    use mozjpeg::{ColorSpace, Decompress};
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Option<RgbImage>> {
+        let header = Decompress::new_mem(bytes)?;
+        if matches!(
+            header.color_space(),
+            ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
+        ) {
+            return Ok(None);
+        }
+        let (width, height) = header.size();
+        if width.saturating_mul(height).saturating_mul(3) > MAX_FRAME_BYTES {
+            return Err(std::io::Error::other(format!(
+                "{width}x{height} is larger than any camera frame"
+            )));
+        }
+        let mut started = header.rgb()?;
+        let pixels: Vec<u8> = started.read_scanlines()?;
+        started.finish()?;
+        Ok(RgbImage::from_raw(width as u32, height as u32, pixels))
+    });
+    match decoded {
+        Ok(Ok(Some(image))) => Ok(image),
+        Ok(Ok(None)) => Ok(image::load_from_memory(bytes)?.into_rgb8()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("libjpeg fatal error");
+            bail!("{why}")
+        }
+    }
 }
 
 /// The file name of `path`, for labels and reports.

@@ -5,8 +5,8 @@
 //! is owned by one thread of its own that serves grab requests; a grab that
 //! hangs in the driver is abandoned by the monitor's timeout, and the next
 //! grab starts a fresh thread (the hung one is left to the kernel). MJPEG is
-//! decoded with `image` (truncated frames are caught as for snapshots) and
-//! YUYV converted here, so no C decoder is needed.
+//! decoded as every other JPEG, by `footage::decode_bytes` (truncated frames
+//! are caught as for snapshots), and YUYV converted here.
 
 use std::sync::mpsc;
 
