@@ -11,6 +11,30 @@ from PIL import Image, ImageFilter
 from views import view_rects
 
 CLASSES = ("smoke", "flame")
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN_DIR = os.path.join(os.path.dirname(HERE), "fixtures", "golden")
+
+
+def load_rgb(path):
+    """A frame's pixels as training sees them, and as the runtime sees them: Pillow's decode, whose JPEG decoder
+    is libjpeg-turbo with its defaults (integer IDCT, "fancy" chroma upsampling), converted to RGB. The runtime
+    decodes JPEGs with libjpeg-turbo's code and the same defaults (src/footage.rs): over 462 real frames the two
+    agree in every channel value. Every image training reads goes through here; check_decoder() holds it to the
+    golden JPEG that tests/golden.rs holds the runtime to."""
+    return Image.open(path).convert("RGB")
+
+
+def check_decoder():
+    """Raises unless load_rgb decodes fixtures/golden's JPEG to the pixels recorded in golden.json, which the
+    runtime's decoder must also produce (tests/golden.rs). A Pillow built on another JPEG library, or a libjpeg
+    with other defaults, would train on pixels the runtime never sees."""
+    golden = json.load(open(os.path.join(GOLDEN_DIR, "golden.json")))["jpeg"]
+    rgb = np.asarray(load_rgb(os.path.join(GOLDEN_DIR, golden["file"])))
+    got = hashlib.sha256(rgb.tobytes()).hexdigest()
+    if got != golden["rgb_sha256"]:
+        raise RuntimeError(f"this Pillow decodes {golden['file']} to other pixels than the runtime does "
+                           f"(sha256 {got[:12]}, recorded {golden['rgb_sha256'][:12]}): training would see "
+                           f"pixels the runtime never scores; use a Pillow built on libjpeg-turbo (PyPI's wheels)")
 VAL_FRAC = {"xiapinquan": 0.15, "Abonia1": 0.22, "aryanraj2713": 0.15, "talalahmad27": 0.15}
 
 
@@ -43,7 +67,7 @@ def group_of(row):
 # the plume's column from where it leaves the ridge up to 70 px (640x480 frame): tiles holding only the
 # spreading white top, which looks like cumulus cloud, touch the box partly and so stay unknown. How they
 # were drawn is in models/README.md (Data).
-EXTRA_BOXES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "extra_boxes.jsonl")
+EXTRA_BOXES = os.path.join(HERE, "extra_boxes.jsonl")
 
 
 def _read_boxes(path):

@@ -20,9 +20,9 @@ import sys
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from data import load_rgb  # noqa: E402
 from views import make_views, to_tensor, OVERLAP  # noqa: E402
 from net import WildfireNet  # noqa: E402
 
@@ -38,7 +38,7 @@ def sequence_features(seq_dir, cache, T):
         sess = ort.InferenceSession(os.path.join(cache, f"trunk_T{T}.onnx"), providers=["CPUExecutionProvider"])
         feats, frame = [], []
         for i, f in enumerate(sorted(glob.glob(os.path.join(seq_dir, "frame_*.jpg")))):
-            rects, views = make_views(Image.open(f).convert("RGB"), T, OVERLAP)
+            rects, views = make_views(load_rgb(f), T, OVERLAP)
             for j in range(0, len(views), 64):
                 feats.append(sess.run(None, {"input": to_tensor(views[j:j + 64])})[0].astype(np.float16))
             frame += [i] * len(views)

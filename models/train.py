@@ -39,11 +39,11 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import CLASSES, load_index, load_tower_index, TowerSmokeMap, TOWER_SPLIT, tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, \
-    camera_artifacts, tower_view, tower_smoke_crop, sheared_plume, EXTRA_BOXES  # noqa: E402
+from data import CLASSES, check_decoder, load_index, load_rgb, load_tower_index, TowerSmokeMap, TOWER_SPLIT, \
+    tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, camera_artifacts, tower_view, \
+    tower_smoke_crop, sheared_plume, EXTRA_BOXES  # noqa: E402
 from views import make_views, to_tensor, OVERLAP  # noqa: E402
 from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
 
@@ -61,7 +61,7 @@ def build_samples(items, T, seed, n_synth_train, n_synth_val):
     meta = (split, kind, item_index) with kind 0 = whole view, 1 = native tile, 2 = synthetic plume tile."""
     rng = np.random.default_rng(seed)
     for idx, it in enumerate(items):
-        img = Image.open(it["path"]).convert("RGB")
+        img = load_rgb(it["path"])
         W, H = img.size
         rects, views = make_views(img, T, OVERLAP)
         yield views[0], [it["smoke"], it["flame"]], (it["split"], 0, idx)
@@ -85,7 +85,7 @@ def build_samples(items, T, seed, n_synth_train, n_synth_val):
         srng = np.random.default_rng(seed + (1 if split == "train" else 2))
         for j in range(n):
             idx = bases[int(srng.integers(len(bases)))]
-            img = Image.open(items[idx]["path"]).convert("RGB")
+            img = load_rgb(items[idx]["path"])
             tile = random_tile(srng, img, T)
             yield synth_plume(srng, tile), [1, 0], (split, 2, idx)
 
@@ -106,11 +106,11 @@ def build_extra_samples(items, T, seed, n_zoom, n_zoom_synth):
     for split, bases, f, srng in synthetic_splits(items, seed, 11):
         for j in range(int(n_zoom * f)):
             idx = bases[int(srng.integers(len(bases)))]
-            img = Image.open(items[idx]["path"]).convert("RGB")
+            img = load_rgb(items[idx]["path"])
             yield zoom_tile(srng, img, T), [0, 0], (split, 3, idx)
         for j in range(int(n_zoom_synth * f)):
             idx = bases[int(srng.integers(len(bases)))]
-            img = Image.open(items[idx]["path"]).convert("RGB")
+            img = load_rgb(items[idx]["path"])
             yield synth_plume(srng, zoom_tile(srng, img, T)), [1, 0], (split, 2, idx)
 
 
@@ -124,7 +124,7 @@ def build_sky_samples(items, T, seed, n_sky, n_sky_synth):
             if j % 2 == 0:
                 return sky_tile(srng, T), -1
             idx = bases[int(srng.integers(len(bases)))]
-            return haze_tile(srng, Image.open(items[idx]["path"]).convert("RGB"), T), idx
+            return haze_tile(srng, load_rgb(items[idx]["path"]), T), idx
         for j in range(int(n_sky * f)):
             t, idx = base_tile(j)
             yield camera_artifacts(srng, t), [0, 0], (split, 4, idx)
@@ -139,7 +139,7 @@ def build_tower_samples(items, T, seed, n_tower):
     for split, bases, f, srng in synthetic_splits(items, seed, 31):
         for j in range(int(n_tower * f)):
             idx = bases[int(srng.integers(len(bases)))]
-            yield tower_view(srng, Image.open(items[idx]["path"]), T), [0, 0], (split, 5, idx)
+            yield tower_view(srng, load_rgb(items[idx]["path"]), T), [0, 0], (split, 5, idx)
 
 
 def build_tower_crop_samples(items, T, seed, n_per_box):
@@ -150,7 +150,7 @@ def build_tower_crop_samples(items, T, seed, n_per_box):
     for idx, it in enumerate(items):
         if it["split"] != "train" or it["owner"] != "plasmapotatos" or not it["boxes"] or it["smoke"] != 1:
             continue
-        img = Image.open(it["path"]).convert("RGB")
+        img = load_rgb(it["path"])
         for b in it["boxes"]:
             if b[0] != "smoke":
                 continue
@@ -167,7 +167,7 @@ def build_sheared_samples(items, T, seed, n_sheared):
             idx = bases[int(srng.integers(len(bases)))]
 
             def photo():
-                return Image.open(items[idx]["path"]).convert("RGB")
+                return load_rgb(items[idx]["path"])
             if j % 2 == 0:
                 yield sheared_plume(srng, random_tile(srng, photo(), T)), [1, 0], (split, 7, idx)
             else:
@@ -184,7 +184,7 @@ def build_towersmoke_samples(tower_items, T, seed, k_neg, offset):
     (after the firesmoke items)."""
     rng = np.random.default_rng(seed + 61)
     for j, it in enumerate(tower_items):
-        img = Image.open(it["path"]).convert("RGB")
+        img = load_rgb(it["path"])
         W, H = img.size
         rects, views = make_views(img, T, OVERLAP)
         flame = 0 if it["flame"] == 0 else -1
@@ -634,6 +634,7 @@ def main():
     np.random.seed(args.seed)
     t_start = time.time()
 
+    check_decoder()  # training must decode frames to the pixels the runtime scores
     items = load_index(args.data, args.seed, extra_boxes=bool(args.extra_boxes))
     log(f"{len(items)} images: train {sum(i['split'] == 'train' for i in items)}, "
         f"val {sum(i['split'] == 'val' for i in items)}")
