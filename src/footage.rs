@@ -227,3 +227,42 @@ pub fn frame_name(path: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::codecs::jpeg::JpegEncoder;
+    use image::{ExtendedColorType, GrayImage, Luma};
+
+    fn grey_jpeg() -> Vec<u8> {
+        let grey = GrayImage::from_fn(37, 21, |x, y| Luma([(x * 6 + y * 3) as u8]));
+        let mut jpeg = Vec::new();
+        JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode(grey.as_raw(), 37, 21, ExtendedColorType::L8)
+            .unwrap();
+        jpeg
+    }
+
+    #[test]
+    fn a_greyscale_jpeg_comes_back_as_equal_rgb_channels() {
+        let rgb = decode_bytes(&grey_jpeg()).unwrap();
+        assert_eq!(rgb.dimensions(), (37, 21));
+        assert!(rgb.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+    }
+
+    #[test]
+    fn a_corrupt_jpeg_is_an_error_not_a_crash() {
+        // libjpeg's fatal error unwinds out of its C code; it must come back
+        // as an error like any other undecodable frame.
+        let mut jpeg = grey_jpeg();
+        for b in &mut jpeg[2..40] {
+            *b = 0xFF;
+        }
+        let err = decode_bytes(&jpeg).unwrap_err().to_string();
+        assert!(err.contains("libjpeg"), "{err}");
+        let mut cut = grey_jpeg();
+        cut.truncate(cut.len() / 2);
+        let err = decode_bytes(&cut).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+    }
+}
