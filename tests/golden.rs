@@ -293,6 +293,8 @@ fn camera_jpeg_decodes_to_the_pixels_training_reads() {
             overlap: golden().overlap,
             threads: 2,
             precision: Precision::F32,
+            // The recorded views are the frame's native ones.
+            resolution: Some(WorkingResolution::Native),
         },
     )
     .unwrap();
