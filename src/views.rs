@@ -57,9 +57,7 @@ impl Rect {
         if from == to {
             return *self;
         }
-        let edge = |v: u32, from: u32, to: u32| {
-            ((u64::from(v) * u64::from(to) * 2 + u64::from(from)) / (u64::from(from) * 2)) as u32
-        };
+        let edge = |v: u32, from: u32, to: u32| scale_half_up(v, to, from);
         let (x0, y0) = (edge(self.x, from.0, to.0), edge(self.y, from.1, to.1));
         let x1 = edge(self.x + self.w, from.0, to.0);
         let y1 = edge(self.y + self.h, from.1, to.1);
@@ -78,6 +76,12 @@ impl Rect {
             && self.y <= other.y + other.h
             && other.y <= self.y + self.h
     }
+}
+
+/// `v * num / den` rounded half up, in integers so that `models/views.py`
+/// gets the same pixel: `(v * num * 2 + den) // (den * 2)`.
+fn scale_half_up(v: u32, num: u32, den: u32) -> u32 {
+    ((u64::from(v) * u64::from(num) * 2 + u64::from(den)) / (u64::from(den) * 2)) as u32
 }
 
 /// Default fraction by which neighbouring tiles overlap.
@@ -100,10 +104,7 @@ impl WorkingResolution {
         let long = width.max(height);
         match self {
             WorkingResolution::LongSide(l) if long > l && l > 0 => {
-                let scale = |v: u32| {
-                    ((u64::from(v) * u64::from(l) * 2 + u64::from(long)) / (u64::from(long) * 2))
-                        .max(1) as u32
-                };
+                let scale = |v: u32| scale_half_up(v, l, long).max(1);
                 (scale(width), scale(height))
             }
             _ => (width, height),
