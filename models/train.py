@@ -597,6 +597,9 @@ def main():
                     help="real tower-camera frames of ../towersmoke (split models/tower_split.json): every positive "
                          "tile and this many negative tiles per training frame; their validation tiles choose the "
                          "smoke threshold (0 = off)")
+    ap.add_argument("--towersmoke-whole", choices=["label", "unknown"], default="label",
+                    help="the smoke label of the training tower frames' whole views: the frame's (label) or "
+                         "unknown; the tiles keep theirs")
     ap.add_argument("--mode", choices=["head", "map", "top"], default="top",
                     help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
                          "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] and conv_head (about "
@@ -670,6 +673,12 @@ def main():
         # flame boxes are incomplete (xiapinquan boxes some flames of a fire, not all): in flame-positive
         # images a tile outside every flame box is unknown (-1) for flame, not negative
         mask_negatives(1, [1], lambda it: it["flame"] == 1, "context tiles of flame-positive images")
+    if args.towersmoke > 0 and args.towersmoke_whole == "unknown":
+        # 580 of the 582 training tower frames hold smoke, so their whole views taught run tower6 that a
+        # tower camera's view is smoke (models/README.md): their smoke label becomes unknown
+        sel = (C["kind"] == 9) & ~C["is_val"]
+        C["labels"][sel, 0] = -1
+        log(f"masked smoke label on {int(sel.sum())} training tower whole views")
     if args.mask_abonia_default:
         # Abonia1's 'default' class (a whole-frame box, mapped to none) marks frames of the same CCTV fire and
         # smoke-bomb videos where no box was drawn; many show smoke haze, so their smoke=0 is not reliable
