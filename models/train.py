@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import CLASSES, check_decoder, load_index, load_rgb, load_tower_index, TowerSmokeMap, TOWER_SPLIT, \
     tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, camera_artifacts, tower_view, \
     tower_smoke_crop, sheared_plume, EXTRA_BOXES  # noqa: E402
-from views import make_views, to_tensor, OVERLAP  # noqa: E402
+from views import frame_rect, make_views, to_tensor, working_size, OVERLAP  # noqa: E402
 from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
 
 K_NEG_TRAIN = 3  # negative / partially-known tiles kept per training image (all kept for validation)
@@ -175,22 +175,25 @@ def build_sheared_samples(items, T, seed, n_sheared):
                 yield camera_artifacts(srng, sheared_plume(srng, base)), [1, 0], (split, 7, idx)
 
 
-def build_towersmoke_samples(tower_items, T, seed, k_neg, offset):
+def build_towersmoke_samples(tower_items, T, seed, k_neg, offset, long_side=None):
     """Seventh segment: real tower-camera frames of ../towersmoke, split by camera scene
     (models/tower_split.json). Each frame's whole view (kind 9, labelled as the frame) and its native tiles
     (kind 8), labelled from the smoke mask or boxes (models/data.py TowerSmokeMap, the rule of
     examples/tower_eval.rs). Training keeps every positive tile and k_neg negative tiles per frame; validation
     keeps every tile (unknown ones with label -1): its negative tiles choose the smoke threshold. Item indices start at `offset`
-    (after the firesmoke items)."""
+    (after the firesmoke items). With a working long side, frames longer than it are shrunk first, as the
+    runtime does, and each tile is labelled where it lies in the frame's own pixels (as tower_eval does)."""
     rng = np.random.default_rng(seed + 61)
     for j, it in enumerate(tower_items):
         img = load_rgb(it["path"])
         W, H = img.size
-        rects, views = make_views(img, T, OVERLAP)
+        rects, views = make_views(img, T, OVERLAP, long_side)
+        working = working_size(W, H, long_side)
         flame = 0 if it["flame"] == 0 else -1
         yield views[0], [it["smoke"], flame], (it["split"], 9, offset + j)
         smoke_map = TowerSmokeMap(it, W, H)
-        labelled = [(k, smoke_map.label(rects[k]) if it["smoke"] != 0 else 0) for k in range(1, len(rects))]
+        labelled = [(k, smoke_map.label(frame_rect(rects[k], working, (W, H))) if it["smoke"] != 0 else 0)
+                    for k in range(1, len(rects))]
         if it["split"] == "val":  # every view, unknown ones too, so a frame's score is the max over all
             for k, lab in labelled:
                 yield views[k], [lab, flame], ("val", 8, offset + j)
@@ -234,8 +237,9 @@ def cache_features(args, items, net, tower_items=()):
          lambda: build_tower_crop_samples(items, T, seed, args.tower_crops)),
         (args.sheared > 0, [T, seed, args.sheared, SPLIT, n, "sheared1"],
          lambda: build_sheared_samples(items, T, seed, args.sheared)),
-        (args.towersmoke > 0, [T, seed, args.towersmoke, len(tower_items), split_sha(), "towersmoke1"],
-         lambda: build_towersmoke_samples(tower_items, T, seed, args.towersmoke, n)),
+        (args.towersmoke > 0, [T, seed, args.towersmoke, len(tower_items), split_sha(), "towersmoke1"]
+         + ([] if args.working_long_side is None else [args.working_long_side]),  # native keeps its old key
+         lambda: build_towersmoke_samples(tower_items, T, seed, args.towersmoke, n, args.working_long_side)),
     ]
     return [cache_segment(args, net, hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen)
             for on, parts, gen in segments if on]
@@ -299,28 +303,37 @@ def masked_bce(logits, y, pos_weight):
     return (loss * mask).sum() / mask.sum().clamp(min=1)
 
 
-def train_top(net, C, tr, args):
-    """Fine-tune blocks[SPLIT:] + conv_head + fc on cached trunk features."""
+def pos_weights(C, tr):
+    """Per-class weight of positives in the loss: sqrt(negatives / positives), clamped to [1, 4]."""
+    y = torch.from_numpy(C["labels"][tr].astype(np.int64))
+    pos, neg = (y == 1).sum(0).float(), (y == 0).sum(0).float()
+    return (neg / pos.clamp(min=1)).sqrt().clamp(1, 4)
+
+
+def train_top(net, C, tr, args, epochs=None, lr_scale=1.0, pos_weight=None):
+    """Fine-tune blocks[SPLIT:] + conv_head + fc on cached trunk features: `epochs` (default --epochs) of
+    one learning-rate cycle peaking at lr_scale x the --lr-* rates."""
     seed = args.seed if args.train_seed is None else args.train_seed
+    epochs = args.epochs if epochs is None else epochs
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     y = torch.from_numpy(C["labels"].astype(np.int64))
-    pos = ((y[tr] == 1).sum(0)).float()
-    neg = ((y[tr] == 0).sum(0)).float()
-    pos_weight = (neg / pos.clamp(min=1)).sqrt().clamp(1, 4)
-    log("train pos", pos.tolist(), "neg", neg.tolist(), "pos_weight", pos_weight.tolist())
+    if pos_weight is None:
+        pos_weight = pos_weights(C, tr)
+    log("train views", len(tr), "pos_weight", pos_weight.tolist())
     b = net.b
     top_params = [p for blk in b._blocks[SPLIT:] for p in blk.parameters()] + list(b._conv_head.parameters()) + \
         list(b._bn1.parameters())
-    opt = torch.optim.AdamW([{"params": top_params, "lr": args.lr_top},
-                             {"params": list(net.proj.parameters()) + list(net.fc.parameters()), "lr": args.lr_head}], weight_decay=1e-4)
-    steps = args.epochs * int(np.ceil(len(tr) / args.batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr_top, args.lr_head], total_steps=steps,
+    lr_top, lr_head = args.lr_top * lr_scale, args.lr_head * lr_scale
+    opt = torch.optim.AdamW([{"params": top_params, "lr": lr_top},
+                             {"params": list(net.proj.parameters()) + list(net.fc.parameters()), "lr": lr_head}], weight_decay=1e-4)
+    steps = epochs * int(np.ceil(len(tr) / args.batch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr_top, lr_head], total_steps=steps,
                                                 pct_start=0.1)
     feat = C["feat"]
     trained = top_params + list(net.proj.parameters()) + list(net.fc.parameters())
     ema = [p.detach().clone() for p in trained] if args.ema > 0 else None
-    for ep in range(args.epochs):
+    for ep in range(epochs):
         net.train()
         for m in net.modules():  # keep BatchNorm statistics frozen (small data, cached features)
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -344,12 +357,25 @@ def train_top(net, C, tr, args):
                     for e, p in zip(ema, trained):
                         e.mul_(args.ema).add_(p.detach(), alpha=1 - args.ema)
             tot += loss.item(); nb += 1
-        log(f"epoch {ep + 1}/{args.epochs} loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
+        log(f"epoch {ep + 1}/{epochs} loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
     if ema is not None:
         with torch.no_grad():
             for e, p in zip(ema, trained):
                 p.copy_(e)
     net.eval()
+
+
+def mine_hard_negatives(net, C, tr):
+    """Training views that are negative for a class yet score 0.5 or more for it after the first pass:
+    the sunsets, lamps, clouds and hazy ridges the model still confuses with fire. They are repeated in a
+    short second pass (--hard-negatives, --hard-epochs)."""
+    P = predict_cached(net, C, tr)
+    y = C["labels"][tr]
+    hard = (y == 0) & (P >= 0.5)
+    for c, name in enumerate(CLASSES):
+        kinds = np.bincount(C["kind"][tr][hard[:, c]], minlength=10).tolist()
+        log(f"hard {name} negatives: {int(hard[:, c].sum())} of {int((y[:, c] == 0).sum())}; by kind {kinds}")
+    return tr[hard.any(1)]
 
 
 def cache_maps(args, C, net):
@@ -513,6 +539,13 @@ def evaluate(P, C, va):
         res[name] = dict(all_views=metrics_at(s[m], yc[m], thr),
                          whole_views=metrics_at(s[m & (kind == 0)], yc[m & (kind == 0)], thr),
                          tiles=metrics_at(s[m & (kind == 1)], yc[m & (kind == 1)], thr))
+        # the runtime's verdict on a photo: the max over its views; "images" are the real validation images
+        # with a known label for the class, their negatives the photos of no fire (sunsets, lamps, clouds)
+        frames = C["item"][va]
+        photos = np.unique(frames[real & (kind == 0) & (yc >= 0)])
+        best = np.array([s[(frames == f) & real].max() for f in photos])
+        truth = np.array([yc[(frames == f) & (kind == 0)][0] for f in photos])
+        res[name]["images"] = metrics_at(best, truth, thr)
         if name == "smoke" and (kind == 2).any():
             res[name]["synthetic_plume_recall"] = round(float((s[kind == 2] > thr).mean()), 4)
         if name == "smoke" and (kind == 7).any():
@@ -526,7 +559,6 @@ def evaluate(P, C, va):
         if name == "smoke" and tower_tiles.any():
             m = tower_tiles & (yc >= 0)
             res[name]["tower_tiles"] = metrics_at(s[m], yc[m], thr)
-            frames = C["item"][va]
             tower_frames = np.unique(frames[tower_tiles | (kind == 9)])
             best = np.array([s[(frames == f) & ((kind == 8) | (kind == 9))].max() for f in tower_frames])
             truth = np.array([yc[(frames == f) & (kind == 9)][0] for f in tower_frames])
@@ -568,6 +600,19 @@ def export_onnx(net, path, T, opset):
     log(f"onnx vs torch max abs diff {diff:.2e}; size {os.path.getsize(path) / 1e6:.2f} MB")
     assert diff < 1e-5, diff
     return diff
+
+
+def check_working_long_side(items, long_side, ap):
+    """The tower frames are shrunk to the working long side like the runtime's (build_towersmoke_samples),
+    but the firesmoke views are cut at native size: a working long side is only honest when no firesmoke
+    image is longer, so that the runtime's shrinking leaves them as they are (every one is at most 640 px
+    long)."""
+    from PIL import Image
+    longest = max(max(Image.open(it["path"]).size) for it in items)
+    if longest > long_side:
+        ap.error(f"--working-long-side {long_side}: some firesmoke images are {longest} px long, and their "
+                 f"views are not built shrunk; use at least {longest}")
+    log(f"working long side {long_side}: every image fits (longest {longest} px)")
 
 
 def main():
@@ -624,6 +669,15 @@ def main():
     ap.add_argument("--ema", type=float, default=0.0,
                     help="decay of an exponential moving average of the trained weights, exported instead of the "
                          "last step's (0 = off)")
+    ap.add_argument("--hard-negatives", type=int, default=0,
+                    help="after the --epochs pass, repeat this many more times each training view that is negative "
+                         "for a class but scores 0.5 or more for it, in a second pass of --hard-epochs at 0.3x the "
+                         "learning rates (0 = off; --mode top)")
+    ap.add_argument("--hard-epochs", type=int, default=1)
+    ap.add_argument("--working-long-side", type=int, default=None,
+                    help="the sidecar's working_long_side: the runtime shrinks frames whose long side is longer "
+                         "to it before cutting views (default: none, frames are scored at native size). Every "
+                         "training image must fit in it, so that training views are the runtime's views")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--version", default="2026.11.26.3", help="sidecar version; bump it for a new model")
@@ -645,6 +699,8 @@ def main():
     if tower_items:
         log(f"{len(tower_items)} tower frames: train {sum(i['split'] == 'train' for i in tower_items)}, "
             f"val {sum(i['split'] == 'val' for i in tower_items)}")
+    if args.working_long_side is not None:
+        check_working_long_side(items, args.working_long_side, ap)
     net = WildfireNet(args.tile, head="linear" if args.mode == "head" else "map", width=args.width)
     segs = cache_features(args, items, net, tower_items)
     items = items + tower_items  # segment item indices run on past the firesmoke items
@@ -694,6 +750,11 @@ def main():
         train_map_head(net, C["maps"], C, tr, args)
     else:
         train_top(net, C, tr, args)
+        if args.hard_negatives > 0:
+            hard = mine_hard_negatives(net, C, tr)
+            # the first pass's class balance: repeated negatives must not also shrink the positives' weight
+            train_top(net, C, np.concatenate([tr] + [hard] * args.hard_negatives), args, epochs=args.hard_epochs,
+                      lr_scale=0.3, pos_weight=pos_weights(C, tr))
     P = predict_cached(net, C, va, args.mode)
     run_name = os.path.basename(os.path.normpath(args.out))
     np.savez(os.path.join(args.cache, f"valpred_{run_name}.npz"), P=P, va=va)
@@ -707,6 +768,8 @@ def main():
     diff = export_onnx(net, onnx_path, args.tile, args.opset)
     side = {"name": "wildfire-tiles", "version": args.version, "tile_size": args.tile, "classes": list(CLASSES),
             "thresholds": thr, "input": "float32 NCHW RGB pixel/255", "opset": args.opset}
+    if args.working_long_side is not None:
+        side["working_long_side"] = args.working_long_side
     with open(os.path.join(args.out, "wildfire-tiles.json"), "w") as f:
         json.dump(side, f, indent=2)
         f.write("\n")

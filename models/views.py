@@ -47,6 +47,21 @@ def to_working(img, long_side=None):
     return img if size == img.size else img.resize(size, Image.BILINEAR)
 
 
+def frame_rect(rect, working, frame):
+    """rect (x, y, w, h) of a working frame of size `working` mapped to the pixels of the frame of size
+    `frame` it was shrunk from: each edge scaled and rounded half up, as src/views.rs Rect::rescaled."""
+    if working == frame:
+        return rect
+    x, y, w, h = rect
+
+    def edge(v, src, dst):
+        return (v * dst * 2 + src) // (src * 2)
+
+    x0, y0 = edge(x, working[0], frame[0]), edge(y, working[1], frame[1])
+    x1, y1 = edge(x + w, working[0], frame[0]), edge(y + h, working[1], frame[1])
+    return x0, y0, x1 - x0, y1 - y0
+
+
 def view_rects(width, height, tile, overlap=OVERLAP):
     """[(x, y, w, h)] in runtime order; rect 0 is the whole frame."""
     rects = [(0, 0, width, height)]
