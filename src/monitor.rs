@@ -49,6 +49,12 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// An inference that takes longer than this is considered hung.
 pub const INFERENCE_LIMIT: Duration = Duration::from_secs(180);
 
+/// Test seam: milliseconds every outbox commit of `run` sleeps first
+/// ([`Outbox::slow_commits`]), as on an SD card whose fsync stalls.
+/// tests/monitor.rs sets it to prove that a stalled store stalls no camera,
+/// status answer or watchdog ping; it has no use in service.
+pub const COMMIT_DELAY_ENV: &str = "WILDFIRE_WATCH_TEST_COMMIT_DELAY_MS";
+
 /// A frame on its way to the detector.
 pub struct Frame {
     pub image: Arc<RgbImage>,
@@ -178,7 +184,15 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("no [[webhooks]]: events are kept in the outbox (up to [outbox] max_age_hours) for the first webhook added; until then they alert nobody");
     }
     let options = DeliveryOptions::from_config(&config);
-    let outbox = Arc::new(Outbox::for_config(&config)?);
+    let mut outbox = Outbox::for_config(&config)?;
+    if let Some(ms) = std::env::var(COMMIT_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        warn!("{COMMIT_DELAY_ENV}={ms}: every outbox commit sleeps {ms} ms first (a test seam; unset it in service)");
+        outbox.slow_commits(Duration::from_millis(ms));
+    }
+    let outbox = Arc::new(outbox);
     let sources = config
         .cameras
         .iter()

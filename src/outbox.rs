@@ -144,6 +144,8 @@ pub struct Outbox {
     endpoints: Vec<String>,
     max_events: u64,
     max_age: Duration,
+    /// Test seam: how long every commit sleeps first ([`Outbox::slow_commits`]).
+    commit_delay: Duration,
 }
 
 /// The schema, one step per version: step `i` takes a database at
@@ -255,6 +257,7 @@ impl Outbox {
             endpoints,
             max_events: u64::from(max_events),
             max_age,
+            commit_delay: Duration::ZERO,
         };
         outbox.match_configured_endpoints()?;
         Ok(outbox)
@@ -278,6 +281,23 @@ impl Outbox {
         // A panic while holding the lock leaves SQLite consistent (the
         // transaction rolls back), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Test seam: from now on every commit first sleeps `delay`, holding the
+    /// connection and the write lock, as a commit whose fsync stalls on a
+    /// worn SD card does. Tests of the running monitor set it through
+    /// [`crate::monitor::COMMIT_DELAY_ENV`]; nothing else should.
+    #[doc(hidden)]
+    pub fn slow_commits(&mut self, delay: Duration) {
+        self.commit_delay = delay;
+    }
+
+    /// Commits `tx` (after the test seam's delay, if set).
+    fn commit(&self, tx: rusqlite::Transaction) -> rusqlite::Result<()> {
+        if !self.commit_delay.is_zero() {
+            std::thread::sleep(self.commit_delay);
+        }
+        tx.commit()
     }
 
     /// Tests meet a held lock without waiting the whole [`BUSY_TIMEOUT`].
@@ -314,7 +334,7 @@ impl Outbox {
                 info!("{endpoint}: queued {n} earlier events that no webhook has taken yet");
             }
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -325,7 +345,7 @@ impl Outbox {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         let enqueued = self.insert_event(&tx, event, now_unix())?;
-        tx.commit()
+        self.commit(tx)
             .context("cannot commit the event to the outbox")?;
         Ok(enqueued)
     }
@@ -355,7 +375,7 @@ impl Outbox {
             )?,
             None => tx.execute("DELETE FROM open_incidents WHERE camera = ?1", [camera])?,
         };
-        tx.commit()
+        self.commit(tx)
             .context("cannot commit the events and running incidents to the outbox")?;
         Ok(enqueued)
     }
@@ -409,7 +429,7 @@ impl Outbox {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         let n = expire(&tx, now_unix(), self.max_age)?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(n)
     }
 
@@ -466,7 +486,7 @@ impl Outbox {
             tx.execute("UPDATE events SET settled = 1 WHERE seq = ?1", [seq])?;
         }
         delete_finished_events(&tx)?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -488,7 +508,7 @@ impl Outbox {
         if n > 0 {
             count(&tx, "failed_attempts", 1)?;
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -505,7 +525,7 @@ impl Outbox {
         if n > 0 {
             count(&tx, "endpoints_disabled", 1)?;
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -518,7 +538,7 @@ impl Outbox {
         if n > 0 {
             offer_unsettled(&tx, endpoint, now_unix())?;
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(n > 0)
     }
 
