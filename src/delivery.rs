@@ -23,6 +23,10 @@
 //!
 //! Delivery is at-least-once: an event is marked delivered only after its
 //! 2xx, so a crash in between sends it again, with the same `webhook-id`.
+//!
+//! The workers reach the outbox only through its thread
+//! ([`OutboxHandle`]): in `run` they share the async thread with every
+//! camera and the watchdog, which must not wait for an fsync.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +38,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, DeliveryConfig};
 use crate::outbox::{self, now_unix, Outbox, Pending};
+use crate::outbox_thread::OutboxHandle;
 use crate::webhook::{self, Secret};
 
 /// How many bytes of an answer body are shown in logs and by `test-alert`.
@@ -379,7 +384,7 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Delivers the outbox to every endpoint, one task per endpoint.
 pub async fn run(
-    outbox: Arc<Outbox>,
+    outbox: OutboxHandle,
     endpoints: Vec<Endpoint>,
     options: DeliveryOptions,
     new_events: Arc<Notify>,
@@ -405,7 +410,7 @@ pub async fn run(
 }
 
 async fn run_endpoint(
-    outbox: &Outbox,
+    outbox: &OutboxHandle,
     endpoint: &Endpoint,
     options: &DeliveryOptions,
     client: &reqwest::Client,
@@ -453,16 +458,22 @@ enum Step {
 }
 
 async fn deliver_next(
-    outbox: &Outbox,
+    outbox: &OutboxHandle,
     endpoint: &Endpoint,
     options: &DeliveryOptions,
     client: &reqwest::Client,
 ) -> Result<Step> {
-    outbox.expire_old()?;
-    if outbox.disabled_reason(&endpoint.url)?.is_some() {
-        return Ok(Step::Nothing);
-    }
-    let Some(pending) = outbox.head(&endpoint.url)? else {
+    let url = endpoint.url.clone();
+    let head = outbox
+        .call(move |outbox| -> Result<Option<Pending>> {
+            outbox.expire_old()?;
+            if outbox.disabled_reason(&url)?.is_some() {
+                return Ok(None);
+            }
+            outbox.head(&url)
+        })
+        .await??;
+    let Some(pending) = head else {
         return Ok(Step::Nothing);
     };
     let wait = pending.next_attempt_at - now_unix();
@@ -470,7 +481,10 @@ async fn deliver_next(
         return Ok(Step::NotDue(Duration::from_secs_f64(wait)));
     }
     let attempt = post(client, endpoint, &pending, options).await;
-    settle(outbox, endpoint, &pending, &attempt, options)?;
+    let (endpoint, options) = (endpoint.clone(), options.clone());
+    outbox
+        .call(move |outbox| settle(outbox, &endpoint, &pending, &attempt, &options))
+        .await??;
     Ok(Step::Went)
 }
 
@@ -584,7 +598,7 @@ mod tests {
             secrets: vec![Secret::parse(SECRET).unwrap()],
         };
         let worker = tokio::spawn(run(
-            outbox.clone(),
+            OutboxHandle::spawn(outbox.clone()).unwrap(),
             vec![endpoint],
             options,
             Arc::new(Notify::new()),

@@ -7,7 +7,8 @@
 //! scores it against labels ([`labels`]); [`report`] renders what it saw.
 //!
 //! The live monitor alerts control rooms: [`config`] reads its file,
-//! [`payload`] builds event bodies, [`outbox`] keeps them durably until
+//! [`payload`] builds event bodies, [`outbox`] keeps them durably (on a
+//! thread of its own, [`outbox_thread`]) until
 //! [`delivery`] has POSTed them, signed by [`webhook`], to each control room;
 //! [`receiver`] is the reference receiving end. [`logging`] writes log
 //! lines for a terminal or the systemd journal.
@@ -26,6 +27,7 @@ pub mod mask;
 pub mod model;
 pub mod monitor;
 pub mod outbox;
+pub mod outbox_thread;
 pub mod payload;
 pub mod pipeline;
 pub mod receiver;

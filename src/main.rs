@@ -23,6 +23,7 @@ use wildfire_watch::logging;
 use wildfire_watch::mask::{IgnoreMask, IgnoreShape};
 use wildfire_watch::model::ModelSource;
 use wildfire_watch::outbox::{self, Outbox};
+use wildfire_watch::outbox_thread::OutboxHandle;
 use wildfire_watch::payload;
 use wildfire_watch::receiver::{self, Receiver};
 use wildfire_watch::replay::{replay, ReplayOptions};
@@ -498,7 +499,7 @@ fn run_deliver(args: ConfigArgs) -> Result<ExitCode> {
     let options = DeliveryOptions::from_config(&config);
     let outbox = std::sync::Arc::new(open_outbox(&config)?);
     tokio_runtime()?.block_on(delivery::run(
-        outbox.clone(),
+        OutboxHandle::spawn(outbox.clone())?,
         endpoints,
         options,
         std::sync::Arc::new(tokio::sync::Notify::new()),

@@ -14,10 +14,14 @@
 //!   the outbox before any network I/O, and wake the delivery worker, which
 //!   runs here as a task; each camera's running incidents are saved in the
 //!   same transaction, and handed back to its confirmer after a restart;
+//! - the outbox has a thread of its own ([`OutboxHandle`]): no task here
+//!   ever waits for SQLite or its fsync, so a slow SD card delays alerts'
+//!   storing but never a camera, a status answer or the watchdog;
 //! - a heartbeat every `[heartbeat] interval_minutes`, the status endpoint,
 //!   and systemd notification: `READY=1` once the model is loaded and the
 //!   outbox open, `WATCHDOG=1` only while every camera task and the inference
-//!   thread keep their deadlines (see [`crate::sdnotify`]).
+//!   thread keep their deadlines (see [`crate::sdnotify`]) and no outbox call
+//!   has run for [`OUTBOX_LIMIT`].
 //!
 //! The frame's capture wall time (when its grab began) is the event time.
 
@@ -37,10 +41,11 @@ use crate::confirm::OpenIncident;
 use crate::delivery::{self, DeliveryOptions, Endpoint, Until};
 use crate::detector::Detector;
 use crate::outbox::{now_unix, Enqueued, Outbox, OutgoingEvent};
+use crate::outbox_thread::OutboxHandle;
 use crate::payload::{self, CameraChange};
 use crate::pipeline::CameraPipeline;
 use crate::sdnotify::{self, Liveness};
-use crate::status::{self, CameraState, LiveState};
+use crate::status::{self, CameraState, LiveState, OUTBOX_LIMIT};
 
 /// Extra time a worker gets beyond what its next step should take.
 const SLACK: Duration = Duration::from_secs(15);
@@ -48,6 +53,9 @@ const SLACK: Duration = Duration::from_secs(15);
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// An inference that takes longer than this is considered hung.
 pub const INFERENCE_LIMIT: Duration = Duration::from_secs(180);
+/// How long a stop waits for the outbox thread to store what was sent to it
+/// (camera events, a heartbeat), well inside systemd's 90 s stop timeout.
+const OUTBOX_DRAIN: Duration = Duration::from_secs(30);
 
 /// Test seam: milliseconds every outbox commit of `run` sleeps first
 /// ([`Outbox::slow_commits`]), as on an SD card whose fsync stalls.
@@ -112,52 +120,71 @@ impl Mailbox {
 struct Shared {
     config: Config,
     state: Arc<LiveState>,
-    outbox: Arc<Outbox>,
+    outbox: OutboxHandle,
     new_events: Arc<Notify>,
     mailbox: Mailbox,
     liveness: Liveness,
 }
 
 impl Shared {
-    /// Commits `event` to the outbox and wakes delivery. An outbox that
-    /// cannot store is logged loudly; the monitor keeps watching.
-    fn emit(&self, event: &OutgoingEvent) {
-        match self.outbox.enqueue(event) {
-            Ok(enqueued) => self.stored(event, enqueued),
-            Err(e) => error!(
-                "cannot store {} in the outbox: {e:#}: check the disk under [outbox] path",
-                event.id
-            ),
-        }
+    /// Hands `event` to the outbox thread, which commits it and wakes
+    /// delivery; returns at once, so a camera task never waits for the disk.
+    /// An outbox that cannot store is logged loudly; the monitor keeps
+    /// watching.
+    fn emit(&self, event: OutgoingEvent) {
+        let new_events = self.new_events.clone();
+        self.outbox
+            .send(move |outbox| match outbox.enqueue(&event) {
+                Ok(enqueued) => stored(&new_events, &event, enqueued),
+                Err(e) => error!(
+                    "cannot store {} in the outbox: {e:#}: check the disk under [outbox] path",
+                    event.id
+                ),
+            });
     }
 
     /// Commits `camera`'s incident `events` together with its running
-    /// incidents (JSON, `None` for none), as [`Outbox::record`]; true once
+    /// incidents (JSON, `None` for none), as [`Outbox::record`], waiting for
+    /// the commit (the inference thread's own time, no task's); true once
     /// stored.
-    fn record(&self, events: &[OutgoingEvent], camera: &str, open_incidents: Option<&str>) -> bool {
-        match self.outbox.record(events, camera, open_incidents) {
-            Ok(enqueued) => {
-                for (event, enqueued) in events.iter().zip(enqueued) {
-                    self.stored(event, enqueued);
+    fn record(
+        &self,
+        events: Vec<OutgoingEvent>,
+        camera: &str,
+        open_incidents: Option<String>,
+    ) -> bool {
+        let new_events = self.new_events.clone();
+        let camera = camera.to_string();
+        let recorded = self.outbox.call_blocking(move |outbox| {
+            match outbox.record(&events, &camera, open_incidents.as_deref()) {
+                Ok(enqueued) => {
+                    for (event, enqueued) in events.iter().zip(enqueued) {
+                        stored(&new_events, event, enqueued);
+                    }
+                    true
                 }
-                true
+                Err(e) => {
+                    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+                    error!(
+                        "camera {camera}: cannot store its events {ids:?} and running incidents in the outbox: {e:#}: check the disk under [outbox] path"
+                    );
+                    false
+                }
             }
-            Err(e) => {
-                let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-                error!(
-                    "camera {camera}: cannot store its events {ids:?} and running incidents in the outbox: {e:#}: check the disk under [outbox] path"
-                );
-                false
-            }
-        }
+        });
+        recorded.unwrap_or_else(|e| {
+            error!("{e:#}");
+            false
+        })
     }
+}
 
-    fn stored(&self, event: &OutgoingEvent, enqueued: Enqueued) {
-        match enqueued {
-            Enqueued::Stored { .. } | Enqueued::AlreadyQueued => self.new_events.notify_one(),
-            Enqueued::DroppedFull => {
-                warn!("outbox full of more important events: {} dropped", event.id)
-            }
+/// After an event's commit (on the outbox thread): wakes delivery.
+fn stored(new_events: &Notify, event: &OutgoingEvent, enqueued: Enqueued) {
+    match enqueued {
+        Enqueued::Stored { .. } | Enqueued::AlreadyQueued => new_events.notify_one(),
+        Enqueued::DroppedFull => {
+            warn!("outbox full of more important events: {} dropped", event.id)
         }
     }
 }
@@ -192,7 +219,8 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("{COMMIT_DELAY_ENV}={ms}: every outbox commit sleeps {ms} ms first (a test seam; unset it in service)");
         outbox.slow_commits(Duration::from_millis(ms));
     }
-    let outbox = Arc::new(outbox);
+    // In `run` the outbox thread is the only user of the connection.
+    let outbox = OutboxHandle::spawn(Arc::new(outbox))?;
     let sources = config
         .cameras
         .iter()
@@ -295,6 +323,16 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     tasks.abort_all();
     drop(inference);
+    // Calls run in order: once this one answers, every event sent before it
+    // (a camera going offline just now) is on disk.
+    match tokio::time::timeout(OUTBOX_DRAIN, shared.outbox.call(|_| ())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!("{e:#}"),
+        Err(_) => error!(
+            "the outbox did not store what it was given within {} s of the stop: the disk under [outbox] path is stuck; the last events may be lost",
+            OUTBOX_DRAIN.as_secs()
+        ),
+    }
     outcome
 }
 
@@ -409,7 +447,7 @@ fn go_offline(shared: &Shared, index: usize, reason: &str) -> f64 {
     let at = now_unix();
     warn!("camera {} offline: {reason}", camera.id.get_ref());
     shared.state.cameras[index].lock().state = CameraState::Offline;
-    shared.emit(&payload::camera_event(
+    shared.emit(payload::camera_event(
         &shared.config.device,
         camera,
         CameraChange::Offline,
@@ -425,7 +463,7 @@ fn go_online(shared: &Shared, index: usize, offline_since: f64) {
     let reason = format!("frames again after {:.0} s offline", at - offline_since);
     info!("camera {} online: {reason}", camera.id.get_ref());
     shared.state.cameras[index].lock().last_error = None;
-    shared.emit(&payload::camera_event(
+    shared.emit(payload::camera_event(
         &shared.config.device,
         camera,
         CameraChange::Online,
@@ -522,7 +560,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             serde_json::to_string(&open).ok()
         };
         if (!outgoing.is_empty() || open != saved[index])
-            && shared.record(&outgoing, camera.id.get_ref(), open.as_deref())
+            && shared.record(outgoing, camera.id.get_ref(), open.clone())
         {
             saved[index] = open;
         }
@@ -539,7 +577,11 @@ fn resume_incidents(
     pipeline: &mut CameraPipeline,
 ) -> Option<String> {
     let id = camera.id.get_ref();
-    let saved = match shared.outbox.open_incidents(id) {
+    let read = shared.outbox.call_blocking({
+        let id = id.clone();
+        move |outbox| outbox.open_incidents(&id)
+    });
+    let saved = match read.and_then(|r| r) {
         Ok(saved) => saved?,
         Err(e) => {
             error!("camera {id}: cannot read its running incidents from the outbox: {e:#}");
@@ -576,14 +618,14 @@ async fn heartbeat_task(shared: Arc<Shared>) {
     loop {
         ticks.tick().await;
         let (cameras, _) = shared.state.cameras_json();
-        let outbox = shared.outbox.stats().ok();
+        let outbox = shared.outbox.figures().stats.ok();
         let status = json!({
             "uptime_s": shared.state.started.elapsed().as_secs(),
             "version": env!("CARGO_PKG_VERSION"),
             "cameras": cameras,
             "outbox_depth": outbox.as_ref().map(|s| s.pending_events),
         });
-        shared.emit(&payload::heartbeat(
+        shared.emit(payload::heartbeat(
             &shared.config.device,
             now_unix(),
             status,
@@ -601,7 +643,14 @@ async fn watchdog_task(shared: Arc<Shared>) {
     let mut notify_failed = false;
     loop {
         ticks.tick().await;
-        let overdue = shared.liveness.overdue();
+        let mut overdue = shared.liveness.overdue();
+        if shared
+            .outbox
+            .stalled_for()
+            .is_some_and(|s| s > OUTBOX_LIMIT)
+        {
+            overdue.push("the outbox (a call stuck on its disk)");
+        }
         if overdue.is_empty() {
             if was_overdue {
                 info!("all workers report again: feeding the watchdog");
@@ -618,7 +667,7 @@ async fn watchdog_task(shared: Arc<Shared>) {
         } else if !was_overdue {
             was_overdue = true;
             error!(
-                "not feeding the systemd watchdog: {} stopped reporting (hung grab or inference?); systemd will restart the service",
+                "not feeding the systemd watchdog: {} stopped reporting (hung grab, inference or disk?); systemd will restart the service",
                 overdue.join(", ")
             );
         }

@@ -30,8 +30,11 @@
 //! oldest incident make room for a new one. Undelivered events older than `max_age` expire. Both are logged
 //! and counted.
 //!
-//! The connection is synchronous: calls are short (one small transaction) and
-//! events are rare, so async callers call it directly.
+//! The connection is synchronous, and each call that writes waits for an
+//! fsync, which on an SD card can take seconds: async code never calls it
+//! directly but through the outbox's own thread
+//! ([`crate::outbox_thread::OutboxHandle`]); `test-alert` and tests, which
+//! have nothing else to keep going, call it directly.
 //!
 //! Other processes (`deliver`, `test-alert`) open the same file beside the
 //! service. Every transaction that writes takes the write lock when it

@@ -3,11 +3,15 @@
 //!
 //! [`LiveState`] holds per-camera state and counters and the inference time
 //! histogram; camera tasks and the inference thread update it, and the
-//! heartbeat reads it. [`serve`] answers on `[status] listen`:
+//! heartbeat reads it. The outbox's figures are the ones its thread cached
+//! after its last call ([`crate::outbox_thread::OutboxFigures`]): an answer
+//! here never waits for the database, however slow its disk. [`serve`]
+//! answers on `[status] listen`:
 //!
 //! - `GET /healthz`: JSON with each camera's state, the age of its last frame
 //!   and its last error, and the outbox depth; `200` when every camera is
-//!   online, else `503` (so `curl -f` and load balancers can use it).
+//!   online and the outbox is not stuck in one call for [`OUTBOX_LIMIT`],
+//!   else `503` (so `curl -f` and load balancers can use it).
 //! - `GET /metrics`: Prometheus text exposition (format 0.0.4), written here
 //!   by hand: a few counters and gauges do not justify a metrics crate.
 //! - `GET /snapshot/<camera>.jpg`: the camera's latest frame; `404` for an
@@ -31,7 +35,15 @@ use serde_json::{json, Value};
 use tracing::{debug, warn};
 
 use crate::model::PerClass;
-use crate::outbox::Outbox;
+use crate::outbox_thread::OutboxHandle;
+
+/// An outbox call running longer than this is considered hung: `/healthz`
+/// says so and the watchdog is no longer fed. A write waits up to
+/// [`crate::outbox::BUSY_TIMEOUT`] (10 s) for another process's lock, then
+/// commits with one fsync, which a slow SD card can stretch to seconds; two
+/// minutes is far past both, and short enough that systemd's restart comes
+/// while an alert still matters.
+pub const OUTBOX_LIMIT: Duration = Duration::from_secs(120);
 
 /// Upper bounds of the inference time histogram, seconds.
 pub const INFERENCE_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0];
@@ -101,12 +113,12 @@ struct Histogram {
 pub struct LiveState {
     pub cameras: Vec<CameraStatus>,
     inference: Mutex<Histogram>,
-    pub outbox: Arc<Outbox>,
+    pub outbox: OutboxHandle,
     pub started: Instant,
 }
 
 impl LiveState {
-    pub fn new(camera_ids: Vec<String>, outbox: Arc<Outbox>) -> LiveState {
+    pub fn new(camera_ids: Vec<String>, outbox: OutboxHandle) -> LiveState {
         LiveState {
             cameras: camera_ids
                 .into_iter()
@@ -159,12 +171,18 @@ impl LiveState {
     /// The `/healthz` body and whether everything is healthy.
     pub fn health(&self) -> (Value, bool) {
         let (cameras, all_online) = self.cameras_json();
-        let outbox = match self.outbox.stats() {
+        let mut outbox = match self.outbox.figures().stats {
             Ok(s) => {
                 json!({ "pending_events": s.pending_events, "delivered": s.delivered, "endpoints_disabled": s.endpoints_disabled })
             }
-            Err(e) => json!({ "error": format!("{e:#}") }),
+            Err(e) => json!({ "error": e }),
         };
+        if let Some(stalled) = self.outbox.stalled_for().filter(|s| *s > OUTBOX_LIMIT) {
+            outbox["error"] = json!(format!(
+                "one outbox call has run for {:.0} s: the disk under [outbox] path is stuck or failing",
+                stalled.as_secs_f64()
+            ));
+        }
         let healthy = all_online && outbox.get("error").is_none();
         (
             json!({
@@ -289,7 +307,8 @@ impl LiveState {
             let _ = writeln!(out, "wildfire_inference_seconds_sum {}", h.sum);
             let _ = writeln!(out, "wildfire_inference_seconds_count {}", h.count);
         }
-        if let Ok(s) = self.outbox.stats() {
+        let figures = self.outbox.figures();
+        if let Ok(s) = &figures.stats {
             for (name, kind, help, v) in [
                 (
                     "outbox_depth",
@@ -338,13 +357,12 @@ impl LiveState {
             "gauge",
             "1 while a webhook is disabled after answering 410 Gone.",
         );
-        for url in self.outbox.endpoints() {
-            let disabled = self.outbox.disabled_reason(url).ok().flatten().is_some();
+        for (url, disabled) in &figures.endpoints {
             let _ = writeln!(
                 out,
                 "wildfire_endpoint_disabled{{endpoint=\"{}\"}} {}",
                 escape(url),
-                u8::from(disabled)
+                u8::from(*disabled)
             );
         }
         out

@@ -19,6 +19,7 @@ use common::{ok, scripted_server, start_receiver, stored_ids, Reply, Seen, PATIE
 
 use wildfire_watch::delivery::{self, DeliveryOptions, Endpoint, Outcome, Until};
 use wildfire_watch::outbox::{now_unix, EventKind, Outbox, OutgoingEvent};
+use wildfire_watch::outbox_thread::OutboxHandle;
 use wildfire_watch::webhook::Secret;
 
 fn options() -> DeliveryOptions {
@@ -63,7 +64,7 @@ async fn deliver_all(outbox: &Arc<Outbox>, url: &str, options: DeliveryOptions) 
     tokio::time::timeout(
         PATIENCE,
         delivery::run(
-            outbox.clone(),
+            OutboxHandle::spawn(outbox.clone()).unwrap(),
             vec![endpoint(url)],
             options,
             Arc::new(Notify::new()),
@@ -340,7 +341,7 @@ async fn the_worker_and_other_processes_share_the_outbox_without_failing() {
     let outbox = Arc::new(open_outbox(dir.path(), &url));
     let new_events = Arc::new(Notify::new());
     let worker = tokio::spawn(delivery::run(
-        outbox.clone(),
+        OutboxHandle::spawn(outbox.clone()).unwrap(),
         vec![endpoint(&url)],
         options(),
         new_events.clone(),

@@ -990,3 +990,142 @@ async fn a_stale_nonce_is_renewed_not_taken_for_wrong_credentials() {
     assert!(e.to_string().contains("refused the credentials"), "{e}");
     assert_eq!(camera.challenged(), 4);
 }
+
+#[tokio::test]
+async fn a_stalled_outbox_stalls_no_camera_status_answer_or_watchdog_ping() {
+    // Every outbox commit sleeps 5 s (the test seam), as a commit whose fsync
+    // stalls on a worn SD card. The monitor's first commits (the start
+    // heartbeat, delivery's expiry pass) come right after READY=1, and each
+    // further one waits behind the last: the store is stuck throughout.
+    const COMMIT_DELAY_MS: &str = "5000";
+    // How long the test watches: two stalled commits and more.
+    const WATCH: Duration = Duration::from_secs(12);
+    // The deadlines a stall behind a 5 s commit breaks; camera frames come
+    // every 0.2 s, WATCHDOG=1 every 1 s.
+    const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+    const FRAME_AGE_BELOW_S: f64 = 2.0;
+    const WATCHDOG_SEC: Duration = Duration::from_secs(2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let store = dir.path().join("store");
+    start_receiver(listener, &store).await;
+    let frames = [small_frame(0), small_frame(1)];
+    let camera = FakeCamera::start(Auth::Basic, move |n| frames[n % 2].clone()).await;
+    let config = write_config(dir.path(), &webhook, &camera, "basic", "");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let watchdog_usec = WATCHDOG_SEC.as_micros().to_string();
+    let monitor = Monitor::start(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", &watchdog_usec),
+            (wildfire_watch::monitor::COMMIT_DELAY_ENV, COMMIT_DELAY_MS),
+        ],
+    );
+    notify.set_read_timeout(Some(PATIENCE)).unwrap();
+    let ready = tokio::task::spawn_blocking(move || {
+        wait_for_datagram(&notify, "READY=1");
+        notify
+    });
+    let notify = ready.await.unwrap();
+    let ready_at = Instant::now();
+
+    // The watchdog pings from READY=1 on, as they arrive, on a thread of
+    // their own, until `done` (a plain thread: a failing test must not wait
+    // for it).
+    let done = Arc::new(AtomicBool::new(false));
+    let pings = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let mut pings = Vec::new();
+            let mut buf = [0u8; 256];
+            notify
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            while !done.load(Ordering::SeqCst) {
+                if let Ok(n) = notify.recv(&mut buf) {
+                    if String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .any(|l| l == "WATCHDOG=1")
+                    {
+                        pings.push(ready_at.elapsed());
+                    }
+                }
+            }
+            pings
+        }
+    });
+
+    // /healthz, over and over while the store is stuck: each answer comes
+    // within the deadline; once the first frame is in, every answer shows
+    // the camera online with a fresh frame.
+    let mut answers = 0;
+    let mut frames_seen = Vec::new();
+    while ready_at.elapsed() < WATCH {
+        let asked = ready_at.elapsed().as_secs_f64();
+        let (status, health) = tokio::time::timeout(ANSWER_WITHIN, monitor.health())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "/healthz asked {asked:.1} s after READY=1 gave no answer within {ANSWER_WITHIN:?}: stalled behind the outbox"
+                )
+            });
+        answers += 1;
+        let camera = &health["cameras"][0];
+        let frames = camera["frames"].as_u64().unwrap();
+        if frames > 0 || !frames_seen.is_empty() {
+            assert_eq!(status, 200, "{asked:.1} s after READY=1: {health}");
+            let age = camera["last_frame_age_s"].as_f64().unwrap();
+            assert!(
+                age < FRAME_AGE_BELOW_S,
+                "{asked:.1} s after READY=1 the last frame was {age} s old: grabs stalled behind the outbox; {health}"
+            );
+            frames_seen.push(frames);
+        }
+        // The store is indeed stuck: the start heartbeat cannot have been
+        // committed, let alone delivered, before its 5 s commit ends.
+        if ready_at.elapsed() < Duration::from_secs(4) {
+            assert!(
+                events_of_type(&store, "heartbeat").is_empty(),
+                "the heartbeat was delivered before its slow commit could end: is the test seam working?"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(answers >= 10, "only {answers} answers");
+    assert!(
+        frames_seen.len() >= 10 && frames_seen.last() > frames_seen.first(),
+        "too few new frames: {frames_seen:?}"
+    );
+
+    // WATCHDOG=1 kept coming: never a gap systemd would restart us for.
+    done.store(true, Ordering::SeqCst);
+    let end = ready_at.elapsed();
+    let pings = pings.join().unwrap();
+    assert!(
+        pings.len() >= 3,
+        "only {} watchdog pings: {pings:?}",
+        pings.len()
+    );
+    let mut last = Duration::ZERO;
+    for &at in pings.iter().chain([end].iter()) {
+        assert!(
+            at - last < WATCHDOG_SEC,
+            "no WATCHDOG=1 from {:.1} s to {:.1} s after READY (WatchdogSec {WATCHDOG_SEC:?}): {pings:?}",
+            last.as_secs_f64(),
+            at.as_secs_f64()
+        );
+        last = at;
+    }
+
+    // Stuck is not lost: the heartbeat is stored, slowly, and delivered.
+    wait_for("the start heartbeat at the receiver", || async {
+        events_of_type(&store, "heartbeat").into_iter().next()
+    })
+    .await;
+    let mut monitor = monitor;
+    assert!(monitor.terminate().await.success());
+}
