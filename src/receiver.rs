@@ -43,6 +43,13 @@
 //! synced to disk before the `200`. A last index line torn by a crash is cut
 //! off when the receiver starts: its event had no `200` and comes again.
 //!
+//! Those syncs run on tokio's blocking threads, never on the async thread
+//! that accepts connections and reads requests (`receive` runs one, as
+//! the device's status endpoint does): a disk slow to sync holds up the
+//! deliveries waiting for the store, not the others, nor a 401 or a 405.
+//! One lock keeps the store's writes in turn; only blocking threads wait
+//! on it.
+//!
 //! hyper is used directly rather than a framework: there is one route, and
 //! hyper is already built for reqwest.
 
@@ -82,6 +89,9 @@ struct Store {
     /// id -> sha256 of the body stored under it.
     seen: HashMap<String, String>,
     count: u64,
+    /// Test seam: how long each event file's sync takes extra.
+    #[cfg(test)]
+    sync_delay: Duration,
 }
 
 /// A receiver: its secrets and its store folder.
@@ -152,6 +162,8 @@ impl Receiver {
                 index,
                 seen,
                 count,
+                #[cfg(test)]
+                sync_delay: Duration::ZERO,
             }),
         })
     }
@@ -200,7 +212,9 @@ impl Receiver {
         }
     }
 
-    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// Answers one request; the store's work (and its fsyncs) on a blocking
+    /// thread.
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let answer = if request.method() != Method::POST {
             Answer::new(StatusCode::METHOD_NOT_ALLOWED, "POST events here")
         } else {
@@ -218,13 +232,28 @@ impl Receiver {
                 .collect()
                 .await
             {
-                Ok(body) => self.receive(
-                    id.as_deref(),
-                    timestamp.as_deref(),
-                    signature.as_deref(),
-                    &body.to_bytes(),
-                    crate::outbox::now_unix().floor() as i64,
-                ),
+                Ok(body) => {
+                    let body = body.to_bytes();
+                    let now = crate::outbox::now_unix().floor() as i64;
+                    let receiver = self.clone();
+                    tokio::task::spawn_blocking(move || {
+                        receiver.receive(
+                            id.as_deref(),
+                            timestamp.as_deref(),
+                            signature.as_deref(),
+                            &body,
+                            now,
+                        )
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        warn!("storing an event failed: {e}");
+                        Answer::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "cannot store the event; retry later",
+                        )
+                    })
+                }
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => Answer::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("bodies are limited to {} bytes", self.max_body_bytes),
@@ -265,6 +294,8 @@ impl Store {
             let mut file =
                 File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
             file.write_all(body)?;
+            #[cfg(test)]
+            std::thread::sleep(self.sync_delay);
             file.sync_all()?;
         }
         std::fs::rename(&tmp, self.dir.join(&name))?;
@@ -364,6 +395,73 @@ mod tests {
             body.as_bytes(),
             now,
         )
+    }
+
+    /// A bare HTTP/1.1 exchange on a blocking socket: the status code, or
+    /// the error (a read timeout) that came instead.
+    fn exchange(addr: std::net::SocketAddr, request: &str, wait: Duration) -> std::io::Result<u16> {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(wait))?;
+        stream.write_all(request.as_bytes())?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0))
+    }
+
+    #[test]
+    fn a_slow_disk_holds_up_only_the_delivery_being_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver =
+            Receiver::open(dir.path(), vec![Secret::parse(SECRET).unwrap()], 1024).unwrap();
+        // Each event file's fsync takes 5 s more, as on a worn SD card.
+        receiver.store.lock().unwrap().sync_delay = Duration::from_secs(5);
+        let receiver = Arc::new(receiver);
+        // Served as `receive` serves: one current-thread runtime.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let _ = serve(listener, receiver).await;
+            });
+        });
+
+        let now = crate::outbox::now_unix().floor() as i64;
+        let body = "{\"a\":1}";
+        let secret = Secret::parse(SECRET).unwrap();
+        let signature = webhook::sign(&[secret], "e1", now, body.as_bytes());
+        let post = format!(
+            "POST /hook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nwebhook-id: e1\r\nwebhook-timestamp: {now}\r\nwebhook-signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let stored = std::thread::spawn(move || exchange(addr, &post, Duration::from_secs(120)));
+        // Wait (bounded) until its event file is written and being synced.
+        let tmp = dir.path().join(".000001-e1.json.tmp");
+        let mut polls = 0;
+        while !tmp.exists() {
+            polls += 1;
+            assert!(polls < 12_000, "the event was never written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Meanwhile another request is answered: not stalled behind the 5 s
+        // sync. (1 s is the deadline that shows it, not a speed target.)
+        let get = "GET /hook HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        match exchange(addr, get, Duration::from_secs(1)) {
+            Ok(status) => assert_eq!(status, 405),
+            Err(e) => panic!("no answer to a GET while an event was being synced: {e}"),
+        }
+        assert!(
+            tmp.exists(),
+            "the sync ended before the GET's answer: no proof"
+        );
+        assert_eq!(stored.join().unwrap().unwrap(), 200);
+        assert!(dir.path().join("000001-e1.json").exists());
     }
 
     #[test]
