@@ -28,7 +28,10 @@
 //! counters into [`OutboxFigures`], which `/healthz`, `/metrics` and the
 //! heartbeat read without touching the database. It also records when its
 //! current call began, so a store stuck for good shows up: see
-//! [`OutboxHandle::stalled_for`].
+//! [`OutboxHandle::stalled_for`]. A call that panics ends the thread: later
+//! calls fail with an error that says so, and the unfinished call's time
+//! keeps growing, so `run` stops feeding the watchdog and systemd restarts
+//! the service.
 //!
 //! The [`Outbox`] keeps its own mutex, for the commands that use it directly
 //! (`test-alert`, tests); in `run` the thread is its only user, so nobody
@@ -236,6 +239,42 @@ mod tests {
         assert_eq!(handle.stalled_for(), None);
     }
 
+    /// Polls `done` every millisecond; a generous bound, not a speed target.
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..60_000 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("never {what}");
+    }
+
+    #[test]
+    fn a_call_in_progress_shows_how_long_it_has_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(
+            &dir.path().join("outbox.sqlite3"),
+            vec![],
+            100,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let handle = OutboxHandle::spawn(Arc::new(outbox)).unwrap();
+        // A call stuck until released, as one on a stalled disk.
+        let (began_tx, began) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        handle.send(move |_| {
+            began_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        began.recv().unwrap();
+        let first = handle.stalled_for().expect("a call is running");
+        eventually("grew", || handle.stalled_for().unwrap() > first);
+        release.send(()).unwrap();
+        eventually("idle again", || handle.stalled_for().is_none());
+    }
+
     #[test]
     fn a_call_that_panics_stops_the_thread_and_later_calls_say_so() {
         let dir = tempfile::tempdir().unwrap();
@@ -256,5 +295,7 @@ mod tests {
         );
         let error = handle.call_blocking(|o| o.stats()).unwrap_err();
         assert!(format!("{error}").contains("has stopped"), "{error}");
+        // The call never finished: the watchdog sees it stuck.
+        assert!(handle.stalled_for().is_some());
     }
 }

@@ -10,7 +10,9 @@
 //! inference thread). A worker moves its deadline forward each time round
 //! its loop, by as long as its next step may take; the watchdog is fed only
 //! while no deadline has passed, so a hung grab or a hung inference stops
-//! the pings and systemd restarts the service.
+//! the pings and systemd restarts the service. The monitor also withholds
+//! them while one outbox call has run too long (a disk stuck for good:
+//! `status::OUTBOX_LIMIT`).
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
