@@ -3,12 +3,15 @@
 
     python models/train.py --cache DIR      # from the repo root, in a venv of models/requirements.txt; all defaults
 
-Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.11.26.3; also writes
-models/train_report.json): --data ../shared/datasets --out models/ --mode top --epochs 5
---extra-boxes 1 --flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --mask-flame-context 0
---mask-abonia-default 0 --tower 0 --tower-crops 0 --sheared 0 --ema 0 --seed 0. About 35 min on 2 idle CPU cores
-from scratch (about 10 min of feature caches, then about 4-5 min per fine-tuning epoch), about 25 min when the
-caches in --cache exist.
+Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.12.02.4; also writes
+models/train_report.json): --data ../shared/datasets --out models/ --mode top --epochs 5 --extra-boxes 1
+--flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --towersmoke 6 --towersmoke-whole unknown
+--hard-negatives 2 --hard-epochs 1 --working-long-side 960 --mask-flame-context 0 --mask-abonia-default 0
+--tower 0 --tower-crops 0 --sheared 0 --ema 0 --seed 0. The model before it (2026.11.26.3) is
+--towersmoke 0 --hard-negatives 0 --working-long-side native --version 2026.11.26.3. About 45 min on 2 idle
+CPU cores from scratch (about 11 min of feature caches, then about 5 min per fine-tuning epoch and 8 min for
+the hard-negative pass); the shipped run took 54 min with other builds sharing the cores and warm caches for
+all but the tower segment.
 
 Stages (all deterministic for a given --seed on one machine; another CPU can round differently):
   1. index firesmoke/labels.csv + boxes.jsonl, seeded group split (models/data.py)
@@ -18,7 +21,9 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      segments: zoomed hard negatives (+ plumes on them), synthetic sky / hazed outdoor hard negatives
      with tower-camera artefacts (+ plumes on them) and, with --tower N, synthetic whole tower-camera views;
      with --tower-crops K, K re-framed crops of each real tower smoke box (models/data.py tower_smoke_crop);
-     with --sheared N, N wind-sheared synthetic plumes (models/data.py sheared_plume)
+     with --sheared N, N wind-sheared synthetic plumes (models/data.py sheared_plume); with --towersmoke K,
+     the real tower-camera frames of ../towersmoke (split models/tower_split.json): whole views and tiles
+     labelled from masks and boxes, shrunk to --working-long-side first as the runtime shrinks them
   3. run the frozen ImageNet EfficientNet-Lite0 trunk (stem + blocks 0-12) once with onnxruntime and cache
      its block-12 features outside the repo (--cache)
   4. --mode top (default): fine-tune blocks 13-15 and conv_head of the backbone (BatchNorm statistics
@@ -27,7 +32,10 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      mirrored left-right (with --ema D, a moving average of the weights is exported instead of the last
      step's). --mode map trains the head alone on frozen conv_head maps (the recipe of model 2026.11.25.2);
      --mode head a linear head on pooled features
-  5. pick per-class thresholds on validation for <= 1% view-level false positives (real views only)
+     then, with --hard-negatives K, one more pass (--hard-epochs) in which each training view that is negative
+     for a class but scores >= 0.5 for it is seen K more times
+  5. pick per-class thresholds on validation for <= 1% false positives: smoke on the tower validation's
+     negative tiles, flame on the real firesmoke views
   6. export models/wildfire-tiles.onnx (+ .json sidecar), verify onnxruntime == torch within 1e-5
 """
 import argparse
@@ -638,11 +646,11 @@ def main():
                     help="re-framed views of each boxed real tower smoke plume (train only; 0 = off)")
     ap.add_argument("--sheared", type=int, default=0,
                     help="wind-sheared synthetic plume tiles (train; +15%% val; 0 = off)")
-    ap.add_argument("--towersmoke", type=int, default=0,
+    ap.add_argument("--towersmoke", type=int, default=6,
                     help="real tower-camera frames of ../towersmoke (split models/tower_split.json): every positive "
                          "tile and this many negative tiles per training frame; their validation tiles choose the "
                          "smoke threshold (0 = off)")
-    ap.add_argument("--towersmoke-whole", choices=["label", "unknown"], default="label",
+    ap.add_argument("--towersmoke-whole", choices=["label", "unknown"], default="unknown",
                     help="the smoke label of the training tower frames' whole views: the frame's (label) or "
                          "unknown; the tiles keep theirs")
     ap.add_argument("--mode", choices=["head", "map", "top"], default="top",
@@ -669,18 +677,18 @@ def main():
     ap.add_argument("--ema", type=float, default=0.0,
                     help="decay of an exponential moving average of the trained weights, exported instead of the "
                          "last step's (0 = off)")
-    ap.add_argument("--hard-negatives", type=int, default=0,
+    ap.add_argument("--hard-negatives", type=int, default=2,
                     help="after the --epochs pass, repeat this many more times each training view that is negative "
                          "for a class but scores 0.5 or more for it, in a second pass of --hard-epochs at 0.3x the "
                          "learning rates (0 = off; --mode top)")
     ap.add_argument("--hard-epochs", type=int, default=1)
-    ap.add_argument("--working-long-side", type=int, default=None,
+    ap.add_argument("--working-long-side", type=lambda v: None if v == "native" else int(v), default=960,
                     help="the sidecar's working_long_side: the runtime shrinks frames whose long side is longer "
-                         "to it before cutting views (default: none, frames are scored at native size). Every "
-                         "training image must fit in it, so that training views are the runtime's views")
+                         "to it before cutting views, and so are the towersmoke frames here (default 960; "
+                         "'native': none). Every firesmoke image must fit in it")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
-    ap.add_argument("--version", default="2026.11.26.3", help="sidecar version; bump it for a new model")
+    ap.add_argument("--version", default="2026.12.02.4", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
     if not args.cache:
         ap.error("--cache DIR (or $WILDFIRE_TRAIN_CACHE) is needed: a folder outside the repository")
@@ -773,7 +781,8 @@ def main():
     with open(os.path.join(args.out, "wildfire-tiles.json"), "w") as f:
         json.dump(side, f, indent=2)
         f.write("\n")
-    report = dict(args=vars(args), validation=res, onnx_max_abs_diff=diff, train_seconds=round(time.time() - t_start),
+    # the cache folder is this machine's; the report names the option, not the path
+    report = dict(args={**vars(args), "cache": "$WILDFIRE_TRAIN_CACHE or --cache"}, validation=res, onnx_max_abs_diff=diff, train_seconds=round(time.time() - t_start),
                   n_train_views=int(len(tr)), n_val_views=int(len(va)), overlap=OVERLAP, split_block=SPLIT)
     with open(os.path.join(args.out, "train_report.json"), "w") as f:
         json.dump(report, f, indent=1)

@@ -4,8 +4,8 @@
 //! saying so, where the data is absent; fails instead with
 //! `WILDFIRE_REQUIRE_DATASETS=1` (as CI runs it).
 //!
-//! The shipped model (2026.11.26.3) confirms the rm-w fire 9 minutes after
-//! ignition and misses the wc-s one. `rm_w_fire_is_confirmed` guards the
+//! The shipped model (2026.12.02.4, at its 960-px working resolution)
+//! confirms the rm-w fire 4 minutes after ignition and misses the wc-s one. `rm_w_fire_is_confirmed` guards the
 //! rm-w detection; the 3-minute tests are `#[ignore]`d with the reason and
 //! run with `cargo test --release --test sequences -- --ignored`. They are
 //! the targets of issue 3; `models/README.md` has the evidence.
@@ -117,13 +117,13 @@ fn rm_w_raises_no_alarm_before_ignition() {
 }
 
 #[test]
-#[ignore = "known miss: model 2026.11.26.3 never confirms this distant plume (models/README.md, Targets)"]
+#[ignore = "known miss: model 2026.12.02.4 never confirms this distant plume (models/README.md, Targets)"]
 fn wc_s_fire_is_confirmed_within_3_minutes() {
     assert_confirmed_within_3_minutes("hpwren_20190925_wc-s-mobo-c");
 }
 
 #[test]
-#[ignore = "known miss: model 2026.11.26.3 confirms this plume at +9 min, not within 3 (models/README.md, Targets)"]
+#[ignore = "known miss: model 2026.12.02.4 confirms this plume at +4 min, not within 3 (models/README.md, Targets)"]
 fn rm_w_fire_is_confirmed_within_3_minutes() {
     assert_confirmed_within_3_minutes("hpwren_20180728_rm-w-mobo-c");
 }
