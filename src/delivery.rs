@@ -188,7 +188,8 @@ pub async fn post(
     options: &DeliveryOptions,
 ) -> Attempt {
     let event = &pending.event;
-    let timestamp = now_unix().floor() as i64;
+    // The receiver holds this to its own clock: the real one (src/clock.rs).
+    let timestamp = crate::clock::wall_unix().floor() as i64;
     let signature = webhook::sign(
         &endpoint.secrets,
         &event.id,

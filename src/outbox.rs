@@ -204,12 +204,8 @@ CREATE TABLE open_incidents (
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Unix seconds now.
-pub fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+/// Unix seconds now, on the device's clock (src/clock.rs).
+pub use crate::clock::now_unix;
 
 impl Outbox {
     /// Opens (creating if needed) the outbox at `path` for these endpoints.

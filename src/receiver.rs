@@ -223,7 +223,7 @@ impl Receiver {
                     timestamp.as_deref(),
                     signature.as_deref(),
                     &body.to_bytes(),
-                    crate::outbox::now_unix().floor() as i64,
+                    crate::clock::wall_unix().floor() as i64,
                 ),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => Answer::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
