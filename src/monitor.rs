@@ -48,6 +48,11 @@ const SLACK: Duration = Duration::from_secs(15);
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// An inference that takes longer than this is considered hung.
 pub const INFERENCE_LIMIT: Duration = Duration::from_secs(180);
+/// Events the outbox refused (a full disk) are kept in memory, at most this
+/// many, and stored as soon as it takes writes again.
+const MAX_HELD: usize = 100;
+/// How often held events are tried again when nothing else is emitted.
+const HELD_RETRY: Duration = Duration::from_secs(5);
 
 /// A frame on its way to the detector.
 pub struct Frame {
@@ -110,18 +115,49 @@ struct Shared {
     new_events: Arc<Notify>,
     mailbox: Mailbox,
     liveness: Liveness,
+    /// Events the outbox could not store yet, oldest first.
+    held: Mutex<Vec<OutgoingEvent>>,
 }
 
 impl Shared {
-    /// Commits `event` to the outbox and wakes delivery. An outbox that
-    /// cannot store is logged loudly; the monitor keeps watching.
+    /// Commits `event` to the outbox, after any held earlier, and wakes
+    /// delivery. An outbox that cannot store (a full disk) is logged loudly
+    /// and the event held in memory until it can; the monitor keeps watching.
     fn emit(&self, event: &OutgoingEvent) {
-        match self.outbox.enqueue(event) {
-            Ok(enqueued) => self.stored(event, enqueued),
-            Err(e) => error!(
-                "cannot store {} in the outbox: {e:#}: check the disk under [outbox] path",
-                event.id
-            ),
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.push(event.clone());
+        if let Err(e) = self.store_held(&mut held) {
+            error!(
+                "cannot store {} in the outbox: {e:#}: free space on the disk under [outbox] path; {} event(s) held in memory until it takes writes",
+                event.id,
+                held.len()
+            );
+            if held.len() > MAX_HELD {
+                let dropped = held.remove(0);
+                error!(
+                    "dropping {} held in memory: more than {MAX_HELD} events wait for the outbox",
+                    dropped.id
+                );
+            }
+        }
+    }
+
+    /// Stores the held events, oldest first, until one fails.
+    fn store_held(&self, held: &mut Vec<OutgoingEvent>) -> Result<()> {
+        while let Some(event) = held.first() {
+            let enqueued = self.outbox.enqueue(event)?;
+            self.stored(event, enqueued);
+            held.remove(0);
+        }
+        Ok(())
+    }
+
+    /// Tries the held events again; logs when the outbox takes them.
+    fn retry_held(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = held.len();
+        if waiting > 0 && self.store_held(&mut held).is_ok() {
+            info!("the outbox takes writes again: {waiting} held event(s) stored");
         }
     }
 
@@ -207,6 +243,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         + SLACK;
     let shared = Arc::new(Shared {
         liveness: Liveness::new(workers, first_deadline),
+        held: Mutex::new(Vec::new()),
         mailbox: Mailbox::new(config.cameras.len()),
         state: state.clone(),
         outbox: outbox.clone(),
@@ -242,6 +279,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         tasks.spawn(camera_task(shared.clone(), index, source));
     }
     tasks.spawn(heartbeat_task(shared.clone()));
+    tasks.spawn(held_task(shared.clone()));
     tasks.spawn(watchdog_task(shared.clone()));
     let status_server = tokio::spawn(status::serve(listener, state));
     let delivery_task = tokio::spawn(delivery::run(
@@ -438,6 +476,9 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         .collect();
     // The running incidents last saved per camera, as JSON.
     let mut saved: Vec<Option<String>> = vec![None; pipelines.len()];
+    // Incident events the outbox refused (a full disk), per camera: they go
+    // again, first, with the camera's next frame.
+    let mut unsaved: Vec<Vec<OutgoingEvent>> = vec![Vec::new(); pipelines.len()];
     for (index, camera) in shared.config.cameras.iter().enumerate() {
         saved[index] = resume_incidents(shared, camera, &mut pipelines[index]);
     }
@@ -478,7 +519,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             s.scored += 1;
             s.scores = Some(scores.maxima());
         }
-        let mut outgoing = Vec::new();
+        let mut outgoing = std::mem::take(&mut unsaved[index]);
         for event in events {
             info!(
                 "camera {}: {} {} score {:.3} ({})",
@@ -507,10 +548,20 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         } else {
             serde_json::to_string(&open).ok()
         };
-        if (!outgoing.is_empty() || open != saved[index])
-            && shared.record(&outgoing, camera.id.get_ref(), open.as_deref())
-        {
-            saved[index] = open;
+        if !outgoing.is_empty() || open != saved[index] {
+            if shared.record(&outgoing, camera.id.get_ref(), open.as_deref()) {
+                saved[index] = open;
+            } else {
+                if outgoing.len() > MAX_HELD {
+                    let dropped = outgoing.len() - MAX_HELD;
+                    error!(
+                        "camera {}: dropping its {dropped} oldest events held in memory: more than {MAX_HELD} wait for the outbox",
+                        camera.id.get_ref()
+                    );
+                    outgoing.drain(..dropped);
+                }
+                unsaved[index] = outgoing;
+            }
         }
     }
     Ok(())
@@ -574,6 +625,16 @@ async fn heartbeat_task(shared: Arc<Shared>) {
             now_unix(),
             status,
         ));
+    }
+}
+
+/// Stores events the outbox refused once it takes writes again, also when
+/// nothing new is emitted.
+async fn held_task(shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval(HELD_RETRY);
+    loop {
+        ticks.tick().await;
+        shared.retry_held();
     }
 }
 
