@@ -408,7 +408,11 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                 };
                 status.skip(reason);
                 let message = e.to_string();
-                warn!("camera {id}: {message} (failure {failures} in a row)");
+                // Once offline (the control room knows), the journal gets
+                // failures 4, 8, 16, ... rather than one line per grab.
+                if offline_since.is_none() || failures.is_power_of_two() {
+                    warn!("camera {id}: {message} (failure {failures} in a row)");
+                }
                 status.lock().last_error = Some(message.clone());
                 if failures >= offline_after && offline_since.is_none() {
                     offline_since = Some(go_offline(
@@ -417,7 +421,16 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                         &format!("{failures} grabs failed in a row; last: {message}"),
                     ));
                 }
-                camera::retry_delay(failures, interval, camera.max_backoff())
+                // Reported offline, the camera is tried every interval, so
+                // that detection resumes within one interval of its return
+                // (a camera back after 10 minutes waited up to max_backoff_s,
+                // 5 minutes, before: tests/fault_campaign.rs). Before that,
+                // failures back off as configured.
+                if offline_since.is_some() {
+                    interval
+                } else {
+                    camera::retry_delay(failures, interval, camera.max_backoff())
+                }
             }
         };
         shared
