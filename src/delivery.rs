@@ -34,7 +34,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, DeliveryConfig};
 use crate::outbox::{self, now_unix, Outbox, Pending};
@@ -193,7 +193,8 @@ pub async fn post(
     options: &DeliveryOptions,
 ) -> Attempt {
     let event = &pending.event;
-    let timestamp = now_unix().floor() as i64;
+    // The receiver holds this to its own clock: the real one (src/clock.rs).
+    let timestamp = crate::clock::wall_unix().floor() as i64;
     let signature = webhook::sign(
         &endpoint.secrets,
         &event.id,
@@ -417,8 +418,19 @@ async fn run_endpoint(
     new_events: &Notify,
     until: Until,
 ) -> Result<()> {
+    // Since when the outbox has refused writes (a full disk), if it does.
+    let mut storage_failing: Option<std::time::Instant> = None;
     loop {
-        match deliver_next(outbox, endpoint, options, client).await {
+        let step = deliver_next(outbox, endpoint, options, client).await;
+        if let (Ok(_), Some(since)) = (&step, storage_failing) {
+            storage_failing = None;
+            info!(
+                "{}: the outbox takes writes again after {:.0} s: delivery goes on",
+                endpoint.url,
+                since.elapsed().as_secs_f64()
+            );
+        }
+        match step {
             Ok(Step::Went) => {}
             Ok(Step::NotDue(wait)) => {
                 // Re-check at least every IDLE_POLL: the event may expire or
@@ -442,9 +454,37 @@ async fn run_endpoint(
                 );
                 tokio::time::sleep(IDLE_POLL).await;
             }
+            // The disk under the outbox is full (or fails writes). The
+            // service keeps delivering what it can and retries, so that it
+            // recovers by itself once there is room; an answered attempt
+            // that could not be recorded goes again under the same id.
+            // `deliver` (Until::Idle) stops with the error instead.
+            Err(e) if until == Until::Forever && is_storage_error(&e) => {
+                if storage_failing.is_none() {
+                    storage_failing = Some(std::time::Instant::now());
+                    error!(
+                        "{}: cannot write to the outbox: {e:#}: free space on the disk under [outbox] path; delivery retries every {:.0} s",
+                        endpoint.url,
+                        IDLE_POLL.as_secs_f64()
+                    );
+                }
+                tokio::time::sleep(IDLE_POLL).await;
+            }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether `error` is the outbox's disk refusing a write: full, or an I/O
+/// error. Nothing was committed; the same call can be tried again.
+fn is_storage_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code),
+            Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure)
+        )
+    })
 }
 
 /// What one turn of an endpoint's worker did.

@@ -15,6 +15,7 @@
 
 pub mod camera;
 pub mod classify;
+pub mod clock;
 pub mod config;
 pub mod confirm;
 pub mod delivery;

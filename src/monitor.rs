@@ -62,6 +62,11 @@ const OUTBOX_DRAIN: Duration = Duration::from_secs(30);
 /// tests/monitor.rs sets it to prove that a stalled store stalls no camera,
 /// status answer or watchdog ping; it has no use in service.
 pub const COMMIT_DELAY_ENV: &str = "WILDFIRE_WATCH_TEST_COMMIT_DELAY_MS";
+/// Events the outbox refused (a full disk) are kept in memory, at most this
+/// many, and stored as soon as it takes writes again.
+const MAX_HELD: usize = 100;
+/// How often held events are tried again when nothing else is emitted.
+const HELD_RETRY: Duration = Duration::from_secs(5);
 
 /// A frame on its way to the detector.
 pub struct Frame {
@@ -124,23 +129,52 @@ struct Shared {
     new_events: Arc<Notify>,
     mailbox: Mailbox,
     liveness: Liveness,
+    /// Events the outbox could not store yet, oldest first; only the outbox
+    /// thread touches them.
+    held: Arc<Mutex<Vec<OutgoingEvent>>>,
 }
 
 impl Shared {
-    /// Hands `event` to the outbox thread, which commits it and wakes
-    /// delivery; returns at once, so a camera task never waits for the disk.
-    /// An outbox that cannot store is logged loudly; the monitor keeps
-    /// watching.
+    /// Hands `event` to the outbox thread, which commits it after any events
+    /// held before it and wakes delivery; returns at once, so a camera task
+    /// never waits for the disk. An outbox that cannot store (a full disk) is
+    /// logged loudly and the event held in memory until it can; the monitor
+    /// keeps watching.
     fn emit(&self, event: OutgoingEvent) {
         let new_events = self.new_events.clone();
-        self.outbox
-            .send(move |outbox| match outbox.enqueue(&event) {
-                Ok(enqueued) => stored(&new_events, &event, enqueued),
-                Err(e) => error!(
-                    "cannot store {} in the outbox: {e:#}: check the disk under [outbox] path",
-                    event.id
-                ),
-            });
+        let held = self.held.clone();
+        self.outbox.send(move |outbox| {
+            let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+            let id = event.id.clone();
+            held.push(event);
+            if let Err(e) = store_held(outbox, &new_events, &mut held) {
+                error!(
+                    "cannot store {id} in the outbox: {e:#}: free space on the disk under [outbox] path; {} event(s) held in memory until it takes writes",
+                    held.len()
+                );
+                if held.len() > MAX_HELD {
+                    let dropped = held.remove(0);
+                    error!(
+                        "dropping {} held in memory: more than {MAX_HELD} events wait for the outbox",
+                        dropped.id
+                    );
+                }
+            }
+        });
+    }
+
+    /// Tries the held events again (on the outbox thread); logs when the
+    /// outbox takes them.
+    fn retry_held(&self) {
+        let new_events = self.new_events.clone();
+        let held = self.held.clone();
+        self.outbox.send(move |outbox| {
+            let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+            let waiting = held.len();
+            if waiting > 0 && store_held(outbox, &new_events, &mut held).is_ok() {
+                info!("the outbox takes writes again: {waiting} held event(s) stored");
+            }
+        });
     }
 
     /// Commits `camera`'s incident `events` together with its running
@@ -149,12 +183,14 @@ impl Shared {
     /// stored.
     fn record(
         &self,
-        events: Vec<OutgoingEvent>,
+        events: &[OutgoingEvent],
         camera: &str,
         open_incidents: Option<String>,
     ) -> bool {
         let new_events = self.new_events.clone();
         let camera = camera.to_string();
+        // kept by the caller too, to try again when this commit fails
+        let events = events.to_vec();
         let recorded = self.outbox.call_blocking(move |outbox| {
             match outbox.record(&events, &camera, open_incidents.as_deref()) {
                 Ok(enqueued) => {
@@ -177,6 +213,17 @@ impl Shared {
             false
         })
     }
+}
+
+/// Stores the held events, oldest first, until one fails (on the outbox
+/// thread).
+fn store_held(outbox: &Outbox, new_events: &Notify, held: &mut Vec<OutgoingEvent>) -> Result<()> {
+    while let Some(event) = held.first() {
+        let enqueued = outbox.enqueue(event)?;
+        stored(new_events, event, enqueued);
+        held.remove(0);
+    }
+    Ok(())
 }
 
 /// After an event's commit (on the outbox thread): wakes delivery.
@@ -249,6 +296,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         + SLACK;
     let shared = Arc::new(Shared {
         liveness: Liveness::new(workers, first_deadline),
+        held: Arc::new(Mutex::new(Vec::new())),
         mailbox: Mailbox::new(config.cameras.len()),
         state: state.clone(),
         outbox: outbox.clone(),
@@ -284,6 +332,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         tasks.spawn(camera_task(shared.clone(), index, source));
     }
     tasks.spawn(heartbeat_task(shared.clone()));
+    tasks.spawn(held_task(shared.clone()));
     tasks.spawn(watchdog_task(shared.clone()));
     let status_server = tokio::spawn(status::serve(listener, state));
     let delivery_task = tokio::spawn(delivery::run(
@@ -422,7 +471,11 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                 };
                 status.skip(reason);
                 let message = e.to_string();
-                warn!("camera {id}: {message} (failure {failures} in a row)");
+                // Once offline (the control room knows), the journal gets
+                // failures 4, 8, 16, ... rather than one line per grab.
+                if offline_since.is_none() || failures.is_power_of_two() {
+                    warn!("camera {id}: {message} (failure {failures} in a row)");
+                }
                 status.lock().last_error = Some(message.clone());
                 if failures >= offline_after && offline_since.is_none() {
                     offline_since = Some(go_offline(
@@ -431,7 +484,16 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                         &format!("{failures} grabs failed in a row; last: {message}"),
                     ));
                 }
-                camera::retry_delay(failures, interval, camera.max_backoff())
+                // Reported offline, the camera is tried every interval, so
+                // that detection resumes within one interval of its return
+                // (a camera back after 10 minutes waited up to max_backoff_s,
+                // 5 minutes, before: tests/fault_campaign.rs). Before that,
+                // failures back off as configured.
+                if offline_since.is_some() {
+                    interval
+                } else {
+                    camera::retry_delay(failures, interval, camera.max_backoff())
+                }
             }
         };
         shared
@@ -490,6 +552,9 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         .collect();
     // The running incidents last saved per camera, as JSON.
     let mut saved: Vec<Option<String>> = vec![None; pipelines.len()];
+    // Incident events the outbox refused (a full disk), per camera: they go
+    // again, first, with the camera's next frame.
+    let mut unsaved: Vec<Vec<OutgoingEvent>> = vec![Vec::new(); pipelines.len()];
     for (index, camera) in shared.config.cameras.iter().enumerate() {
         saved[index] = resume_incidents(shared, camera, &mut pipelines[index]);
     }
@@ -530,7 +595,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             s.scored += 1;
             s.scores = Some(scores.maxima());
         }
-        let mut outgoing = Vec::new();
+        let mut outgoing = std::mem::take(&mut unsaved[index]);
         for event in events {
             info!(
                 "camera {}: {} {} score {:.3} ({})",
@@ -559,10 +624,20 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         } else {
             serde_json::to_string(&open).ok()
         };
-        if (!outgoing.is_empty() || open != saved[index])
-            && shared.record(outgoing, camera.id.get_ref(), open.clone())
-        {
-            saved[index] = open;
+        if !outgoing.is_empty() || open != saved[index] {
+            if shared.record(&outgoing, camera.id.get_ref(), open.clone()) {
+                saved[index] = open;
+            } else {
+                if outgoing.len() > MAX_HELD {
+                    let dropped = outgoing.len() - MAX_HELD;
+                    error!(
+                        "camera {}: dropping its {dropped} oldest events held in memory: more than {MAX_HELD} wait for the outbox",
+                        camera.id.get_ref()
+                    );
+                    outgoing.drain(..dropped);
+                }
+                unsaved[index] = outgoing;
+            }
         }
     }
     Ok(())
@@ -630,6 +705,16 @@ async fn heartbeat_task(shared: Arc<Shared>) {
             now_unix(),
             status,
         ));
+    }
+}
+
+/// Stores events the outbox refused once it takes writes again, also when
+/// nothing new is emitted.
+async fn held_task(shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval(HELD_RETRY);
+    loop {
+        ticks.tick().await;
+        shared.retry_held();
     }
 }
 

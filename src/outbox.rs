@@ -209,12 +209,8 @@ CREATE TABLE open_incidents (
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Unix seconds now.
-pub fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+/// Unix seconds now, on the device's clock (src/clock.rs).
+pub use crate::clock::now_unix;
 
 impl Outbox {
     /// Opens (creating if needed) the outbox at `path` for these endpoints.
@@ -234,12 +230,19 @@ impl Outbox {
                 )
             })?;
         }
+        // An empty file is what SQLite makes of a database it is creating.
+        let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
         let mut conn = Connection::open(path).with_context(|| {
             format!(
                 "cannot open the outbox {}: check [outbox] path and its permissions",
                 path.display()
             )
         })?;
+        if existed {
+            conn.busy_timeout(BUSY_TIMEOUT)
+                .with_context(|| format!("cannot set up the outbox {}", path.display()))?;
+            check_intact(&conn, path)?;
+        }
         // WAL: readers (test-alert, a status query) never block the writer,
         // and a commit is one append to the log.
         //
@@ -255,6 +258,14 @@ impl Outbox {
             .and_then(|_| conn.pragma_update(None, "foreign_keys", "ON"))
             .with_context(|| format!("cannot set up the outbox {}", path.display()))?;
         migrate(&mut conn, path)?;
+        if !existed {
+            // Expected on a first start; otherwise the operator learns here
+            // that whatever the old outbox held is gone.
+            warn!(
+                "no outbox at {}: created an empty outbox (expected on the first start; if one was there before, the events it held are gone)",
+                path.display()
+            );
+        }
         let outbox = Outbox {
             conn: Mutex::new(conn),
             endpoints,
@@ -619,6 +630,38 @@ pub fn is_busy(error: &anyhow::Error) -> bool {
 /// runs failed with DEFERRED).
 fn write_transaction(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
+/// Refuses an outbox SQLite cannot read whole (`PRAGMA quick_check`): a
+/// file that is not a database, or one with damaged pages. Starting an
+/// empty outbox over it would drop its undelivered alerts without a word,
+/// and writing to it could spread the damage, so the service stops with
+/// one line that names the file and what to do; the file is never changed.
+/// The check reads every page once, which for an outbox of a few thousand
+/// events is a fraction of a second.
+fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
+    let problem = match conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)) {
+        Ok(answer) if answer == "ok" => return Ok(()),
+        Ok(answer) => answer,
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            ) =>
+        {
+            e.to_string()
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the outbox {}", path.display()))
+        }
+    };
+    let problem = problem.split_whitespace().collect::<Vec<_>>().join(" ");
+    anyhow::bail!(
+        "the outbox {path} is damaged ({problem}); not starting over it, so that its undelivered events are not silently lost: \
+         stop the service and move it aside (with any {path}-wal and {path}-shm) to start with an empty outbox; \
+         keep the copy, `sqlite3 COPY .recover` may save its events",
+        path = path.display()
+    )
 }
 
 /// Brings the outbox at `path` to [`SCHEMA_VERSION`], one step at a time, in

@@ -117,10 +117,14 @@ pub fn test_event(device: &DeviceConfig, created_at: f64) -> OutgoingEvent {
 /// A `heartbeat` event: the device is alive; `status` is free-form JSON
 /// (cameras seen, last frame time, outbox counters).
 pub fn heartbeat(device: &DeviceConfig, created_at: f64, status: Value) -> OutgoingEvent {
+    // The random part keeps ids unique across restarts within one second
+    // (a crash loop): a reused id with another body is refused (409) and
+    // dropped by the receiver.
     let id = format!(
-        "{}-heartbeat-{}",
+        "{}-heartbeat-{}-{:08x}",
         device.id.get_ref(),
-        crate::events::compact_stamp(created_at)
+        crate::events::compact_stamp(created_at),
+        fastrand::u32(..)
     );
     let body = json!({
         "type": "heartbeat",
@@ -163,14 +167,16 @@ pub fn camera_event(
     at: f64,
 ) -> OutgoingEvent {
     let id = format!(
-        "{}-{}-{}-{}",
+        "{}-{}-{}-{}-{:08x}",
         device.id.get_ref(),
         camera.id.get_ref(),
         match change {
             CameraChange::Offline => "offline",
             CameraChange::Online => "online",
         },
-        crate::events::compact_stamp(at)
+        crate::events::compact_stamp(at),
+        // Unique across restarts within one second, as heartbeats.
+        fastrand::u32(..)
     );
     let body = json!({
         "type": change.event_type(),

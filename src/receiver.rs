@@ -234,7 +234,7 @@ impl Receiver {
             {
                 Ok(body) => {
                     let body = body.to_bytes();
-                    let now = crate::outbox::now_unix().floor() as i64;
+                    let now = crate::clock::wall_unix().floor() as i64;
                     let receiver = self.clone();
                     tokio::task::spawn_blocking(move || {
                         receiver.receive(

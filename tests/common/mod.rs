@@ -1,8 +1,11 @@
 //! Helpers shared by the end-to-end tests: the shared webhook secret, the
 //! reference receiver in-process, a hand-written HTTP server that answers
 //! webhook requests as a script says (misbehaving on purpose), and where
-//! the shared datasets are.
+//! the shared datasets are; [`live`] drives the real monitor and its fake
+//! camera.
 #![allow(dead_code)]
+
+pub mod live;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -115,7 +118,7 @@ pub struct Seen {
 }
 
 /// What a hand-written server does with request number `n` (0-based).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Reply {
     /// Status line, extra headers, body.
     Answer(u16, Vec<(&'static str, String)>, String),
@@ -123,6 +126,13 @@ pub enum Reply {
     Silent,
     /// Answers 200 and then sends body bytes forever.
     Endless,
+    /// Reads the request and closes the connection without an answer: a
+    /// receiver (or the link to it) that is down.
+    Hangup,
+    /// Hands the request to the reference receiver and answers what it
+    /// says, after `delay` (a slow way back, so a sender can be killed
+    /// between the receiver's store and its own).
+    Reference(Arc<Receiver>, Duration),
 }
 
 pub type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
@@ -189,11 +199,15 @@ async fn handle_scripted(
     }
     let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
     let id = header(webhook::HEADER_ID);
+    let (timestamp, signature) = (
+        header(webhook::HEADER_TIMESTAMP),
+        header(webhook::HEADER_SIGNATURE),
+    );
     let signature_ok = webhook::verify(
         &[Secret::parse(SECRET).unwrap()],
         Some(&id),
-        Some(&header(webhook::HEADER_TIMESTAMP)),
-        Some(&header(webhook::HEADER_SIGNATURE)),
+        Some(&timestamp),
+        Some(&signature),
         body.as_bytes(),
         now_unix() as i64,
     )
@@ -201,14 +215,28 @@ async fn handle_scripted(
     let n = {
         let mut seen = seen.lock().unwrap();
         seen.push(Seen {
-            id,
-            body,
+            id: id.clone(),
+            body: body.clone(),
             signature_ok,
         });
         seen.len() - 1
     };
     arrived.notify_one();
-    match script(n) {
+    let reply = match script(n) {
+        Reply::Reference(receiver, delay) => {
+            let answer = receiver.receive(
+                Some(&id),
+                Some(&timestamp),
+                Some(&signature),
+                body.as_bytes(),
+                now_unix() as i64,
+            );
+            tokio::time::sleep(delay).await;
+            Reply::Answer(answer.status.as_u16(), vec![], answer.message)
+        }
+        reply => reply,
+    };
+    match reply {
         Reply::Answer(status, headers, body) => {
             let mut response = format!(
                 "HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -226,6 +254,8 @@ async fn handle_scripted(
             // Hold the connection open until the client gives up.
             let _ = stream.read(&mut chunk).await;
         }
+        Reply::Hangup => {}
+        Reply::Reference(..) => unreachable!("answered above"),
         Reply::Endless => {
             stream
                 .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
