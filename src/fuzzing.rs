@@ -395,7 +395,7 @@ pub fn receiver_request(data: &[u8]) {
                 Arc::new(Receiver::open(&dir, vec![secret], RECEIVER_MAX_BODY).unwrap())
             };
         }
-        let answer = exchange(RAW.with(Arc::clone), rest);
+        let answer = exchange(RAW.with(Arc::clone), rest, true);
         let answer = String::from_utf8_lossy(&answer);
         assert!(
             !answer.contains("HTTP/1.1 2"),
@@ -411,7 +411,7 @@ pub fn receiver_request(data: &[u8]) {
     let secret = Secret::parse(RECEIVER_SECRET).unwrap();
     let receiver = Arc::new(Receiver::open(&dir, vec![secret.clone()], RECEIVER_MAX_BODY).unwrap());
     let now = crate::outbox::now_unix().floor() as i64;
-    let request = |body: &[u8]| {
+    let request = |body: &[u8], last: bool| {
         let id_text = String::from_utf8_lossy(id);
         let signature = webhook::sign(std::slice::from_ref(&secret), &id_text, now, body);
         let mut r = format!(
@@ -421,16 +421,27 @@ pub fn receiver_request(data: &[u8]) {
         )
         .into_bytes();
         r.extend_from_slice(id);
-        r.extend_from_slice(b"\r\n\r\n");
+        r.extend_from_slice(b"\r\n");
+        if last {
+            // hyper drops what it has not answered when the client closes
+            // its sending side: the server closes once this one is answered.
+            r.extend_from_slice(b"connection: close\r\n");
+        }
+        r.extend_from_slice(b"\r\n");
         r.extend_from_slice(body);
         r
     };
     let mut other = body.to_vec();
     other.push(b' ');
-    let mut requests = request(body);
-    requests.extend(request(body));
-    requests.extend(request(&other));
-    let answer = exchange(receiver, &requests);
+    let mut requests = request(body, false);
+    requests.extend(request(body, false));
+    requests.extend(request(&other, true));
+    // A header value hyper passes on unchanged: visible ASCII, no spaces at
+    // either end (those it trims, and the signature is over the id as sent).
+    // Any other id may break the requests apart, so the sending side is
+    // closed instead of waiting for the server to.
+    let clean_id = !id.is_empty() && id.iter().all(|b| (0x21..0x7f).contains(b));
+    let answer = exchange(receiver, &requests, !clean_id);
     let answer = String::from_utf8_lossy(&answer);
     let statuses: Vec<&str> = answer
         .split("HTTP/1.1 ")
@@ -438,9 +449,6 @@ pub fn receiver_request(data: &[u8]) {
         .map(|r| r.get(..3).unwrap_or(r))
         .collect();
 
-    // A header value hyper passes on unchanged: visible ASCII, no spaces at
-    // either end (those it trims, and the signature is over the id as sent).
-    let clean_id = !id.is_empty() && id.iter().all(|b| (0x21..0x7f).contains(b));
     if !clean_id {
         return;
     }
@@ -466,9 +474,11 @@ pub fn receiver_request(data: &[u8]) {
     }
 }
 
-/// Sends `request` to `receiver` on an in-memory connection, closes the
-/// sending side and returns everything answered.
-fn exchange(receiver: Arc<Receiver>, request: &[u8]) -> Vec<u8> {
+/// Sends `request` to `receiver` on an in-memory connection and returns
+/// everything answered until the server closes; `shutdown` closes the
+/// sending side after the request (raw bytes, which may never complete a
+/// request), otherwise the request must ask the server to close.
+fn exchange(receiver: Arc<Receiver>, request: &[u8], shutdown: bool) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     thread_local! {
         static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
@@ -485,7 +495,9 @@ fn exchange(receiver: Arc<Receiver>, request: &[u8]) -> Vec<u8> {
                 // The server may close early (a malformed request): then the
                 // rest cannot be written, which is no failure.
                 let _ = write.write_all(request).await;
-                let _ = write.shutdown().await;
+                if shutdown {
+                    let _ = write.shutdown().await;
+                }
             };
             let mut answer = Vec::new();
             let receive = read.read_to_end(&mut answer);
