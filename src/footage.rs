@@ -179,7 +179,7 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
 
 /// The largest frame decoded, in bytes of RGB8: `image`'s default allocation
 /// limit, kept so a corrupt or hostile header cannot ask for gigabytes.
-const MAX_FRAME_BYTES: usize = 512 << 20;
+pub const MAX_FRAME_BYTES: usize = 512 << 20;
 
 /// Decodes a JPEG as Pillow does (see the top of this file): libjpeg-turbo
 /// with its defaults (integer IDCT, fancy upsampling), converted to RGB by

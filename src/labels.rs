@@ -34,8 +34,14 @@ pub struct Labels {
 
 impl Labels {
     pub fn read(path: &Path) -> Result<Labels> {
-        let mut reader = csv::Reader::from_path(path)
+        let file = std::fs::File::open(path)
             .with_context(|| format!("cannot read labels {}", path.display()))?;
+        Labels::from_reader(file, path)
+    }
+
+    /// Reads a labels file's contents; `path` names it in error messages.
+    pub fn from_reader(input: impl std::io::Read, path: &Path) -> Result<Labels> {
+        let mut reader = csv::Reader::from_reader(input);
         let headers = reader
             .headers()
             .with_context(|| format!("cannot read the header of {}", path.display()))?
@@ -100,6 +106,13 @@ impl Labels {
             let stem = Path::new(frame).file_stem()?.to_str()?;
             self.by_frame.get(stem)
         })
+    }
+
+    /// Every frame name with its label, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &FrameLabel)> {
+        self.by_frame
+            .iter()
+            .map(|(frame, label)| (frame.as_str(), label))
     }
 
     pub fn len(&self) -> usize {

@@ -12,6 +12,9 @@
 //! [`delivery`] has POSTed them, signed by [`webhook`], to each control room;
 //! [`receiver`] is the reference receiving end. [`logging`] writes log
 //! lines for a terminal or the systemd journal.
+//!
+//! [`fuzzing`] holds the bodies of the fuzz targets (`fuzz/`) that feed
+//! arbitrary bytes to every parser of outside input.
 
 pub mod camera;
 pub mod classify;
@@ -22,6 +25,7 @@ pub mod delivery;
 pub mod detector;
 pub mod events;
 pub mod footage;
+pub mod fuzzing;
 pub mod labels;
 pub mod logging;
 pub mod mask;

@@ -364,19 +364,28 @@ pub async fn serve(listener: tokio::net::TcpListener, receiver: Arc<Receiver>) -
         };
         let receiver = receiver.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let receiver = receiver.clone();
-                async move { Ok::<_, Infallible>(receiver.handle(request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
+            if let Err(e) = serve_connection(receiver, stream).await {
                 debug!("connection from {peer}: {e}");
             }
         });
     }
+}
+
+/// Serves one connection's requests until it closes: what [`serve`] runs per
+/// accepted connection, and what the fuzzer drives over an in-memory stream.
+pub async fn serve_connection<S>(receiver: Arc<Receiver>, stream: S) -> hyper::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let receiver = receiver.clone();
+        async move { Ok::<_, Infallible>(receiver.handle(request).await) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service)
+        .await
 }
 
 #[cfg(test)]
