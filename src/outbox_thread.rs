@@ -76,7 +76,11 @@ impl OutboxFigures {
     }
 }
 
-type Call = Box<dyn FnOnce(&Outbox) + Send>;
+/// A call on the outbox thread; what it returns, if anything, runs once the
+/// figures have been refreshed after it: the answer to a waiting caller, who
+/// then sees figures that include its own write.
+type Call = Box<dyn FnOnce(&Outbox) -> Option<Reply> + Send>;
+type Reply = Box<dyn FnOnce() + Send>;
 
 /// Sends calls to the outbox's thread; cheap to clone. The thread ends once
 /// every handle is dropped and the calls already sent have run.
@@ -108,11 +112,12 @@ impl OutboxHandle {
                         Err(mpsc::RecvTimeoutError::Disconnected) => return,
                     };
                     busy_since.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-                    if let Some(call) = call {
-                        call(&outbox);
-                    }
+                    let reply = call.and_then(|call| call(&outbox));
                     figures_tx.send_replace(OutboxFigures::read(&outbox));
                     busy_since.store(0, Ordering::Relaxed);
+                    if let Some(reply) = reply {
+                        reply();
+                    }
                 }
             })
             .context("cannot start the outbox thread")?;
@@ -128,7 +133,11 @@ impl OutboxHandle {
     /// lost only if the thread has died, which [`OutboxHandle::call`]
     /// reports to its callers (delivery stops, and `run` with it).
     pub fn send(&self, f: impl FnOnce(&Outbox) + Send + 'static) {
-        if self.calls.send(Box::new(f)).is_err() {
+        let call: Call = Box::new(move |outbox: &Outbox| {
+            f(outbox);
+            None
+        });
+        if self.calls.send(call).is_err() {
             error!("the outbox thread has stopped: a call to it is lost");
         }
     }
@@ -140,7 +149,10 @@ impl OutboxHandle {
         let (tx, rx) = oneshot::channel();
         self.calls
             .send(Box::new(move |outbox: &Outbox| {
-                let _ = tx.send(f(outbox));
+                let answer = f(outbox);
+                Some(Box::new(move || {
+                    let _ = tx.send(answer);
+                }) as Reply)
             }))
             .map_err(|_| stopped())?;
         Ok(rx)
