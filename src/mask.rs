@@ -27,10 +27,9 @@ impl IgnoreShape {
     fn contains(&self, x: f32, y: f32) -> bool {
         match self {
             IgnoreShape::Rect([rx, ry, rw, rh]) => {
-                x >= *rx as f32
-                    && y >= *ry as f32
-                    && x < (*rx + *rw) as f32
-                    && y < (*ry + *rh) as f32
+                // Summed in u64: a rect from the config may reach past u32.
+                let end = |v: u32, len: u32| (u64::from(v) + u64::from(len)) as f32;
+                x >= *rx as f32 && y >= *ry as f32 && x < end(*rx, *rw) && y < end(*ry, *rh)
             }
             IgnoreShape::Polygon(points) => point_in_polygon(points, x, y),
         }
@@ -198,6 +197,19 @@ impl IgnoreMask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rect past u32's end (a typo in a config) is valid and covers
+    /// nothing in a frame; its right edge once overflowed (found by reading
+    /// the fuzz targets' reach).
+    #[test]
+    fn a_rect_reaching_past_u32_covers_nothing_and_does_not_overflow() {
+        let far: IgnoreShape = "4294967295,0,10,10".parse().unwrap();
+        assert_eq!(far.validate(), Ok(()));
+        assert!(!far.contains(5.0, 5.0));
+        let tall = IgnoreShape::Rect([0, 10, 4, u32::MAX]);
+        assert!(tall.contains(1.0, 20.0));
+        assert!(!tall.contains(1.0, 5.0));
+    }
 
     #[test]
     fn parses_rects_and_polygons() {
