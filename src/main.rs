@@ -306,6 +306,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         }),
         confirm: ConfirmConfig::default(),
         mask: IgnoreMask::new(args.ignore.clone()),
+        keep_event_frames: args.report.is_some(),
     };
     let stdout = io::stdout();
     let progress = progress_bar();

@@ -58,6 +58,7 @@ fn replay_sequence(dir: &Path) -> ReplayOutcome {
         interval_s: 60.0,
         confirm: ConfirmConfig::default(),
         mask: IgnoreMask::default(),
+        keep_event_frames: false,
     };
     let outcome = replay(
         &mut detector,
@@ -137,6 +138,8 @@ fn rm_w_fire_is_confirmed() {
     };
     let ttd = outcome.summary.time_to_detect_s.flatten();
     assert!(ttd.is_some(), "rm-w: the fire was never confirmed");
+    // No report asked for: the frames that raised events are not held.
+    assert!(outcome.records.iter().all(|r| r.image.is_none()));
     assert!(
         outcome
             .events
