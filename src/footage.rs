@@ -177,9 +177,12 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
     Ok(img.into_rgb8())
 }
 
-/// The largest frame decoded, in bytes of RGB8: `image`'s default allocation
-/// limit, kept so a corrupt or hostile header cannot ask for gigabytes.
-pub const MAX_FRAME_BYTES: usize = 512 << 20;
+/// The largest frame decoded, in bytes of RGB8, so a corrupt or hostile
+/// header cannot ask for more memory than the board has: 128 MiB holds an 8K
+/// frame (7680x4320, 99.5 MB) and more than ten times the 3072x2048 of the
+/// largest tower cameras, while `image`'s default limit (512 MiB), used
+/// before, let one header take half of a 1 GB Pi's memory.
+pub const MAX_FRAME_BYTES: usize = 128 << 20;
 
 /// Decodes a JPEG as Pillow does (see the top of this file): libjpeg-turbo
 /// with its defaults (integer IDCT, fancy upsampling), converted to RGB by
@@ -243,6 +246,29 @@ mod tests {
             .encode(grey.as_raw(), 37, 21, ExtendedColorType::L8)
             .unwrap();
         jpeg
+    }
+
+    /// The frame size in the JPEG's start-of-frame header, patched.
+    fn claiming(mut jpeg: Vec<u8>, width: u16, height: u16) -> Vec<u8> {
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline SOF0 marker");
+        jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+        jpeg
+    }
+
+    #[test]
+    fn a_header_larger_than_any_camera_frame_is_refused_before_decoding() {
+        let error = match decode_bytes(&claiming(grey_jpeg(), 8000, 8000)) {
+            Ok(frame) => panic!("decoded to {:?}", frame.dimensions()),
+            Err(e) => e,
+        };
+        assert!(
+            format!("{error:#}").contains("8000x8000 is larger than any camera frame"),
+            "{error:#}"
+        );
     }
 
     #[test]
