@@ -422,10 +422,7 @@ def train_map_head(net, M, C, tr, args):
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     y = torch.from_numpy(C["labels"].astype(np.int64))
-    pos = ((y[tr] == 1).sum(0)).float()
-    neg = ((y[tr] == 0).sum(0)).float()
-    pos_weight = (neg / pos.clamp(min=1)).sqrt().clamp(1, 4)
-    w = np.ones(len(y), np.float32)
+    pos_weight = pos_weights(C, tr)
     params = list(net.proj.parameters()) + list(net.fc.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr_head, weight_decay=args.wd)
     bs = 256
@@ -450,9 +447,7 @@ def train_head(net, C, tr, args):
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     y = torch.from_numpy(C["labels"].astype(np.int64))
-    pos = ((y[tr] == 1).sum(0)).float()
-    neg = ((y[tr] == 0).sum(0)).float()
-    pos_weight = (neg / pos.clamp(min=1)).sqrt().clamp(1, 4)
+    pos_weight = pos_weights(C, tr)
     X = torch.from_numpy(C["pooled"])
     fc = net.fc
     opt = torch.optim.AdamW(fc.parameters(), lr=args.lr_head, weight_decay=1e-4)

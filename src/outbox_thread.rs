@@ -203,6 +203,19 @@ mod tests {
     use super::*;
     use crate::outbox::{now_unix, EventKind, OutgoingEvent};
 
+    /// A fresh outbox (in a folder kept alive with it) behind its thread.
+    fn spawned(endpoints: Vec<String>) -> (tempfile::TempDir, OutboxHandle) {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(
+            &dir.path().join("outbox.sqlite3"),
+            endpoints,
+            100,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        (dir, OutboxHandle::spawn(Arc::new(outbox)).unwrap())
+    }
+
     fn event(id: &str) -> OutgoingEvent {
         OutgoingEvent {
             id: id.into(),
@@ -214,15 +227,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_run_in_order_and_figures_follow_each_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(
-            &dir.path().join("outbox.sqlite3"),
-            vec!["http://a/".into()],
-            100,
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-        let handle = OutboxHandle::spawn(Arc::new(outbox)).unwrap();
+        let (_dir, handle) = spawned(vec!["http://a/".into()]);
         assert_eq!(handle.figures().stats.unwrap().pending_events, 0);
         // Sent without waiting, then asked: the answer comes after both.
         handle.send(|o| {
@@ -264,15 +269,7 @@ mod tests {
 
     #[test]
     fn a_call_in_progress_shows_how_long_it_has_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(
-            &dir.path().join("outbox.sqlite3"),
-            vec![],
-            100,
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-        let handle = OutboxHandle::spawn(Arc::new(outbox)).unwrap();
+        let (_dir, handle) = spawned(vec![]);
         // A call stuck until released, as one on a stalled disk.
         let (began_tx, began) = mpsc::channel();
         let (release, release_rx) = mpsc::channel::<()>();
@@ -289,15 +286,7 @@ mod tests {
 
     #[test]
     fn a_call_that_panics_stops_the_thread_and_later_calls_say_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(
-            &dir.path().join("outbox.sqlite3"),
-            vec![],
-            100,
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-        let handle = OutboxHandle::spawn(Arc::new(outbox)).unwrap();
+        let (_dir, handle) = spawned(vec![]);
         let error = handle
             .call_blocking::<()>(|_| panic!("a bug in a call"))
             .unwrap_err();
