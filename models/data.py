@@ -214,6 +214,21 @@ class TowerSmokeMap:
                 return 1
         return -1
 
+    def clear_crop(self, tile, margin=32):
+        """(x, y, w, h) of the largest strip of the frame left of, right of or above every mask pixel and box,
+        less `margin`, when both its sides are at least `tile`; else None. The rule of examples/tower_eval.rs
+        `clear_crop`, whose crops are the tower validation's image-level negatives."""
+        cols = np.diff(self.near[-1])  # set pixels per column
+        rows = np.diff(self.near[:, -1])  # per row
+        if cols.sum() == 0:
+            return None
+        xs, ys = np.nonzero(cols)[0], np.nonzero(rows)[0]
+        x0, x1, y0 = int(xs[0]), int(xs[-1]) + 1, int(ys[0])
+        left, right, top = max(0, x0 - margin), min(self.w, x1 + margin), max(0, y0 - margin)
+        fits = [r for r in ((0, 0, left, self.h), (right, 0, self.w - right, self.h), (0, 0, self.w, top))
+                if r[2] >= tile and r[3] >= tile and self._count(self.near, r[0], r[1], r[0] + r[2], r[1] + r[3]) == 0]
+        return max(reversed(fits), key=lambda r: r[2] * r[3]) if fits else None  # Rust's max_by_key: last of ties
+
 
 # ---------------------------------------------------------------- synthetic distant plumes
 

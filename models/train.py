@@ -3,15 +3,16 @@
 
     python models/train.py --cache DIR      # from the repo root, in a venv of models/requirements.txt; all defaults
 
-Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.12.02.4; also writes
+Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.12.02.5; also writes
 models/train_report.json): --data ../shared/datasets --out models/ --mode top --epochs 5 --extra-boxes 1
 --flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --towersmoke 6 --towersmoke-whole unknown
---hard-negatives 2 --hard-epochs 1 --working-long-side 960 --mask-flame-context 0 --mask-abonia-default 0
---tower 0 --tower-crops 0 --sheared 0 --ema 0 --seed 0. The model before it (2026.11.26.3) is
---towersmoke 0 --hard-negatives 0 --working-long-side native --version 2026.11.26.3. About 45 min on 2 idle
-CPU cores from scratch (about 11 min of feature caches, then about 5 min per fine-tuning epoch and 8 min for
-the hard-negative pass); the shipped run took 54 min with other builds sharing the cores and warm caches for
-all but the tower segment.
+--towersmoke-crops 6 --towersmoke-repeat 1 --hard-negatives 2 --hard-epochs 1 --working-long-side 960
+--mask-flame-context 0 --mask-abonia-default 0 --tower 0 --tower-crops 0 --sheared 0 --ema 0 --seed 0.
+The model before it (2026.12.02.4) is --towersmoke-crops 0 --version 2026.12.02.4 (its smoke threshold came
+from the tile rule alone), and the one before that (2026.11.26.3) also --towersmoke 0 --hard-negatives 0
+--working-long-side native. About 45-60 min on 2 idle CPU cores from scratch (about 12 min of feature
+caches, then 5-8 min per fine-tuning epoch and 8 min for the hard-negative pass); the shipped run took
+62 min with one thread while another training run had the other core.
 
 Stages (all deterministic for a given --seed on one machine; another CPU can round differently):
   1. index firesmoke/labels.csv + boxes.jsonl, seeded group split (models/data.py)
@@ -23,7 +24,9 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      with --tower-crops K, K re-framed crops of each real tower smoke box (models/data.py tower_smoke_crop);
      with --sheared N, N wind-sheared synthetic plumes (models/data.py sheared_plume); with --towersmoke K,
      the real tower-camera frames of ../towersmoke (split models/tower_split.json): whole views and tiles
-     labelled from masks and boxes, shrunk to --working-long-side first as the runtime shrinks them
+     labelled from masks and boxes, shrunk to --working-long-side first as the runtime shrinks them; with
+     --towersmoke-crops K, the smoke-free crop of each training tower frame (whole view and K tiles) as a
+     negative, and every view of the validation frames' crops for the image-level tower metric
   3. run the frozen ImageNet EfficientNet-Lite0 trunk (stem + blocks 0-12) once with onnxruntime and cache
      its block-12 features outside the repo (--cache)
   4. --mode top (default): fine-tune blocks 13-15 and conv_head of the backbone (BatchNorm statistics
@@ -35,7 +38,9 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      then, with --hard-negatives K, one more pass (--hard-epochs) in which each training view that is negative
      for a class but scores >= 0.5 for it is seen K more times
   5. pick per-class thresholds on validation for <= 1% false positives: smoke on the tower validation's
-     negative tiles, flame on the real firesmoke views
+     negative tiles, then, of the thresholds at or over that one, the one of best tower image-level F1
+     (frames against smoke-free frames and crops, as examples/tower_eval.rs); flame on the real firesmoke
+     views
   6. export models/wildfire-tiles.onnx (+ .json sidecar), verify onnxruntime == torch within 1e-5
 """
 import argparse
@@ -216,6 +221,43 @@ def build_towersmoke_samples(tower_items, T, seed, k_neg, offset, long_side=None
             yield views[k], [0, flame], ("train", 8, offset + j)
 
 
+def build_towersmoke_crop_samples(tower_items, T, seed, k_neg, offset, long_side=None):
+    """Eighth segment: the smoke-free crop of each training tower frame with smoke (kind 10, smoke 0): the
+    largest strip clear of every mask pixel and box (models/data.py TowerSmokeMap.clear_crop), cut at native
+    scale and seen as a frame of its own, its whole view and k_neg of its tiles. The tower validation's
+    image-level negatives are such crops of the validation frames, and their whole views, a zoom on real
+    tower scenery that no other segment holds, made most of its false image alarms. The validation frames'
+    crops follow, with every view, so that training scores the tower image level as tower_eval does (they
+    come last: the training views, their order and so the trained weights do not change with them)."""
+    rng = np.random.default_rng(seed + 71)
+    for j, it in enumerate(tower_items):
+        if it["split"] != "train" or it["smoke"] != 1:
+            continue
+        img = load_rgb(it["path"])
+        r = TowerSmokeMap(it, *img.size).clear_crop(T)
+        if r is None:
+            continue
+        x, y, w, h = r
+        rects, views = make_views(img.crop((x, y, x + w, y + h)), T, OVERLAP, long_side)
+        flame = 0 if it["flame"] == 0 else -1
+        tiles = list(range(1, len(rects)))
+        if len(tiles) > k_neg:
+            tiles = sorted(rng.choice(tiles, k_neg, replace=False).tolist())
+        for k in [0] + tiles:
+            yield views[k], [0, flame], ("train", 10, offset + j)
+    for j, it in enumerate(tower_items):
+        if it["split"] != "val" or it["smoke"] != 1:
+            continue
+        img = load_rgb(it["path"])
+        r = TowerSmokeMap(it, *img.size).clear_crop(T)
+        if r is None:
+            continue
+        x, y, w, h = r
+        _, views = make_views(img.crop((x, y, x + w, y + h)), T, OVERLAP, long_side)
+        for v in views:
+            yield v, [0, 0 if it["flame"] == 0 else -1], ("val", 10, offset + j)
+
+
 def export_trunk(net, path, T):
     net.eval()
     m = TrunkWithPooled(net).eval()
@@ -248,6 +290,10 @@ def cache_features(args, items, net, tower_items=()):
         (args.towersmoke > 0, [T, seed, args.towersmoke, len(tower_items), split_sha(), "towersmoke1"]
          + ([] if args.working_long_side is None else [args.working_long_side]),  # native keeps its old key
          lambda: build_towersmoke_samples(tower_items, T, seed, args.towersmoke, n, args.working_long_side)),
+        (args.towersmoke > 0 and args.towersmoke_crops > 0,
+         [T, seed, args.towersmoke_crops, len(tower_items), split_sha(), args.working_long_side, "towercrop3"],
+         lambda: build_towersmoke_crop_samples(tower_items, T, seed, args.towersmoke_crops, n,
+                                               args.working_long_side)),
     ]
     return [cache_segment(args, net, hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen)
             for on, parts, gen in segments if on]
@@ -381,7 +427,7 @@ def mine_hard_negatives(net, C, tr):
     y = C["labels"][tr]
     hard = (y == 0) & (P >= 0.5)
     for c, name in enumerate(CLASSES):
-        kinds = np.bincount(C["kind"][tr][hard[:, c]], minlength=10).tolist()
+        kinds = np.bincount(C["kind"][tr][hard[:, c]], minlength=11).tolist()
         log(f"hard {name} negatives: {int(hard[:, c].sum())} of {int((y[:, c] == 0).sum())}; by kind {kinds}")
     return tr[hard.any(1)]
 
@@ -523,6 +569,26 @@ def choose_threshold(s_neg_tiles, max_fp=0.01, floor=0.05):
     return float(thr)
 
 
+def best_f1_threshold(best, truth, lowest):
+    """The threshold, at or over `lowest`, of the best image-level F1 (ties: the lowest), on the grid of
+    choose_threshold (multiples of 0.01 up to 0.99, then of 0.001 up to 0.999)."""
+    grid = sorted({round(t, 2) for t in np.arange(0.01, 0.995, 0.01)} | {round(t, 3) for t in np.arange(0.99, 0.9995, 0.001)})
+    cands = [t for t in grid if t >= lowest - 1e-9] or [lowest]
+    return max(cands, key=lambda t: (metrics_at(best, truth, t)["f1"], -t))
+
+
+def tower_images(s, yc, kind, frames):
+    """Tower validation at image level, as examples/tower_eval.rs: each frame's score is the max over its
+    views (kinds 8 and 9), labelled as the frame; each smoke-free crop (kind 10) is a negative of its own."""
+    tower_frames = np.unique(frames[(kind == 8) | (kind == 9)])
+    best = [s[(frames == f) & ((kind == 8) | (kind == 9))].max() for f in tower_frames]
+    truth = [yc[(frames == f) & (kind == 9)][0] for f in tower_frames]
+    for f in np.unique(frames[kind == 10]):
+        best.append(s[(frames == f) & (kind == 10)].max())
+        truth.append(0)
+    return np.array(best), np.array(truth)
+
+
 def evaluate(P, C, va):
     """Validation metrics per class. The smoke threshold is chosen on the real tower-camera tiles of
     towersmoke's validation scenes (kind 8) when they are cached, else, as before, on the real
@@ -536,6 +602,10 @@ def evaluate(P, C, va):
         s, yc = P[:, c], y[:, c]
         if name == "smoke" and (tower_tiles & (yc == 0)).any():
             thr = choose_threshold(s[tower_tiles & (yc == 0)])
+            if (kind == 10).any():
+                # the product acts on frames: of the thresholds that keep <= 1 % of the negative tower tiles
+                # over them, the one of best tower image-level F1, smoke-free crops among the negatives
+                thr = best_f1_threshold(*tower_images(s, yc, kind, C["item"][va]), lowest=thr)
         else:
             thr = choose_threshold(s[real & (yc == 0)])
         m = real & (yc >= 0)
@@ -562,10 +632,7 @@ def evaluate(P, C, va):
         if name == "smoke" and tower_tiles.any():
             m = tower_tiles & (yc >= 0)
             res[name]["tower_tiles"] = metrics_at(s[m], yc[m], thr)
-            tower_frames = np.unique(frames[tower_tiles | (kind == 9)])
-            best = np.array([s[(frames == f) & ((kind == 8) | (kind == 9))].max() for f in tower_frames])
-            truth = np.array([yc[(frames == f) & (kind == 9)][0] for f in tower_frames])
-            res[name]["tower_frames"] = metrics_at(best, truth, thr)
+            res[name]["tower_frames"] = metrics_at(*tower_images(s, yc, kind, frames), thr)
     return res
 
 
@@ -648,6 +715,13 @@ def main():
     ap.add_argument("--towersmoke-whole", choices=["label", "unknown"], default="unknown",
                     help="the smoke label of the training tower frames' whole views: the frame's (label) or "
                          "unknown; the tiles keep theirs")
+    ap.add_argument("--towersmoke-crops", type=int, default=6,
+                    help="the smoke-free crop of each training tower frame (the tower validation's image-level "
+                         "negatives, made of training scenes): its whole view and this many of its tiles, smoke 0 "
+                         "(0 = off)")
+    ap.add_argument("--towersmoke-repeat", type=int, default=1,
+                    help="each training view of a real tower frame (tiles, whole views, crops) is seen this many "
+                         "times per epoch")
     ap.add_argument("--mode", choices=["head", "map", "top"], default="top",
                     help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
                          "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] and conv_head (about "
@@ -681,9 +755,12 @@ def main():
                     help="the sidecar's working_long_side: the runtime shrinks frames whose long side is longer "
                          "to it before cutting views, and so are the towersmoke frames here (default 960; "
                          "'native': none). Every firesmoke image must fit in it")
+    ap.add_argument("--state", default=None,
+                    help="load these fine-tuned weights (a state_RUN.pt the run saved in --cache) instead of "
+                         "training: re-scores validation, chooses thresholds and exports again")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
-    ap.add_argument("--version", default="2026.12.02.4", help="sidecar version; bump it for a new model")
+    ap.add_argument("--version", default="2026.12.02.5", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
     if not args.cache:
         ap.error("--cache DIR (or $WILDFIRE_TRAIN_CACHE) is needed: a folder outside the repository")
@@ -744,10 +821,16 @@ def main():
         mask_negatives(0, [0, 1], lambda it: it["owner"] == "Abonia1" and it["smoke"] == 0 and it["flame"] == 0,
                        "views of Abonia1 'default' frames")
     tr = np.where(~C["is_val"] & ((C["kind"] != 2) | bool(args.train_synth)))[0]
+    if args.towersmoke_repeat > 1:  # real tower views are 12 % of the training views; weigh them up
+        tower_tr = tr[np.isin(C["kind"][tr], [8, 9, 10])]
+        tr = np.sort(np.concatenate([tr] + [tower_tr] * (args.towersmoke_repeat - 1)))
     va = np.where(C["is_val"])[0]
-    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=10).tolist()}")
+    log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=11).tolist()}")
 
-    if args.mode == "head":
+    if args.state:
+        net.load_state_dict(torch.load(args.state))
+        log("fine-tuned weights from", args.state, "(no training)")
+    elif args.mode == "head":
         train_head(net, C, tr, args)
     elif args.mode == "map":
         train_map_head(net, C["maps"], C, tr, args)
@@ -777,7 +860,8 @@ def main():
         json.dump(side, f, indent=2)
         f.write("\n")
     # the cache folder is this machine's; the report names the option, not the path
-    report = dict(args={**vars(args), "cache": "$WILDFIRE_TRAIN_CACHE or --cache"}, validation=res, onnx_max_abs_diff=diff, train_seconds=round(time.time() - t_start),
+    report = dict(args={**vars(args), "cache": "$WILDFIRE_TRAIN_CACHE or --cache",
+                            "state": args.state and os.path.basename(args.state)}, validation=res, onnx_max_abs_diff=diff, train_seconds=round(time.time() - t_start),
                   n_train_views=int(len(tr)), n_val_views=int(len(va)), overlap=OVERLAP, split_block=SPLIT)
     with open(os.path.join(args.out, "train_report.json"), "w") as f:
         json.dump(report, f, indent=1)
