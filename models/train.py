@@ -230,32 +230,22 @@ def build_towersmoke_crop_samples(tower_items, T, seed, k_neg, offset, long_side
     crops follow, with every view, so that training scores the tower image level as tower_eval does (they
     come last: the training views, their order and so the trained weights do not change with them)."""
     rng = np.random.default_rng(seed + 71)
-    for j, it in enumerate(tower_items):
-        if it["split"] != "train" or it["smoke"] != 1:
-            continue
-        img = load_rgb(it["path"])
-        r = TowerSmokeMap(it, *img.size).clear_crop(T)
-        if r is None:
-            continue
-        x, y, w, h = r
-        rects, views = make_views(img.crop((x, y, x + w, y + h)), T, OVERLAP, long_side)
-        flame = 0 if it["flame"] == 0 else -1
-        tiles = list(range(1, len(rects)))
-        if len(tiles) > k_neg:
-            tiles = sorted(rng.choice(tiles, k_neg, replace=False).tolist())
-        for k in [0] + tiles:
-            yield views[k], [0, flame], ("train", 10, offset + j)
-    for j, it in enumerate(tower_items):
-        if it["split"] != "val" or it["smoke"] != 1:
-            continue
-        img = load_rgb(it["path"])
-        r = TowerSmokeMap(it, *img.size).clear_crop(T)
-        if r is None:
-            continue
-        x, y, w, h = r
-        _, views = make_views(img.crop((x, y, x + w, y + h)), T, OVERLAP, long_side)
-        for v in views:
-            yield v, [0, 0 if it["flame"] == 0 else -1], ("val", 10, offset + j)
+    for split in ("train", "val"):
+        for j, it in enumerate(tower_items):
+            if it["split"] != split or it["smoke"] != 1:
+                continue
+            img = load_rgb(it["path"])
+            r = TowerSmokeMap(it, *img.size).clear_crop(T)
+            if r is None:
+                continue
+            x, y, w, h = r
+            rects, views = make_views(img.crop((x, y, x + w, y + h)), T, OVERLAP, long_side)
+            flame = 0 if it["flame"] == 0 else -1
+            keep = list(range(len(rects)))  # validation: every view
+            if split == "train" and len(keep) > 1 + k_neg:
+                keep = [0] + sorted(rng.choice(keep[1:], k_neg, replace=False).tolist())
+            for k in keep:
+                yield views[k], [0, flame], (split, 10, offset + j)
 
 
 def export_trunk(net, path, T):
