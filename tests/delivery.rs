@@ -15,7 +15,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use common::{ok, scripted_server, start_receiver, stored_ids, Reply, Seen, PATIENCE, SECRET};
+use common::{
+    ok, scripted_server, serve_receiver, start_receiver, stored_ids, Reply, Seen, PATIENCE, SECRET,
+};
 
 use wildfire_watch::delivery::{self, DeliveryOptions, Endpoint, Outcome, Until};
 use wildfire_watch::outbox::{now_unix, EventKind, Outbox, OutgoingEvent};
@@ -79,10 +81,8 @@ async fn deliver_all(outbox: &Arc<Outbox>, url: &str, options: DeliveryOptions) 
 #[tokio::test]
 async fn a_signed_event_arrives_at_the_reference_receiver() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let store = dir.path().join("store");
-    start_receiver(listener, &store).await;
+    let url = serve_receiver(&store).await;
     let outbox = Arc::new(open_outbox(dir.path(), &url));
     outbox.enqueue(&event(0)).unwrap();
     deliver_all(&outbox, &url, options()).await;

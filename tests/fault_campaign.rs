@@ -50,6 +50,12 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().await
 }
 
+/// A camera that sends the tower frames over and over.
+async fn tower_camera() -> FakeCamera {
+    let frames = tower_frames();
+    FakeCamera::start(Auth::Basic, move |n| frames[n % frames.len()].clone()).await
+}
+
 /// Tower frames: the shared rm-w sequence (1600x1200, the fire appears in
 /// its second half) where the datasets are, else the shipped hillside
 /// fixtures, which the project's code drew.
@@ -350,8 +356,7 @@ async fn a_receiver_down_for_an_hour_gets_everything_afterwards_in_order() {
     let store = dir.path().join("store");
     let down = Arc::new(AtomicBool::new(true));
     let (url, seen) = receiver(&store, down.clone(), 0).await;
-    let frames = tower_frames();
-    let camera = FakeCamera::start(Auth::Basic, move |n| frames[n % frames.len()].clone()).await;
+    let camera = tower_camera().await;
     // The shipped delivery defaults (backoff from 5 s doubling to 900 s);
     // events older than 1.5 h expire, so none may expire at 1 h.
     let config = write_config_with(
@@ -489,8 +494,7 @@ async fn a_full_disk_is_reported_and_nothing_is_lost_when_space_returns() {
     let store = dir.path().join("store");
     let down = Arc::new(AtomicBool::new(false));
     let (url, seen) = receiver(&store, down.clone(), 0).await;
-    let frames = tower_frames();
-    let camera = FakeCamera::start(Auth::Basic, move |n| frames[n % frames.len()].clone()).await;
+    let camera = tower_camera().await;
     let config = write_config_with(
         dir.path(),
         &url,
@@ -589,8 +593,7 @@ async fn a_camera_gone_ten_minutes_goes_offline_then_online_and_detection_resume
     set_clock(&clock, 0.0);
     let store = dir.path().join("store");
     let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
-    let frames = tower_frames();
-    let camera = FakeCamera::start(Auth::Basic, move |n| frames[n % frames.len()].clone()).await;
+    let camera = tower_camera().await;
     // The shipped camera defaults scaled down five times (interval 10 s,
     // retry ceiling 300 s, 3 failures to offline).
     const INTERVAL: f64 = 2.0;

@@ -18,13 +18,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 use common::live::{
     events_of_type, fixture_frame, small_frame, wait_for, write_config, Auth, FakeCamera, Monitor,
     PASSWORD, USER,
 };
-use common::{ok, scripted_server, start_receiver, Reply, Seen, PATIENCE};
+use common::{ok, scripted_server, serve_receiver, Reply, Seen, PATIENCE};
 use wildfire_watch::camera::snapshot::SnapshotSource;
 use wildfire_watch::camera::Source as _;
 use wildfire_watch::config::{HttpAuth, SnapshotConfig};
@@ -49,10 +48,8 @@ fn wait_for_datagram(socket: &UnixDatagram, expected: &str) {
 #[tokio::test]
 async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
     let store = dir.path().join("store");
-    start_receiver(listener, &store).await;
+    let webhook = serve_receiver(&store).await;
     // The fixture in order, then its last plume frames over and over. The
     // shipped model scores this synthetic plume 0.77-0.89 (replay with the
     // model's 0.95 threshold confirms nothing), so the camera's threshold
@@ -156,10 +153,8 @@ async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
 #[tokio::test]
 async fn a_camera_that_vanishes_goes_offline_and_comes_back_online() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
     let store = dir.path().join("store");
-    start_receiver(listener, &store).await;
+    let webhook = serve_receiver(&store).await;
     // The first answer is cut short mid-JPEG; then two pictures alternate.
     let frames = [small_frame(0), small_frame(1)];
     let camera = FakeCamera::start(Auth::Basic, move |n| {
@@ -245,10 +240,8 @@ async fn a_camera_that_vanishes_goes_offline_and_comes_back_online() {
 #[tokio::test]
 async fn a_frozen_picture_is_reported_offline_until_it_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
     let store = dir.path().join("store");
-    start_receiver(listener, &store).await;
+    let webhook = serve_receiver(&store).await;
     let frozen = Arc::new(std::sync::atomic::AtomicBool::new(true));
     // Neighbouring fixture frames differ too little to count as a change;
     // the moving picture alternates with a clearly brighter one.
@@ -363,10 +356,8 @@ fn incident_ids(store: &Path, kind: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
     let store = dir.path().join("store");
-    start_receiver(listener, &store).await;
+    let webhook = serve_receiver(&store).await;
     // Plume frames while `plume` is set, else clear frames 4-7 (`classify`
     // scores them below 0.3; 0 and 2 score above 0.9). Two hot frames start
     // an incident; one ends after 30 s without a hot frame (keep threshold =
@@ -470,10 +461,8 @@ async fn real_tower_frames_are_watched_without_a_false_alarm() {
         .map(|i| std::fs::read(sequence.join(format!("frame_{i:04}.jpg"))).unwrap())
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
     let store = dir.path().join("store");
-    start_receiver(listener, &store).await;
+    let webhook = serve_receiver(&store).await;
     let camera = FakeCamera::start(Auth::Basic, move |n| frames[n % frames.len()].clone()).await;
     let config = write_config(dir.path(), &webhook, &camera, "basic", "");
     let monitor = Monitor::start(&config, &[]);
@@ -572,10 +561,8 @@ async fn a_stalled_outbox_stalls_no_camera_status_answer_or_watchdog_ping() {
     const WATCHDOG_SEC: Duration = Duration::from_secs(2);
 
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
     let store = dir.path().join("store");
-    start_receiver(listener, &store).await;
+    let webhook = serve_receiver(&store).await;
     let frames = [small_frame(0), small_frame(1)];
     let camera = FakeCamera::start(Auth::Basic, move |n| frames[n % 2].clone()).await;
     let config = write_config(dir.path(), &webhook, &camera, "basic", "");

@@ -109,6 +109,14 @@ pub async fn start_receiver(listener: TcpListener, store: &Path) {
     tokio::spawn(receiver::serve(listener, Arc::new(receiver)));
 }
 
+/// [`start_receiver`] on a free loopback port; returns its webhook URL.
+pub async fn serve_receiver(store: &Path) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    start_receiver(listener, store).await;
+    url
+}
+
 /// One request as a hand-written server saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {
