@@ -221,6 +221,35 @@ def build_towersmoke_samples(tower_items, T, seed, k_neg, offset, long_side=None
             yield views[k], [0, flame], ("train", 8, offset + j)
 
 
+def build_towersmoke_shrunk_samples(tower_items, T, seed, k_neg, offset, long_side=None, shrink=(0.5, 0.8)):
+    """Ninth segment (off by default): each training tower frame shrunk once more, by a factor drawn from
+    `shrink`, after its working resolution, and cut into tiles labelled from its mask or boxes as in the
+    seventh segment (every positive tile, k_neg negative ones; kind 8). A distant or starting plume is smaller
+    than the plumes of the towersmoke frames, most of which were cut when the smoke was already plain: this
+    is the issue's scale augmentation within the cached recipe. Training frames only: the validation stays at
+    the runtime's scale. Frames too small for a tile after the shrink are left out."""
+    rng = np.random.default_rng(seed + 81)
+    for j, it in enumerate(tower_items):
+        if it["split"] != "train":
+            continue
+        f = rng.uniform(*shrink)  # drawn for every training frame, so the draws do not depend on the images
+        img = load_rgb(it["path"])
+        W, H = img.size
+        small = max(1, round(max(working_size(W, H, long_side)) * f))
+        rects, views = make_views(img, T, OVERLAP, small)
+        working = working_size(W, H, small)
+        smoke_map = TowerSmokeMap(it, W, H)
+        flame = 0 if it["flame"] == 0 else -1
+        labelled = [(k, smoke_map.label(frame_rect(rects[k], working, (W, H))) if it["smoke"] != 0 else 0)
+                    for k in range(1, len(rects))]
+        pos = [k for k, lab in labelled if lab == 1]
+        neg = [k for k, lab in labelled if lab == 0]
+        if len(neg) > k_neg:
+            neg = sorted(rng.choice(neg, k_neg, replace=False).tolist())
+        for k in pos + neg:
+            yield views[k], [int(k in pos), flame], ("train", 8, offset + j)
+
+
 def build_towersmoke_crop_samples(tower_items, T, seed, k_neg, offset, long_side=None):
     """Eighth segment: the smoke-free crop of each training tower frame with smoke (kind 10, smoke 0): the
     largest strip clear of every mask pixel and box (models/data.py TowerSmokeMap.clear_crop), cut at native
@@ -284,6 +313,10 @@ def cache_features(args, items, net, tower_items=()):
          [T, seed, args.towersmoke_crops, len(tower_items), split_sha(), args.working_long_side, "towercrop3"],
          lambda: build_towersmoke_crop_samples(tower_items, T, seed, args.towersmoke_crops, n,
                                                args.working_long_side)),
+        (args.towersmoke > 0 and args.towersmoke_shrunk > 0,
+         [T, seed, args.towersmoke_shrunk, len(tower_items), split_sha(), args.working_long_side, "towershrunk1"],
+         lambda: build_towersmoke_shrunk_samples(tower_items, T, seed, args.towersmoke_shrunk, n,
+                                                 args.working_long_side)),
     ]
     return [cache_segment(args, net, hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen)
             for on, parts, gen in segments if on]
@@ -709,6 +742,9 @@ def main():
                     help="the smoke-free crop of each training tower frame (the tower validation's image-level "
                          "negatives, made of training scenes): its whole view and this many of its tiles, smoke 0 "
                          "(0 = off)")
+    ap.add_argument("--towersmoke-shrunk", type=int, default=0,
+                    help="a segment of the training tower frames shrunk by 0.5-0.8 (scale augmentation: smaller "
+                         "plumes), with every positive tile and this many negative tiles a frame (0 = off)")
     ap.add_argument("--towersmoke-repeat", type=int, default=1,
                     help="each training view of a real tower frame (tiles, whole views, crops) is seen this many "
                          "times per epoch")
