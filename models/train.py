@@ -642,6 +642,12 @@ def evaluate(P, C, va):
         best = np.array([s[(frames == f) & real].max() for f in photos])
         truth = np.array([yc[(frames == f) & (kind == 0)][0] for f in photos])
         res[name]["images"] = metrics_at(best, truth, thr)
+        # issue 15's "non-fire alarms": the negatives above include photos of a fire labelled with the other
+        # class only (for flame, Abonia1 frames of a burning truck, its flames hidden or unboxed); these are
+        # the photos of no fire at all, whose whole view is negative for both classes
+        no_fire = np.array([((frames == f) & real & (kind == 0) & (y == 0).all(axis=1)).any() for f in photos])
+        res[name]["no_fire_images"] = dict(fp=int((best[no_fire] > thr).sum()), n=int(no_fire.sum()),
+                                           fp_rate=round(float((best[no_fire] > thr).mean()), 4))
         if name == "smoke" and (kind == 2).any():
             res[name]["synthetic_plume_recall"] = round(float((s[kind == 2] > thr).mean()), 4)
         if name == "smoke" and (kind == 7).any():
