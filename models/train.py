@@ -198,27 +198,37 @@ def build_towersmoke_samples(tower_items, T, seed, k_neg, offset, long_side=None
     runtime does, and each tile is labelled where it lies in the frame's own pixels (as tower_eval does)."""
     rng = np.random.default_rng(seed + 61)
     for j, it in enumerate(tower_items):
-        img = load_rgb(it["path"])
-        W, H = img.size
-        rects, views = make_views(img, T, OVERLAP, long_side)
-        working = working_size(W, H, long_side)
+        views, labelled = labelled_tower_tiles(it, load_rgb(it["path"]), T, long_side)
         flame = 0 if it["flame"] == 0 else -1
         yield views[0], [it["smoke"], flame], (it["split"], 9, offset + j)
-        smoke_map = TowerSmokeMap(it, W, H)
-        labelled = [(k, smoke_map.label(frame_rect(rects[k], working, (W, H))) if it["smoke"] != 0 else 0)
-                    for k in range(1, len(rects))]
         if it["split"] == "val":  # every view, unknown ones too, so a frame's score is the max over all
             for k, lab in labelled:
                 yield views[k], [lab, flame], ("val", 8, offset + j)
             continue
-        pos = [k for k, lab in labelled if lab == 1]
-        neg = [k for k, lab in labelled if lab == 0]
-        if len(neg) > k_neg:
-            neg = sorted(rng.choice(neg, k_neg, replace=False).tolist())
-        for k in pos:
-            yield views[k], [1, flame], ("train", 8, offset + j)
-        for k in neg:
-            yield views[k], [0, flame], ("train", 8, offset + j)
+        for k, lab in training_tiles(labelled, k_neg, rng):
+            yield views[k], [lab, flame], ("train", 8, offset + j)
+
+
+def labelled_tower_tiles(it, img, T, long_side):
+    """(views, [(k, smoke label of view k)] for its native tiles) of tower frame `it` at working long side
+    `long_side`: each tile labelled where it lies in the frame's own pixels (models/data.py TowerSmokeMap,
+    the rule of examples/tower_eval.rs); every tile of a smoke-free frame is negative."""
+    W, H = img.size
+    rects, views = make_views(img, T, OVERLAP, long_side)
+    working = working_size(W, H, long_side)
+    smoke_map = TowerSmokeMap(it, W, H)
+    return views, [(k, smoke_map.label(frame_rect(rects[k], working, (W, H))) if it["smoke"] != 0 else 0)
+                   for k in range(1, len(rects))]
+
+
+def training_tiles(labelled, k_neg, rng):
+    """The tiles a training frame contributes: every positive one, then k_neg of the negative ones drawn
+    with `rng` (all of them when there are fewer), as [(k, label)]; unknown tiles are left out."""
+    pos = [k for k, lab in labelled if lab == 1]
+    neg = [k for k, lab in labelled if lab == 0]
+    if len(neg) > k_neg:
+        neg = sorted(rng.choice(neg, k_neg, replace=False).tolist())
+    return [(k, 1) for k in pos] + [(k, 0) for k in neg]
 
 
 def build_towersmoke_shrunk_samples(tower_items, T, seed, k_neg, offset, long_side=None, shrink=(0.5, 0.8)):
@@ -234,20 +244,11 @@ def build_towersmoke_shrunk_samples(tower_items, T, seed, k_neg, offset, long_si
             continue
         f = rng.uniform(*shrink)  # drawn for every training frame, so the draws do not depend on the images
         img = load_rgb(it["path"])
-        W, H = img.size
-        small = max(1, round(max(working_size(W, H, long_side)) * f))
-        rects, views = make_views(img, T, OVERLAP, small)
-        working = working_size(W, H, small)
-        smoke_map = TowerSmokeMap(it, W, H)
+        small = max(1, round(max(working_size(*img.size, long_side)) * f))
+        views, labelled = labelled_tower_tiles(it, img, T, small)
         flame = 0 if it["flame"] == 0 else -1
-        labelled = [(k, smoke_map.label(frame_rect(rects[k], working, (W, H))) if it["smoke"] != 0 else 0)
-                    for k in range(1, len(rects))]
-        pos = [k for k, lab in labelled if lab == 1]
-        neg = [k for k, lab in labelled if lab == 0]
-        if len(neg) > k_neg:
-            neg = sorted(rng.choice(neg, k_neg, replace=False).tolist())
-        for k in pos + neg:
-            yield views[k], [int(k in pos), flame], ("train", 8, offset + j)
+        for k, lab in training_tiles(labelled, k_neg, rng):
+            yield views[k], [lab, flame], ("train", 8, offset + j)
 
 
 def build_towersmoke_crop_samples(tower_items, T, seed, k_neg, offset, long_side=None):
@@ -645,9 +646,10 @@ def evaluate(P, C, va):
         # issue 15's "non-fire alarms": the negatives above include photos of a fire labelled with the other
         # class only (for flame, Abonia1 frames of a burning truck, its flames hidden or unboxed); these are
         # the photos of no fire at all, whose whole view is negative for both classes
-        no_fire = np.array([((frames == f) & real & (kind == 0) & (y == 0).all(axis=1)).any() for f in photos])
-        res[name]["no_fire_images"] = dict(fp=int((best[no_fire] > thr).sum()), n=int(no_fire.sum()),
-                                           fp_rate=round(float((best[no_fire] > thr).mean()), 4))
+        no_fire = np.array([(y[(frames == f) & (kind == 0)][0] == 0).all() for f in photos])
+        alarms = best[no_fire] > thr
+        res[name]["no_fire_images"] = dict(fp=int(alarms.sum()), n=int(no_fire.sum()),
+                                           fp_rate=round(float(alarms.mean()), 4))
         if name == "smoke" and (kind == 2).any():
             res[name]["synthetic_plume_recall"] = round(float((s[kind == 2] > thr).mean()), 4)
         if name == "smoke" and (kind == 7).any():
