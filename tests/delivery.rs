@@ -372,8 +372,14 @@ async fn the_worker_and_other_processes_share_the_outbox_without_failing() {
             .unwrap()
             .expect("another process failed on the shared outbox");
     }
+    // The server records a request before its answer reaches the worker,
+    // so the last event is seen a moment before the worker marks it
+    // delivered: wait for both, or the check below races the worker (it
+    // did on CI, 1 of 450 still pending).
+    let all_settled =
+        || seen.lock().unwrap().len() >= EVENTS && outbox.stats().unwrap().pending_events == 0;
     tokio::time::timeout(PATIENCE, async {
-        while seen.lock().unwrap().len() < EVENTS && !worker.is_finished() {
+        while !all_settled() && !worker.is_finished() {
             new_events.notify_one();
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
