@@ -128,6 +128,34 @@ def load_tower_index(data_root, split_path=TOWER_SPLIT):
     return items
 
 
+def load_scene_negatives(data_root, dirs, before_s, split_path=TOWER_SPLIT):
+    """The smoke-free frames of training-side tower sequences (folders of frames with a labels.csv as in
+    ../sequences: frame,smoke,flame,...,unix_time) as `load_index` items, smoke 0 and flame 0, split train:
+    the frames taken at least `before_s` seconds before the sequence's first smoke frame. A fire's first
+    minutes can show smoke before anyone labelled it, and the frames closer to ignition stay unseen, to check
+    the scene on frames training did not hold. Refuses a shared test sequence and a tower validation scene:
+    their scenery must stay unseen."""
+    tests = set(os.listdir(os.path.join(data_root, "sequences")))
+    with open(split_path) as f:
+        val_scenes = [g.removeprefix("group:") for g, s in json.load(f)["groups"].items() if s == "val"]
+    items = []
+    for d in dirs:
+        name = os.path.basename(os.path.normpath(d))
+        if name in tests or any(name.startswith(v) for v in val_scenes):
+            raise ValueError(f"{d}: {name} is a test sequence or a tower validation scene; scene negatives must "
+                             "come from training-side cameras (for example ../rebuild/rmn_sequence.py's rm-n)")
+        with open(os.path.join(d, "labels.csv")) as f:
+            rows = list(csv.DictReader(f))
+        ignition = min((int(r["unix_time"]) for r in rows if r["smoke"] == "1"), default=None)
+        if ignition is None:
+            raise ValueError(f"{d}/labels.csv has no smoke frame, so no ignition to count `before_s` from")
+        items += [dict(file=f"{name}/{r['frame']}", path=os.path.join(d, r["frame"]), smoke=0, flame=0,
+                       owner="scene-negatives", group=name, split="train", boxes=None, mask=None)
+                  for r in rows if r["smoke"] == "0" and r["flame"] == "0"
+                  and int(r["unix_time"]) <= ignition - before_s]
+    return items
+
+
 def tile_labels(item, rect, img_w, img_h, pos_box_frac=0.30, pos_tile_frac=0.10):
     """Label a native tile rect (x,y,w,h) of an image. 1 / 0 / -1 (masked) per class."""
     x, y, w, h = rect

@@ -26,7 +26,9 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      the real tower-camera frames of ../towersmoke (split models/tower_split.json): whole views and tiles
      labelled from masks and boxes, shrunk to --working-long-side first as the runtime shrinks them; with
      --towersmoke-crops K, the smoke-free crop of each training tower frame (whole view and K tiles) as a
-     negative, and every view of the validation frames' crops for the image-level tower metric
+     negative, and every view of the validation frames' crops for the image-level tower metric; with
+     --scene-negatives DIR, every view of the smoke-free frames of a training-side tower sequence (the rm-n
+     fire that ../rebuild/rmn_sequence.py rebuilds) taken 20 minutes or more before ignition, as negatives
   3. run the frozen ImageNet EfficientNet-Lite0 trunk (stem + blocks 0-12) once with onnxruntime and cache
      its block-12 features outside the repo (--cache)
   4. --mode top (default): fine-tune blocks 13-15 and conv_head of the backbone (BatchNorm statistics
@@ -54,7 +56,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import CLASSES, check_decoder, load_index, load_rgb, load_tower_index, TowerSmokeMap, TOWER_SPLIT, \
+from data import CLASSES, check_decoder, load_index, load_rgb, load_scene_negatives, load_tower_index, \
+    TowerSmokeMap, TOWER_SPLIT, \
     tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, camera_artifacts, tower_view, \
     tower_smoke_crop, sheared_plume, EXTRA_BOXES  # noqa: E402
 from views import frame_rect, make_views, to_tensor, working_size, OVERLAP  # noqa: E402
@@ -278,6 +281,19 @@ def build_towersmoke_crop_samples(tower_items, T, seed, k_neg, offset, long_side
                 yield views[k], [0, flame], (split, 10, offset + j)
 
 
+def build_scene_negative_samples(scene_items, T, offset, long_side=None):
+    """Tenth segment (with --scene-negatives): every view of each smoke-free frame of a training-side tower
+    sequence (models/data.py load_scene_negatives), smoke 0 and flame 0 (kind 10, as the smoke-free crops).
+    The only real tower smoke of a scene that training also holds without smoke: the 44 rm-n frames of
+    firesmoke all show the plume at the same place, so their positive tiles taught the ridge beneath it, and
+    2026.12.02.5 scored 27 of the 40 smoke-free rm-n frames at 960 px at or over 0.98 (an incident at
+    frame_0004, 36 minutes before ignition), on that ridge and on the sky."""
+    for j, it in enumerate(scene_items):
+        _, views = make_views(load_rgb(it["path"]), T, OVERLAP, long_side)
+        for v in views:
+            yield v, [0, 0], ("train", 10, offset + j)
+
+
 def export_trunk(net, path, T):
     net.eval()
     m = TrunkWithPooled(net).eval()
@@ -286,7 +302,7 @@ def export_trunk(net, path, T):
                       opset_version=13, do_constant_folding=True, dynamo=False)
 
 
-def cache_features(args, items, net, tower_items=()):
+def cache_features(args, items, net, tower_items=(), scene_items=()):
     """Feature caches of every segment that is switched on, each built once and stored under a key made of
     the arguments that shape it (the keys of existing caches must not change)."""
     with open(EXTRA_BOXES, "rb") as f:
@@ -318,6 +334,8 @@ def cache_features(args, items, net, tower_items=()):
          [T, seed, args.towersmoke_shrunk, len(tower_items), split_sha(), args.working_long_side, "towershrunk1"],
          lambda: build_towersmoke_shrunk_samples(tower_items, T, seed, args.towersmoke_shrunk, n,
                                                  args.working_long_side)),
+        (len(scene_items) > 0, [T, [it["file"] for it in scene_items], args.working_long_side, "scenenegs1"],
+         lambda: build_scene_negative_samples(scene_items, T, n + len(tower_items), args.working_long_side)),
     ]
     return [cache_segment(args, net, hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen)
             for on, parts, gen in segments if on]
@@ -756,6 +774,14 @@ def main():
     ap.add_argument("--towersmoke-repeat", type=int, default=1,
                     help="each training view of a real tower frame (tiles, whole views, crops) is seen this many "
                          "times per epoch")
+    ap.add_argument("--scene-negatives", action="append", default=[], metavar="DIR",
+                    help="a training-side tower sequence (frames + labels.csv, as ../rebuild/rmn_sequence.py "
+                         "writes): every view of its smoke-free frames taken --scene-negatives-before seconds or "
+                         "more before its first smoke frame, as negatives. Repeatable; test sequences and tower "
+                         "validation scenes are refused")
+    ap.add_argument("--scene-negatives-before", type=int, default=1200,
+                    help="seconds before ignition within which a sequence's frames are left out of "
+                         "--scene-negatives (unlabelled early smoke; unseen frames of the scene to check on)")
     ap.add_argument("--mode", choices=["head", "map", "top"], default="top",
                     help="head: linear head on frozen mean-pooled features; map: 1x1-conv + mean/max-pool head on "
                          "the frozen conv_head map; top: also fine-tune blocks[SPLIT:] and conv_head (about "
@@ -813,11 +839,15 @@ def main():
     if tower_items:
         log(f"{len(tower_items)} tower frames: train {sum(i['split'] == 'train' for i in tower_items)}, "
             f"val {sum(i['split'] == 'val' for i in tower_items)}")
+    scene_items = load_scene_negatives(args.data, args.scene_negatives, args.scene_negatives_before)
+    if scene_items:
+        log(f"{len(scene_items)} smoke-free frames of training-side sequences: "
+            f"{sorted({it['group'] for it in scene_items})}")
     if args.working_long_side is not None:
         check_working_long_side(items, args.working_long_side, ap)
     net = WildfireNet(args.tile, head="linear" if args.mode == "head" else "map", width=args.width)
-    segs = cache_features(args, items, net, tower_items)
-    items = items + tower_items  # segment item indices run on past the firesmoke items
+    segs = cache_features(args, items, net, tower_items, scene_items)
+    items = items + tower_items + scene_items  # segment item indices run on past the firesmoke items
     if args.mode == "map":
         maps = [cache_maps(args, sg, net) for sg in segs]
     C = {k: np.concatenate([sg[k] for sg in segs]) for k in ("feat", "pooled", "labels", "is_val", "kind", "item")}
