@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """wildfire-watch tile classifier: one-command, seeded, CPU-only training recipe.
 
-    python models/train.py --cache DIR      # from the repo root, in a venv of models/requirements.txt; all defaults
+    python models/train.py --cache DIR --scene-negatives RMN    # from the repo root, in a venv of models/requirements.txt
 
-Defaults reproduce the shipped models/wildfire-tiles.onnx + .json (version 2026.12.02.5; also writes
-models/train_report.json): --data ../shared/datasets --out models/ --mode top --epochs 5 --extra-boxes 1
+where RMN is the rm-n fire that ../shared/datasets/rebuild/rmn_sequence.py rebuilds (its
+hpwren_20160604_rm-n-mobo-c folder, outside the repository). With it the defaults reproduce the shipped
+models/wildfire-tiles.onnx + .json (version 2026.12.02.6; also writes models/train_report.json); without it
+and with --version 2026.12.02.5, the model before. The defaults: --data ../shared/datasets --out models/ --mode top --epochs 5 --extra-boxes 1
 --flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --towersmoke 6 --towersmoke-whole unknown
 --towersmoke-crops 6 --towersmoke-repeat 1 --hard-negatives 2 --hard-epochs 1 --working-long-side 960
---mask-flame-context 0 --mask-abonia-default 0 --tower 0 --tower-crops 0 --sheared 0 --ema 0 --seed 0.
-The model before it (2026.12.02.4) is --towersmoke-crops 0 --version 2026.12.02.4 (its smoke threshold came
+--mask-flame-context 0 --mask-abonia-default 0 --tower 0 --tower-crops 0 --sheared 0 --ema 0
+--scene-negatives-before 1200 --seed 0. 2026.12.02.4 is --towersmoke-crops 0 --version 2026.12.02.4 (its smoke threshold came
 from the tile rule alone), and the one before that (2026.11.26.3) also --towersmoke 0 --hard-negatives 0
 --working-long-side native. About 45-60 min on 2 idle CPU cores from scratch (about 12 min of feature
 caches, then 5-8 min per fine-tuning epoch and 8 min for the hard-negative pass); the shipped run took
-62 min with one thread while another training run had the other core.
+65 min with one thread while another training run had the other core.
 
 Stages (all deterministic for a given --seed on one machine; another CPU can round differently):
   1. index firesmoke/labels.csv + boxes.jsonl, seeded group split (models/data.py)
@@ -820,7 +822,7 @@ def main():
                          "training: re-scores validation, chooses thresholds and exports again")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
-    ap.add_argument("--version", default="2026.12.02.5", help="sidecar version; bump it for a new model")
+    ap.add_argument("--version", default="2026.12.02.6", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
     if not args.cache:
         ap.error("--cache DIR (or $WILDFIRE_TRAIN_CACHE) is needed: a folder outside the repository")
@@ -925,7 +927,9 @@ def main():
         f.write("\n")
     # the cache folder is this machine's; the report names the option, not the path
     report = dict(args={**vars(args), "cache": "$WILDFIRE_TRAIN_CACHE or --cache",
-                            "state": args.state and os.path.basename(args.state)}, validation=res, onnx_max_abs_diff=diff, train_seconds=round(time.time() - t_start),
+                            "state": args.state and os.path.basename(args.state),
+                            "scene_negatives": [os.path.basename(os.path.normpath(d)) for d in args.scene_negatives]},
+                  validation=res, onnx_max_abs_diff=diff, train_seconds=round(time.time() - t_start),
                   n_train_views=int(len(tr)), n_val_views=int(len(va)), overlap=OVERLAP, split_block=SPLIT)
     with open(os.path.join(args.out, "train_report.json"), "w") as f:
         json.dump(report, f, indent=1)
