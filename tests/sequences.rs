@@ -6,7 +6,7 @@
 //!
 //! The shipped model (2026.12.02.6, at its 960-px working resolution)
 //! confirms the rm-w fire 10 minutes after ignition (its plume scores
-//! 0.965-0.980 from +3 min, under the 0.98 threshold) and starts no wc-s
+//! 0.964-0.980 from +3 min, under the 0.98 threshold) and starts no wc-s
 //! incident (models/README.md). So only `rm_w_fire_is_confirmed` guards a
 //! detection; the 3-minute tests are `#[ignore]`d with the reason and
 //! run with `cargo test --release --test sequences -- --ignored`. They are
