@@ -45,27 +45,24 @@ fn wait_for_datagram(socket: &UnixDatagram, expected: &str) {
     }
 }
 
+/// The camera's alarm thresholds in the tests that must tell the fixture's
+/// plume frames from its clear ones. The shipped model (2026.12.02.6) scores
+/// the plume frames 8-17 0.996-0.997 and the clear frames 0-7 0.28-0.93
+/// (2026.12.02.5: 0.08-0.17), so smoke is set to 0.96, in that gap.
+const PLUME_NOT_CLEAR: &str = "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }";
+
 #[tokio::test]
 async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let webhook = serve_receiver(&store).await;
-    // The fixture in order, then its last plume frames over and over. The
-    // shipped model (2026.12.02.6) scores the plume frames 8-17 0.996-0.997
-    // and the clear frames 0-7 0.28-0.93 (2026.12.02.5: 0.08-0.17), so the
-    // camera's threshold is set to 0.96, in that gap, in every test here
-    // that needs the plume told from the clear frames.
+    // The fixture in order, then its last plume frames over and over, at
+    // the thresholds of `PLUME_NOT_CLEAR`.
     let camera = FakeCamera::start(Auth::Digest, |n| {
         fixture_frame(if n < 18 { n } else { 15 + (n - 18) % 3 })
     })
     .await;
-    let config = write_config(
-        dir.path(),
-        &webhook,
-        &camera,
-        "digest",
-        "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }",
-    );
+    let config = write_config(dir.path(), &webhook, &camera, "digest", PLUME_NOT_CLEAR);
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     let monitor = Monitor::start(
@@ -309,13 +306,7 @@ async fn a_monitor_killed_mid_delivery_loses_nothing_and_resends_under_the_same_
         scripted_server(Arc::new(|n| if n == 1 { Reply::Silent } else { ok() })).await;
     let camera = FakeCamera::start(Auth::Digest, |n| fixture_frame(15 + n % 3)).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &webhook,
-        &camera,
-        "digest",
-        "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }",
-    );
+    let config = write_config(dir.path(), &webhook, &camera, "digest", PLUME_NOT_CLEAR);
     let seen_count = |seen: &Arc<Mutex<Vec<Seen>>>| seen.lock().unwrap().len();
     let mut monitor = Monitor::start(&config, &[]);
     tokio::time::timeout(PATIENCE * 2, async {
@@ -359,9 +350,8 @@ async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let webhook = serve_receiver(&store).await;
-    // Plume frames while `plume` is set, else clear frames 4-7 (`classify`
-    // scores the plume frames 15-17 at least 0.996 and these at most 0.92,
-    // so the threshold is 0.96). Two hot frames start an incident; one ends
+    // Plume frames while `plume` is set, else clear frames 4-7, told apart
+    // by `PLUME_NOT_CLEAR`. Two hot frames start an incident; one ends
     // after 30 s without a hot frame (keep threshold = alarm threshold).
     let plume = Arc::new(AtomicBool::new(true));
     let camera = FakeCamera::start(Auth::Basic, {
@@ -377,7 +367,9 @@ async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
         &webhook,
         &camera,
         "basic",
-        "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.0\nclear_s = 30.0\nkeep_factor = 1.0\ncooldown_s = 0.0",
+        &format!(
+            "{PLUME_NOT_CLEAR}\nspan_s = 0.0\nclear_s = 30.0\nkeep_factor = 1.0\ncooldown_s = 0.0"
+        ),
     );
     let started = |n: usize| {
         let store = store.clone();
