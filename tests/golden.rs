@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use wildfire_watch::detector::{Detector, DetectorOptions};
 use wildfire_watch::footage::decode;
-use wildfire_watch::model::{ModelSource, Precision};
+use wildfire_watch::model::{Class, ModelSource, Precision};
 use wildfire_watch::resample::BilinearResizer;
 use wildfire_watch::views::{Rect, WorkingResolution};
 
@@ -312,4 +312,65 @@ fn camera_jpeg_decodes_to_the_pixels_training_reads() {
             want.scores,
         );
     }
+}
+
+/// The model card states the shipped sidecar and file as they are: a card
+/// that names the previous model's version or thresholds misleads the
+/// analyst who tunes against it (it did once: 2026.12.02.6 shipped with a
+/// card naming 2026.12.02.5's sidecar).
+#[test]
+fn model_card_describes_the_shipped_sidecar() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let card = std::fs::read_to_string(root.join("models/README.md")).unwrap();
+    let info = Detector::load(&ModelSource::Embedded, DetectorOptions::default())
+        .unwrap()
+        .info()
+        .clone();
+    let title = card.lines().next().unwrap();
+    assert_eq!(
+        title,
+        format!("# Model card: wildfire-tiles {}", info.version)
+    );
+    let sidecar = card
+        .lines()
+        .find(|l| l.starts_with("| sidecar `wildfire-tiles.json` |"))
+        .expect("the card's Contract table has a sidecar row");
+    let threshold = |c: Class| info.thresholds.get(c);
+    for want in [
+        format!("`version` \"{}\"", info.version),
+        format!(
+            "`thresholds` {{smoke {}, flame {}}}",
+            threshold(Class::Smoke),
+            threshold(Class::Flame)
+        ),
+        format!(
+            "`working_long_side` {}",
+            info.working_long_side
+                .map_or("native".to_string(), |px| px.to_string())
+        ),
+    ] {
+        assert!(
+            sidecar.contains(&want),
+            "the card's sidecar row lacks {want}: {sidecar}"
+        );
+    }
+    let bytes = std::fs::metadata(root.join("models/wildfire-tiles.onnx"))
+        .unwrap()
+        .len();
+    let grouped = bytes
+        .to_string()
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    let file = card
+        .lines()
+        .find(|l| l.starts_with("| file | `wildfire-tiles.onnx`"))
+        .expect("the card's Contract table has a file row");
+    assert!(
+        file.contains(&format!("({grouped} bytes)")),
+        "the card's file row lacks {grouped} bytes: {file}"
+    );
 }
