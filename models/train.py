@@ -307,8 +307,7 @@ def export_trunk(net, path, T):
 def cache_features(args, items, net, tower_items=(), scene_items=()):
     """Feature caches of every segment that is switched on, each built once and stored under a key made of
     the arguments that shape it (the keys of existing caches must not change)."""
-    with open(EXTRA_BOXES, "rb") as f:
-        boxes_sha = hashlib.sha1(f.read()).hexdigest()
+    boxes_sha = file_sha1(EXTRA_BOXES)
     T, seed, n = args.tile, args.seed, len(items)
     base = [T, seed, args.synth, args.synth_val, SPLIT, K_NEG_TRAIN, n, "v3"]
     if args.extra_boxes:  # keeps the key of the caches made before the extra boxes existed
@@ -336,16 +335,23 @@ def cache_features(args, items, net, tower_items=(), scene_items=()):
          [T, seed, args.towersmoke_shrunk, len(tower_items), split_sha(), args.working_long_side, "towershrunk1"],
          lambda: build_towersmoke_shrunk_samples(tower_items, T, seed, args.towersmoke_shrunk, n,
                                                  args.working_long_side)),
-        (len(scene_items) > 0, [T, [it["file"] for it in scene_items], args.working_long_side, "scenenegs1"],
+        # keyed by the frames' bytes, not their names: a sequence rebuilt from another source or commit has
+        # the same names, and stale features would pass silently
+        (len(scene_items) > 0, [T, [file_sha1(it["path"]) for it in scene_items], args.working_long_side,
+                                "scenenegs2"],
          lambda: build_scene_negative_samples(scene_items, T, n + len(tower_items), args.working_long_side)),
     ]
     return [cache_segment(args, net, hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen)
             for on, parts, gen in segments if on]
 
 
-def split_sha():
-    with open(TOWER_SPLIT, "rb") as f:
+def file_sha1(path):
+    with open(path, "rb") as f:
         return hashlib.sha1(f.read()).hexdigest()
+
+
+def split_sha():
+    return file_sha1(TOWER_SPLIT)
 
 
 def cache_segment(args, net, key, gen):
