@@ -521,6 +521,27 @@ def haze_tile(rng, img, T):
     return _jpeg_noise(rng, out)
 
 
+def tower_photometric(rng, img):
+    """A real tower frame as another day, camera or lens might record it, with its geometry unchanged so its
+    mask and boxes still hold: exposure (gain 0.75-1.25, gamma 0.75-1.35), white balance (channel gains
+    0.92-1.08) and saturation (0.6-1.3), then half the time a light haze (I = J t + A (1 - t), t 0.6-0.9:
+    heavier haze could hide a faint plume and make its label wrong), a third of the time a slight blur
+    (Gaussian radius 0.4-1.2, a soft lens or focus), and always sensor noise and a JPEG round trip
+    (`_jpeg_noise`). Issue 15's pixel-level augmentation, applied before the trunk so it can be cached."""
+    a = np.asarray(img, np.float32) / 255.0
+    a = np.clip(a * rng.uniform(0.75, 1.25), 0, 1) ** rng.uniform(0.75, 1.35)
+    a = a * rng.uniform(0.92, 1.08, 3)
+    grey = a.mean(axis=2, keepdims=True)
+    a = np.clip(grey + (a - grey) * rng.uniform(0.6, 1.3), 0, 1) * 255.0
+    if rng.random() < 0.5:
+        t = rng.uniform(0.6, 0.9)
+        a = a * t + _airlight(rng) * (1 - t)
+    if rng.random() < 1 / 3:
+        a = np.asarray(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+                       .filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.2))), np.float32)
+    return Image.fromarray(_jpeg_noise(rng, a))
+
+
 # ---------------------------------------------------------------- real tower smoke, re-framed
 
 def tower_smoke_crop(rng, img, box, T, max_scale=2.0):

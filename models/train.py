@@ -61,7 +61,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import CLASSES, check_decoder, load_index, load_rgb, load_scene_negatives, load_tower_index, \
     TowerSmokeMap, TOWER_SPLIT, \
     tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, camera_artifacts, tower_view, \
-    tower_smoke_crop, sheared_plume, EXTRA_BOXES  # noqa: E402
+    tower_smoke_crop, tower_photometric, sheared_plume, EXTRA_BOXES  # noqa: E402
 from views import frame_rect, make_views, to_tensor, working_size, OVERLAP  # noqa: E402
 from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
 
@@ -269,18 +269,48 @@ def build_towersmoke_crop_samples(tower_items, T, seed, k_neg, offset, long_side
         for j, it in enumerate(tower_items):
             if it["split"] != split or it["smoke"] != 1:
                 continue
-            img = load_rgb(it["path"])
-            r = TowerSmokeMap(it, *img.size).clear_crop(T)
-            if r is None:
-                continue
-            x, y, w, h = r
-            rects, views = make_views(img.crop((x, y, x + w, y + h)), T, OVERLAP, long_side)
             flame = 0 if it["flame"] == 0 else -1
-            keep = list(range(len(rects)))  # validation: every view
-            if split == "train" and len(keep) > 1 + k_neg:
-                keep = [0] + sorted(rng.choice(keep[1:], k_neg, replace=False).tolist())
-            for k in keep:
-                yield views[k], [0, flame], (split, 10, offset + j)
+            for v in clear_crop_views(it, load_rgb(it["path"]), T, long_side, k_neg if split == "train" else None,
+                                      rng):
+                yield v, [0, flame], (split, 10, offset + j)
+
+
+def clear_crop_views(it, img, T, long_side, k_tiles, rng):
+    """The views of tower frame `it`'s smoke-free crop (TowerSmokeMap.clear_crop, cut from `img` at native
+    scale and seen as a frame of its own): its whole view and k_tiles of its tiles drawn with `rng`, or every
+    view when k_tiles is None; no view when the frame has no such crop."""
+    r = TowerSmokeMap(it, *img.size).clear_crop(T)
+    if r is None:
+        return []
+    x, y, w, h = r
+    rects, views = make_views(img.crop((x, y, x + w, y + h)), T, OVERLAP, long_side)
+    keep = list(range(len(rects)))
+    if k_tiles is not None and len(keep) > 1 + k_tiles:
+        keep = [0] + sorted(rng.choice(keep[1:], k_tiles, replace=False).tolist())
+    return [views[k] for k in keep]
+
+
+def build_towersmoke_photometric_samples(tower_items, T, seed, copies, k_neg, k_crop, offset, long_side=None):
+    """Eleventh segment (off by default): `copies` photometric variants of each training tower frame with
+    smoke (models/data.py tower_photometric: exposure, white balance, saturation, light haze, blur, noise,
+    JPEG; geometry unchanged), cut as the seventh and eighth segments cut the frame itself: every positive
+    tile and k_neg negative ones (kind 8), then its smoke-free crop's whole view and k_crop of its tiles
+    (kind 10), so positives and negatives grow together. Seeing the same tower views twice
+    (--towersmoke-repeat 2) overfitted the training scenes; this shows them again as other light and
+    cameras would. Training frames only."""
+    rng = np.random.default_rng(seed + 91)
+    for j, it in enumerate(tower_items):
+        if it["split"] != "train" or it["smoke"] != 1:
+            continue
+        original = load_rgb(it["path"])
+        flame = 0 if it["flame"] == 0 else -1
+        for _ in range(copies):
+            img = tower_photometric(rng, original)
+            views, labelled = labelled_tower_tiles(it, img, T, long_side)
+            for k, lab in training_tiles(labelled, k_neg, rng):
+                yield views[k], [lab, flame], ("train", 8, offset + j)
+            for v in clear_crop_views(it, img, T, long_side, k_crop, rng):
+                yield v, [0, flame], ("train", 10, offset + j)
 
 
 def build_scene_negative_samples(scene_items, T, offset, long_side=None):
@@ -340,6 +370,12 @@ def cache_features(args, items, net, tower_items=(), scene_items=()):
         (len(scene_items) > 0, [T, [file_sha1(it["path"]) for it in scene_items], args.working_long_side,
                                 "scenenegs2"],
          lambda: build_scene_negative_samples(scene_items, T, n + len(tower_items), args.working_long_side)),
+        (args.towersmoke > 0 and args.towersmoke_photometric > 0,
+         [T, seed, args.towersmoke_photometric, args.towersmoke, args.towersmoke_crops, len(tower_items),
+          split_sha(), args.working_long_side, "towerphoto1"],
+         lambda: build_towersmoke_photometric_samples(tower_items, T, seed, args.towersmoke_photometric,
+                                                      args.towersmoke, args.towersmoke_crops, n,
+                                                      args.working_long_side)),
     ]
     return [cache_segment(args, net, hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen)
             for on, parts, gen in segments if on]
@@ -779,6 +815,10 @@ def main():
     ap.add_argument("--towersmoke-shrunk", type=int, default=0,
                     help="a segment of the training tower frames shrunk by 0.5-0.8 (scale augmentation: smaller "
                          "plumes), with every positive tile and this many negative tiles a frame (0 = off)")
+    ap.add_argument("--towersmoke-photometric", type=int, default=0,
+                    help="this many photometric variants (exposure, colour, haze, blur, noise, JPEG) of each "
+                         "training tower frame with smoke: its tiles as --towersmoke keeps them, and its smoke-free "
+                         "crop as --towersmoke-crops does (0 = off)")
     ap.add_argument("--towersmoke-repeat", type=int, default=1,
                     help="each training view of a real tower frame (tiles, whole views, crops) is seen this many "
                          "times per epoch")
