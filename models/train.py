@@ -270,19 +270,19 @@ def build_towersmoke_crop_samples(tower_items, T, seed, k_neg, offset, long_side
             if it["split"] != split or it["smoke"] != 1:
                 continue
             flame = 0 if it["flame"] == 0 else -1
-            for v in clear_crop_views(it, load_rgb(it["path"]), T, long_side, k_neg if split == "train" else None,
-                                      rng):
+            img = load_rgb(it["path"])
+            crop = TowerSmokeMap(it, *img.size).clear_crop(T)
+            for v in clear_crop_views(img, crop, T, long_side, k_neg if split == "train" else None, rng):
                 yield v, [0, flame], (split, 10, offset + j)
 
 
-def clear_crop_views(it, img, T, long_side, k_tiles, rng):
-    """The views of tower frame `it`'s smoke-free crop (TowerSmokeMap.clear_crop, cut from `img` at native
-    scale and seen as a frame of its own): its whole view and k_tiles of its tiles drawn with `rng`, or every
-    view when k_tiles is None; no view when the frame has no such crop."""
-    r = TowerSmokeMap(it, *img.size).clear_crop(T)
-    if r is None:
+def clear_crop_views(img, crop, T, long_side, k_tiles, rng):
+    """The views of a tower frame's smoke-free crop `crop` (TowerSmokeMap.clear_crop's (x, y, w, h), cut from
+    `img` at native scale and seen as a frame of its own): its whole view and k_tiles of its tiles drawn with
+    `rng`, or every view when k_tiles is None; no view when the frame has no such crop (None)."""
+    if crop is None:
         return []
-    x, y, w, h = r
+    x, y, w, h = crop
     rects, views = make_views(img.crop((x, y, x + w, y + h)), T, OVERLAP, long_side)
     keep = list(range(len(rects)))
     if k_tiles is not None and len(keep) > 1 + k_tiles:
@@ -303,13 +303,14 @@ def build_towersmoke_photometric_samples(tower_items, T, seed, copies, k_neg, k_
         if it["split"] != "train" or it["smoke"] != 1:
             continue
         original = load_rgb(it["path"])
+        crop = TowerSmokeMap(it, *original.size).clear_crop(T)  # the variants keep the frame's geometry
         flame = 0 if it["flame"] == 0 else -1
         for _ in range(copies):
             img = tower_photometric(rng, original)
             views, labelled = labelled_tower_tiles(it, img, T, long_side)
             for k, lab in training_tiles(labelled, k_neg, rng):
                 yield views[k], [lab, flame], ("train", 8, offset + j)
-            for v in clear_crop_views(it, img, T, long_side, k_crop, rng):
+            for v in clear_crop_views(img, crop, T, long_side, k_crop, rng):
                 yield v, [0, flame], ("train", 10, offset + j)
 
 
