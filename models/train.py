@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
 """wildfire-watch tile classifier: one-command, seeded, CPU-only training recipe.
 
-    python models/train.py --cache DIR --scene-negatives RMN    # from the repo root, in a venv of models/requirements.txt
+    python models/train.py --cache DIR --scene-negatives RMN --train-seed 1   # from the repo root, in a
+                                                                             # venv of models/requirements.txt
 
 where RMN is the rm-n fire that ../shared/datasets/rebuild/rmn_sequence.py rebuilds (its
-hpwren_20160604_rm-n-mobo-c folder, outside the repository). With it the defaults reproduce the shipped
-models/wildfire-tiles.onnx + .json (version 2026.12.02.6; also writes models/train_report.json); without it
-and with --version 2026.12.02.5, the model before. The defaults: --data ../shared/datasets --out models/ --mode top --epochs 5 --extra-boxes 1
---flip 1 --zoom 3000 --zoom-synth 1500 --sky 4000 --sky-synth 1500 --towersmoke 6 --towersmoke-whole unknown
---towersmoke-crops 6 --towersmoke-repeat 1 --hard-negatives 2 --hard-epochs 1 --working-long-side 960
+hpwren_20160604_rm-n-mobo-c folder, outside the repository). That command reproduces the shipped
+models/wildfire-tiles.onnx + .json (version 2026.12.02.7; also writes models/train_report.json). With
+--towersmoke-photometric 0, no --train-seed and --version 2026.12.02.6 it reproduces the model before; without
+--scene-negatives as well and with --version 2026.12.02.5, the one before that. The defaults: --data
+../shared/datasets --out models/ --mode top --epochs 5 --extra-boxes 1 --flip 1 --zoom 3000 --zoom-synth 1500
+--sky 4000 --sky-synth 1500 --towersmoke 6 --towersmoke-whole unknown --towersmoke-crops 6
+--towersmoke-photometric 1 --towersmoke-repeat 1 --hard-negatives 2 --hard-epochs 1 --working-long-side 960
 --mask-flame-context 0 --mask-abonia-default 0 --tower 0 --tower-crops 0 --sheared 0 --ema 0
---scene-negatives-before 1200 --seed 0. 2026.12.02.4 is --towersmoke-crops 0 --version 2026.12.02.4 (its smoke threshold came
-from the tile rule alone), and the one before that (2026.11.26.3) also --towersmoke 0 --hard-negatives 0
---working-long-side native. About 45-60 min on 2 idle CPU cores from scratch (about 12 min of feature
-caches, then 5-8 min per fine-tuning epoch and 8 min for the hard-negative pass); the shipped run took
-65 min with one thread while another training run had the other core.
+--scene-negatives-before 1200 --seed 0. 2026.12.02.4 is 2026.12.02.5's command with --towersmoke-crops 0
+--version 2026.12.02.4 (its smoke threshold came from the tile rule alone), and the one before that
+(2026.11.26.3) also --towersmoke 0 --hard-negatives 0 --working-long-side native. About 65-100 min on 2 CPU
+cores from scratch (about 15 min of feature caches, then 8-15 min per fine-tuning epoch on one thread and
+as long for the hard-negative pass); the shipped run took 82 min with one thread while evaluations and
+another training run had the other core.
 
 Stages (all deterministic for a given --seed on one machine; another CPU can round differently):
   1. index firesmoke/labels.csv + boxes.jsonl, seeded group split (models/data.py)
@@ -29,7 +33,8 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      labelled from masks and boxes, shrunk to --working-long-side first as the runtime shrinks them; with
      --towersmoke-crops K, the smoke-free crop of each training tower frame (whole view and K tiles) as a
      negative, and every view of the validation frames' crops for the image-level tower metric; with
-     --scene-negatives DIR, every view of the smoke-free frames of a training-side tower sequence (the rm-n
+     --towersmoke-photometric K, K photometric variants of each training tower frame with smoke (its tiles
+     and its crop, as the two segments before cut the frame itself); with --scene-negatives DIR, every view of the smoke-free frames of a training-side tower sequence (the rm-n
      fire that ../rebuild/rmn_sequence.py rebuilds) taken 20 minutes or more before ignition, as negatives
   3. run the frozen ImageNet EfficientNet-Lite0 trunk (stem + blocks 0-12) once with onnxruntime and cache
      its block-12 features outside the repo (--cache)
@@ -291,12 +296,12 @@ def clear_crop_views(img, crop, T, long_side, k_tiles, rng):
 
 
 def build_towersmoke_photometric_samples(tower_items, T, seed, copies, k_neg, k_crop, offset, long_side=None):
-    """Eleventh segment (off by default): `copies` photometric variants of each training tower frame with
-    smoke (models/data.py tower_photometric: exposure, white balance, saturation, light haze, blur, noise,
-    JPEG; geometry unchanged), cut as the seventh and eighth segments cut the frame itself: every positive
-    tile and k_neg negative ones (kind 8), then its smoke-free crop's whole view and k_crop of its tiles
-    (kind 10), so positives and negatives grow together. Seeing the same tower views twice
-    (--towersmoke-repeat 2) overfitted the training scenes; this shows them again as other light and
+    """Eleventh segment (on in the shipped recipe, K = 1): `copies` photometric variants of each training
+    tower frame with smoke (models/data.py tower_photometric: exposure, white balance, saturation, light
+    haze, blur, noise, JPEG; geometry unchanged), cut as the seventh and eighth segments cut the frame
+    itself: every positive tile and k_neg negative ones (kind 8), then its smoke-free crop's whole view and
+    k_crop of its tiles (kind 10), so positives and negatives grow together. Seeing the same tower views
+    twice (--towersmoke-repeat 2) overfitted the training scenes; this shows them again as other light and
     cameras would. Training frames only."""
     rng = np.random.default_rng(seed + 91)
     for j, it in enumerate(tower_items):
@@ -818,7 +823,7 @@ def main():
     ap.add_argument("--towersmoke-shrunk", type=int, default=0,
                     help="a segment of the training tower frames shrunk by 0.5-0.8 (scale augmentation: smaller "
                          "plumes), with every positive tile and this many negative tiles a frame (0 = off)")
-    ap.add_argument("--towersmoke-photometric", type=int, default=0,
+    ap.add_argument("--towersmoke-photometric", type=int, default=1,
                     help="this many photometric variants (exposure, colour, haze, blur, noise, JPEG) of each "
                          "training tower frame with smoke: its tiles as --towersmoke keeps them, and its smoke-free "
                          "crop as --towersmoke-crops does (0 = off)")
@@ -871,7 +876,7 @@ def main():
                          "training: re-scores validation, chooses thresholds and exports again")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
-    ap.add_argument("--version", default="2026.12.02.6", help="sidecar version; bump it for a new model")
+    ap.add_argument("--version", default="2026.12.02.7", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
     if not args.cache:
         ap.error("--cache DIR (or $WILDFIRE_TRAIN_CACHE) is needed: a folder outside the repository")
