@@ -643,31 +643,28 @@ def metrics_at(s, y, thr):
                 auc=round(roc_auc(s, y), 4), fp_rate=round(fp / max(1, fp + tn), 4), tp=tp, fp=fp, fn=fn, tn=tn)
 
 
+# The thresholds a rule may choose: multiples of 0.01 up to 0.99, then of 0.001 up to 0.999 for a model whose
+# negatives crowd just under 1. One list for both rules, of plain floats: when each rule built its own (one
+# from a float32 quantile), the tile rule's 0.97 came back as 0.97000003 and the image-level step skipped
+# 0.97 itself (run photo1_s1: F1 0.912 there, 0.910 at the 0.98 it took).
+THRESHOLD_GRID = tuple([round(i / 100, 2) for i in range(1, 100)] + [round(0.99 + i / 1000, 3) for i in range(1, 10)])
+
+
 def choose_threshold(s_neg_tiles, max_fp=0.01, floor=0.05):
-    """Smallest threshold with <= max_fp of negative validation views above it: a multiple of 0.01 up to
-    0.99, then of 0.001 up to 0.999 for a model whose negatives crowd just under 1."""
+    """Smallest value of THRESHOLD_GRID, at or over `floor`, with <= max_fp of the negative validation
+    views above it (0.999 when none has)."""
     if len(s_neg_tiles) == 0:
         return 0.5
-
-    def too_many(t):
-        return (s_neg_tiles > t).mean() > max_fp
-
-    q = np.quantile(s_neg_tiles, 1 - max_fp, method="higher")
-    thr = min(0.99, max(floor, np.ceil(q * 100 + 1e-9) / 100))
-    while too_many(thr) and thr < 0.99:
-        thr = round(thr + 0.01, 2)
-    while too_many(thr) and thr < 0.999:
-        thr = round(thr + 0.001, 3)
-    # a grid value, not the float32 the scores' quantile made it: 0.97 came back as 0.97000003, and
-    # best_f1_threshold then left 0.97 itself out (run photo1_s1: F1 0.912 there, 0.910 at the 0.98 it took)
-    return round(float(thr), 3)
+    for t in THRESHOLD_GRID:
+        if t >= floor and (s_neg_tiles > t).mean() <= max_fp:
+            return t
+    return THRESHOLD_GRID[-1]
 
 
 def best_f1_threshold(best, truth, lowest):
-    """The threshold, at or over `lowest`, of the best image-level F1 (ties: the lowest), on the grid of
-    choose_threshold (multiples of 0.01 up to 0.99, then of 0.001 up to 0.999)."""
-    grid = sorted({round(t, 2) for t in np.arange(0.01, 0.995, 0.01)} | {round(t, 3) for t in np.arange(0.99, 0.9995, 0.001)})
-    cands = [t for t in grid if t >= lowest - 1e-9] or [lowest]
+    """The value of THRESHOLD_GRID, at or over `lowest` (one of them), of the best image-level F1 (ties: the
+    lowest)."""
+    cands = [t for t in THRESHOLD_GRID if t >= lowest]
     return max(cands, key=lambda t: (metrics_at(best, truth, t)["f1"], -t))
 
 
