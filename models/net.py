@@ -69,6 +69,22 @@ class WildfireNet(nn.Module):
     def forward(self, x):
         return torch.sigmoid(self.head_from_map(self.top_map(self.trunk(x))))
 
+    def pixel_logits(self, x, trainable_from, drop_connect=0.0):
+        """Logits of pixel batch `x` for the pixel stage (train.py --pixel-epochs): the stem and
+        blocks[:trainable_from] run without gradients (frozen), the blocks from there on, conv_head and the
+        head with them, stochastic depth on those blocks while training."""
+        b = self.b
+        n = len(b._blocks)
+        with torch.no_grad():
+            x = x * (255.0 / 128.0) - (127.0 / 128.0)
+            x = b._swish(b._bn0(b._conv_stem(x)))
+            for blk in b._blocks[:trainable_from]:
+                x = blk(x)
+        for idx in range(trainable_from, n):
+            dc = drop_connect * idx / n if (drop_connect and self.training) else None
+            x = b._blocks[idx](x, drop_connect_rate=dc)
+        return self.head_from_map(b._swish(b._bn1(b._conv_head(x))))
+
 
 class TopMap(nn.Module):
     """For map caching: cached trunk features -> frozen conv_head map (1280 x T/32 x T/32)."""

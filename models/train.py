@@ -46,6 +46,10 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
      --mode head a linear head on pooled features
      then, with --hard-negatives K, one more pass (--hard-epochs) in which each training view that is negative
      for a class but scores >= 0.5 for it is seen K more times
+  4b. with --pixel-epochs N (off in the shipped recipe), the pixel stage: blocks from --pixel-from-block on,
+     conv_head and the head fine-tuned on pixels, views cut afresh each epoch with scale, photometric and
+     mirror augmentation (tower frames, scene negatives, a share of firesmoke and of the sky segment); the
+     validation views are then cut again and scored from pixels. About 13-16 min per epoch on 2 cores
   5. pick per-class thresholds on validation for <= 1% false positives: smoke on the tower validation's
      negative tiles, then, of the thresholds at or over that one, the one of best tower image-level F1
      (frames against smoke-free frames and crops, as examples/tower_eval.rs); flame on the real firesmoke
@@ -84,23 +88,8 @@ def build_samples(items, T, seed, n_synth_train, n_synth_val):
     meta = (split, kind, item_index) with kind 0 = whole view, 1 = native tile, 2 = synthetic plume tile."""
     rng = np.random.default_rng(seed)
     for idx, it in enumerate(items):
-        img = load_rgb(it["path"])
-        W, H = img.size
-        rects, views = make_views(img, T, OVERLAP)
-        yield views[0], [it["smoke"], it["flame"]], (it["split"], 0, idx)
-        cand = []
-        for k in range(1, len(rects)):
-            lab = tile_labels(it, rects[k], W, H)
-            if lab == [-1, -1]:
-                continue
-            cand.append((k, lab))
-        pos = [c for c in cand if 1 in c[1]]
-        neg = [c for c in cand if 1 not in c[1]]
-        if it["split"] == "train" and len(neg) > K_NEG_TRAIN:
-            sel = rng.choice(len(neg), K_NEG_TRAIN, replace=False)
-            neg = [neg[i] for i in sorted(sel)]
-        for k, lab in pos + neg:
-            yield views[k], lab, (it["split"], 1, idx)
+        for view, lab, kind in image_views(it, T, rng):
+            yield view, lab, (it["split"], kind, idx)
     # synthetic distant plumes on real outdoor negatives (sources 4 and 5), per split
     for split, n in (("train", n_synth_train), ("val", n_synth_val)):
         bases = [i for i, it in enumerate(items) if it["split"] == split
@@ -111,6 +100,27 @@ def build_samples(items, T, seed, n_synth_train, n_synth_val):
             img = load_rgb(items[idx]["path"])
             tile = random_tile(srng, img, T)
             yield synth_plume(srng, tile), [1, 0], (split, 2, idx)
+
+
+def image_views(it, T, rng):
+    """[(view, labels, kind)] of firesmoke image `it`: its whole view (kind 0, labelled as the image), then
+    its native tiles with a known label (kind 1, labelled from the boxes): every positive one, and of the
+    negative ones all for validation, K_NEG_TRAIN drawn with `rng` for training."""
+    img = load_rgb(it["path"])
+    W, H = img.size
+    rects, views = make_views(img, T, OVERLAP)
+    cand = []
+    for k in range(1, len(rects)):
+        lab = tile_labels(it, rects[k], W, H)
+        if lab == [-1, -1]:
+            continue
+        cand.append((k, lab))
+    pos = [c for c in cand if 1 in c[1]]
+    neg = [c for c in cand if 1 not in c[1]]
+    if it["split"] == "train" and len(neg) > K_NEG_TRAIN:
+        sel = rng.choice(len(neg), K_NEG_TRAIN, replace=False)
+        neg = [neg[i] for i in sorted(sel)]
+    return [(views[0], [it["smoke"], it["flame"]], 0)] + [(views[k], lab, 1) for k, lab in pos + neg]
 
 
 def synthetic_splits(items, seed, offset, val_frac=0.15):
@@ -343,6 +353,11 @@ def export_trunk(net, path, T):
 def cache_features(args, items, net, tower_items=(), scene_items=()):
     """Feature caches of every segment that is switched on, each built once and stored under a key made of
     the arguments that shape it (the keys of existing caches must not change)."""
+    return [cache_segment(args, net, key, gen) for key, gen in feature_segments(args, items, tower_items, scene_items)]
+
+
+def feature_segments(args, items, tower_items=(), scene_items=()):
+    """(cache key, sample generator) of every segment that is switched on, in the order of the cached views."""
     boxes_sha = file_sha1(EXTRA_BOXES)
     T, seed, n = args.tile, args.seed, len(items)
     base = [T, seed, args.synth, args.synth_val, SPLIT, K_NEG_TRAIN, n, "v3"]
@@ -383,8 +398,7 @@ def cache_features(args, items, net, tower_items=(), scene_items=()):
                                                       args.towersmoke, args.towersmoke_crops, n,
                                                       args.working_long_side)),
     ]
-    return [cache_segment(args, net, hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen)
-            for on, parts, gen in segments if on]
+    return [(hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10], gen) for on, parts, gen in segments if on]
 
 
 def file_sha1(path):
@@ -522,6 +536,148 @@ def mine_hard_negatives(net, C, tr):
         kinds = np.bincount(C["kind"][tr][hard[:, c]], minlength=11).tolist()
         log(f"hard {name} negatives: {int(hard[:, c].sum())} of {int((y[:, c] == 0).sum())}; by kind {kinds}")
     return tr[hard.any(1)]
+
+
+# ----------------------------------------------------------------------------- pixel stage
+
+PIXEL_SHRINK = (0.6, 1.0)  # a tower frame's working long side is scaled by this, half the time
+
+
+def pixel_samples(items, tower_items, scene_items, T, args, rng):
+    """One epoch of the pixel stage's training views, cut afresh with pixel-level augmentation (issue 15,
+    item 2), as (uint8 N x T x T x 3, int8 N x 2 labels). Each training tower frame: half the time a
+    photometric variant (models/data.py tower_photometric), half the time shrunk by PIXEL_SHRINK after its
+    working resolution (smaller plumes; its tiles labelled where they lie in the frame's own pixels), then
+    its whole view (smoke unknown with --towersmoke-whole unknown), every positive tile and --towersmoke
+    negative ones, and its smoke-free crop's whole view and --towersmoke-crops tiles. Every view of the
+    --scene-negatives frames (photometric half the time). So that flame and the web/CCTV domain are not
+    forgotten, --pixel-firesmoke of the firesmoke training images (their views as the first segment cuts
+    them, smoke context masked as in main) and a quarter of the synthetic sky/haze segment. Every view is
+    mirrored half the time."""
+    views, labels = [], []
+
+    def add(v, lab):
+        views.append(v[:, ::-1] if rng.random() < 0.5 else v)
+        labels.append(lab)
+
+    for it in tower_items:
+        if it["split"] != "train":
+            continue
+        img = load_rgb(it["path"])
+        crop = TowerSmokeMap(it, *img.size).clear_crop(T) if it["smoke"] == 1 else None
+        if rng.random() < 0.5:
+            img = tower_photometric(rng, img)
+        w, h = working_size(*img.size, args.working_long_side)
+        long_side = max(w, h)
+        if rng.random() < 0.5:
+            f = rng.uniform(*PIXEL_SHRINK)
+            if min(w, h) * f >= T:  # a frame must still hold a tile
+                long_side = round(long_side * f)
+        flame = 0 if it["flame"] == 0 else -1
+        vs, labelled = labelled_tower_tiles(it, img, T, long_side)
+        add(vs[0], [-1 if args.towersmoke_whole == "unknown" else it["smoke"], flame])
+        for k, lab in training_tiles(labelled, args.towersmoke, rng):
+            add(vs[k], [lab, flame])
+        for v in clear_crop_views(img, crop, T, args.working_long_side, args.towersmoke_crops, rng):
+            add(v, [0, flame])
+    for it in scene_items:
+        img = load_rgb(it["path"])
+        if rng.random() < 0.5:
+            img = tower_photometric(rng, img)
+        for v in make_views(img, T, OVERLAP, args.working_long_side)[1]:
+            add(v, [0, 0])
+    for it in items:
+        if it["split"] != "train" or rng.random() >= args.pixel_firesmoke:
+            continue
+        for v, lab, kind in image_views(it, T, rng):
+            if args.mask_smoke_context and kind == 1 and it["smoke"] == 1 and lab[0] == 0:
+                lab = [-1, lab[1]]
+            add(v, lab)
+    sky_seed = int(rng.integers(1 << 30))
+    for v, lab, (split, _, _) in build_sky_samples(items, T, sky_seed, args.sky // 4, args.sky_synth // 4):
+        if split == "train":
+            add(v, lab)
+    return np.stack(views), np.array(labels, np.int8)
+
+
+def train_pixels(net, items, tower_items, scene_items, args):
+    """The pixel stage (--pixel-epochs, after the cached stages): blocks[--pixel-from-block:], conv_head
+    and the head fine-tuned on pixel views cut and augmented afresh each epoch (pixel_samples), BatchNorm
+    statistics frozen, at --pixel-lr (the head at 3x) warmed up over 50 steps and decayed linearly to 0."""
+    seed = (args.seed if args.train_seed is None else args.train_seed) + 1000
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    b = net.b
+    deep = [p for blk in b._blocks[args.pixel_from_block:] for p in blk.parameters()] + \
+        list(b._conv_head.parameters()) + list(b._bn1.parameters())
+    head = list(net.proj.parameters()) + list(net.fc.parameters())
+    opt = torch.optim.AdamW([{"params": deep, "lr": args.pixel_lr}, {"params": head, "lr": 3 * args.pixel_lr}],
+                            weight_decay=1e-4)
+    sched, pos_weight = None, None
+    for ep in range(args.pixel_epochs):
+        t0 = time.time()
+        X, Y = pixel_samples(items, tower_items, scene_items, args.tile, args, rng)
+        y = torch.from_numpy(Y.astype(np.int64))
+        if sched is None:  # sized on the first epoch; later ones differ by a few views (the decay clamps at 0)
+            pos, neg = (y == 1).sum(0).float(), (y == 0).sum(0).float()
+            pos_weight = (neg / pos.clamp(min=1)).sqrt().clamp(1, 4)
+            total = args.pixel_epochs * int(np.ceil(len(Y) / args.batch))
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: min(1.0, (s + 1) / 50) * max(0.0, 1 - s / total))
+        log(f"pixel epoch {ep + 1}/{args.pixel_epochs}: {len(Y)} views cut in {time.time() - t0:.0f}s; "
+            f"positives {(Y == 1).sum(0).tolist()}, negatives {(Y == 0).sum(0).tolist()}")
+        net.train()
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        perm = rng.permutation(len(Y))
+        tot, nb = 0.0, 0
+        for i in range(0, len(perm), args.batch):
+            bi = np.sort(perm[i:i + args.batch])
+            logits = net.pixel_logits(torch.from_numpy(to_tensor(X[bi])), args.pixel_from_block, drop_connect=0.2)
+            loss = masked_bce(logits, y[bi], pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += loss.item(); nb += 1
+            if nb % 50 == 0:
+                log(f"  step {nb}: loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
+        log(f"pixel epoch {ep + 1}/{args.pixel_epochs} loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
+        del X
+    net.eval()
+
+
+def predict_pixels(args, net, segments, C, va):
+    """Validation scores after the pixel stage, when the cached trunk features no longer describe the
+    network: every validation view cut again by the generators that cached it, in the same order (checked
+    against C), and scored by the exported network in onnxruntime."""
+    import onnxruntime as ort
+    path = os.path.join(args.cache, "pixel_stage.onnx")
+    export_onnx(net, path, args.tile, args.opset)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = args.threads
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    out, kinds, frames, buf = [], [], [], []
+
+    def flush():
+        out.append(sess.run(["scores"], {"input": to_tensor(np.stack(buf))})[0])
+        buf.clear()
+
+    t0 = time.time()
+    for _, gen in segments:
+        for v, _, (split, kind, item) in gen():
+            if split != "val":
+                continue
+            buf.append(v); kinds.append(kind); frames.append(item)
+            if len(buf) == 64:
+                flush()
+    if buf:
+        flush()
+    assert np.array_equal(kinds, C["kind"][va]) and np.array_equal(frames, C["item"][va]), \
+        "validation views cut again do not line up with the cached ones"
+    log(f"scored {len(kinds)} validation views from pixels in {time.time() - t0:.0f}s")
+    return np.concatenate(out)
 
 
 def cache_maps(args, C, net):
@@ -864,6 +1020,15 @@ def main():
                          "for a class but scores 0.5 or more for it, in a second pass of --hard-epochs at 0.3x the "
                          "learning rates (0 = off; --mode top)")
     ap.add_argument("--hard-epochs", type=int, default=1)
+    ap.add_argument("--pixel-epochs", type=int, default=0,
+                    help="after the cached stages, this many epochs of the pixel stage: blocks from "
+                         "--pixel-from-block on fine-tuned on views cut and augmented afresh (scale, photometric, "
+                         "mirroring) each epoch; validation is then scored from pixels (0 = off; --mode top)")
+    ap.add_argument("--pixel-from-block", type=int, default=5,
+                    help="the first backbone block the pixel stage trains (0-15; blocks before it stay frozen)")
+    ap.add_argument("--pixel-lr", type=float, default=5e-5, help="pixel stage learning rate (the head's: 3x)")
+    ap.add_argument("--pixel-firesmoke", type=float, default=0.25,
+                    help="fraction of the firesmoke training images the pixel stage cuts again each epoch")
     ap.add_argument("--working-long-side", type=lambda v: None if v == "native" else int(v), default=960,
                     help="the sidecar's working_long_side: the runtime shrinks frames whose long side is longer "
                          "to it before cutting views, and so are the towersmoke frames here (default 960; "
@@ -879,6 +1044,11 @@ def main():
         ap.error("--cache DIR (or $WILDFIRE_TRAIN_CACHE) is needed: a folder outside the repository")
     if args.tower_crops > 0 and not args.extra_boxes:
         ap.error("--tower-crops needs --extra-boxes 1: the only boxed tower smoke is this project's rm-n boxes")
+    if args.pixel_epochs > 0 and (args.mode != "top" or args.mask_flame_context or args.mask_abonia_default
+                                  or args.towersmoke == 0):
+        ap.error("--pixel-epochs needs --mode top, --towersmoke > 0 and the flame-context and Abonia masks off")
+    if not 0 <= args.pixel_from_block <= 15:
+        ap.error("--pixel-from-block must be 0-15")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -900,6 +1070,7 @@ def main():
         check_working_long_side(items, args.working_long_side, ap)
     net = WildfireNet(args.tile, head="linear" if args.mode == "head" else "map", width=args.width)
     segs = cache_features(args, items, net, tower_items, scene_items)
+    n_firesmoke = len(items)
     items = items + tower_items + scene_items  # segment item indices run on past the firesmoke items
     if args.mode == "map":
         maps = [cache_maps(args, sg, net) for sg in segs]
@@ -958,7 +1129,11 @@ def main():
             # the first pass's class balance: repeated negatives must not also shrink the positives' weight
             train_top(net, C, np.concatenate([tr] + [hard] * args.hard_negatives), args, epochs=args.hard_epochs,
                       lr_scale=0.3, pos_weight=pos_weights(C, tr))
-    P = predict_cached(net, C, va, args.mode)
+    if args.pixel_epochs > 0:
+        train_pixels(net, items[:n_firesmoke], tower_items, scene_items, args)
+        P = predict_pixels(args, net, feature_segments(args, items[:n_firesmoke], tower_items, scene_items), C, va)
+    else:
+        P = predict_cached(net, C, va, args.mode)
     run_name = os.path.basename(os.path.normpath(args.out))
     np.savez(os.path.join(args.cache, f"valpred_{run_name}.npz"), P=P, va=va)
     torch.save(net.state_dict(), os.path.join(args.cache, f"state_{run_name}.pt"))
