@@ -10,10 +10,22 @@
 //!   restarts); a `test-alert` it answers with 2xx re-enables it.
 //! - `408`, `425`, `429`, `5xx`, `3xx` (redirects are not followed: a signed
 //!   POST must not turn into a GET elsewhere), timeouts and network errors:
-//!   retried after `Retry-After` (seconds or an HTTP date) when the answer has
-//!   one, else after an exponential backoff with full jitter.
-//! - any other `4xx`: the receiver refuses this event for good; it is dropped
-//!   for this endpoint (logged, counted) and the next one goes.
+//!   retried after `Retry-After` (seconds or an HTTP date, at most
+//!   `max_backoff_s`) when the answer has one, else after an exponential
+//!   backoff with full jitter.
+//! - `401`, `403`, `404`, `405`, `407`, `421`: retried the same way. These say
+//!   the endpoint cannot take anything now, not that this event is bad: a
+//!   device clock more than 5 minutes off after a boot without network time
+//!   (the receiver refuses the signature's timestamp with `401`), a secret
+//!   being rotated, a proxy or a receiver being redeployed. Dropping on them
+//!   would empty the outbox of every alert within seconds, one after another.
+//! - any other `4xx` (`400`, `409`, `413`, `422`, ...): the receiver refuses
+//!   this event for good; it is dropped for this endpoint (logged, counted)
+//!   and the next one goes.
+//!
+//! No retry waits longer than `max_backoff_s`, also when the clock steps back
+//! after it was set: delivery is in order, so one long wait would hold back
+//! every alert queued behind it.
 //!
 //! The connection has `connect_timeout_s`; the whole exchange, from sending to
 //! the last byte of the answer read, has `response_timeout_s`. At most
@@ -161,6 +173,8 @@ pub fn outcome_for_status(status: u16, retry_after: Option<Duration>) -> Outcome
         200..=299 => Outcome::Delivered,
         410 => Outcome::Gone,
         408 | 425 | 429 => Outcome::Retry { after: retry_after },
+        // The endpoint, not the event: see the module docs.
+        401 | 403 | 404 | 405 | 407 | 421 => Outcome::Retry { after: retry_after },
         400..=499 => Outcome::Rejected,
         _ => Outcome::Retry { after: retry_after },
     }
@@ -248,7 +262,9 @@ pub async fn post(
         .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     let (body, error) = read_capped(response, options.max_response_bytes, deadline).await;
     let preview = String::from_utf8_lossy(&body[..body.len().min(BODY_PREVIEW_BYTES)]).into_owned();
-    let retry_after = retry_after.map(|d| d.min(options.max_age));
+    // At most max_backoff: delivery per endpoint is in order, so one answer
+    // asking for an hour would hold back every alert behind it for that hour.
+    let retry_after = retry_after.map(|d| d.min(options.max_backoff));
     Attempt {
         outcome: outcome_for_status(status, retry_after),
         status: Some(status),
@@ -354,8 +370,13 @@ pub fn settle(
             let attempts = pending.attempts + 1;
             let delay = after
                 .unwrap_or_else(|| backoff(attempts, options.initial_backoff, options.max_backoff));
+            let hint = match attempt.status {
+                Some(401 | 403) => " (a receiver refuses a signature whose timestamp is over 5 minutes from its clock: check `timedatectl` on the device and the webhook's secret)",
+                Some(404 | 405 | 421) => " (check [[webhooks]] url and the receiver's route)",
+                _ => "",
+            };
             warn!(
-                "{url} did not take {id} (attempt {attempts}): {}; retrying in {:.1} s",
+                "{url} did not take {id} (attempt {attempts}): {}{hint}; retrying in {:.1} s",
                 attempt.describe(),
                 delay.as_secs_f64()
             );
@@ -516,8 +537,12 @@ async fn deliver_next(
     let Some(pending) = head else {
         return Ok(Step::Nothing);
     };
+    // Every retry is set at most max_backoff ahead, so a longer wait means
+    // the clock stepped back since (network time correcting a clock that ran
+    // ahead): waiting out the step would hold back every alert behind this
+    // one for as long, so it goes now.
     let wait = pending.next_attempt_at - now_unix();
-    if wait > 0.0 {
+    if wait > 0.0 && wait <= options.max_backoff.as_secs_f64() + 1.0 {
         return Ok(Step::NotDue(Duration::from_secs_f64(wait)));
     }
     let attempt = post(client, endpoint, &pending, options).await;
@@ -538,8 +563,9 @@ mod tests {
         assert_eq!(outcome_for_status(204, None), Outcome::Delivered);
         assert_eq!(outcome_for_status(410, None), Outcome::Gone);
         assert_eq!(outcome_for_status(400, None), Outcome::Rejected);
-        assert_eq!(outcome_for_status(401, None), Outcome::Rejected);
-        for s in [408, 425, 429, 500, 503, 301] {
+        assert_eq!(outcome_for_status(409, None), Outcome::Rejected);
+        assert_eq!(outcome_for_status(413, None), Outcome::Rejected);
+        for s in [408, 425, 429, 500, 503, 301, 401, 403, 404, 405, 407, 421] {
             assert_eq!(
                 outcome_for_status(s, None),
                 Outcome::Retry { after: None },

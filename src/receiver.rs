@@ -27,7 +27,10 @@
 //!    it on a 2xx.
 //! 4. Answer `410 Gone` only to stop the device sending to this URL for good;
 //!    `429` or `503` with `Retry-After` to make it wait; any `5xx` to make it
-//!    retry; any other `4xx` drops the event.
+//!    retry. `401`, `403`, `404`, `405`, `407` and `421` are retried too
+//!    (they mean the endpoint takes nothing now: a clock, a secret, a
+//!    route); any other `4xx` (`400`, `409`, `413`, `422`, ...) drops the
+//!    event, so answer those only to an event that will never be taken.
 //!
 //! This receiver also answers `413` to a body over its limit, `400` to a body
 //! that is not JSON and `405` to anything but POST. It accepts POST on any

@@ -331,7 +331,7 @@ impl LiveState {
                 (
                     "delivery_rejected_total",
                     "counter",
-                    "Deliveries a webhook refused for good (4xx).",
+                    "Deliveries a webhook refused for good (a 4xx that is not retried).",
                     s.rejected,
                 ),
                 (

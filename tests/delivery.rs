@@ -156,7 +156,7 @@ async fn a_500_is_retried_until_taken() {
 }
 
 #[tokio::test]
-async fn retry_after_sets_the_next_attempt() {
+async fn retry_after_sets_the_next_attempt_up_to_max_backoff() {
     let (url, _, _) = scripted_server(Arc::new(|n| {
         let after = if n == 0 {
             "1800".to_string()
@@ -169,13 +169,19 @@ async fn retry_after_sets_the_next_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = open_outbox(dir.path(), &url);
     outbox.enqueue(&event(0)).unwrap();
-    let client = delivery::http_client(&options()).unwrap();
-    for expected_s in [1800.0, 2700.0] {
+    // The second answer asks for 2700 s, more than max_backoff: an incident
+    // queued behind this event must not wait that long.
+    let options = DeliveryOptions {
+        max_backoff: Duration::from_secs(2000),
+        ..options()
+    };
+    let client = delivery::http_client(&options).unwrap();
+    for expected_s in [1800.0, 2000.0] {
         let pending = outbox.head(&url).unwrap().unwrap();
-        let attempt = delivery::post(&client, &endpoint(&url), &pending, &options()).await;
+        let attempt = delivery::post(&client, &endpoint(&url), &pending, &options).await;
         assert_eq!(attempt.status, Some(429));
         let before = now_unix();
-        delivery::settle(&outbox, &endpoint(&url), &pending, &attempt, &options()).unwrap();
+        delivery::settle(&outbox, &endpoint(&url), &pending, &attempt, &options).unwrap();
         let next = outbox.head(&url).unwrap().unwrap().next_attempt_at;
         // Seconds are exact; an HTTP date has one-second resolution.
         assert!(
@@ -252,12 +258,36 @@ async fn events_no_webhook_could_take_go_out_once_test_alert_re_enables_it() {
 }
 
 #[tokio::test]
-async fn other_4xx_drop_the_event_but_408_425_429_retry() {
+async fn a_retry_set_before_the_clock_stepped_back_does_not_hold_the_queue() {
+    let (url, seen, _) = scripted_server(Arc::new(|_| ok())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    outbox.enqueue(&event(0)).unwrap();
+    outbox.enqueue(&event(1)).unwrap();
+    // A retry 10 s ahead, set while the clock ran three days fast; network
+    // time has since stepped it back.
+    let head = outbox.head(&url).unwrap().unwrap();
+    let three_days = 3.0 * 86_400.0;
+    outbox
+        .mark_failed(&url, head.seq, now_unix() + three_days + 10.0, "503")
+        .unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    assert_eq!(ids(&seen), ["tower-7-e0", "tower-7-e1"]);
+    assert_eq!(outbox.stats().unwrap().delivered, 2);
+}
+
+#[tokio::test]
+async fn a_refused_event_is_dropped_but_an_endpoint_that_cannot_take_any_is_retried() {
+    // 401 is what a receiver answers when the device's clock is off after a
+    // boot without network time: dropping on it would lose every alert.
     let (url, seen, _) = scripted_server(Arc::new(|n| match n {
         0 => Reply::Answer(408, vec![], String::new()),
         1 => Reply::Answer(425, vec![], String::new()),
         2 => Reply::Answer(429, vec![], String::new()),
-        3 => Reply::Answer(400, vec![], "bad".into()),
+        3 => Reply::Answer(401, vec![], "timestamp too old".into()),
+        4 => Reply::Answer(403, vec![], String::new()),
+        5 => Reply::Answer(404, vec![], String::new()),
+        6 => Reply::Answer(400, vec![], "bad".into()),
         _ => ok(),
     }))
     .await;
@@ -273,11 +303,15 @@ async fn other_4xx_drop_the_event_but_408_425_429_retry() {
             "tower-7-e0",
             "tower-7-e0",
             "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e0",
             "tower-7-e1"
         ]
     );
     let stats = outbox.stats().unwrap();
     assert_eq!((stats.rejected, stats.delivered), (1, 1));
+    assert_eq!(stats.failed_attempts, 6);
 }
 
 #[tokio::test]
