@@ -220,7 +220,8 @@ pub struct OutboxConfig {
     /// Most undelivered events kept; past it heartbeats and snapshots go first,
     /// incidents last.
     pub max_events: Spanned<u32>,
-    /// Undelivered events older than this are dropped (logged and counted).
+    /// Undelivered events older than this are dropped (logged and counted),
+    /// incidents excepted: only `max_events` bounds them (src/outbox.rs).
     pub max_age_hours: Spanned<f64>,
 }
 

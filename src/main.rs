@@ -414,7 +414,7 @@ fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
         }
     }
     if config.webhooks.is_empty() {
-        eprintln!("warning: no [[webhooks]]: events wait in the outbox (up to [outbox] max_age_hours) and alert nobody until one is added");
+        eprintln!("warning: no [[webhooks]]: events wait in the outbox (incidents until taken, others up to [outbox] max_age_hours) and alert nobody until one is added");
     }
     if problems > 0 {
         return Ok(ExitCode::from(1));

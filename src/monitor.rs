@@ -255,7 +255,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     }
     let endpoints = Endpoint::from_config(&config)?;
     if endpoints.is_empty() {
-        warn!("no [[webhooks]]: events are kept in the outbox (up to [outbox] max_age_hours) for the first webhook added; until then they alert nobody");
+        warn!("no [[webhooks]]: events are kept in the outbox (incidents until taken, others up to [outbox] max_age_hours) for the first webhook added; until then they alert nobody");
     }
     let options = DeliveryOptions::from_config(&config);
     let mut outbox = Outbox::for_config(&config)?;

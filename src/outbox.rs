@@ -27,8 +27,12 @@
 //! of the lowest priority goes first (heartbeats and snapshots, then tests
 //! and camera offline/online events, then incidents), so an incident is never
 //! dropped to keep a heartbeat; only when the outbox is all incidents does the
-//! oldest incident make room for a new one. Undelivered events older than `max_age` expire. Both are logged
-//! and counted.
+//! oldest incident make room for a new one. Undelivered events other than
+//! incidents expire when older than `max_age`; incidents never expire, as the
+//! age of an event is measured on the device's clock, and a Pi without a
+//! battery-backed clock can run days behind until network time steps it
+//! forward: every alert raised before the step would look days old and go.
+//! Only room makes an incident go. Both are logged and counted.
 //!
 //! The connection is synchronous, and each call that writes waits for an
 //! fsync, which on an SD card can take seconds: async code never calls it
@@ -438,7 +442,8 @@ impl Outbox {
         })
     }
 
-    /// Drops undelivered events older than the age limit; returns how many.
+    /// Drops undelivered events older than the age limit, incidents excepted
+    /// (see the module docs); returns how many.
     pub fn expire_old(&self) -> Result<u64> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
@@ -527,7 +532,8 @@ impl Outbox {
     }
 
     /// The receiver said `410 Gone`: stop sending to `endpoint` until it is
-    /// re-enabled. Its pending deliveries stay until they expire; new events
+    /// re-enabled. Its pending deliveries stay (until they expire, or room is
+    /// needed, for incidents); new events
     /// are not queued for it.
     pub fn disable_endpoint(&self, endpoint: &str, reason: &str) -> Result<()> {
         let mut conn = self.conn();
@@ -750,8 +756,9 @@ fn offer_unsettled(
 fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::Result<u64> {
     let cutoff = now - max_age.as_secs_f64();
     let old: Vec<(String, String)> = {
-        let mut stmt =
-            tx.prepare("SELECT id, kind FROM events WHERE created_at < ?1 ORDER BY seq")?;
+        let mut stmt = tx.prepare(
+            "SELECT id, kind FROM events WHERE created_at < ?1 AND kind != 'incident' ORDER BY seq",
+        )?;
         let rows = stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -762,7 +769,10 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
         );
     }
     if !old.is_empty() {
-        tx.execute("DELETE FROM events WHERE created_at < ?1", [cutoff])?;
+        tx.execute(
+            "DELETE FROM events WHERE created_at < ?1 AND kind != 'incident'",
+            [cutoff],
+        )?;
         count(tx, "expired", old.len() as u64)?;
     }
     Ok(old.len() as u64)
@@ -983,13 +993,35 @@ mod tests {
         let outbox = open(dir.path(), 100);
         let now = now_unix();
         outbox
-            .enqueue(&event("old", EventKind::Incident, now - 7200.0))
+            .enqueue(&event("old", EventKind::Heartbeat, now - 7200.0))
             .unwrap();
         outbox
-            .enqueue(&event("new", EventKind::Incident, now))
+            .enqueue(&event("new", EventKind::Heartbeat, now))
             .unwrap();
         assert_eq!(outbox.head("http://a/").unwrap().unwrap().event.id, "new");
         assert_eq!(outbox.stats().unwrap().expired, 1);
+    }
+
+    #[test]
+    fn an_incident_stamped_before_the_clock_stepped_forward_is_kept() {
+        // A Pi without a clock battery boots days behind; an alert raised
+        // before network time steps the clock forward looks days old after.
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 100);
+        let now = now_unix();
+        let before_the_step = now - 100.0 * 86_400.0;
+        outbox
+            .enqueue(&event("fire", EventKind::Incident, before_the_step))
+            .unwrap();
+        outbox
+            .enqueue(&event("camera", EventKind::Camera, before_the_step))
+            .unwrap();
+        // The camera event expired as the next event came in; the incident
+        // stays through later checks too.
+        assert_eq!(outbox.expire_old().unwrap(), 0);
+        assert_eq!(outbox.head("http://a/").unwrap().unwrap().event.id, "fire");
+        let stats = outbox.stats().unwrap();
+        assert_eq!((stats.expired, stats.pending_events), (1, 1));
     }
 
     #[test]

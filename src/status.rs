@@ -337,7 +337,7 @@ impl LiveState {
                 (
                     "events_expired_total",
                     "counter",
-                    "Events dropped undelivered after [outbox] max_age_hours.",
+                    "Events other than incidents dropped undelivered after [outbox] max_age_hours.",
                     s.expired,
                 ),
                 (
