@@ -513,6 +513,24 @@ impl CameraConfig {
         if let Err(e) = self.confirm.validate() {
             return Err(at.error(Some(self.id.span()), format!("{}: {e}", name("confirm"))));
         }
+        // The start rule needs `required` hot frames within `window_s`: at a
+        // longer interval no incident could ever start, and nothing else
+        // would say so.
+        let (interval, c) = (*self.interval_s.get_ref(), &self.confirm);
+        let needs = (c.required.saturating_sub(1) as f64 * interval).max(c.span_s);
+        if needs > c.window_s {
+            return Err(at.error(
+                Some(self.interval_s.span()),
+                format!(
+                    "{}: at interval_s = {interval} the start rule's {} hot frames spanning span_s = {} s cannot fit in window_s = {} s, so no incident could ever start: lower interval_s or raise {}.window_s",
+                    name("interval_s"),
+                    c.required,
+                    c.span_s,
+                    c.window_s,
+                    name("confirm")
+                ),
+            ));
+        }
         let span = Some(self.source.span());
         let bad = |message: String| Err(at.error(span.clone(), message));
         match self.source.get_ref() {
@@ -772,6 +790,16 @@ mod tests {
             assert!(e.message.contains(expected), "{extra}: {e}");
             assert_eq!(e.line_col.map(|l| l.0), Some(11), "{e}");
         }
+        // The default rule (2 hot frames within 150 s) at one frame in 180 s
+        // could never start an incident; the same interval with a wider
+        // window can.
+        let e = parse(&format!("{CAMERA}interval_s = 180.0\n{source}")).unwrap_err();
+        assert!(e.message.contains("no incident could ever start"), "{e}");
+        assert_eq!(e.line_col.map(|l| l.0), Some(11), "{e}");
+        parse(&format!(
+            "{CAMERA}interval_s = 180.0\n{source}[cameras.confirm]\nwindow_s = 400.0\n"
+        ))
+        .unwrap();
         let e = parse(&format!("{CAMERA}[cameras.source]\nkind = \"ftp\"\n")).unwrap_err();
         assert!(e.message.contains("ftp"), "{e}");
         let e = parse(&format!(
