@@ -27,6 +27,13 @@
 //! the restart continues the incident under its id; the first frame after a
 //! longer gap ends it (whatever that frame shows: nobody watched in between),
 //! and a fire still burning then starts a new incident by the start rule.
+//!
+//! Frame times come from the device's clock, which network time can step
+//! back (a Pi without a clock battery that ran ahead, or a restart that
+//! restored an older saved time). A frame older than what came before is
+//! taken as now: history newer than it is dropped, times of a running
+//! incident and a cooldown are brought back to it, and an incident resumed
+//! on a clock behind its last hot frame ends unseen, as the gap is unknown.
 
 use std::collections::VecDeque;
 
@@ -279,6 +286,10 @@ impl Confirmer {
         for i in 0..self.classes.len() {
             let hot = self.hot_cells(i, scores);
             let state = &mut self.classes[i];
+            // Frames newer than this one are from before a clock step back.
+            while state.history.back().is_some_and(|(t, _)| *t > time) {
+                state.history.pop_back();
+            }
             state.history.push_back((time, hot));
             while state
                 .history
@@ -287,6 +298,8 @@ impl Confirmer {
             {
                 state.history.pop_front();
             }
+            // After a step back, a cooldown would last for the step too.
+            state.cooldown_until = state.cooldown_until.min(time + self.config.cooldown_s);
             if let Some(event) = self.step(i, time, frame, scores) {
                 events.push(event);
             }
@@ -348,15 +361,22 @@ impl Confirmer {
         };
 
         if let Some(a) = &mut state.active {
-            if std::mem::take(&mut a.resumed) && time - a.last_kept >= config.clear_s {
-                // The monitor was down for longer than clear_s: the incident
-                // ended unseen, whatever this frame shows. No cooldown, as
-                // nobody saw it end: a fire still burning starts anew.
+            let resumed = std::mem::take(&mut a.resumed);
+            if resumed && (time - a.last_kept >= config.clear_s || time < a.last_kept) {
+                // The monitor was down for longer than clear_s (or for a time
+                // unknown, its clock now behind the last hot frame): the
+                // incident ended unseen, whatever this frame shows. No
+                // cooldown, as nobody saw it end: a fire still burning starts
+                // anew.
                 a.seq += 1;
                 let ended = event(IncidentPhase::Ended, a, a.reported_boxes.clone());
                 state.active = None;
                 return Some(ended);
             }
+            // A clock stepped back: otherwise the incident could not end, nor
+            // report, until the clock caught up again.
+            a.last_kept = a.last_kept.min(time);
+            a.last_report = a.last_report.min(time);
             a.peak = a.peak.max(score);
             if let Some((_, newest)) = state.history.back() {
                 for (cell, hot) in a.cells.iter_mut().zip(newest) {
@@ -799,6 +819,68 @@ mod tests {
         assert_eq!(started.len(), 1, "{started:?}");
         assert_eq!(started[0].phase, IncidentPhase::Started);
         assert_ne!(started[0].incident_id, id);
+    }
+
+    #[test]
+    fn a_clock_stepped_back_neither_holds_an_incident_open_nor_grows_history() {
+        let hot = frame(&[((1, 1), 0.9)]);
+        let day = 86_400.0;
+        // Started while the clock ran a day ahead; network time then steps it
+        // back and the fire is out. The first frame after the step counts as
+        // the last hot one, and clear_s (180 s) after it the incident ends.
+        let mut c = confirmer();
+        let mut events = Vec::new();
+        for t in 0..2 {
+            events.extend(c.push(1_000_000.0 + t as f64 * 60.0, "ahead", &hot));
+        }
+        assert_eq!(events.len(), 1, "{events:?}");
+        let back = 1_000_060.0 - day;
+        let mut ended = Vec::new();
+        for t in 1..=4 {
+            ended.extend(c.push(back + t as f64 * 60.0, "clear", &frame(&[])));
+        }
+        let phases: Vec<_> = ended.iter().map(|e| e.phase).collect();
+        assert_eq!(phases, [IncidentPhase::Ended], "{ended:?}");
+        assert_eq!(ended[0].time, rfc3339(back + 240.0));
+        // The history keeps only the window's frames, none from before the
+        // step, so it stays bounded.
+        for t in 4..100 {
+            c.push(back + t as f64 * 60.0, "clear", &frame(&[]));
+        }
+        assert!(c.classes.iter().all(|s| s.history.len() <= 3));
+
+        // Ended while the clock ran ahead: after the step, the region's
+        // cooldown (600 s) lasts 600 s, not 600 s and a day.
+        let clear = frame(&[]);
+        let mut c = confirmer();
+        let mut ended = Vec::new();
+        for t in 0..6 {
+            let f = if t < 2 { &hot } else { &clear };
+            ended.extend(c.push(1_000_000.0 + t as f64 * 60.0, "ahead", f));
+        }
+        let phases: Vec<_> = ended.iter().map(|e| e.phase).collect();
+        assert_eq!(phases, [IncidentPhase::Started, IncidentPhase::Ended]);
+        let back = 1_000_300.0 - day;
+        let mut started = Vec::new();
+        for t in 1..=13 {
+            let f = if t >= 12 { &hot } else { &clear };
+            started.extend(c.push(back + t as f64 * 60.0, "back", f));
+        }
+        assert_eq!(started.len(), 1, "{started:?}");
+        assert_eq!(started[0].phase, IncidentPhase::Started);
+        assert_eq!(started[0].time, rfc3339(back + 13.0 * 60.0));
+    }
+
+    #[test]
+    fn an_incident_resumed_on_a_clock_behind_its_last_hot_frame_ends_unseen() {
+        // A power cut, and the clock restored to a time before the crash.
+        let (saved, id) = saved_after_a_start();
+        let mut c = confirmer();
+        c.resume(saved);
+        let ended = c.push(1_030.0, "back", &frame(&[((1, 1), 0.9)]));
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0].phase, IncidentPhase::Ended);
+        assert_eq!(ended[0].incident_id, id);
     }
 
     #[test]
