@@ -605,7 +605,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
                 event.score,
                 event.id
             );
-            match payload::incident(
+            outgoing.push(payload::incident(
                 &shared.config.device,
                 camera,
                 &model_name,
@@ -613,10 +613,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
                 &event,
                 &frame.image,
                 frame.captured_at,
-            ) {
-                Ok(event) => outgoing.push(event),
-                Err(e) => error!("cannot build the alert for {}: {e:#}", event.id),
-            }
+            ));
         }
         let open = pipelines[index].open_incidents();
         let open = if open.is_empty() {

@@ -17,7 +17,9 @@
 //! ```
 //!
 //! `boxes` are in frame pixels (`frame_width` x `frame_height`); the snapshot
-//! is the frame with the boxes drawn, scaled down to `width` x `height`.
+//! is the frame with the boxes drawn, scaled down to `width` x `height`. A
+//! frame that cannot be made into a snapshot does not stop the alert: it goes
+//! with `"snapshot": null` and `"snapshot_error"` saying why.
 //!
 //! The snapshot is inline rather than a URL to fetch: the device sits behind
 //! carrier NAT on flaky LTE and cannot serve files, and a link to anywhere
@@ -54,7 +56,8 @@ fn device_json(device: &DeviceConfig) -> Value {
 }
 
 /// The body for an incident event. `frame` is the frame the event was raised
-/// on, without boxes; `created_at` is when it was taken (unix seconds).
+/// on, without boxes; `created_at` is when it was taken (unix seconds). Never
+/// fails: an alert without its picture is worth more than none.
 pub fn incident(
     device: &DeviceConfig,
     camera: &CameraConfig,
@@ -63,10 +66,16 @@ pub fn incident(
     event: &IncidentEvent,
     frame: &RgbImage,
     created_at: f64,
-) -> Result<OutgoingEvent> {
+) -> OutgoingEvent {
     let id = format!("{}-{}", device.id.get_ref(), event.id);
-    let snapshot = snapshot(frame, event)?;
-    let body = json!({
+    let (snapshot, snapshot_error) = match snapshot(frame, event) {
+        Ok(snapshot) => (snapshot, None),
+        Err(e) => {
+            tracing::error!("{id}: sent without its snapshot: {e:#}");
+            (Value::Null, Some(format!("{e:#}")))
+        }
+    };
+    let mut body = json!({
         "type": event.phase,
         "id": id,
         "timestamp": event.time,
@@ -83,12 +92,15 @@ pub fn incident(
         "model": { "name": model_name, "version": model_version },
         "snapshot": snapshot,
     });
-    Ok(OutgoingEvent {
+    if let Some(error) = snapshot_error {
+        body["snapshot_error"] = Value::String(error);
+    }
+    OutgoingEvent {
         id,
         kind: EventKind::Incident,
         created_at,
         body: body.to_string(),
-    })
+    }
 }
 
 /// A `test` event, as sent by `wildfire-watch test-alert`.
@@ -303,8 +315,7 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
             &event,
             &frame,
             1_743_476_940.0,
-        )
-        .unwrap();
+        );
         assert_eq!(out.id, "tower-7-cam-n-smoke-20250401T030900Z.0");
         assert_eq!(out.kind, EventKind::Incident);
         assert!(
@@ -332,6 +343,19 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
         assert_eq!(
             u64::from(decoded.width()),
             v["snapshot"]["width"].as_u64().unwrap()
+        );
+        assert!(v.get("snapshot_error").is_none());
+
+        // A frame that cannot become a picture still gives the alert.
+        let empty = RgbImage::new(0, 0);
+        let out = incident(&device, camera, "wildfire-tiles", "3", &event, &empty, 0.0);
+        let v: Value = serde_json::from_str(&out.body).unwrap();
+        assert_eq!(v["type"], "incident.started");
+        assert_eq!(v["incident"]["boxes"], json!([[277, 136, 224, 224]]));
+        assert!(v["snapshot"].is_null());
+        assert!(
+            v["snapshot_error"].as_str().unwrap().contains("empty"),
+            "{v}"
         );
     }
 }
