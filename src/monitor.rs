@@ -429,9 +429,21 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                     s.last_frame = Some((Instant::now(), captured_at));
                     s.latest = Some(image.clone());
                 }
+                // A picture judged unchanged is reported, and still scored:
+                // the thumbnail comparison cannot tell a frozen encoder from
+                // a still night with a distant fire starting in it (an 80 px
+                // flame in a 1080p frame moves the 32x18 thumbnail's mean by
+                // about 0.5 grey levels, under the default tolerance of 1).
+                let frame = Frame {
+                    image,
+                    captured_at,
+                    seq,
+                };
+                if shared.mailbox.put(index, frame) {
+                    status.skip("busy");
+                }
                 match stuck_for {
                     Some(seconds) => {
-                        status.skip("stuck");
                         let reason = format!(
                             "the picture has not changed for {} (stuck_after_minutes): a frozen encoder or a cached snapshot",
                             if seconds >= 120.0 {
@@ -450,14 +462,6 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                             go_online(&shared, index, since);
                         }
                         status.lock().state = CameraState::Online;
-                        let frame = Frame {
-                            image,
-                            captured_at,
-                            seq,
-                        };
-                        if shared.mailbox.put(index, frame) {
-                            status.skip("busy");
-                        }
                     }
                 }
                 interval.saturating_sub(started.elapsed())

@@ -231,7 +231,7 @@ impl LiveState {
                 c.scored
             );
         }
-        head(&mut out, "frames_skipped_total", "counter", "Grabs and frames not scored: error (grab failed), timeout, corrupt (broken JPEG), busy (a newer frame replaced it while the detector was busy), stuck (picture unchanged), inference_error.");
+        head(&mut out, "frames_skipped_total", "counter", "Grabs and frames not scored: error (grab failed), timeout, corrupt (broken JPEG), busy (a newer frame replaced it while the detector was busy), inference_error. A picture judged stuck is still scored.");
         for (id, c) in &cameras {
             for (reason, n) in &c.skipped {
                 let _ = writeln!(

@@ -285,10 +285,23 @@ async fn a_frozen_picture_is_reported_offline_until_it_changes() {
         "{offline}"
     );
     assert_eq!(monitor.health().await.0, 503);
+    // Still scored while reported stuck: a fire starting in a still scene
+    // may change the picture too little to unstick it.
+    let scored = || async {
+        monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await
+            .unwrap_or(0.0)
+    };
+    let when_offline = scored().await;
+    wait_for("frames scored while stuck", || async {
+        (scored().await >= when_offline + 2.0).then_some(())
+    })
+    .await;
     assert!(monitor
         .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"stuck\"}")
         .await
-        .is_some());
+        .is_none());
     frozen.store(false, Ordering::SeqCst);
     wait_for("camera.online", || async {
         events_of_type(&store, "camera.online").into_iter().next()
