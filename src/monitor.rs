@@ -557,8 +557,10 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
     // The running incidents last saved per camera, as JSON.
     let mut saved: Vec<Option<String>> = vec![None; pipelines.len()];
     // Incident events the outbox refused (a full disk), per camera: they go
-    // again, first, with the camera's next frame.
+    // again, first, with the camera's next frame, or every HELD_RETRY while
+    // no frame comes (a camera lost to the fire it reported).
     let mut unsaved: Vec<Vec<OutgoingEvent>> = vec![Vec::new(); pipelines.len()];
+    let mut unsaved_tried = Instant::now();
     for (index, camera) in shared.config.cameras.iter().enumerate() {
         saved[index] = resume_incidents(shared, camera, &mut pipelines[index]);
     }
@@ -568,6 +570,22 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
     );
     while !stop.load(Ordering::Relaxed) {
         shared.liveness.expect_within(slot, IDLE_WAIT + SLACK);
+        if unsaved_tried.elapsed() >= HELD_RETRY {
+            unsaved_tried = Instant::now();
+            for index in 0..pipelines.len() {
+                if !unsaved[index].is_empty() {
+                    let outgoing = std::mem::take(&mut unsaved[index]);
+                    commit_incidents(
+                        shared,
+                        index,
+                        &pipelines[index],
+                        outgoing,
+                        &mut saved[index],
+                        &mut unsaved[index],
+                    );
+                }
+            }
+        }
         let Some((index, frame)) = shared.mailbox.take(IDLE_WAIT) else {
             continue;
         };
@@ -619,29 +637,52 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
                 frame.captured_at,
             ));
         }
-        let open = pipelines[index].open_incidents();
-        let open = if open.is_empty() {
-            None
-        } else {
-            serde_json::to_string(&open).ok()
-        };
-        if !outgoing.is_empty() || open != saved[index] {
-            if shared.record(&outgoing, camera.id.get_ref(), open.clone()) {
-                saved[index] = open;
-            } else {
-                if outgoing.len() > MAX_HELD {
-                    let dropped = outgoing.len() - MAX_HELD;
-                    error!(
-                        "camera {}: dropping its {dropped} oldest events held in memory: more than {MAX_HELD} wait for the outbox",
-                        camera.id.get_ref()
-                    );
-                    outgoing.drain(..dropped);
-                }
-                unsaved[index] = outgoing;
-            }
-        }
+        commit_incidents(
+            shared,
+            index,
+            &pipelines[index],
+            outgoing,
+            &mut saved[index],
+            &mut unsaved[index],
+        );
     }
     Ok(())
+}
+
+/// Commits camera `index`'s incident events with its running incidents when
+/// either changed; `saved` is what was last committed. What the outbox
+/// refuses goes to `unsaved` (at most MAX_HELD, the newest), to go again.
+fn commit_incidents(
+    shared: &Shared,
+    index: usize,
+    pipeline: &CameraPipeline,
+    mut outgoing: Vec<OutgoingEvent>,
+    saved: &mut Option<String>,
+    unsaved: &mut Vec<OutgoingEvent>,
+) {
+    let camera = &shared.config.cameras[index];
+    let open = pipeline.open_incidents();
+    let open = if open.is_empty() {
+        None
+    } else {
+        serde_json::to_string(&open).ok()
+    };
+    if outgoing.is_empty() && open == *saved {
+        return;
+    }
+    if shared.record(&outgoing, camera.id.get_ref(), open.clone()) {
+        *saved = open;
+    } else {
+        if outgoing.len() > MAX_HELD {
+            let dropped = outgoing.len() - MAX_HELD;
+            error!(
+                "camera {}: dropping its {dropped} oldest events held in memory: more than {MAX_HELD} wait for the outbox",
+                camera.id.get_ref()
+            );
+            outgoing.drain(..dropped);
+        }
+        *unsaved = outgoing;
+    }
 }
 
 /// Hands `camera`'s incidents saved before a restart back to its pipeline;

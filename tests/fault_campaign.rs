@@ -582,6 +582,80 @@ async fn a_full_disk_is_reported_and_nothing_is_lost_when_space_returns() {
     }
 }
 
+#[tokio::test]
+async fn an_alert_refused_by_a_full_disk_is_stored_when_space_returns_though_its_camera_is_gone() {
+    // The fire takes the camera (or its power) right after it is seen: the
+    // incident's events wait in memory for the disk, and no later frame of
+    // that camera will come to carry them.
+    let _one = one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let outbox = disk.0.join("outbox.sqlite3");
+    let store = dir.path().join("store");
+    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+    let fire = Arc::new(AtomicBool::new(false));
+    let mut camera = FakeCamera::start(Auth::Basic, {
+        let fire = fire.clone();
+        move |n| {
+            fixture_frame(if fire.load(Ordering::SeqCst) {
+                15 + n % 3
+            } else {
+                0
+            })
+        }
+    })
+    .await;
+    // The hillside plume frames at the monitor tests' thresholds; two hot
+    // frames half a second apart start an incident.
+    let config = write_config_with(
+        dir.path(),
+        &url,
+        &camera,
+        &Setup {
+            interval_s: 0.5,
+            outbox: Some(&outbox),
+            camera_extra:
+                "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
+            ..Setup::default()
+        },
+    );
+    let log = dir.path().join("journal.log");
+    let mut monitor = Monitor::start_logged(&config, &[], &log);
+    wait_for("a frame scored", || async {
+        let scored = monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await;
+        scored.is_some_and(|n| n >= 1.0).then_some(())
+    })
+    .await;
+    fill(&disk.0);
+    fire.store(true, Ordering::SeqCst);
+    wait_for("the incident refused by the full disk", || async {
+        journal(&log)
+            .lines()
+            .any(|l| l.contains("cannot store its events") && l.contains("-smoke-"))
+            .then_some(())
+    })
+    .await;
+    camera.stop();
+    // Long enough for grabs to fail and for any frame in flight to be done.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let started = wait_for("incident.started delivered", || async {
+        events_of_type(&store, "incident.started")
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(started["incident"]["class"], "smoke");
+    assert!(monitor.terminate().await.success());
+    assert_eq!(integrity(&outbox), "ok");
+    assert_eq!(counter(&outbox, "dropped_full"), 0);
+}
+
 // ---------------------------------------------------------------------------
 // The camera gone for ten simulated minutes.
 
