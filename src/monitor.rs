@@ -53,9 +53,15 @@ const SLACK: Duration = Duration::from_secs(15);
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// An inference that takes longer than this is considered hung.
 pub const INFERENCE_LIMIT: Duration = Duration::from_secs(180);
-/// How long a stop waits for the outbox thread to store what was sent to it
-/// (camera events, a heartbeat), well inside systemd's 90 s stop timeout.
-const OUTBOX_DRAIN: Duration = Duration::from_secs(30);
+/// How long a stop waits for the inference thread to finish the frame it is
+/// on, and commit the incident events that frame causes; a frame takes a
+/// second or two on a Pi.
+const INFERENCE_STOP: Duration = Duration::from_secs(10);
+/// How long a stop then waits for the outbox thread to store what was sent
+/// to it (camera events, a heartbeat). With INFERENCE_STOP, inside the unit's
+/// TimeoutStopSec (30 s), so a slow disk's error is logged before systemd
+/// kills the process.
+const OUTBOX_DRAIN: Duration = Duration::from_secs(15);
 
 /// Test seam: milliseconds every outbox commit of `run` sleeps first
 /// ([`Outbox::slow_commits`]), as on an SD card whose fsync stalls.
@@ -315,7 +321,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (inference_done_tx, inference_done) = tokio::sync::oneshot::channel();
+    let (inference_done_tx, mut inference_done) = tokio::sync::oneshot::channel();
     let inference = std::thread::Builder::new()
         .name("inference".into())
         .spawn({
@@ -355,12 +361,16 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("cannot tell systemd we are ready: {e}");
     }
 
+    let mut inference_ended = false;
     let outcome = tokio::select! {
         r = shutdown_signal() => r.map(|name| info!("{name}: stopping")),
-        r = inference_done => Err(match r {
-            Ok(Err(e)) => e.context("the inference thread stopped"),
-            _ => anyhow!("the inference thread stopped"),
-        }),
+        r = &mut inference_done => {
+            inference_ended = true;
+            Err(match r {
+                Ok(Err(e)) => e.context("the inference thread stopped"),
+                _ => anyhow!("the inference thread stopped"),
+            })
+        }
         r = delivery => r,
         r = status_server => Err(match r {
             Ok(Err(e)) => e.context("the status endpoint stopped"),
@@ -371,6 +381,19 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     let _ = sdnotify::notify("STOPPING=1");
     stop.store(true, Ordering::Relaxed);
     tasks.abort_all();
+    // The frame being scored may be the one that confirms a fire: its
+    // incident.started and running incident are committed before the drain
+    // below, not lost with the process.
+    if !inference_ended
+        && tokio::time::timeout(INFERENCE_STOP, &mut inference_done)
+            .await
+            .is_err()
+    {
+        error!(
+            "the inference thread did not finish its frame within {} s of the stop: that frame's events may be lost",
+            INFERENCE_STOP.as_secs()
+        );
+    }
     drop(inference);
     // Calls run in order: once this one answers, every event sent before it
     // (a camera going offline just now) is on disk.
