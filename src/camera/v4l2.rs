@@ -4,7 +4,10 @@
 //! nokhwa's camera handle is not `Send` and its calls block, so each device
 //! is owned by one thread of its own that serves grab requests; a grab that
 //! hangs in the driver is abandoned by the monitor's timeout, and the next
-//! grab starts a fresh thread (the hung one is left to the kernel). MJPEG is
+//! grab starts a fresh thread (the hung one is left to the kernel). The
+//! source holds its thread only between grabs: a grab dropped while waiting
+//! takes the thread with it, so the next request is never queued behind a
+//! call that may never return. MJPEG is
 //! decoded as every other JPEG, by `footage::decode_bytes` (truncated frames
 //! are caught as for snapshots), and YUYV converted here.
 
@@ -25,9 +28,14 @@ use crate::config::{V4l2Config, V4l2Device};
 
 type Request = oneshot::Sender<Result<RgbImage, GrabError>>;
 
+/// What a capture thread runs: serves grab requests until the sender is gone.
+type Serve = fn(V4l2Config, mpsc::Receiver<Request>);
+
 pub struct V4l2Source {
     config: V4l2Config,
+    /// The capture thread's requests, while no grab is out.
     worker: Option<mpsc::Sender<Request>>,
+    serve: Serve,
 }
 
 impl V4l2Source {
@@ -35,7 +43,19 @@ impl V4l2Source {
         V4l2Source {
             config: config.clone(),
             worker: None,
+            serve,
         }
+    }
+
+    fn spawn(&self, reply: Request) -> Result<mpsc::Sender<Request>, GrabError> {
+        let (tx, rx) = mpsc::channel();
+        let (config, serve) = (self.config.clone(), self.serve);
+        std::thread::Builder::new()
+            .name("v4l2".into())
+            .spawn(move || serve(config, rx))
+            .map_err(|e| GrabError::Failed(anyhow!("cannot start a capture thread: {e}")))?;
+        let _ = tx.send(reply);
+        Ok(tx)
     }
 }
 
@@ -43,28 +63,21 @@ impl Source for V4l2Source {
     fn grab(&mut self) -> Grab<'_> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let sent = match &self.worker {
-                Some(worker) => worker.send(reply).map_err(|e| e.0),
-                None => Err(reply),
+            // Taken for the grab's time (module docs): if this future is
+            // dropped on a timeout, the next grab starts a fresh thread.
+            let worker = match self.worker.take() {
+                Some(worker) => match worker.send(reply) {
+                    Ok(()) => worker,
+                    Err(e) => self.spawn(e.0)?,
+                },
+                None => self.spawn(reply)?,
             };
-            if let Err(reply) = sent {
-                let (tx, rx) = mpsc::channel();
-                let config = self.config.clone();
-                std::thread::Builder::new()
-                    .name("v4l2".into())
-                    .spawn(move || serve(config, rx))
-                    .map_err(|e| {
-                        GrabError::Failed(anyhow!("cannot start a capture thread: {e}"))
-                    })?;
-                let _ = tx.send(reply);
-                self.worker = Some(tx);
-            }
             match answer.await {
-                Ok(result) => result,
-                Err(_) => {
-                    self.worker = None;
-                    Err(GrabError::Failed(anyhow!("the capture thread stopped")))
+                Ok(result) => {
+                    self.worker = Some(worker);
+                    result
                 }
+                Err(_) => Err(GrabError::Failed(anyhow!("the capture thread stopped"))),
             }
         })
     }
@@ -216,6 +229,43 @@ pub fn list_devices() -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// A capture thread whose first thread hangs in the driver on its first
+    /// grab; later threads answer at once.
+    fn hangs_first(_: V4l2Config, requests: mpsc::Receiver<Request>) {
+        let first = THREADS.fetch_add(1, Ordering::SeqCst) == 0;
+        for reply in requests {
+            if first {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+            let _ = reply.send(Ok(RgbImage::new(2, 2)));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grab_hung_in_the_driver_is_not_waited_for_by_the_next() {
+        let config: V4l2Config = toml::from_str("device = \"/dev/video0\"").unwrap();
+        let mut source = V4l2Source {
+            config,
+            worker: None,
+            serve: hangs_first,
+        };
+        let hung = tokio::time::timeout(Duration::from_millis(200), source.grab()).await;
+        assert!(hung.is_err(), "the first grab should hang");
+        let next = tokio::time::timeout(Duration::from_secs(10), source.grab())
+            .await
+            .expect("the second grab waited behind the hung one");
+        assert_eq!(next.unwrap().dimensions(), (2, 2));
+        // The fresh thread is kept for the grabs after.
+        source.grab().await.unwrap();
+        assert_eq!(THREADS.load(Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn yuyv_grey_stays_grey() {
         let img = super::yuyv_to_rgb(2, 1, &[128, 128, 128, 128]).unwrap();
