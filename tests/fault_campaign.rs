@@ -5,6 +5,7 @@
 //! - SIGKILL at random moments during delivery;
 //! - the receiver down for one simulated hour;
 //! - the disk under the outbox full while it writes, then space back;
+//! - the disk full when a fire is confirmed, and the camera gone right after;
 //! - the camera gone for ten simulated minutes, then back;
 //! - the outbox removed or damaged before a start.
 //!
@@ -644,12 +645,17 @@ async fn an_alert_refused_by_a_full_disk_is_stored_when_space_returns_though_its
     // Long enough for grabs to fail and for any frame in flight to be done.
     tokio::time::sleep(Duration::from_secs(3)).await;
     std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let space_back = Instant::now();
     let started = wait_for("incident.started delivered", || async {
         events_of_type(&store, "incident.started")
             .into_iter()
             .next()
     })
     .await;
+    println!(
+        "FIGURES disk_full_camera_gone: s_from_space_back_to_incident_started_delivered={:.1}",
+        space_back.elapsed().as_secs_f64()
+    );
     assert_eq!(started["incident"]["class"], "smoke");
     assert!(monitor.terminate().await.success());
     assert_eq!(integrity(&outbox), "ok");
