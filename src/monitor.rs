@@ -597,12 +597,11 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             unsaved_tried = Instant::now();
             for index in 0..pipelines.len() {
                 if !unsaved[index].is_empty() {
-                    let outgoing = std::mem::take(&mut unsaved[index]);
                     commit_incidents(
                         shared,
                         index,
                         &pipelines[index],
-                        outgoing,
+                        Vec::new(),
                         &mut saved[index],
                         &mut unsaved[index],
                     );
@@ -640,7 +639,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             s.scored += 1;
             s.scores = Some(scores.maxima());
         }
-        let mut outgoing = std::mem::take(&mut unsaved[index]);
+        let mut outgoing = Vec::new();
         for event in events {
             info!(
                 "camera {}: {} {} score {:.3} ({})",
@@ -672,17 +671,20 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
     Ok(())
 }
 
-/// Commits camera `index`'s incident events with its running incidents when
-/// either changed; `saved` is what was last committed. What the outbox
-/// refuses goes to `unsaved` (at most MAX_HELD, the newest), to go again.
+/// Commits camera `index`'s incident events, after those the outbox refused
+/// before (`unsaved`), with its running incidents, when any of them changed;
+/// `saved` is what was last committed. What the outbox refuses stays in
+/// `unsaved` (at most MAX_HELD, the newest), to go again.
 fn commit_incidents(
     shared: &Shared,
     index: usize,
     pipeline: &CameraPipeline,
-    mut outgoing: Vec<OutgoingEvent>,
+    events: Vec<OutgoingEvent>,
     saved: &mut Option<String>,
     unsaved: &mut Vec<OutgoingEvent>,
 ) {
+    let mut outgoing = std::mem::take(unsaved);
+    outgoing.extend(events);
     let camera = &shared.config.cameras[index];
     let open = pipeline.open_incidents();
     let open = if open.is_empty() {
