@@ -19,6 +19,11 @@
 //!   (the receiver refuses the signature's timestamp with `401`), a secret
 //!   being rotated, a proxy or a receiver being redeployed. Dropping on them
 //!   would empty the outbox of every alert within seconds, one after another.
+//! - `413` to an incident with a snapshot: it goes again at once without the
+//!   picture (`"snapshot": null`, `snapshot_error` saying why), to every
+//!   endpoint that has not taken it yet. A body of up to ~130 KB is over some
+//!   frameworks' defaults (100 KB in Express's JSON parser), and an alert
+//!   without its picture beats none.
 //! - any other `4xx` (`400`, `409`, `413`, `422`, ...): the receiver refuses
 //!   this event for good; it is dropped for this endpoint (logged, counted)
 //!   and the next one goes.
@@ -349,6 +354,26 @@ pub fn settle(
         Outcome::Delivered => {
             info!("{url} took {id}: {}", attempt.describe());
             outbox.mark_delivered(url, pending.seq)?;
+            Ok(Duration::ZERO)
+        }
+        Outcome::Rejected if attempt.status == Some(413) => {
+            let why = format!(
+                "{url} refused the {}-byte body as too large (413); sent without the picture",
+                pending.event.body.len()
+            );
+            match crate::payload::without_snapshot(&pending.event.body, &why) {
+                Some(body) => {
+                    warn!("{why}: {id} goes again at once; raise the receiver's request size limit to get pictures");
+                    outbox.replace_body(pending.seq, &body)?;
+                }
+                None => {
+                    warn!(
+                        "{url} refused {id} for good: {}; dropped for this endpoint, check the receiver's request size limit",
+                        attempt.describe()
+                    );
+                    outbox.mark_rejected(url, pending.seq)?;
+                }
+            }
             Ok(Duration::ZERO)
         }
         Outcome::Rejected => {

@@ -509,6 +509,20 @@ impl Outbox {
         Ok(())
     }
 
+    /// Replaces event `seq`'s body, for every endpoint that has not taken it
+    /// yet; its id stays. For a receiver that refused the body as too large
+    /// (src/delivery.rs).
+    pub fn replace_body(&self, seq: i64, body: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        tx.execute(
+            "UPDATE events SET body = ?2 WHERE seq = ?1",
+            params![seq, body],
+        )?;
+        self.commit(tx)?;
+        Ok(())
+    }
+
     /// An attempt failed; try again no earlier than `next_attempt_at`.
     pub fn mark_failed(
         &self,

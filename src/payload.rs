@@ -103,6 +103,21 @@ pub fn incident(
     }
 }
 
+/// `body` (an incident's JSON) without its snapshot, `snapshot_error` saying
+/// `why`; `None` when it holds no snapshot to take out, or is not an incident
+/// body. For a receiver that refuses the whole body as too large: the alert
+/// matters more than its picture.
+pub fn without_snapshot(body: &str, why: &str) -> Option<String> {
+    let mut value: Value = serde_json::from_str(body).ok()?;
+    let object = value.as_object_mut()?;
+    if !object.get("snapshot").is_some_and(Value::is_object) {
+        return None;
+    }
+    object.insert("snapshot".into(), Value::Null);
+    object.insert("snapshot_error".into(), Value::String(why.into()));
+    Some(value.to_string())
+}
+
 /// A `test` event, as sent by `wildfire-watch test-alert`.
 pub fn test_event(device: &DeviceConfig, created_at: f64) -> OutgoingEvent {
     let id = format!(
@@ -345,6 +360,17 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
             v["snapshot"]["width"].as_u64().unwrap()
         );
         assert!(v.get("snapshot_error").is_none());
+
+        // A receiver that refuses the body as too large gets it without the
+        // picture; the rest is unchanged.
+        let small = without_snapshot(&out.body, "too large").unwrap();
+        let w: Value = serde_json::from_str(&small).unwrap();
+        assert!(w["snapshot"].is_null());
+        assert_eq!(w["snapshot_error"], "too large");
+        assert_eq!(w["incident"], v["incident"]);
+        assert!(small.len() < 2048, "{} bytes", small.len());
+        assert_eq!(without_snapshot(&small, "again"), None);
+        assert_eq!(without_snapshot("not json", "x"), None);
 
         // A frame that cannot become a picture still gives the alert.
         let empty = RgbImage::new(0, 0);

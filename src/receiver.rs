@@ -29,7 +29,8 @@
 //!    `429` or `503` with `Retry-After` to make it wait; any `5xx` to make it
 //!    retry. `401`, `403`, `404`, `405`, `407` and `421` are retried too
 //!    (they mean the endpoint takes nothing now: a clock, a secret, a
-//!    route); any other `4xx` (`400`, `409`, `413`, `422`, ...) drops the
+//!    route). `413` to an incident makes the device send it again without
+//!    its snapshot. Any other `4xx` (`400`, `409`, `422`, ...) drops the
 //!    event, so answer those only to an event that will never be taken.
 //!
 //! This receiver also answers `413` to a body over its limit, `400` to a body

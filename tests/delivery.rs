@@ -277,6 +277,44 @@ async fn a_retry_set_before_the_clock_stepped_back_does_not_hold_the_queue() {
 }
 
 #[tokio::test]
+async fn an_incident_refused_as_too_large_goes_again_without_its_picture() {
+    // Request 0: the incident with its snapshot, refused (an Express
+    // receiver's default JSON limit is 100 KB); 1: the same id without the
+    // picture, taken; 2: an event with no picture to take out, refused.
+    let (url, seen, _) = scripted_server(Arc::new(|n| match n {
+        0 | 2 => Reply::Answer(413, vec![], "request entity too large".into()),
+        _ => ok(),
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    let picture = "A".repeat(120_000);
+    outbox
+        .enqueue(&OutgoingEvent {
+            body: format!(
+                "{{\"type\":\"incident.started\",\"id\":\"tower-7-e0\",\"snapshot\":{{\"data\":\"{picture}\"}}}}"
+            ),
+            ..event(0)
+        })
+        .unwrap();
+    outbox.enqueue(&event(1)).unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    let seen = seen.lock().unwrap().clone();
+    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["tower-7-e0", "tower-7-e0", "tower-7-e1"]);
+    assert!(seen.iter().all(|s| s.signature_ok));
+    let resent: serde_json::Value = serde_json::from_str(&seen[1].body).unwrap();
+    assert_eq!(resent["type"], "incident.started");
+    assert!(resent["snapshot"].is_null(), "{resent}");
+    assert!(
+        resent["snapshot_error"].as_str().unwrap().contains("413"),
+        "{resent}"
+    );
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.delivered, stats.rejected), (1, 1));
+}
+
+#[tokio::test]
 async fn a_refused_event_is_dropped_but_an_endpoint_that_cannot_take_any_is_retried() {
     // 401 is what a receiver answers when the device's clock is off after a
     // boot without network time: dropping on it would lose every alert.
