@@ -668,6 +668,28 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             &mut unsaved[index],
         );
     }
+    // Stopping with incident events the outbox refused: one last try, and
+    // the journal names any that go with the process.
+    for (index, camera) in shared.config.cameras.iter().enumerate() {
+        if unsaved[index].is_empty() {
+            continue;
+        }
+        commit_incidents(
+            shared,
+            index,
+            &pipelines[index],
+            Vec::new(),
+            &mut saved[index],
+            &mut unsaved[index],
+        );
+        if !unsaved[index].is_empty() {
+            let ids: Vec<&str> = unsaved[index].iter().map(|e| e.id.as_str()).collect();
+            error!(
+                "camera {}: stopping with incident events the outbox could not store: {ids:?} are lost; free space on the disk under [outbox] path",
+                camera.id.get_ref()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -662,6 +662,62 @@ async fn an_alert_refused_by_a_full_disk_is_stored_when_space_returns_though_its
     assert_eq!(counter(&outbox, "dropped_full"), 0);
 }
 
+#[tokio::test]
+async fn a_stop_while_the_disk_is_full_names_the_alerts_it_could_not_store() {
+    let _one = one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let outbox = disk.0.join("outbox.sqlite3");
+    let store = dir.path().join("store");
+    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(15 + n % 3)).await;
+    let config = write_config_with(
+        dir.path(),
+        &url,
+        &camera,
+        &Setup {
+            interval_s: 0.5,
+            outbox: Some(&outbox),
+            camera_extra:
+                "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
+            ..Setup::default()
+        },
+    );
+    let log = dir.path().join("journal.log");
+    let mut monitor = Monitor::start_logged(&config, &[], &log);
+    wait_for("a frame scored", || async {
+        let scored = monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await;
+        scored.is_some_and(|n| n >= 1.0).then_some(())
+    })
+    .await;
+    fill(&disk.0);
+    let refused = wait_for("an incident refused by the full disk", || async {
+        journal(&log)
+            .lines()
+            .find(|l| l.contains("cannot store its events") && l.contains("-smoke-"))
+            .map(String::from)
+    })
+    .await;
+    // The refused event's id, from `... its events ["ID", ...] and ...`.
+    let id = refused.split('"').nth(1).unwrap().to_string();
+    assert!(monitor.terminate().await.success());
+    let lost: Vec<String> = journal(&log)
+        .lines()
+        .filter(|l| l.contains("stopping with incident events"))
+        .map(String::from)
+        .collect();
+    assert_eq!(lost.len(), 1, "{}", journal(&log));
+    assert!(
+        lost[0].contains(&id) && lost[0].contains("are lost"),
+        "{lost:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The camera gone for ten simulated minutes.
 
