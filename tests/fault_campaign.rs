@@ -5,7 +5,8 @@
 //! - SIGKILL at random moments during delivery;
 //! - the receiver down for one simulated hour;
 //! - the disk under the outbox full while it writes, then space back;
-//! - the disk full when a fire is confirmed, and the camera gone right after;
+//! - the disk full when a fire is confirmed, and the camera gone right after,
+//!   or the service stopped;
 //! - the camera gone for ten simulated minutes, then back;
 //! - the outbox removed or damaged before a start.
 //!
