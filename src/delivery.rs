@@ -356,27 +356,18 @@ pub fn settle(
             outbox.mark_delivered(url, pending.seq)?;
             Ok(Duration::ZERO)
         }
-        Outcome::Rejected if attempt.status == Some(413) => {
-            let why = format!(
-                "{url} refused the {}-byte body as too large (413); sent without the picture",
-                pending.event.body.len()
-            );
-            match crate::payload::without_snapshot(&pending.event.body, &why) {
-                Some(body) => {
+        Outcome::Rejected => {
+            if attempt.status == Some(413) {
+                let why = format!(
+                    "{url} refused the {}-byte body as too large (413); sent without the picture",
+                    pending.event.body.len()
+                );
+                if let Some(body) = crate::payload::without_snapshot(&pending.event.body, &why) {
                     warn!("{why}: {id} goes again at once; raise the receiver's request size limit to get pictures");
                     outbox.replace_body(pending.seq, &body)?;
-                }
-                None => {
-                    warn!(
-                        "{url} refused {id} for good: {}; dropped for this endpoint, check the receiver's request size limit",
-                        attempt.describe()
-                    );
-                    outbox.mark_rejected(url, pending.seq)?;
+                    return Ok(Duration::ZERO);
                 }
             }
-            Ok(Duration::ZERO)
-        }
-        Outcome::Rejected => {
             warn!(
                 "{url} refused {id} for good: {}; dropped for this endpoint, check the receiver's logs",
                 attempt.describe()

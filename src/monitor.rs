@@ -595,18 +595,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         shared.liveness.expect_within(slot, IDLE_WAIT + SLACK);
         if unsaved_tried.elapsed() >= HELD_RETRY {
             unsaved_tried = Instant::now();
-            for index in 0..pipelines.len() {
-                if !unsaved[index].is_empty() {
-                    commit_incidents(
-                        shared,
-                        index,
-                        &pipelines[index],
-                        Vec::new(),
-                        &mut saved[index],
-                        &mut unsaved[index],
-                    );
-                }
-            }
+            retry_unsaved(shared, &pipelines, &mut saved, &mut unsaved);
         }
         let Some((index, frame)) = shared.mailbox.take(IDLE_WAIT) else {
             continue;
@@ -670,20 +659,10 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
     }
     // Stopping with incident events the outbox refused: one last try, and
     // the journal names any that go with the process.
-    for (index, camera) in shared.config.cameras.iter().enumerate() {
-        if unsaved[index].is_empty() {
-            continue;
-        }
-        commit_incidents(
-            shared,
-            index,
-            &pipelines[index],
-            Vec::new(),
-            &mut saved[index],
-            &mut unsaved[index],
-        );
-        if !unsaved[index].is_empty() {
-            let ids: Vec<&str> = unsaved[index].iter().map(|e| e.id.as_str()).collect();
+    retry_unsaved(shared, &pipelines, &mut saved, &mut unsaved);
+    for (camera, lost) in shared.config.cameras.iter().zip(&unsaved) {
+        if !lost.is_empty() {
+            let ids: Vec<&str> = lost.iter().map(|e| e.id.as_str()).collect();
             error!(
                 "camera {}: stopping with incident events the outbox could not store: {ids:?} are lost; free space on the disk under [outbox] path",
                 camera.id.get_ref()
@@ -691,6 +670,27 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         }
     }
     Ok(())
+}
+
+/// Tries again every camera's incident events the outbox refused before.
+fn retry_unsaved(
+    shared: &Shared,
+    pipelines: &[CameraPipeline],
+    saved: &mut [Option<String>],
+    unsaved: &mut [Vec<OutgoingEvent>],
+) {
+    for (index, pipeline) in pipelines.iter().enumerate() {
+        if !unsaved[index].is_empty() {
+            commit_incidents(
+                shared,
+                index,
+                pipeline,
+                Vec::new(),
+                &mut saved[index],
+                &mut unsaved[index],
+            );
+        }
+    }
 }
 
 /// Commits camera `index`'s incident events, after those the outbox refused

@@ -584,71 +584,108 @@ async fn a_full_disk_is_reported_and_nothing_is_lost_when_space_returns() {
     }
 }
 
+/// The monitor watching the hillside camera with the outbox on a small
+/// tmpfs that is full, and the camera switched to the plume: its incident is
+/// confirmed while no event can be stored. Fields drop in order: the monitor,
+/// then the tmpfs, then the folder under it.
+struct FireOnAFullDisk {
+    monitor: Monitor,
+    camera: FakeCamera,
+    disk: SmallDisk,
+    outbox: PathBuf,
+    store: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FireOnAFullDisk {
+    /// `None` where a tmpfs cannot be mounted (not root).
+    async fn start() -> Option<FireOnAFullDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
+            eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+            return None;
+        };
+        let outbox = disk.0.join("outbox.sqlite3");
+        let store = dir.path().join("store");
+        let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+        let fire = Arc::new(AtomicBool::new(false));
+        let camera = FakeCamera::start(Auth::Basic, {
+            let fire = fire.clone();
+            move |n| {
+                fixture_frame(if fire.load(Ordering::SeqCst) {
+                    15 + n % 3
+                } else {
+                    0
+                })
+            }
+        })
+        .await;
+        // The hillside plume frames at the monitor tests' thresholds; two hot
+        // frames half a second apart start an incident.
+        let config = write_config_with(
+            dir.path(),
+            &url,
+            &camera,
+            &Setup {
+                interval_s: 0.5,
+                outbox: Some(&outbox),
+                camera_extra:
+                    "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
+                ..Setup::default()
+            },
+        );
+        let log = dir.path().join("journal.log");
+        let monitor = Monitor::start_logged(&config, &[], &log);
+        wait_for("a frame scored", || async {
+            let scored = monitor
+                .metric("wildfire_frames_scored_total{camera=\"west\"}")
+                .await;
+            scored.is_some_and(|n| n >= 1.0).then_some(())
+        })
+        .await;
+        fill(&disk.0);
+        fire.store(true, Ordering::SeqCst);
+        Some(FireOnAFullDisk {
+            monitor,
+            camera,
+            disk,
+            outbox,
+            store,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// The journal line that says the incident's events could not be stored.
+    async fn refused(&self) -> String {
+        wait_for("the incident refused by the full disk", || async {
+            journal(&self.log)
+                .lines()
+                .find(|l| l.contains("cannot store its events") && l.contains("-smoke-"))
+                .map(String::from)
+        })
+        .await
+    }
+}
+
 #[tokio::test]
 async fn an_alert_refused_by_a_full_disk_is_stored_when_space_returns_though_its_camera_is_gone() {
     // The fire takes the camera (or its power) right after it is seen: the
     // incident's events wait in memory for the disk, and no later frame of
     // that camera will come to carry them.
     let _one = one_at_a_time().await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
-        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+    let Some(mut site) = FireOnAFullDisk::start().await else {
         return;
     };
-    let outbox = disk.0.join("outbox.sqlite3");
-    let store = dir.path().join("store");
-    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
-    let fire = Arc::new(AtomicBool::new(false));
-    let mut camera = FakeCamera::start(Auth::Basic, {
-        let fire = fire.clone();
-        move |n| {
-            fixture_frame(if fire.load(Ordering::SeqCst) {
-                15 + n % 3
-            } else {
-                0
-            })
-        }
-    })
-    .await;
-    // The hillside plume frames at the monitor tests' thresholds; two hot
-    // frames half a second apart start an incident.
-    let config = write_config_with(
-        dir.path(),
-        &url,
-        &camera,
-        &Setup {
-            interval_s: 0.5,
-            outbox: Some(&outbox),
-            camera_extra:
-                "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
-            ..Setup::default()
-        },
-    );
-    let log = dir.path().join("journal.log");
-    let mut monitor = Monitor::start_logged(&config, &[], &log);
-    wait_for("a frame scored", || async {
-        let scored = monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await;
-        scored.is_some_and(|n| n >= 1.0).then_some(())
-    })
-    .await;
-    fill(&disk.0);
-    fire.store(true, Ordering::SeqCst);
-    wait_for("the incident refused by the full disk", || async {
-        journal(&log)
-            .lines()
-            .any(|l| l.contains("cannot store its events") && l.contains("-smoke-"))
-            .then_some(())
-    })
-    .await;
-    camera.stop();
+    site.refused().await;
+    site.camera.stop();
     // Long enough for grabs to fail and for any frame in flight to be done.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    std::fs::remove_file(site.disk.0.join("filler")).unwrap();
     let space_back = Instant::now();
     let started = wait_for("incident.started delivered", || async {
-        events_of_type(&store, "incident.started")
+        events_of_type(&site.store, "incident.started")
             .into_iter()
             .next()
     })
@@ -658,61 +695,27 @@ async fn an_alert_refused_by_a_full_disk_is_stored_when_space_returns_though_its
         space_back.elapsed().as_secs_f64()
     );
     assert_eq!(started["incident"]["class"], "smoke");
-    assert!(monitor.terminate().await.success());
-    assert_eq!(integrity(&outbox), "ok");
-    assert_eq!(counter(&outbox, "dropped_full"), 0);
+    assert!(site.monitor.terminate().await.success());
+    assert_eq!(integrity(&site.outbox), "ok");
+    assert_eq!(counter(&site.outbox, "dropped_full"), 0);
 }
 
 #[tokio::test]
 async fn a_stop_while_the_disk_is_full_names_the_alerts_it_could_not_store() {
     let _one = one_at_a_time().await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
-        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+    let Some(mut site) = FireOnAFullDisk::start().await else {
         return;
     };
-    let outbox = disk.0.join("outbox.sqlite3");
-    let store = dir.path().join("store");
-    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
-    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(15 + n % 3)).await;
-    let config = write_config_with(
-        dir.path(),
-        &url,
-        &camera,
-        &Setup {
-            interval_s: 0.5,
-            outbox: Some(&outbox),
-            camera_extra:
-                "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
-            ..Setup::default()
-        },
-    );
-    let log = dir.path().join("journal.log");
-    let mut monitor = Monitor::start_logged(&config, &[], &log);
-    wait_for("a frame scored", || async {
-        let scored = monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await;
-        scored.is_some_and(|n| n >= 1.0).then_some(())
-    })
-    .await;
-    fill(&disk.0);
-    let refused = wait_for("an incident refused by the full disk", || async {
-        journal(&log)
-            .lines()
-            .find(|l| l.contains("cannot store its events") && l.contains("-smoke-"))
-            .map(String::from)
-    })
-    .await;
+    let refused = site.refused().await;
     // The refused event's id, from `... its events ["ID", ...] and ...`.
     let id = refused.split('"').nth(1).unwrap().to_string();
-    assert!(monitor.terminate().await.success());
-    let lost: Vec<String> = journal(&log)
+    assert!(site.monitor.terminate().await.success());
+    let lost: Vec<String> = journal(&site.log)
         .lines()
         .filter(|l| l.contains("stopping with incident events"))
         .map(String::from)
         .collect();
-    assert_eq!(lost.len(), 1, "{}", journal(&log));
+    assert_eq!(lost.len(), 1, "{}", journal(&site.log));
     assert!(
         lost[0].contains(&id) && lost[0].contains("are lost"),
         "{lost:?}"
