@@ -223,6 +223,24 @@ pub struct OutboxConfig {
     /// Undelivered events older than this are dropped (logged and counted),
     /// incidents excepted: only `max_events` bounds them (src/outbox.rs).
     pub max_age_hours: Spanned<f64>,
+    /// What `run` does with an outbox it finds damaged at start.
+    pub on_damage: OnDamage,
+}
+
+/// `[outbox] on_damage`: what `run` does with an outbox SQLite cannot read
+/// whole at start. Other commands (`deliver`, `test-alert`) always stop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDamage {
+    /// Refuse to start, with one line that says what to do. Nothing is
+    /// touched, but the tower is unwatched until someone comes (under
+    /// `Restart=always` the unit starts and stops every few seconds).
+    #[default]
+    Stop,
+    /// Rename the file (and its `-wal` and `-shm`) aside, start with an
+    /// empty outbox, and tell every webhook (`outbox.replaced`) and the
+    /// journal where the copy is: the tower keeps watching.
+    SetAside,
 }
 
 impl Default for OutboxConfig {
@@ -231,6 +249,7 @@ impl Default for OutboxConfig {
             path: PathBuf::from("/var/lib/wildfire-watch/outbox.sqlite3"),
             max_events: Spanned::new(0..0, 10_000),
             max_age_hours: Spanned::new(0..0, 72.0),
+            on_damage: OnDamage::Stop,
         }
     }
 }

@@ -264,7 +264,23 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("no [[webhooks]]: events are kept in the outbox (incidents until taken, others up to [outbox] max_age_hours) for the first webhook added; until then they alert nobody");
     }
     let options = DeliveryOptions::from_config(&config);
-    let mut outbox = Outbox::for_config(&config)?;
+    let (mut outbox, set_aside) = Outbox::for_service(&config)?;
+    if let Some(set_aside) = &set_aside {
+        // One line a person reads, and an event the control room gets first.
+        error!(
+            "the outbox {} was damaged ({}): set it aside as {} and started an empty one ([outbox] on_damage = \"set_aside\"); events it had not delivered are not sent; keep the copy, `sqlite3 COPY .recover` may save them",
+            config.outbox.path.display(),
+            set_aside.problem,
+            set_aside.copy.display()
+        );
+        outbox
+            .enqueue(&payload::outbox_replaced(
+                &config.device,
+                set_aside,
+                now_unix(),
+            ))
+            .context("cannot store the outbox.replaced event in the new outbox")?;
+    }
     if let Some(ms) = std::env::var(COMMIT_DELAY_ENV)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

@@ -24,8 +24,8 @@
 //! in place, step by step ([`MIGRATIONS`]), keeping its events.
 //!
 //! Bounds: at most `max_events` undelivered events. Past it the oldest event
-//! of the lowest priority goes first (heartbeats and snapshots, then tests
-//! and camera offline/online events, then incidents), so an incident is never
+//! of the lowest priority goes first (heartbeats and snapshots, then tests,
+//! camera offline/online and device events, then incidents), so an incident is never
 //! dropped to keep a heartbeat; only when the outbox is all incidents does the
 //! oldest incident make room for a new one. Undelivered events other than
 //! incidents expire when older than `max_age`; incidents never expire, as the
@@ -45,7 +45,7 @@
 //! begins (IMMEDIATE) and waits up to [`BUSY_TIMEOUT`] for it; an error that
 //! is still "busy" after that is retryable ([`is_busy`]), not fatal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -60,6 +60,8 @@ pub enum EventKind {
     Test,
     /// `camera.offline` and `camera.online`.
     Camera,
+    /// `outbox.replaced`: the device itself needs a person.
+    Device,
     Heartbeat,
     Snapshot,
 }
@@ -70,6 +72,7 @@ impl EventKind {
             EventKind::Incident => "incident",
             EventKind::Test => "test",
             EventKind::Camera => "camera",
+            EventKind::Device => "device",
             EventKind::Heartbeat => "heartbeat",
             EventKind::Snapshot => "snapshot",
         }
@@ -80,6 +83,7 @@ impl EventKind {
             "incident" => EventKind::Incident,
             "test" => EventKind::Test,
             "camera" => EventKind::Camera,
+            "device" => EventKind::Device,
             "heartbeat" => EventKind::Heartbeat,
             _ => EventKind::Snapshot,
         }
@@ -89,7 +93,7 @@ impl EventKind {
     pub fn priority(self) -> i64 {
         match self {
             EventKind::Incident => 2,
-            EventKind::Test | EventKind::Camera => 1,
+            EventKind::Test | EventKind::Camera | EventKind::Device => 1,
             EventKind::Heartbeat | EventKind::Snapshot => 0,
         }
     }
@@ -293,6 +297,24 @@ impl Outbox {
             *config.outbox.max_events.get_ref(),
             config.outbox.max_age(),
         )
+    }
+
+    /// [`Outbox::for_config`] for the service: an outbox found damaged is
+    /// refused, or with `[outbox] on_damage = "set_aside"` renamed aside
+    /// ([`SetAside`], which the caller must report) and replaced by an empty
+    /// one. Only `run` does this: a tower left alone must keep watching, while
+    /// `deliver` and `test-alert` are run by a person, who can be told.
+    pub fn for_service(config: &crate::config::Config) -> Result<(Outbox, Option<SetAside>)> {
+        let error = match Outbox::for_config(config) {
+            Ok(outbox) => return Ok((outbox, None)),
+            Err(e) => e,
+        };
+        let damaged = match (config.outbox.on_damage, error.downcast_ref::<Damaged>()) {
+            (crate::config::OnDamage::SetAside, Some(damaged)) => damaged,
+            _ => return Err(error),
+        };
+        let set_aside = set_aside(damaged, now_unix())?;
+        Ok((Outbox::for_config(config)?, Some(set_aside)))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -652,11 +674,40 @@ fn write_transaction(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transa
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
+/// An outbox SQLite cannot read whole: what [`Outbox::open`] returns (inside
+/// its `anyhow::Error`) for a file that is not a database, or one with
+/// damaged pages.
+#[derive(Debug)]
+pub struct Damaged {
+    pub path: PathBuf,
+    /// What SQLite said, on one line.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the outbox {path} is damaged ({problem}); not starting over it, so that its undelivered events are not silently lost: \
+             stop the service and move it aside (with any {path}-wal and {path}-shm) to start with an empty outbox, \
+             or set [outbox] on_damage = \"set_aside\" to let `run` do that and keep watching; \
+             keep the copy, `sqlite3 COPY .recover` may save its events",
+            path = self.path.display(),
+            problem = self.problem
+        )
+    }
+}
+
+impl std::error::Error for Damaged {}
+
 /// Refuses an outbox SQLite cannot read whole (`PRAGMA quick_check`): a
 /// file that is not a database, or one with damaged pages. Starting an
 /// empty outbox over it would drop its undelivered alerts without a word,
 /// and writing to it could spread the damage, so the service stops with
-/// one line that names the file and what to do; the file is never changed.
+/// one line that names the file and what to do ([`Damaged`]), or `run`
+/// sets it aside ([`Outbox::for_service`]). wildfire-watch never writes to
+/// it (SQLite itself, closing the refused connection, removes a `-wal` it
+/// found invalid, or folds a valid one in, as any open of the file would).
 /// The check reads every page once, which for an outbox of a few thousand
 /// events is a fraction of a second.
 fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
@@ -675,13 +726,57 @@ fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
             return Err(e).with_context(|| format!("cannot read the outbox {}", path.display()))
         }
     };
-    let problem = problem.split_whitespace().collect::<Vec<_>>().join(" ");
-    anyhow::bail!(
-        "the outbox {path} is damaged ({problem}); not starting over it, so that its undelivered events are not silently lost: \
-         stop the service and move it aside (with any {path}-wal and {path}-shm) to start with an empty outbox; \
-         keep the copy, `sqlite3 COPY .recover` may save its events",
-        path = path.display()
-    )
+    Err(Damaged {
+        path: path.to_owned(),
+        problem: problem.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+    .into())
+}
+
+/// A damaged outbox that `run` renamed aside at start to begin an empty one
+/// (`[outbox] on_damage = "set_aside"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAside {
+    /// Where the damaged file is now; its `-wal` and `-shm`, if it had them,
+    /// sit beside it under the same name, so `sqlite3 COPY` reads all three.
+    pub copy: PathBuf,
+    /// What SQLite said of it.
+    pub problem: String,
+}
+
+/// Renames the damaged outbox `damaged.path` to `PATH.damaged-STAMP` (and
+/// `-2`, `-3`... if that is taken), its `-wal` and `-shm` first: a write-ahead
+/// log left under the old name would be replayed into the new, empty outbox.
+fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
+    let path = &damaged.path;
+    let with_suffix = |p: &Path, suffix: &str| {
+        let mut name = p.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let stamp = format!(".damaged-{}", crate::events::compact_stamp(now));
+    let copy = (1..)
+        .map(|n| match n {
+            1 => with_suffix(path, &stamp),
+            n => with_suffix(path, &format!("{stamp}-{n}")),
+        })
+        .find(|c| !c.exists() && !with_suffix(c, "-wal").exists())
+        .expect("an unused name");
+    for suffix in ["-wal", "-shm", ""] {
+        let from = with_suffix(path, suffix);
+        if suffix.is_empty() || from.exists() {
+            std::fs::rename(&from, with_suffix(&copy, suffix)).with_context(|| {
+                format!(
+                    "{damaged}; [outbox] on_damage = \"set_aside\" could not rename {} aside",
+                    from.display()
+                )
+            })?;
+        }
+    }
+    Ok(SetAside {
+        copy,
+        problem: damaged.problem.clone(),
+    })
 }
 
 /// Brings the outbox at `path` to [`SCHEMA_VERSION`], one step at a time, in
@@ -844,6 +939,55 @@ mod tests {
             .unwrap()
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap()
+    }
+
+    #[test]
+    fn a_damaged_outbox_is_set_aside_whole_under_a_name_not_yet_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let now = 1_764_000_000.0;
+        let mut copies = Vec::new();
+        for round in 0..2u8 {
+            std::fs::write(&path, [b'x', round].repeat(3000)).unwrap();
+            let Err(error) = Outbox::open(&path, vec![], 10, Duration::from_secs(60)) else {
+                panic!("a damaged outbox opened");
+            };
+            // A log beside it when it is set aside (SQLite itself removes
+            // one it finds invalid when the refused connection closes).
+            std::fs::write(dir.path().join("outbox.sqlite3-wal"), [round]).unwrap();
+            let damaged = error.downcast_ref::<Damaged>().expect("a Damaged error");
+            assert!(error.to_string().contains("on_damage"), "{error}");
+            let aside = set_aside(damaged, now).unwrap();
+            // Nothing left under the old names for the new outbox to pick up.
+            assert!(!path.exists());
+            assert!(!dir.path().join("outbox.sqlite3-wal").exists());
+            assert_eq!(
+                std::fs::read(&aside.copy).unwrap(),
+                [b'x', round].repeat(3000)
+            );
+            let mut wal = aside.copy.clone().into_os_string();
+            wal.push("-wal");
+            assert_eq!(std::fs::read(wal).unwrap(), [round]);
+            copies.push(
+                aside
+                    .copy
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        // The same second twice (a crash loop): the second copy does not
+        // replace the first.
+        assert_eq!(
+            copies,
+            [
+                "outbox.sqlite3.damaged-20251124T160000Z",
+                "outbox.sqlite3.damaged-20251124T160000Z-2"
+            ]
+        );
+        let outbox = Outbox::open(&path, vec![], 10, Duration::from_secs(60)).unwrap();
+        assert_eq!(outbox.stats().unwrap().pending_events, 0);
     }
 
     #[test]

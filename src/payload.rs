@@ -1,5 +1,6 @@
-//! Webhook bodies: what a control room receives for an incident, a test and
-//! a heartbeat, built into [`OutgoingEvent`]s for the outbox.
+//! Webhook bodies: what a control room receives for an incident, a test, a
+//! heartbeat, a camera going offline or online, and an outbox replaced
+//! ([`outbox_replaced`]), built into [`OutgoingEvent`]s for the outbox.
 //!
 //! Every body is a JSON object with `type`, `id` (the `webhook-id` header),
 //! `timestamp` (RFC 3339, when the event happened) and `device` {id, name}.
@@ -41,7 +42,7 @@ use serde_json::{json, Value};
 use crate::config::{CameraConfig, DeviceConfig};
 use crate::events::{rfc3339, IncidentEvent};
 use crate::model::Class;
-use crate::outbox::{EventKind, OutgoingEvent};
+use crate::outbox::{EventKind, OutgoingEvent, SetAside};
 use crate::report::draw_rect;
 
 /// Widest snapshot sent, pixels.
@@ -216,6 +217,35 @@ pub fn camera_event(
     OutgoingEvent {
         id,
         kind: EventKind::Camera,
+        created_at: at,
+        body: body.to_string(),
+    }
+}
+
+/// An `outbox.replaced` event: at start `run` found the outbox damaged, set
+/// it aside and began an empty one (`[outbox] on_damage = "set_aside"`).
+/// Alerts it had not delivered may never arrive, so a person should fetch
+/// the copy from the device; `set_aside_as` says where it is.
+pub fn outbox_replaced(device: &DeviceConfig, set_aside: &SetAside, at: f64) -> OutgoingEvent {
+    let id = format!(
+        "{}-outbox-replaced-{}-{:08x}",
+        device.id.get_ref(),
+        crate::events::compact_stamp(at),
+        // Unique across restarts within one second, as heartbeats.
+        fastrand::u32(..)
+    );
+    let body = json!({
+        "type": "outbox.replaced",
+        "id": id,
+        "timestamp": rfc3339(at),
+        "device": device_json(device),
+        "problem": set_aside.problem,
+        "set_aside_as": set_aside.copy.display().to_string(),
+        "message": "The device found its outbox damaged at start, set it aside and began an empty one: alerts it had not yet delivered may be lost. The device keeps watching. Fetch the copy from the device; `sqlite3 COPY .recover` may save its events.",
+    });
+    OutgoingEvent {
+        id,
+        kind: EventKind::Device,
         created_at: at,
         body: body.to_string(),
     }

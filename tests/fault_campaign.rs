@@ -8,7 +8,8 @@
 //! - the disk full when a fire is confirmed, and the camera gone right after,
 //!   or the service stopped;
 //! - the camera gone for ten simulated minutes, then back;
-//! - the outbox removed or damaged before a start.
+//! - the outbox removed or damaged before a start, refused or (when so
+//!   configured) set aside.
 //!
 //! Each scenario is its own test and prints a `FIGURES` line (the README's
 //! "Fault campaign" table is copied from them). `cargo test` runs a short
@@ -920,5 +921,64 @@ async fn a_removed_or_damaged_outbox_is_reported_at_start() {
         "FIGURES damaged_outbox: {} held_events_delivered_after_restoring={}",
         outcomes.join("; "),
         held.len()
+    );
+}
+
+/// With `[outbox] on_damage = "set_aside"` a damaged outbox does not leave
+/// the tower unwatched: `run` renames it aside untouched, starts an empty
+/// one, says so in one journal line and tells the control room first.
+#[tokio::test]
+async fn a_damaged_outbox_is_set_aside_and_the_tower_keeps_watching_when_so_configured() {
+    let _one = one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(n % 4)).await;
+    let config = write_config_with(
+        dir.path(),
+        &url,
+        &camera,
+        &Setup {
+            outbox_extra: "on_damage = \"set_aside\"",
+            ..Setup::default()
+        },
+    );
+    let outbox = dir.path().join("outbox.sqlite3");
+    let damaged = b"this is not an outbox ".repeat(500);
+    std::fs::write(&outbox, &damaged).unwrap();
+
+    let log = dir.path().join("run.log");
+    let mut monitor = Monitor::start_logged(&config, &[], &log);
+    let replaced = wait_for("the outbox.replaced event at the receiver", || async {
+        events_of_type(&store, "outbox.replaced").into_iter().next()
+    })
+    .await;
+    // Still watching: heartbeats and frames go on after the replacement.
+    wait_for("a scored frame", || async {
+        (monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await?
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(monitor.terminate().await.success());
+
+    let copy = PathBuf::from(replaced["set_aside_as"].as_str().unwrap());
+    assert_eq!(copy.parent(), Some(dir.path()), "{replaced}");
+    assert_eq!(std::fs::read(&copy).unwrap(), damaged, "the copy changed");
+    assert_eq!(integrity(&outbox), "ok");
+    let journal = journal(&log);
+    let errors: Vec<&str> = journal.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{journal}");
+    assert!(
+        errors[0].contains(&*copy.to_string_lossy()) && errors[0].contains("set it aside"),
+        "{errors:?}"
+    );
+    println!(
+        "FIGURES damaged_outbox_set_aside: outbox.replaced delivered; copy {} byte-identical ({} bytes); journal: {}",
+        copy.file_name().unwrap().to_string_lossy(),
+        damaged.len(),
+        errors[0]
     );
 }
