@@ -14,6 +14,14 @@
 //! [`wall_unix`] is the real wall clock, for what another machine checks
 //! against its own clock: the `webhook-timestamp` a receiver holds to a
 //! 5-minute tolerance, and that receiver's own check.
+//!
+//! [`synchronized`] says whether that clock can be trusted yet. A Pi has no
+//! battery-backed clock: it boots at the time it last saved (fake-hwclock) or
+//! at its image's build date, and only network time steps it right. With the
+//! LTE link down that can take hours, and every event stamped meanwhile
+//! carries a wrong time. Each webhook body says so (`clock_synchronized`),
+//! so a control room can tell a stale-looking alert from a wrongly stamped
+//! one.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -45,4 +53,50 @@ fn test_offset() -> f64 {
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite())
         .unwrap_or(0.0)
+}
+
+/// Whether the kernel holds the wall clock to network time (NTP, chrony,
+/// systemd-timesyncd), as `timedatectl` reports "System clock synchronized";
+/// `None` where the kernel cannot be asked (not Linux).
+pub fn synchronized() -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `timex` is plain data; zeroed, its `modes` is 0, which
+        // makes adjtimex(2) read the kernel's clock state and change nothing.
+        let mut state: libc::timex = unsafe { std::mem::zeroed() };
+        if unsafe { libc::adjtimex(&mut state) } < 0 {
+            return None;
+        }
+        Some(synchronized_within(state.maxerror))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// systemd's rule (`ntp_synced`): synchronized while the kernel's estimate of
+/// its maximum error is under 16 s. A time daemon lowers it at every
+/// adjustment, and the kernel raises it by 500 ppm of the time since, so it
+/// passes 16 s about 9 hours after the last one (`STA_UNSYNC` is not used:
+/// some daemons set it only to keep the kernel off the hardware clock).
+fn synchronized_within(maxerror_us: libc::c_long) -> bool {
+    maxerror_us < 16_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_is_synchronized_while_its_maximum_error_is_under_16_s() {
+        assert!(synchronized_within(0));
+        assert!(synchronized_within(15_999_999));
+        assert!(!synchronized_within(16_000_000));
+        // What the kernel holds before any time daemon has run.
+        assert!(!synchronized_within(16_000_000 * 2));
+    }
+
+    #[test]
+    fn the_kernel_answers_on_linux() {
+        assert_eq!(synchronized().is_some(), cfg!(target_os = "linux"));
+    }
 }

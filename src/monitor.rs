@@ -264,6 +264,9 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("no [[webhooks]]: events are kept in the outbox (incidents until taken, others up to [outbox] max_age_hours) for the first webhook added; until then they alert nobody");
     }
     let options = DeliveryOptions::from_config(&config);
+    if crate::clock::synchronized() == Some(false) {
+        warn!("the system clock is not synchronized to network time yet: events are stamped on it, marked \"clock_synchronized\": false, until it is (timedatectl shows its state)");
+    }
     let (mut outbox, set_aside) = Outbox::for_service(&config)?;
     if let Some(set_aside) = &set_aside {
         // One line a person reads, and an event the control room gets first.

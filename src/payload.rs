@@ -3,12 +3,16 @@
 //! ([`outbox_replaced`]), built into [`OutgoingEvent`]s for the outbox.
 //!
 //! Every body is a JSON object with `type`, `id` (the `webhook-id` header),
-//! `timestamp` (RFC 3339, when the event happened) and `device` {id, name}.
+//! `timestamp` (RFC 3339, when the event happened, on the device's clock),
+//! `clock_synchronized` (whether network time had set that clock when the
+//! body was made: `false` means the timestamp may be hours or years off;
+//! `null` where the device cannot tell; src/clock.rs) and `device` {id, name}.
 //! An incident adds `camera`, `incident`, `model` and `snapshot`:
 //!
 //! ```json
 //! {"type": "incident.started", "id": "tower-7-cam-n-smoke-20250401T030900Z.0",
-//!  "timestamp": "2025-04-01T03:09:00Z", "device": {"id": "tower-7", "name": "Tower 7"},
+//!  "timestamp": "2025-04-01T03:09:00Z", "clock_synchronized": true,
+//!  "device": {"id": "tower-7", "name": "Tower 7"},
 //!  "camera": {"id": "cam-n", "name": "North", "lat": 46.1, "lon": 7.2, "azimuth_deg": 350.0, "fov_deg": 62.0},
 //!  "incident": {"id": "...", "class": "smoke", "started_at": "...", "peak_score": 0.93, "score": 0.91,
 //!               "boxes": [[277, 136, 224, 224]]},
@@ -80,6 +84,7 @@ pub fn incident(
         "type": event.phase,
         "id": id,
         "timestamp": event.time,
+        "clock_synchronized": crate::clock::synchronized(),
         "device": device_json(device),
         "camera": camera,
         "incident": {
@@ -131,6 +136,7 @@ pub fn test_event(device: &DeviceConfig, created_at: f64) -> OutgoingEvent {
         "type": "test",
         "id": id,
         "timestamp": rfc3339(created_at),
+        "clock_synchronized": crate::clock::synchronized(),
         "device": device_json(device),
         "message": "Test alert from wildfire-watch: no fire. If you can read this, alerts reach you.",
     });
@@ -158,6 +164,7 @@ pub fn heartbeat(device: &DeviceConfig, created_at: f64, status: Value) -> Outgo
         "type": "heartbeat",
         "id": id,
         "timestamp": rfc3339(created_at),
+        "clock_synchronized": crate::clock::synchronized(),
         "device": device_json(device),
         "status": status,
     });
@@ -210,6 +217,7 @@ pub fn camera_event(
         "type": change.event_type(),
         "id": id,
         "timestamp": rfc3339(at),
+        "clock_synchronized": crate::clock::synchronized(),
         "device": device_json(device),
         "camera": camera,
         "reason": reason,
@@ -238,6 +246,7 @@ pub fn outbox_replaced(device: &DeviceConfig, set_aside: &SetAside, at: f64) -> 
         "type": "outbox.replaced",
         "id": id,
         "timestamp": rfc3339(at),
+        "clock_synchronized": crate::clock::synchronized(),
         "device": device_json(device),
         "problem": set_aside.problem,
         "set_aside_as": set_aside.copy.display().to_string(),

@@ -110,7 +110,14 @@ async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
     );
     // The receiver stores only events whose signature it verified; a
     // heartbeat went out at start as well.
-    assert_eq!(events_of_type(&store, "heartbeat").len(), 1);
+    let heartbeats = events_of_type(&store, "heartbeat");
+    assert_eq!(heartbeats.len(), 1);
+    // Each says whether network time had set the clock, as the kernel
+    // tells this test process (a bool on Linux).
+    let synchronized = serde_json::json!(wildfire_watch::clock::synchronized());
+    assert!(synchronized.is_boolean() || cfg!(not(target_os = "linux")));
+    assert_eq!(started["clock_synchronized"], synchronized, "{started}");
+    assert_eq!(heartbeats[0]["clock_synchronized"], synchronized);
 
     // Digest: one challenge, then the nonce is reused with a counting nc.
     assert_eq!(camera.challenged(), 1);
