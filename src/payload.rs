@@ -124,56 +124,68 @@ pub fn without_snapshot(body: &str, why: &str) -> Option<String> {
     Some(value.to_string())
 }
 
-/// A `test` event, as sent by `wildfire-watch test-alert`.
-pub fn test_event(device: &DeviceConfig, created_at: f64) -> OutgoingEvent {
+/// An event about the device rather than a fire: `type`, `id`, `timestamp`,
+/// `clock_synchronized` and `device`, then `fields` (a JSON object). The id
+/// is `DEVICE-NAME-STAMP-RANDOM`: the random part keeps ids unique across
+/// restarts within one second (a crash loop), since a reused id with
+/// another body is refused (409) and dropped by the receiver.
+fn device_event(
+    device: &DeviceConfig,
+    kind: EventKind,
+    event_type: &str,
+    name: &str,
+    at: f64,
+    fields: Value,
+) -> OutgoingEvent {
     let id = format!(
-        "{}-test-{}-{:08x}",
+        "{}-{name}-{}-{:08x}",
         device.id.get_ref(),
-        crate::events::compact_stamp(created_at),
+        crate::events::compact_stamp(at),
         fastrand::u32(..)
     );
-    let body = json!({
-        "type": "test",
+    let mut body = json!({
+        "type": event_type,
         "id": id,
-        "timestamp": rfc3339(created_at),
+        "timestamp": rfc3339(at),
         "clock_synchronized": crate::clock::synchronized(),
         "device": device_json(device),
-        "message": "Test alert from wildfire-watch: no fire. If you can read this, alerts reach you.",
     });
+    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+        body.extend(fields);
+    }
     OutgoingEvent {
         id,
-        kind: EventKind::Test,
-        created_at,
+        kind,
+        created_at: at,
         body: body.to_string(),
     }
+}
+
+/// A `test` event, as sent by `wildfire-watch test-alert`.
+pub fn test_event(device: &DeviceConfig, created_at: f64) -> OutgoingEvent {
+    device_event(
+        device,
+        EventKind::Test,
+        "test",
+        "test",
+        created_at,
+        json!({
+            "message": "Test alert from wildfire-watch: no fire. If you can read this, alerts reach you.",
+        }),
+    )
 }
 
 /// A `heartbeat` event: the device is alive; `status` is free-form JSON
 /// (cameras seen, last frame time, outbox counters).
 pub fn heartbeat(device: &DeviceConfig, created_at: f64, status: Value) -> OutgoingEvent {
-    // The random part keeps ids unique across restarts within one second
-    // (a crash loop): a reused id with another body is refused (409) and
-    // dropped by the receiver.
-    let id = format!(
-        "{}-heartbeat-{}-{:08x}",
-        device.id.get_ref(),
-        crate::events::compact_stamp(created_at),
-        fastrand::u32(..)
-    );
-    let body = json!({
-        "type": "heartbeat",
-        "id": id,
-        "timestamp": rfc3339(created_at),
-        "clock_synchronized": crate::clock::synchronized(),
-        "device": device_json(device),
-        "status": status,
-    });
-    OutgoingEvent {
-        id,
-        kind: EventKind::Heartbeat,
+    device_event(
+        device,
+        EventKind::Heartbeat,
+        "heartbeat",
+        "heartbeat",
         created_at,
-        body: body.to_string(),
-    }
+        json!({ "status": status }),
+    )
 }
 
 /// Whether a camera went offline or came back.
@@ -201,33 +213,18 @@ pub fn camera_event(
     reason: &str,
     at: f64,
 ) -> OutgoingEvent {
-    let id = format!(
-        "{}-{}-{}-{}-{:08x}",
-        device.id.get_ref(),
-        camera.id.get_ref(),
-        match change {
-            CameraChange::Offline => "offline",
-            CameraChange::Online => "online",
-        },
-        crate::events::compact_stamp(at),
-        // Unique across restarts within one second, as heartbeats.
-        fastrand::u32(..)
-    );
-    let body = json!({
-        "type": change.event_type(),
-        "id": id,
-        "timestamp": rfc3339(at),
-        "clock_synchronized": crate::clock::synchronized(),
-        "device": device_json(device),
-        "camera": camera,
-        "reason": reason,
-    });
-    OutgoingEvent {
-        id,
-        kind: EventKind::Camera,
-        created_at: at,
-        body: body.to_string(),
-    }
+    let name = match change {
+        CameraChange::Offline => "offline",
+        CameraChange::Online => "online",
+    };
+    device_event(
+        device,
+        EventKind::Camera,
+        change.event_type(),
+        &format!("{}-{name}", camera.id.get_ref()),
+        at,
+        json!({ "camera": camera, "reason": reason }),
+    )
 }
 
 /// An `outbox.replaced` event: at start `run` found the outbox damaged, set
@@ -235,29 +232,18 @@ pub fn camera_event(
 /// Alerts it had not delivered may never arrive, so a person should fetch
 /// the copy from the device; `set_aside_as` says where it is.
 pub fn outbox_replaced(device: &DeviceConfig, set_aside: &SetAside, at: f64) -> OutgoingEvent {
-    let id = format!(
-        "{}-outbox-replaced-{}-{:08x}",
-        device.id.get_ref(),
-        crate::events::compact_stamp(at),
-        // Unique across restarts within one second, as heartbeats.
-        fastrand::u32(..)
-    );
-    let body = json!({
-        "type": "outbox.replaced",
-        "id": id,
-        "timestamp": rfc3339(at),
-        "clock_synchronized": crate::clock::synchronized(),
-        "device": device_json(device),
-        "problem": set_aside.problem,
-        "set_aside_as": set_aside.copy.display().to_string(),
-        "message": "The device found its outbox damaged at start, set it aside and began an empty one: alerts it had not yet delivered may be lost. The device keeps watching. Fetch the copy from the device; `sqlite3 COPY .recover` may save its events.",
-    });
-    OutgoingEvent {
-        id,
-        kind: EventKind::Device,
-        created_at: at,
-        body: body.to_string(),
-    }
+    device_event(
+        device,
+        EventKind::Device,
+        "outbox.replaced",
+        "outbox-replaced",
+        at,
+        json!({
+            "problem": set_aside.problem,
+            "set_aside_as": set_aside.copy.display().to_string(),
+            "message": "The device found its outbox damaged at start, set it aside and began an empty one: alerts it had not yet delivered may be lost. The device keeps watching. Fetch the copy from the device; `sqlite3 COPY .recover` may save its events.",
+        }),
+    )
 }
 
 /// The frame with the event's boxes drawn, scaled to at most
