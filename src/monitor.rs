@@ -68,6 +68,11 @@ const OUTBOX_DRAIN: Duration = Duration::from_secs(15);
 /// tests/monitor.rs sets it to prove that a stalled store stalls no camera,
 /// status answer or watchdog ping; it has no use in service.
 pub const COMMIT_DELAY_ENV: &str = "WILDFIRE_WATCH_TEST_COMMIT_DELAY_MS";
+/// Test seam: milliseconds the inference thread sleeps between scoring a
+/// frame and committing the incident events it caused, as a frame that takes
+/// seconds on a Pi. tests/monitor.rs sets it to stop the service while the
+/// frame that confirms a fire is in flight; it has no use in service.
+pub const FRAME_DELAY_ENV: &str = "WILDFIRE_WATCH_TEST_FRAME_DELAY_MS";
 /// Events the outbox refused (a full disk) are kept in memory, at most this
 /// many, and stored as soon as it takes writes again.
 const MAX_HELD: usize = 100;
@@ -610,6 +615,13 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         detector.info().name.clone(),
         detector.info().version.clone(),
     );
+    let frame_delay = std::env::var(FRAME_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
+    if let Some(delay) = frame_delay {
+        warn!("{FRAME_DELAY_ENV}={}: every frame's events wait that long before they are stored (a test seam; unset it in service)", delay.as_millis());
+    }
     while !stop.load(Ordering::Relaxed) {
         shared.liveness.expect_within(slot, IDLE_WAIT + SLACK);
         if unsaved_tried.elapsed() >= HELD_RETRY {
@@ -666,6 +678,9 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
                 &frame.image,
                 frame.captured_at,
             ));
+        }
+        if let Some(delay) = frame_delay {
+            std::thread::sleep(delay);
         }
         commit_incidents(
             shared,

@@ -694,3 +694,64 @@ async fn a_stalled_outbox_stalls_no_camera_status_answer_or_watchdog_ping() {
     let mut monitor = monitor;
     assert!(monitor.terminate().await.success());
 }
+
+/// A stop while the frame that confirms a fire is still in flight (a frame
+/// takes seconds on a Pi): the stop waits for that frame, so its
+/// `incident.started` and the running incident are stored before the
+/// process ends, to go out after the restart. Before, the outbox drained
+/// and the process exited first, and both were lost.
+#[tokio::test]
+async fn a_stop_during_the_frame_that_confirms_a_fire_keeps_its_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let webhook = serve_receiver(&store).await;
+    // Plume frames only (8-17), so the first frames confirm.
+    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(8 + n % 10)).await;
+    let config = write_config(dir.path(), &webhook, &camera, "basic", PLUME_NOT_CLEAR);
+    let log = dir.path().join("run.log");
+    // Each frame's events wait 4 s before they are stored: the stop below
+    // comes inside that wait.
+    let mut monitor = Monitor::start_logged(
+        &config,
+        &[(wildfire_watch::monitor::FRAME_DELAY_ENV, "4000")],
+        &log,
+    );
+    let id = wait_for(
+        "the journal line of the frame that starts an incident",
+        || async {
+            let journal = std::fs::read_to_string(&log).ok()?;
+            let line = journal
+                .lines()
+                .find(|l| l.contains("incident.started smoke"))?;
+            let id = line.rsplit_once('(')?.1.strip_suffix(')')?;
+            Some(id.to_string())
+        },
+    )
+    .await;
+    assert!(monitor.terminate().await.success());
+    let journal = std::fs::read_to_string(&log).unwrap();
+    assert!(!journal.contains("did not finish its frame"), "{journal}");
+
+    // Stored (or, had delivery still been running, delivered), and the
+    // incident saved as running, so a restart continues it.
+    let outbox = rusqlite::Connection::open(dir.path().join("outbox.sqlite3")).unwrap();
+    let stored: i64 = outbox
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE id LIKE '%-' || ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let delivered = events_of_type(&store, "incident.started")
+        .iter()
+        .any(|e| e["id"].as_str().is_some_and(|i| i.ends_with(&id)));
+    assert!(stored == 1 || delivered, "{id} was lost: {journal}");
+    let running: i64 = outbox
+        .query_row(
+            "SELECT COUNT(*) FROM open_incidents WHERE camera = 'west'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(running, 1, "{journal}");
+}
