@@ -44,8 +44,10 @@ use crate::events::{compact_stamp, rfc3339, IncidentEvent, IncidentPhase};
 use crate::model::{Class, PerClass};
 use crate::views::Rect;
 
-/// Tuning of the confirmation. Defaults were chosen by replaying the shared
-/// tower-camera sequences (see README).
+/// Tuning of the confirmation. The defaults are the rule first chosen on
+/// footage of one frame a minute ("2 hot frames of the last 3"), put in
+/// seconds; the training-side rm-n fire could not rank other settings
+/// (README, "An incident of a class starts ...").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConfirmConfig {

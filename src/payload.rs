@@ -409,4 +409,60 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
             "{v}"
         );
     }
+
+    #[test]
+    fn device_events_share_the_envelope_and_never_share_an_id() {
+        let device = DeviceConfig {
+            id: Spanned::new(0..0, "tower-7".into()),
+            name: "Tower 7".into(),
+        };
+        let at = 1_743_476_940.0;
+        let set_aside = SetAside {
+            copy: "/var/lib/wildfire-watch/outbox.sqlite3.damaged-20250401T030900Z".into(),
+            problem: "file is not a database".into(),
+        };
+        let events = [
+            (
+                test_event(&device, at),
+                "test",
+                EventKind::Test,
+                "tower-7-test-",
+            ),
+            (
+                heartbeat(&device, at, json!({"uptime_s": 5})),
+                "heartbeat",
+                EventKind::Heartbeat,
+                "tower-7-heartbeat-",
+            ),
+            (
+                outbox_replaced(&device, &set_aside, at),
+                "outbox.replaced",
+                EventKind::Device,
+                "tower-7-outbox-replaced-",
+            ),
+        ];
+        for (event, kind_name, kind, prefix) in &events {
+            let v: Value = serde_json::from_str(&event.body).unwrap();
+            assert_eq!(v["type"], *kind_name);
+            assert_eq!(v["id"], event.id.as_str());
+            assert_eq!(event.kind, *kind);
+            assert_eq!(event.created_at, at);
+            assert!(
+                event.id.starts_with(&format!("{prefix}20250401T030900Z-")),
+                "{}",
+                event.id
+            );
+            assert_eq!(v["timestamp"], "2025-04-01T03:09:00Z");
+            assert_eq!(v["clock_synchronized"], json!(crate::clock::synchronized()));
+            assert_eq!(v["device"], json!({"id": "tower-7", "name": "Tower 7"}));
+        }
+        let v: Value = serde_json::from_str(&events[1].0.body).unwrap();
+        assert_eq!(v["status"], json!({"uptime_s": 5}));
+        let v: Value = serde_json::from_str(&events[2].0.body).unwrap();
+        assert_eq!(v["set_aside_as"], set_aside.copy.display().to_string());
+        assert_eq!(v["problem"], "file is not a database");
+        // Two in the same second (a crash loop) differ: a reused id with
+        // another body would be refused by the receiver and dropped.
+        assert_ne!(test_event(&device, at).id, test_event(&device, at).id);
+    }
 }
