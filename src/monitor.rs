@@ -274,20 +274,13 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     }
     let (mut outbox, set_aside) = Outbox::for_service(&config)?;
     if let Some(set_aside) = &set_aside {
-        // One line a person reads, and an event the control room gets first.
+        // One line a person reads; the control room gets an event (below).
         error!(
             "the outbox {} was damaged ({}): set it aside as {} and started an empty one ([outbox] on_damage = \"set_aside\"); events it had not delivered are not sent; keep the copy, `sqlite3 COPY .recover` may save them",
             config.outbox.path.display(),
             set_aside.problem,
             set_aside.copy.display()
         );
-        outbox
-            .enqueue(&payload::outbox_replaced(
-                &config.device,
-                set_aside,
-                now_unix(),
-            ))
-            .context("cannot store the outbox.replaced event in the new outbox")?;
     }
     if let Some(ms) = std::env::var(COMMIT_DELAY_ENV)
         .ok()
@@ -333,6 +326,18 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         new_events: Arc::new(Notify::new()),
         config,
     });
+
+    if let Some(set_aside) = &set_aside {
+        // First in the outbox, so the control room reads it before anything
+        // newer. Emitted, not stored here: a disk still full holds it in
+        // memory and stores it when it can, where an error would restart the
+        // service over the new, intact outbox and nobody would hear of it.
+        shared.emit(payload::outbox_replaced(
+            &shared.config.device,
+            set_aside,
+            now_unix(),
+        ));
+    }
 
     // Tests and scripts read this line to learn the port of `listen = "...:0"`.
     println!("status on http://{}", listener.local_addr()?);
