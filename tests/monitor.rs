@@ -707,7 +707,10 @@ async fn a_stop_during_the_frame_that_confirms_a_fire_keeps_its_alert() {
     let webhook = serve_receiver(&store).await;
     // Plume frames only (8-17), so the first frames confirm.
     let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(8 + n % 10)).await;
-    let config = write_config(dir.path(), &webhook, &camera, "basic", PLUME_NOT_CLEAR);
+    // Two hot frames in a row start an incident (the default 50 s span would
+    // only make the test longer).
+    let confirm = format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0");
+    let config = write_config(dir.path(), &webhook, &camera, "basic", &confirm);
     let log = dir.path().join("run.log");
     // Each frame's events wait 4 s before they are stored: the stop below
     // comes inside that wait.
