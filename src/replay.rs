@@ -65,6 +65,17 @@ pub struct Summary {
     pub smoke: Option<ClassMetrics>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flame: Option<ClassMetrics>,
+    /// The highest frame score of each class over the decoded frames (`null`
+    /// with none).
+    pub peak_score: PerClass<Option<f64>>,
+    /// With labels: the highest frame score of each class over the frames
+    /// labelled clear of it (`null` with none). An alarm threshold above it
+    /// keeps those frames quiet whatever the start rule, so on a camera's
+    /// own smoke-free footage it is the figure to set its `[cameras.confirm]
+    /// thresholds` by, and its distance under the model's threshold is the
+    /// headroom that camera's scenery leaves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_clear_score: Option<PerClass<Option<f64>>>,
 }
 
 pub struct ReplayOutcome {
@@ -145,6 +156,25 @@ pub fn replay(
     })
 }
 
+/// Per class, the highest score over the decoded frames `counts` keeps, as
+/// the f32 prints (0.3343055, not the f64 widening's 0.33430546522140503).
+fn peak(
+    records: &[FrameRecord],
+    counts: impl Fn(&FrameRecord, Class) -> bool,
+) -> PerClass<Option<f64>> {
+    let mut peak = PerClass::<Option<f64>>::default();
+    for class in Class::ALL {
+        let highest = records
+            .iter()
+            .filter(|r| counts(r, class))
+            .filter_map(|r| r.scores.map(|s| s.get(class)))
+            .reduce(f32::max)
+            .and_then(|v| v.to_string().parse().ok());
+        peak.set(class, highest);
+    }
+    peak
+}
+
 fn summarise(
     records: &[FrameRecord],
     events: &[IncidentEvent],
@@ -165,10 +195,15 @@ fn summarise(
         time_to_detect_s: None,
         smoke: None,
         flame: None,
+        peak_score: peak(records, |_, _| true),
+        peak_clear_score: None,
     };
     if !labelled {
         return summary;
     }
+    summary.peak_clear_score = Some(peak(records, |r, class| {
+        r.label.and_then(|l| l.truth.get(class)) == Some(false)
+    }));
     let record_of = |frame: &str| records.iter().find(|r| r.name == frame);
     let truth_at_start = |e: &IncidentEvent| {
         record_of(&e.frame)
@@ -212,4 +247,63 @@ fn summarise(
         }
     }
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, scores: Option<(f32, f32)>, truth: Option<(i8, i8)>) -> FrameRecord {
+        let known = |v: i8| (v >= 0).then_some(v == 1);
+        FrameRecord {
+            name: name.into(),
+            time: 0.0,
+            scores: scores.map(|(smoke, flame)| PerClass { smoke, flame }),
+            views: Vec::new(),
+            image: None,
+            label: truth.map(|(smoke, flame)| FrameLabel {
+                truth: PerClass {
+                    smoke: known(smoke),
+                    flame: known(flame),
+                },
+                unix_time: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn peak_clear_score_counts_only_decoded_frames_labelled_clear_of_the_class() {
+        let records = [
+            record("a", Some((0.40, 0.90)), Some((0, 1))),
+            // Unknown smoke (-1): not clear of smoke; its flame is.
+            record("b", Some((0.80, 0.20)), Some((-1, 0))),
+            record("c", Some((0.99, 0.10)), Some((1, 0))),
+            // Not decoded: no score to count.
+            record("d", None, Some((0, 0))),
+            // Not in the labels.
+            record("e", Some((0.95, 0.95)), None),
+        ];
+        let thresholds = PerClass {
+            smoke: 0.97,
+            flame: 0.95,
+        };
+        let summary = summarise(&records, &[], &thresholds, true);
+        assert_eq!(
+            summary.peak_score,
+            PerClass {
+                smoke: Some(0.99),
+                flame: Some(0.95)
+            }
+        );
+        assert_eq!(
+            summary.peak_clear_score,
+            Some(PerClass {
+                smoke: Some(0.4),
+                flame: Some(0.2)
+            })
+        );
+        let unlabelled = summarise(&records[3..4], &[], &thresholds, false);
+        assert_eq!(unlabelled.peak_score, PerClass::default());
+        assert_eq!(unlabelled.peak_clear_score, None);
+    }
 }

@@ -67,6 +67,19 @@ fn replay_of_the_hillside_fixture_scores_against_labels() {
         assert_eq!(f1.is_some(), defined, "{class}: {m}");
         assert!(f1.is_none_or(|f| (0.0..=1.0).contains(&f)), "{class}: {m}");
     }
+    // Peaks: over every frame, and over the 8 clear ones, which stay under
+    // the threshold (no false alarm above) and under the plume's peak.
+    for class in ["smoke", "flame"] {
+        let all = summary["peak_score"][class].as_f64().unwrap();
+        let clear = summary["peak_clear_score"][class].as_f64().unwrap();
+        assert!((0.0..=all).contains(&clear), "{class}: {summary}");
+    }
+    let clear_smoke = summary["peak_clear_score"]["smoke"].as_f64().unwrap();
+    let sidecar: serde_json::Value =
+        serde_json::from_str(include_str!("../models/wildfire-tiles.json")).unwrap();
+    let smoke_threshold = sidecar["thresholds"]["smoke"].as_f64().unwrap();
+    assert!(clear_smoke < smoke_threshold, "{summary}");
+    assert!(summary["peak_score"]["smoke"].as_f64().unwrap() >= smoke_threshold);
     // The README's first command: the shipped model confirms the drawn plume
     // (frame_0008 on, 60 s apart) within two frames.
     assert_eq!(summary["incidents"], 1, "{lines:?}");
