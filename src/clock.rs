@@ -90,11 +90,13 @@ mod tests {
     fn the_clock_is_synchronized_while_its_maximum_error_is_under_16_s() {
         assert!(synchronized_within(0));
         assert!(synchronized_within(15_999_999));
+        // What the kernel holds before any time daemon has run, and the
+        // most it ever holds (NTP_PHASE_LIMIT).
         assert!(!synchronized_within(16_000_000));
-        // What the kernel holds before any time daemon has run.
-        assert!(!synchronized_within(16_000_000 * 2));
     }
 
+    /// Fails where a seccomp filter forbids adjtimex(2), as the unit's did
+    /// before it allowed it (systemd/wildfire-watch.service).
     #[test]
     fn the_kernel_answers_on_linux() {
         assert_eq!(synchronized().is_some(), cfg!(target_os = "linux"));

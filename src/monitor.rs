@@ -269,8 +269,10 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("no [[webhooks]]: events are kept in the outbox (incidents until taken, others up to [outbox] max_age_hours) for the first webhook added; until then they alert nobody");
     }
     let options = DeliveryOptions::from_config(&config);
-    if crate::clock::synchronized() == Some(false) {
-        warn!("the system clock is not synchronized to network time yet: events are stamped on it, marked \"clock_synchronized\": false, until it is (timedatectl shows its state)");
+    match crate::clock::synchronized() {
+        Some(false) => warn!("the system clock is not synchronized to network time yet: events are stamped on it, marked \"clock_synchronized\": false, until it is (timedatectl shows its state)"),
+        None if cfg!(target_os = "linux") => warn!("cannot read the clock's state (adjtimex refused: a system call filter?): events are marked \"clock_synchronized\": null; the shipped unit allows it"),
+        _ => {}
     }
     let (mut outbox, set_aside) = Outbox::for_service(&config)?;
     if let Some(set_aside) = &set_aside {
