@@ -275,14 +275,24 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         _ => {}
     }
     let (mut outbox, set_aside) = Outbox::for_service(&config)?;
-    if let Some(set_aside) = &set_aside {
-        // One line a person reads; the control room gets an event (below).
-        error!(
-            "the outbox {} was damaged ({}): set it aside as {} and started an empty one ([outbox] on_damage = \"set_aside\"); events it had not delivered are not sent; keep the copy, `sqlite3 COPY .recover` may save them",
-            config.outbox.path.display(),
-            set_aside.problem,
-            set_aside.copy.display()
-        );
+    // The control room hears of every damaged outbox set aside, first in the
+    // new outbox. Each copy's notice file is removed only once its event is
+    // stored; a write refused here (a full disk) holds the event in memory
+    // like any other (below), and the notice makes the next start send it
+    // again should this one end first.
+    let mut unstored = Vec::new();
+    for set_aside in &set_aside {
+        let event = payload::outbox_replaced(&config.device, set_aside, now_unix());
+        match outbox.enqueue(&event) {
+            Ok(_) => set_aside.reported(),
+            Err(e) => {
+                error!(
+                    "cannot store {} in the outbox: {e:#}; held in memory",
+                    event.id
+                );
+                unstored.push(event);
+            }
+        }
     }
     if let Some(ms) = std::env::var(COMMIT_DELAY_ENV)
         .ok()
@@ -329,16 +339,8 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         config,
     });
 
-    if let Some(set_aside) = &set_aside {
-        // First in the outbox, so the control room reads it before anything
-        // newer. Emitted, not stored here: a disk still full holds it in
-        // memory and stores it when it can, where an error would restart the
-        // service over the new, intact outbox and nobody would hear of it.
-        shared.emit(payload::outbox_replaced(
-            &shared.config.device,
-            set_aside,
-            now_unix(),
-        ));
+    for event in unstored {
+        shared.emit(event);
     }
 
     // Tests and scripts read this line to learn the port of `listen = "...:0"`.

@@ -25,14 +25,19 @@
 //!
 //! Bounds: at most `max_events` undelivered events. Past it the oldest event
 //! of the lowest priority goes first (heartbeats and snapshots, then tests,
-//! camera offline/online and device events, then incidents), so an incident is never
-//! dropped to keep a heartbeat; only when the outbox is all incidents does the
+//! camera offline/online and device events, then incidents), so an incident
+//! is never dropped to keep a heartbeat; only when the outbox is all incidents does the
 //! oldest incident make room for a new one. Undelivered events other than
 //! incidents expire when older than `max_age`; incidents never expire, as the
 //! age of an event is measured on the device's clock, and a Pi without a
 //! battery-backed clock can run days behind until network time steps it
 //! forward: every alert raised before the step would look days old and go.
 //! Only room makes an incident go. Both are logged and counted.
+//!
+//! A file SQLite cannot read whole is refused at open ([`Damaged`]), or for
+//! `run` with `[outbox] on_damage = "set_aside"` renamed aside for an empty
+//! outbox, the control room told by an `outbox.replaced` event
+//! ([`Outbox::for_service`], [`SetAside`]).
 //!
 //! The connection is synchronous, and each call that writes waits for an
 //! fsync, which on an SD card can take seconds: async code never calls it
@@ -300,21 +305,41 @@ impl Outbox {
     }
 
     /// [`Outbox::for_config`] for the service: an outbox found damaged is
-    /// refused, or with `[outbox] on_damage = "set_aside"` renamed aside
-    /// ([`SetAside`], which the caller must report) and replaced by an empty
-    /// one. Only `run` does this: a tower left alone must keep watching, while
-    /// `deliver` and `test-alert` are run by a person, who can be told.
-    pub fn for_service(config: &crate::config::Config) -> Result<(Outbox, Option<SetAside>)> {
-        let error = match Outbox::for_config(config) {
-            Ok(outbox) => return Ok((outbox, None)),
-            Err(e) => e,
+    /// refused, or with `[outbox] on_damage = "set_aside"` renamed aside and
+    /// replaced by an empty one. Returns with it every copy set aside, now or
+    /// at an earlier start, that the control room has not been told of yet:
+    /// the caller stores an `outbox.replaced` for each, then calls
+    /// [`SetAside::reported`]. Only `run` does this: a tower left alone must
+    /// keep watching, while `deliver` and `test-alert` are run by a person,
+    /// who can be told.
+    pub fn for_service(config: &crate::config::Config) -> Result<(Outbox, Vec<SetAside>)> {
+        let path = &config.outbox.path;
+        let mut fresh = None;
+        let outbox = match Outbox::for_config(config) {
+            Ok(outbox) => outbox,
+            Err(error) => {
+                let damaged = match (config.outbox.on_damage, error.downcast_ref::<Damaged>()) {
+                    (crate::config::OnDamage::SetAside, Some(damaged)) => damaged,
+                    _ => return Err(error),
+                };
+                let set_aside = set_aside(damaged, now_unix())?;
+                // Logged before the new outbox is made, which can fail too.
+                tracing::error!(
+                    "the outbox {} was damaged ({}): set it aside as {} and starting an empty one ([outbox] on_damage = \"set_aside\"); events it had not delivered are not sent; keep the copy, `sqlite3 COPY .recover` may save them",
+                    path.display(),
+                    set_aside.problem,
+                    set_aside.copy.display()
+                );
+                fresh = Some(set_aside);
+                Outbox::for_config(config)?
+            }
         };
-        let damaged = match (config.outbox.on_damage, error.downcast_ref::<Damaged>()) {
-            (crate::config::OnDamage::SetAside, Some(damaged)) => damaged,
-            _ => return Err(error),
-        };
-        let set_aside = set_aside(damaged, now_unix())?;
-        Ok((Outbox::for_config(config)?, Some(set_aside)))
+        let mut unreported = unreported(path);
+        // Its notice could not be written: still told, from memory.
+        if let Some(fresh) = fresh.filter(|f| !unreported.contains(f)) {
+            unreported.push(fresh);
+        }
+        Ok((outbox, unreported))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -734,7 +759,15 @@ fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
 }
 
 /// A damaged outbox that `run` renamed aside at start to begin an empty one
-/// (`[outbox] on_damage = "set_aside"`).
+/// (`[outbox] on_damage = "set_aside"`), whose `outbox.replaced` event is not
+/// in the new outbox yet.
+///
+/// The duty to send that event is kept on disk, not in memory: a file
+/// `COPY.notice` beside the copy holds what SQLite said, written as the copy
+/// is made and removed ([`SetAside::reported`]) only once the event is
+/// stored. A crash, a power cut, or a new outbox that cannot be created or
+/// written leaves it, and the next start sends the event
+/// ([`Outbox::for_service`] finds every notice beside the outbox).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetAside {
     /// Where the damaged file is now; its `-wal` and `-shm`, if it had them,
@@ -744,39 +777,122 @@ pub struct SetAside {
     pub problem: String,
 }
 
-/// Renames the damaged outbox `damaged.path` to `PATH.damaged-STAMP` (and
-/// `-2`, `-3`... if that is taken), its `-wal` and `-shm` first: a write-ahead
-/// log left under the old name would be replayed into the new, empty outbox.
+impl SetAside {
+    fn notice(&self) -> PathBuf {
+        with_suffix(&self.copy, NOTICE)
+    }
+
+    /// Call once the `outbox.replaced` event is stored: the next start will
+    /// not send it again.
+    pub fn reported(&self) {
+        if let Err(e) = std::fs::remove_file(self.notice()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(
+                    "cannot remove {}: {e}; the next start sends outbox.replaced for {} again",
+                    self.notice().display(),
+                    self.copy.display()
+                );
+            }
+        }
+    }
+}
+
+/// The ending of the file that says a set-aside copy is not reported yet.
+const NOTICE: &str = ".notice";
+/// What a damaged outbox's file name gets, before its time stamp.
+const DAMAGED: &str = ".damaged-";
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Renames the damaged outbox `damaged.path` to `PATH.damaged-STAMP` (`-2`,
+/// `-3`... if that is taken), with its `-wal` and `-shm`, and writes the
+/// copy's notice. The log goes first: SQLite deletes a `-wal` it finds
+/// beside a new, empty database, so left behind it would be lost to the copy.
+/// A name is free when no file would be replaced, so after a crash between
+/// the renames the main file still joins the log moved before it.
 fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
     let path = &damaged.path;
-    let with_suffix = |p: &Path, suffix: &str| {
-        let mut name = p.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
-    let stamp = format!(".damaged-{}", crate::events::compact_stamp(now));
+    let sides = ["-wal", "-shm"];
+    let stamp = format!("{DAMAGED}{}", crate::events::compact_stamp(now));
     let copy = (1..)
         .map(|n| match n {
             1 => with_suffix(path, &stamp),
             n => with_suffix(path, &format!("{stamp}-{n}")),
         })
-        .find(|c| !c.exists() && !with_suffix(c, "-wal").exists())
+        .find(|c| {
+            !c.exists()
+                && sides
+                    .iter()
+                    .all(|s| !with_suffix(path, s).exists() || !with_suffix(c, s).exists())
+        })
         .expect("an unused name");
-    for suffix in ["-wal", "-shm", ""] {
+    let mut moved = Vec::new();
+    for suffix in sides.into_iter().chain([""]) {
         let from = with_suffix(path, suffix);
-        if suffix.is_empty() || from.exists() {
-            std::fs::rename(&from, with_suffix(&copy, suffix)).with_context(|| {
-                format!(
-                    "{damaged}; [outbox] on_damage = \"set_aside\" could not rename {} aside",
-                    from.display()
-                )
-            })?;
+        if !suffix.is_empty() && !from.exists() {
+            continue;
         }
+        let to = with_suffix(&copy, suffix);
+        std::fs::rename(&from, &to).with_context(|| {
+            format!(
+                "the outbox {} is damaged ({}) and could not be set aside: renaming {} to {} failed \
+                 (already moved: {moved:?}); stop the service and move the files aside by hand",
+                path.display(),
+                damaged.problem,
+                from.display(),
+                to.display()
+            )
+        })?;
+        moved.push(to);
     }
-    Ok(SetAside {
+    let set_aside = SetAside {
         copy,
         problem: damaged.problem.clone(),
-    })
+    };
+    if let Err(e) = std::fs::write(set_aside.notice(), &set_aside.problem) {
+        warn!(
+            "cannot write {}: {e}; if this start fails before outbox.replaced is stored, the control room is not told",
+            set_aside.notice().display()
+        );
+    }
+    Ok(set_aside)
+}
+
+/// The copies set aside beside the outbox at `path` whose `outbox.replaced`
+/// is not stored yet, oldest first.
+fn unreported(path: &Path) -> Vec<SetAside> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}{DAMAGED}", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<SetAside> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let copy = file.strip_suffix(NOTICE)?;
+            copy.starts_with(&prefix).then(|| SetAside {
+                copy: path.with_file_name(copy),
+                problem: std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.copy.cmp(&b.copy));
+    found
 }
 
 /// Brings the outbox at `path` to [`SCHEMA_VERSION`], one step at a time, in
@@ -988,6 +1104,73 @@ mod tests {
         );
         let outbox = Outbox::open(&path, vec![], 10, Duration::from_secs(60)).unwrap();
         assert_eq!(outbox.stats().unwrap().pending_events, 0);
+        drop(outbox);
+
+        // Each copy owes the control room a notice until it is reported.
+        let owed = unreported(&path);
+        assert_eq!(
+            owed.iter()
+                .map(|s| s.copy.file_name().unwrap().to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+            copies
+        );
+        assert!(
+            owed.iter().all(|s| s.problem == "file is not a database"),
+            "{owed:?}"
+        );
+        owed[0].reported();
+        assert_eq!(unreported(&path), owed[1..]);
+        owed[1].reported();
+        assert!(unreported(&path).is_empty());
+    }
+
+    #[test]
+    fn a_crash_between_the_renames_leaves_the_log_with_its_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let damaged = Damaged {
+            path: path.clone(),
+            problem: "file is not a database".into(),
+        };
+        let now = 1_764_000_000.0;
+        // The first try moved the log, then the process died.
+        std::fs::write(&path, b"main").unwrap();
+        std::fs::write(
+            dir.path()
+                .join("outbox.sqlite3.damaged-20251124T160000Z-wal"),
+            b"log",
+        )
+        .unwrap();
+        let aside = set_aside(&damaged, now).unwrap();
+        assert_eq!(
+            aside.copy,
+            dir.path().join("outbox.sqlite3.damaged-20251124T160000Z")
+        );
+        assert_eq!(std::fs::read(&aside.copy).unwrap(), b"main");
+        // A log beside the damaged file now must not replace that one.
+        std::fs::write(&path, b"main again").unwrap();
+        std::fs::write(dir.path().join("outbox.sqlite3-wal"), b"log again").unwrap();
+        let again = set_aside(&damaged, now).unwrap();
+        assert_eq!(
+            again.copy,
+            dir.path().join("outbox.sqlite3.damaged-20251124T160000Z-2")
+        );
+        assert_eq!(
+            std::fs::read(
+                dir.path()
+                    .join("outbox.sqlite3.damaged-20251124T160000Z-wal")
+            )
+            .unwrap(),
+            b"log"
+        );
+        assert_eq!(
+            std::fs::read(
+                dir.path()
+                    .join("outbox.sqlite3.damaged-20251124T160000Z-2-wal")
+            )
+            .unwrap(),
+            b"log again"
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use common::live::{
     events_of_type, fixture_frame, wait_for, write_config_with, Auth, FakeCamera, Monitor, Setup,
 };
-use common::{scripted_server, stored_ids, Reply, Seen, SECRET};
+use common::{scripted_server, stored_events, stored_ids, Reply, Seen, SECRET};
 use rusqlite::{Connection, OpenFlags};
 use wildfire_watch::receiver::Receiver;
 use wildfire_watch::webhook::Secret;
@@ -946,13 +946,31 @@ async fn a_damaged_outbox_is_set_aside_and_the_tower_keeps_watching_when_so_conf
     let outbox = dir.path().join("outbox.sqlite3");
     let damaged = b"this is not an outbox ".repeat(500);
     std::fs::write(&outbox, &damaged).unwrap();
+    // A copy an earlier start set aside, which ended before its
+    // outbox.replaced was stored: its notice is still beside it.
+    let earlier = dir.path().join("outbox.sqlite3.damaged-20250101T000000Z");
+    std::fs::write(&earlier, b"older damage").unwrap();
+    std::fs::write(
+        dir.path()
+            .join("outbox.sqlite3.damaged-20250101T000000Z.notice"),
+        "database disk image is malformed",
+    )
+    .unwrap();
 
     let log = dir.path().join("run.log");
     let mut monitor = Monitor::start_logged(&config, &[], &log);
-    let replaced = wait_for("the outbox.replaced event at the receiver", || async {
-        events_of_type(&store, "outbox.replaced").into_iter().next()
+    let notices = wait_for("both outbox.replaced events at the receiver", || async {
+        let events = events_of_type(&store, "outbox.replaced");
+        (events.len() == 2).then_some(events)
     })
     .await;
+    // The two come first, the older copy first.
+    let first: Vec<serde_json::Value> = stored_events(&store).into_iter().take(2).collect();
+    assert_eq!(first, notices);
+    assert_eq!(notices[0]["set_aside_as"], earlier.to_str().unwrap());
+    assert_eq!(notices[0]["problem"], "database disk image is malformed");
+    let replaced = notices[1].clone();
+    assert_eq!(replaced["problem"], "file is not a database");
     // Still watching: heartbeats and frames go on after the replacement.
     wait_for("a scored frame", || async {
         (monitor
@@ -968,6 +986,13 @@ async fn a_damaged_outbox_is_set_aside_and_the_tower_keeps_watching_when_so_conf
     assert_eq!(copy.parent(), Some(dir.path()), "{replaced}");
     assert_eq!(std::fs::read(&copy).unwrap(), damaged, "the copy changed");
     assert_eq!(integrity(&outbox), "ok");
+    // Both told: no notice is left for the next start to send again.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".notice"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     let journal = journal(&log);
     let errors: Vec<&str> = journal.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{journal}");
