@@ -125,8 +125,9 @@ pub fn without_snapshot(body: &str, why: &str) -> Option<String> {
 }
 
 /// An event about the device rather than a fire: `type`, `id`, `timestamp`,
-/// `clock_synchronized` and `device`, then `fields` (a JSON object). The id
-/// is `DEVICE-NAME-STAMP-RANDOM`: the random part keeps ids unique across
+/// `clock_synchronized` and `device`, and the event's own `fields` (a JSON
+/// object, which must not repeat those keys). The id is
+/// `DEVICE-NAME-STAMP-RANDOM`: the random part keeps ids unique across
 /// restarts within one second (a crash loop), since a reused id with
 /// another body is refused (409) and dropped by the receiver.
 fn device_event(
@@ -150,8 +151,15 @@ fn device_event(
         "clock_synchronized": crate::clock::synchronized(),
         "device": device_json(device),
     });
-    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
-        body.extend(fields);
+    match (body.as_object_mut(), fields) {
+        (Some(envelope), Value::Object(fields)) => {
+            debug_assert!(
+                fields.keys().all(|k| !envelope.contains_key(k)),
+                "{fields:?} repeats an envelope key"
+            );
+            envelope.extend(fields);
+        }
+        (_, fields) => debug_assert!(false, "device_event's fields {fields} are not an object"),
     }
     OutgoingEvent {
         id,
@@ -441,6 +449,39 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
                 "tower-7-outbox-replaced-",
             ),
         ];
+        let config = crate::config::Config::parse(
+            std::path::Path::new("test.toml"),
+            r#"
+[device]
+id = "tower-7"
+name = "Tower 7"
+[[cameras]]
+id = "cam-n"
+name = "North"
+lat = 46.1
+lon = 7.2
+azimuth_deg = 350.0
+fov_deg = 62.0
+source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg" }
+"#,
+        )
+        .unwrap();
+        let camera = camera_event(
+            &device,
+            &config.cameras[0],
+            CameraChange::Offline,
+            "refused",
+            at,
+        );
+        let events: Vec<_> = events
+            .into_iter()
+            .chain([(
+                camera,
+                "camera.offline",
+                EventKind::Camera,
+                "tower-7-cam-n-offline-",
+            )])
+            .collect();
         for (event, kind_name, kind, prefix) in &events {
             let v: Value = serde_json::from_str(&event.body).unwrap();
             assert_eq!(v["type"], *kind_name);
@@ -453,6 +494,8 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
                 event.id
             );
             assert_eq!(v["timestamp"], "2025-04-01T03:09:00Z");
+            // Whatever the kernel says here (the rule itself is tested in
+            // src/clock.rs): the field is there, from the kernel.
             assert_eq!(v["clock_synchronized"], json!(crate::clock::synchronized()));
             assert_eq!(v["device"], json!({"id": "tower-7", "name": "Tower 7"}));
         }
@@ -461,6 +504,10 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
         let v: Value = serde_json::from_str(&events[2].0.body).unwrap();
         assert_eq!(v["set_aside_as"], set_aside.copy.display().to_string());
         assert_eq!(v["problem"], "file is not a database");
+        let v: Value = serde_json::from_str(&events[3].0.body).unwrap();
+        assert_eq!(v["camera"]["id"], "cam-n");
+        assert_eq!(v["reason"], "refused");
+        assert!(!events[3].0.body.contains("192.0.2.1"));
         // Two in the same second (a crash loop) differ: a reused id with
         // another body would be refused by the receiver and dropped.
         assert_ne!(test_event(&device, at).id, test_event(&device, at).id);
