@@ -271,25 +271,30 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     let options = DeliveryOptions::from_config(&config);
     match crate::clock::synchronized() {
         Some(false) => warn!("the system clock is not synchronized to network time yet: events are stamped on it, marked \"clock_synchronized\": false, until it is (timedatectl shows its state)"),
-        None if cfg!(target_os = "linux") => warn!("cannot read the clock's state (adjtimex refused: a system call filter?): events are marked \"clock_synchronized\": null; the shipped unit allows it"),
+        None if cfg!(target_os = "linux") => warn!("cannot read the clock's state (adjtimex refused: a system call filter?): events are marked \"clock_synchronized\": null; the shipped unit allows adjtimex and clock_adjtime"),
         _ => {}
     }
     let (mut outbox, set_aside) = Outbox::for_service(&config)?;
     // The control room hears of every damaged outbox set aside, first in the
-    // new outbox. Each copy's notice file is removed only once its event is
-    // stored; a write refused here (a full disk) holds the event in memory
-    // like any other (below), and the notice makes the next start send it
-    // again should this one end first.
+    // new outbox. A copy's notice file is removed only once its event is
+    // stored. Should the disk refuse one (full), it and the rest are held in
+    // memory like any other event, in order, and their notices stay: the
+    // next start sends them again under the same ids.
     let mut unstored = Vec::new();
     for set_aside in &set_aside {
         let event = payload::outbox_replaced(&config.device, set_aside, now_unix());
+        if !unstored.is_empty() {
+            unstored.push(event);
+            continue;
+        }
         match outbox.enqueue(&event) {
-            Ok(_) => set_aside.reported(),
+            Ok(Enqueued::Stored { .. } | Enqueued::AlreadyQueued) => set_aside.reported(),
+            Ok(Enqueued::DroppedFull) => warn!(
+                "{} did not fit in the outbox (full of incidents); its notice stays for the next start",
+                event.id
+            ),
             Err(e) => {
-                error!(
-                    "cannot store {} in the outbox: {e:#}; held in memory",
-                    event.id
-                );
+                error!("cannot store {} in the outbox: {e:#}; held in memory", event.id);
                 unstored.push(event);
             }
         }

@@ -336,7 +336,7 @@ impl Outbox {
         };
         let mut unreported = unreported(path);
         // Its notice could not be written: still told, from memory.
-        if let Some(fresh) = fresh.filter(|f| !unreported.contains(f)) {
+        if let Some(fresh) = fresh.filter(|f| unreported.iter().all(|u| u.copy != f.copy)) {
             unreported.push(fresh);
         }
         Ok((outbox, unreported))
@@ -763,11 +763,12 @@ fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
 /// in the new outbox yet.
 ///
 /// The duty to send that event is kept on disk, not in memory: a file
-/// `COPY.notice` beside the copy holds what SQLite said, written as the copy
-/// is made and removed ([`SetAside::reported`]) only once the event is
-/// stored. A crash, a power cut, or a new outbox that cannot be created or
-/// written leaves it, and the next start sends the event
-/// ([`Outbox::for_service`] finds every notice beside the outbox).
+/// `COPY.notice` beside the copy holds what SQLite said, written and synced
+/// as the copy is made, and removed ([`SetAside::reported`]) only once the
+/// event is stored. A crash, a power cut, or a new outbox that cannot be
+/// created or written leaves it, and the next start sends the event again
+/// ([`Outbox::for_service`] finds every notice beside the outbox) under the
+/// same id, so a receiver that already has it does not show it twice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetAside {
     /// Where the damaged file is now; its `-wal` and `-shm`, if it had them,
@@ -795,12 +796,24 @@ impl SetAside {
             }
         }
     }
+
+    /// The notice on disk, synced with its folder: the renames before it are
+    /// then on disk too, whatever a power cut does next.
+    fn write_notice(&self) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(self.notice())?;
+        file.write_all(self.problem.as_bytes())?;
+        file.sync_all()?;
+        std::fs::File::open(folder_of(&self.copy))?.sync_all()
+    }
 }
 
 /// The ending of the file that says a set-aside copy is not reported yet.
 const NOTICE: &str = ".notice";
 /// What a damaged outbox's file name gets, before its time stamp.
 const DAMAGED: &str = ".damaged-";
+/// The files SQLite keeps beside a database in WAL mode.
+const SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -808,30 +821,68 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// The files in the outbox's folder whose names start with
+/// `OUTBOX.damaged-`, each with its name after that prefix.
+fn damaged_files(path: &Path) -> Vec<(PathBuf, String)> {
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    let prefix = format!("{}{DAMAGED}", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(folder_of(path)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            // Names this build made are UTF-8 (the configured path is);
+            // others are not ours.
+            let file = e.file_name().into_string().ok()?;
+            let rest = file.strip_prefix(&prefix)?.to_string();
+            Some((e.path(), rest))
+        })
+        .collect()
+}
+
 /// Renames the damaged outbox `damaged.path` to `PATH.damaged-STAMP` (`-2`,
 /// `-3`... if that is taken), with its `-wal` and `-shm`, and writes the
 /// copy's notice. The log goes first: SQLite deletes a `-wal` it finds
 /// beside a new, empty database, so left behind it would be lost to the copy.
-/// A name is free when no file would be replaced, so after a crash between
-/// the renames the main file still joins the log moved before it.
+/// A crash after that rename leaves a `-wal` copy without its main file; the
+/// next try (a restart, seconds later) moves the main file to that name.
 fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
     let path = &damaged.path;
-    let sides = ["-wal", "-shm"];
+    let orphan = damaged_files(path).into_iter().find_map(|(file, _)| {
+        let file = file.to_str()?;
+        let base = SIDE_FILES.iter().find_map(|s| file.strip_suffix(s))?;
+        let base = PathBuf::from(base);
+        (!base.exists() && !base.to_string_lossy().ends_with(NOTICE)).then_some(base)
+    });
+    let free = |c: &PathBuf| {
+        !c.exists()
+            && SIDE_FILES
+                .iter()
+                .all(|s| !with_suffix(path, s).exists() || !with_suffix(c, s).exists())
+    };
     let stamp = format!("{DAMAGED}{}", crate::events::compact_stamp(now));
-    let copy = (1..)
-        .map(|n| match n {
-            1 => with_suffix(path, &stamp),
-            n => with_suffix(path, &format!("{stamp}-{n}")),
-        })
-        .find(|c| {
-            !c.exists()
-                && sides
-                    .iter()
-                    .all(|s| !with_suffix(path, s).exists() || !with_suffix(c, s).exists())
-        })
-        .expect("an unused name");
+    let copy = orphan.filter(free).unwrap_or_else(|| {
+        (1..)
+            .map(|n| match n {
+                1 => with_suffix(path, &stamp),
+                n => with_suffix(path, &format!("{stamp}-{n}")),
+            })
+            .find(free)
+            .expect("an unused name")
+    });
     let mut moved = Vec::new();
-    for suffix in sides.into_iter().chain([""]) {
+    for suffix in SIDE_FILES.into_iter().chain([""]) {
         let from = with_suffix(path, suffix);
         if !suffix.is_empty() && !from.exists() {
             continue;
@@ -853,9 +904,9 @@ fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
         copy,
         problem: damaged.problem.clone(),
     };
-    if let Err(e) = std::fs::write(set_aside.notice(), &set_aside.problem) {
+    if let Err(e) = set_aside.write_notice() {
         warn!(
-            "cannot write {}: {e}; if this start fails before outbox.replaced is stored, the control room is not told",
+            "cannot write {}: {e}; if this start ends before outbox.replaced is stored, the control room is not told",
             set_aside.notice().display()
         );
     }
@@ -863,36 +914,28 @@ fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
 }
 
 /// The copies set aside beside the outbox at `path` whose `outbox.replaced`
-/// is not stored yet, oldest first.
+/// is not stored yet, in the order they were made (by name: time stamp,
+/// then the `-2`, `-3` of one second).
 fn unreported(path: &Path) -> Vec<SetAside> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Vec::new();
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let prefix = format!("{}{DAMAGED}", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<SetAside> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let file = e.file_name().to_string_lossy().into_owned();
-            let copy = file.strip_suffix(NOTICE)?;
-            copy.starts_with(&prefix).then(|| SetAside {
-                copy: path.with_file_name(copy),
-                problem: std::fs::read_to_string(e.path())
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            })
+    let mut found: Vec<(String, u32, SetAside)> = damaged_files(path)
+        .into_iter()
+        .filter_map(|(file, rest)| {
+            let name = rest.strip_suffix(NOTICE)?;
+            let (stamp, n) = match name.rsplit_once('-') {
+                Some((stamp, n)) if n.parse::<u32>().is_ok() => (stamp, n.parse().unwrap_or(1)),
+                _ => (name, 1),
+            };
+            let problem = match std::fs::read_to_string(&file) {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+                Ok(_) => "unknown (its notice was empty)".to_string(),
+                Err(e) => format!("unknown (its notice could not be read: {e})"),
+            };
+            let copy = PathBuf::from(file.to_str()?.strip_suffix(NOTICE)?);
+            Some((stamp.to_string(), n, SetAside { copy, problem }))
         })
         .collect();
-    found.sort_by(|a, b| a.copy.cmp(&b.copy));
-    found
+    found.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    found.into_iter().map(|(_, _, s)| s).collect()
 }
 
 /// Brings the outbox at `path` to [`SCHEMA_VERSION`], one step at a time, in
@@ -1133,7 +1176,8 @@ mod tests {
             problem: "file is not a database".into(),
         };
         let now = 1_764_000_000.0;
-        // The first try moved the log, then the process died.
+        // The first try moved the log, then the process died; the restart
+        // comes 5 s later, under another time stamp.
         std::fs::write(&path, b"main").unwrap();
         std::fs::write(
             dir.path()
@@ -1141,7 +1185,7 @@ mod tests {
             b"log",
         )
         .unwrap();
-        let aside = set_aside(&damaged, now).unwrap();
+        let aside = set_aside(&damaged, now + 5.0).unwrap();
         assert_eq!(
             aside.copy,
             dir.path().join("outbox.sqlite3.damaged-20251124T160000Z")
@@ -1171,6 +1215,27 @@ mod tests {
             .unwrap(),
             b"log again"
         );
+        // Every copy's notice, in the order made, -2 before -10.
+        std::fs::write(
+            dir.path()
+                .join("outbox.sqlite3.damaged-20251124T160000Z-10.notice"),
+            "",
+        )
+        .unwrap();
+        let owed = unreported(&path);
+        let names: Vec<String> = owed
+            .iter()
+            .map(|s| s.copy.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "outbox.sqlite3.damaged-20251124T160000Z",
+                "outbox.sqlite3.damaged-20251124T160000Z-2",
+                "outbox.sqlite3.damaged-20251124T160000Z-10"
+            ]
+        );
+        assert_eq!(owed[2].problem, "unknown (its notice was empty)");
     }
 
     #[test]

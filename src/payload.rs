@@ -126,24 +126,27 @@ pub fn without_snapshot(body: &str, why: &str) -> Option<String> {
 
 /// An event about the device rather than a fire: `type`, `id`, `timestamp`,
 /// `clock_synchronized` and `device`, and the event's own `fields` (a JSON
-/// object, which must not repeat those keys). The id is
+/// object, which must not repeat those keys).
 /// `DEVICE-NAME-STAMP-RANDOM`: the random part keeps ids unique across
-/// restarts within one second (a crash loop), since a reused id with
-/// another body is refused (409) and dropped by the receiver.
-fn device_event(
-    device: &DeviceConfig,
-    kind: EventKind,
-    event_type: &str,
-    name: &str,
-    at: f64,
-    fields: Value,
-) -> OutgoingEvent {
-    let id = format!(
+/// restarts within one second (a crash loop), since a reused id with another
+/// body is refused (409) and dropped by the receiver.
+fn unique_id(device: &DeviceConfig, name: &str, at: f64) -> String {
+    format!(
         "{}-{name}-{}-{:08x}",
         device.id.get_ref(),
         crate::events::compact_stamp(at),
         fastrand::u32(..)
-    );
+    )
+}
+
+fn device_event(
+    device: &DeviceConfig,
+    kind: EventKind,
+    event_type: &str,
+    id: String,
+    at: f64,
+    fields: Value,
+) -> OutgoingEvent {
     let mut body = json!({
         "type": event_type,
         "id": id,
@@ -175,7 +178,7 @@ pub fn test_event(device: &DeviceConfig, created_at: f64) -> OutgoingEvent {
         device,
         EventKind::Test,
         "test",
-        "test",
+        unique_id(device, "test", created_at),
         created_at,
         json!({
             "message": "Test alert from wildfire-watch: no fire. If you can read this, alerts reach you.",
@@ -190,7 +193,7 @@ pub fn heartbeat(device: &DeviceConfig, created_at: f64, status: Value) -> Outgo
         device,
         EventKind::Heartbeat,
         "heartbeat",
-        "heartbeat",
+        unique_id(device, "heartbeat", created_at),
         created_at,
         json!({ "status": status }),
     )
@@ -229,7 +232,7 @@ pub fn camera_event(
         device,
         EventKind::Camera,
         change.event_type(),
-        &format!("{}-{name}", camera.id.get_ref()),
+        unique_id(device, &format!("{}-{name}", camera.id.get_ref()), at),
         at,
         json!({ "camera": camera, "reason": reason }),
     )
@@ -238,13 +241,21 @@ pub fn camera_event(
 /// An `outbox.replaced` event: at start `run` found the outbox damaged, set
 /// it aside and began an empty one (`[outbox] on_damage = "set_aside"`).
 /// Alerts it had not delivered may never arrive, so a person should fetch
-/// the copy from the device; `set_aside_as` says where it is.
+/// the copy from the device; `set_aside_as` says where it is. The id is the
+/// copy's: a start that ends before it is stored sends it again
+/// (src/outbox.rs, [`SetAside`]), and a receiver that has it already keeps
+/// one.
 pub fn outbox_replaced(device: &DeviceConfig, set_aside: &SetAside, at: f64) -> OutgoingEvent {
+    let copy = set_aside
+        .copy
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy();
     device_event(
         device,
         EventKind::Device,
         "outbox.replaced",
-        "outbox-replaced",
+        format!("{}-outbox-replaced-{copy}", device.id.get_ref()),
         at,
         json!({
             "problem": set_aside.problem,
@@ -446,7 +457,7 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
                 outbox_replaced(&device, &set_aside, at),
                 "outbox.replaced",
                 EventKind::Device,
-                "tower-7-outbox-replaced-",
+                "tower-7-outbox-replaced-outbox.sqlite3.damaged-",
             ),
         ];
         let config = crate::config::Config::parse(
@@ -489,7 +500,7 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg" }
             assert_eq!(event.kind, *kind);
             assert_eq!(event.created_at, at);
             assert!(
-                event.id.starts_with(&format!("{prefix}20250401T030900Z-")),
+                event.id.starts_with(&format!("{prefix}20250401T030900Z")),
                 "{}",
                 event.id
             );
@@ -511,5 +522,10 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg" }
         // Two in the same second (a crash loop) differ: a reused id with
         // another body would be refused by the receiver and dropped.
         assert_ne!(test_event(&device, at).id, test_event(&device, at).id);
+        // But one copy's notice, sent again by a later start, keeps its id.
+        assert_eq!(
+            outbox_replaced(&device, &set_aside, at).id,
+            outbox_replaced(&device, &set_aside, at + 60.0).id
+        );
     }
 }
