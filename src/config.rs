@@ -221,7 +221,8 @@ pub struct OutboxConfig {
     /// incidents last.
     pub max_events: Spanned<u32>,
     /// Undelivered events older than this are dropped (logged and counted),
-    /// incidents excepted: only `max_events` bounds them (src/outbox.rs).
+    /// incidents and `outbox.replaced` excepted: only `max_events` bounds
+    /// them (src/outbox.rs).
     pub max_age_hours: Spanned<f64>,
     /// What `run` does with an outbox it finds damaged at start.
     pub on_damage: OnDamage,

@@ -282,7 +282,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     // next start sends them again under the same ids.
     let mut unstored = Vec::new();
     for set_aside in &set_aside {
-        let event = payload::outbox_replaced(&config.device, set_aside, now_unix());
+        let event = payload::outbox_replaced(&config.device, set_aside);
         if !unstored.is_empty() {
             unstored.push(event);
             continue;

@@ -28,11 +28,13 @@
 //! camera offline/online and device events, then incidents), so an incident
 //! is never dropped to keep a heartbeat; only when the outbox is all incidents does the
 //! oldest incident make room for a new one. Undelivered events other than
-//! incidents expire when older than `max_age`; incidents never expire, as the
-//! age of an event is measured on the device's clock, and a Pi without a
-//! battery-backed clock can run days behind until network time steps it
-//! forward: every alert raised before the step would look days old and go.
-//! Only room makes an incident go. Both are logged and counted.
+//! incidents and device events expire when older than `max_age`; those two
+//! never expire, as the age of an event is measured on the device's clock,
+//! and a Pi without a battery-backed clock can run days behind until network
+//! time steps it forward: every alert raised before the step would look days
+//! old and go. (A device event, `outbox.replaced`, is stamped when its outbox
+//! was set aside, maybe long before it is stored.) Only room makes them go.
+//! Both are logged and counted.
 //!
 //! A file SQLite cannot read whole is refused at open ([`Damaged`]), or for
 //! `run` with `[outbox] on_damage = "set_aside"` renamed aside for an empty
@@ -56,6 +58,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 /// What an event is, which sets its priority when room is needed.
@@ -489,8 +492,8 @@ impl Outbox {
         })
     }
 
-    /// Drops undelivered events older than the age limit, incidents excepted
-    /// (see the module docs); returns how many.
+    /// Drops undelivered events older than the age limit, incidents and
+    /// device events excepted (see the module docs); returns how many.
     pub fn expire_old(&self) -> Result<u64> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
@@ -758,24 +761,33 @@ fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
     .into())
 }
 
-/// A damaged outbox that `run` renamed aside at start to begin an empty one
+/// A damaged outbox that `run` set aside at start to begin an empty one
 /// (`[outbox] on_damage = "set_aside"`), whose `outbox.replaced` event is not
 /// in the new outbox yet.
 ///
 /// The duty to send that event is kept on disk, not in memory: a file
-/// `COPY.notice` beside the copy holds what SQLite said, written and synced
-/// as the copy is made, and removed ([`SetAside::reported`]) only once the
-/// event is stored. A crash, a power cut, or a new outbox that cannot be
-/// created or written leaves it, and the next start sends the event again
-/// ([`Outbox::for_service`] finds every notice beside the outbox) under the
-/// same id, so a receiver that already has it does not show it twice.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `COPY.notice` holds the event's making (what SQLite said, when, and the
+/// id), written and synced *before* the first rename, and removed
+/// ([`SetAside::reported`]) only once the event is stored. A crash or a power
+/// cut anywhere in between leaves it, and the next start finishes the renames
+/// under that name and sends the event, with the same id and body, so a
+/// receiver that already has it keeps one ([`Outbox::for_service`] finds
+/// every notice beside the outbox).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SetAside {
     /// Where the damaged file is now; its `-wal` and `-shm`, if it had them,
     /// sit beside it under the same name, so `sqlite3 COPY` reads all three.
+    #[serde(skip)]
     pub copy: PathBuf,
     /// What SQLite said of it.
     pub problem: String,
+    /// When it was set aside, unix seconds on the device's clock.
+    pub at: f64,
+    /// Whether network time had set that clock then (src/clock.rs).
+    pub clock_synchronized: Option<bool>,
+    /// Random, for the event's id: copies of one name (a clock stepped back)
+    /// never share an id.
+    pub tag: String,
 }
 
 impl SetAside {
@@ -797,14 +809,40 @@ impl SetAside {
         }
     }
 
-    /// The notice on disk, synced with its folder: the renames before it are
-    /// then on disk too, whatever a power cut does next.
+    /// The notice on disk, synced with its folder.
     fn write_notice(&self) -> std::io::Result<()> {
         use std::io::Write as _;
         let mut file = std::fs::File::create(self.notice())?;
-        file.write_all(self.problem.as_bytes())?;
+        file.write_all(serde_json::to_string(self)?.as_bytes())?;
         file.sync_all()?;
-        std::fs::File::open(folder_of(&self.copy))?.sync_all()
+        sync_folder(&self.copy)
+    }
+
+    /// The notice at `notice`; one that cannot be read still owes the
+    /// control room its event, with what is known.
+    fn read_notice(notice: &Path) -> Option<SetAside> {
+        let copy = PathBuf::from(notice.to_str()?.strip_suffix(NOTICE)?);
+        let read = std::fs::read_to_string(notice);
+        let mut set_aside = match read.as_deref().map(serde_json::from_str::<SetAside>) {
+            Ok(Ok(s)) => s,
+            failed => SetAside {
+                copy: PathBuf::new(),
+                problem: match failed {
+                    Err(e) => format!("unknown (its notice could not be read: {e})"),
+                    Ok(Err(e)) => format!("unknown (its notice is damaged: {e})"),
+                    Ok(Ok(_)) => unreachable!(),
+                },
+                at: std::fs::metadata(notice)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0.0, |d| d.as_secs_f64()),
+                clock_synchronized: None,
+                tag: copy.file_name()?.to_string_lossy().into_owned(),
+            },
+        };
+        set_aside.copy = copy;
+        Some(set_aside)
     }
 }
 
@@ -828,9 +866,14 @@ fn folder_of(path: &Path) -> &Path {
     }
 }
 
-/// The files in the outbox's folder whose names start with
-/// `OUTBOX.damaged-`, each with its name after that prefix.
-fn damaged_files(path: &Path) -> Vec<(PathBuf, String)> {
+/// Makes the renames and new files in `path`'s folder survive a power cut.
+fn sync_folder(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(folder_of(path))?.sync_all()
+}
+
+/// The notices in the outbox's folder (`OUTBOX.damaged-*.notice`, files
+/// only; names this build makes are UTF-8, as the configured path is).
+fn notices(path: &Path) -> Vec<PathBuf> {
     let Some(name) = path.file_name() else {
         return Vec::new();
     };
@@ -841,53 +884,69 @@ fn damaged_files(path: &Path) -> Vec<(PathBuf, String)> {
     entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| {
-            // Names this build made are UTF-8 (the configured path is);
-            // others are not ours.
-            let file = e.file_name().into_string().ok()?;
-            let rest = file.strip_prefix(&prefix)?.to_string();
-            Some((e.path(), rest))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|f| f.starts_with(&prefix) && f.ends_with(NOTICE))
         })
+        .map(|e| e.path())
         .collect()
 }
 
-/// Renames the damaged outbox `damaged.path` to `PATH.damaged-STAMP` (`-2`,
-/// `-3`... if that is taken), with its `-wal` and `-shm`, and writes the
-/// copy's notice. The log goes first: SQLite deletes a `-wal` it finds
+/// Sets the damaged outbox `damaged.path` aside as `PATH.damaged-STAMP`
+/// (`-2`, `-3`... if that is taken), with its `-wal` and `-shm`.
+///
+/// The notice is written first, so whatever stops this half-way, the next
+/// start knows: a notice whose copy is not there yet is a set-aside begun and
+/// not finished, and that start finishes it under the same name and notice.
+/// The log is moved before the main file: SQLite deletes a `-wal` it finds
 /// beside a new, empty database, so left behind it would be lost to the copy.
-/// A crash after that rename leaves a `-wal` copy without its main file; the
-/// next try (a restart, seconds later) moves the main file to that name.
 fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
     let path = &damaged.path;
-    let orphan = damaged_files(path).into_iter().find_map(|(file, _)| {
-        let file = file.to_str()?;
-        let base = SIDE_FILES.iter().find_map(|s| file.strip_suffix(s))?;
-        let base = PathBuf::from(base);
-        (!base.exists() && !base.to_string_lossy().ends_with(NOTICE)).then_some(base)
-    });
-    let free = |c: &PathBuf| {
-        !c.exists()
-            && SIDE_FILES
-                .iter()
-                .all(|s| !with_suffix(path, s).exists() || !with_suffix(c, s).exists())
+    let begun = notices(path)
+        .iter()
+        .filter_map(|n| SetAside::read_notice(n))
+        .find(|s| !s.copy.exists());
+    let set_aside = match begun {
+        Some(begun) => begun,
+        None => {
+            let stamp = format!("{DAMAGED}{}", crate::events::compact_stamp(now));
+            let copy = (1..)
+                .map(|n| match n {
+                    1 => with_suffix(path, &stamp),
+                    n => with_suffix(path, &format!("{stamp}-{n}")),
+                })
+                .find(|c| {
+                    [NOTICE, "", SIDE_FILES[0], SIDE_FILES[1]]
+                        .iter()
+                        .all(|s| !with_suffix(c, s).exists())
+                })
+                .expect("an unused name");
+            let set_aside = SetAside {
+                copy,
+                problem: damaged.problem.clone(),
+                at: now,
+                clock_synchronized: crate::clock::synchronized(),
+                tag: format!("{:08x}", fastrand::u32(..)),
+            };
+            if let Err(e) = set_aside.write_notice() {
+                warn!(
+                    "cannot write {}: {e}; if this start ends before outbox.replaced is stored, the control room is not told",
+                    set_aside.notice().display()
+                );
+            }
+            set_aside
+        }
     };
-    let stamp = format!("{DAMAGED}{}", crate::events::compact_stamp(now));
-    let copy = orphan.filter(free).unwrap_or_else(|| {
-        (1..)
-            .map(|n| match n {
-                1 => with_suffix(path, &stamp),
-                n => with_suffix(path, &format!("{stamp}-{n}")),
-            })
-            .find(free)
-            .expect("an unused name")
-    });
     let mut moved = Vec::new();
     for suffix in SIDE_FILES.into_iter().chain([""]) {
         let from = with_suffix(path, suffix);
-        if !suffix.is_empty() && !from.exists() {
+        let to = with_suffix(&set_aside.copy, suffix);
+        // A side file already moved by the begun try stays; one left by
+        // SQLite since is not the copy's.
+        if !from.exists() || (!suffix.is_empty() && to.exists()) {
             continue;
         }
-        let to = with_suffix(&copy, suffix);
         std::fs::rename(&from, &to).with_context(|| {
             format!(
                 "the outbox {} is damaged ({}) and could not be set aside: renaming {} to {} failed \
@@ -900,42 +959,21 @@ fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
         })?;
         moved.push(to);
     }
-    let set_aside = SetAside {
-        copy,
-        problem: damaged.problem.clone(),
-    };
-    if let Err(e) = set_aside.write_notice() {
-        warn!(
-            "cannot write {}: {e}; if this start ends before outbox.replaced is stored, the control room is not told",
-            set_aside.notice().display()
-        );
+    if let Err(e) = sync_folder(path) {
+        warn!("cannot sync the folder of {}: {e}", path.display());
     }
     Ok(set_aside)
 }
 
 /// The copies set aside beside the outbox at `path` whose `outbox.replaced`
-/// is not stored yet, in the order they were made (by name: time stamp,
-/// then the `-2`, `-3` of one second).
+/// is not stored yet, in the order they were set aside.
 fn unreported(path: &Path) -> Vec<SetAside> {
-    let mut found: Vec<(String, u32, SetAside)> = damaged_files(path)
-        .into_iter()
-        .filter_map(|(file, rest)| {
-            let name = rest.strip_suffix(NOTICE)?;
-            let (stamp, n) = match name.rsplit_once('-') {
-                Some((stamp, n)) if n.parse::<u32>().is_ok() => (stamp, n.parse().unwrap_or(1)),
-                _ => (name, 1),
-            };
-            let problem = match std::fs::read_to_string(&file) {
-                Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
-                Ok(_) => "unknown (its notice was empty)".to_string(),
-                Err(e) => format!("unknown (its notice could not be read: {e})"),
-            };
-            let copy = PathBuf::from(file.to_str()?.strip_suffix(NOTICE)?);
-            Some((stamp.to_string(), n, SetAside { copy, problem }))
-        })
+    let mut found: Vec<SetAside> = notices(path)
+        .iter()
+        .filter_map(|n| SetAside::read_notice(n))
         .collect();
-    found.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    found.into_iter().map(|(_, _, s)| s).collect()
+    found.sort_by(|a, b| a.at.total_cmp(&b.at).then_with(|| a.copy.cmp(&b.copy)));
+    found
 }
 
 /// Brings the outbox at `path` to [`SCHEMA_VERSION`], one step at a time, in
@@ -1025,7 +1063,7 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
     let cutoff = now - max_age.as_secs_f64();
     let old: Vec<(String, String)> = {
         let mut stmt = tx.prepare(
-            "SELECT id, kind FROM events WHERE created_at < ?1 AND kind != 'incident' ORDER BY seq",
+            "SELECT id, kind FROM events WHERE created_at < ?1 AND kind NOT IN ('incident', 'device') ORDER BY seq",
         )?;
         let rows = stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
@@ -1038,7 +1076,7 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
     }
     if !old.is_empty() {
         tx.execute(
-            "DELETE FROM events WHERE created_at < ?1 AND kind != 'incident'",
+            "DELETE FROM events WHERE created_at < ?1 AND kind NOT IN ('incident', 'device')",
             [cutoff],
         )?;
         count(tx, "expired", old.len() as u64)?;
@@ -1168,7 +1206,7 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_between_the_renames_leaves_the_log_with_its_database() {
+    fn a_set_aside_cut_short_is_finished_by_the_next_start_under_its_name_and_notice() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.sqlite3");
         let damaged = Damaged {
@@ -1176,66 +1214,60 @@ mod tests {
             problem: "file is not a database".into(),
         };
         let now = 1_764_000_000.0;
-        // The first try moved the log, then the process died; the restart
-        // comes 5 s later, under another time stamp.
+        let name = |n: &str| dir.path().join(format!("outbox.sqlite3.damaged-{n}"));
+        // The first try wrote its notice and moved the log, then the power
+        // went; the restart comes 5 s later, under another time stamp.
+        let begun = SetAside {
+            copy: name("20251124T160000Z"),
+            problem: "database disk image is malformed".into(),
+            at: now,
+            clock_synchronized: Some(false),
+            tag: "0badf00d".into(),
+        };
+        begun.write_notice().unwrap();
+        std::fs::write(name("20251124T160000Z-wal"), b"log").unwrap();
         std::fs::write(&path, b"main").unwrap();
-        std::fs::write(
-            dir.path()
-                .join("outbox.sqlite3.damaged-20251124T160000Z-wal"),
-            b"log",
-        )
-        .unwrap();
-        let aside = set_aside(&damaged, now + 5.0).unwrap();
-        assert_eq!(
-            aside.copy,
-            dir.path().join("outbox.sqlite3.damaged-20251124T160000Z")
-        );
-        assert_eq!(std::fs::read(&aside.copy).unwrap(), b"main");
-        // A log beside the damaged file now must not replace that one.
+        let finished = set_aside(&damaged, now + 5.0).unwrap();
+        assert_eq!(finished, begun, "the same name, notice and event");
+        assert_eq!(std::fs::read(&begun.copy).unwrap(), b"main");
+        assert_eq!(std::fs::read(name("20251124T160000Z-wal")).unwrap(), b"log");
+        assert!(!path.exists());
+
+        // A new damage in that second takes the next name; a log beside it
+        // goes with it and replaces nothing.
         std::fs::write(&path, b"main again").unwrap();
         std::fs::write(dir.path().join("outbox.sqlite3-wal"), b"log again").unwrap();
         let again = set_aside(&damaged, now).unwrap();
+        assert_eq!(again.copy, name("20251124T160000Z-2"));
+        assert_eq!(again.problem, "file is not a database");
+        assert_ne!(again.tag, begun.tag);
         assert_eq!(
-            again.copy,
-            dir.path().join("outbox.sqlite3.damaged-20251124T160000Z-2")
-        );
-        assert_eq!(
-            std::fs::read(
-                dir.path()
-                    .join("outbox.sqlite3.damaged-20251124T160000Z-wal")
-            )
-            .unwrap(),
-            b"log"
-        );
-        assert_eq!(
-            std::fs::read(
-                dir.path()
-                    .join("outbox.sqlite3.damaged-20251124T160000Z-2-wal")
-            )
-            .unwrap(),
+            std::fs::read(name("20251124T160000Z-2-wal")).unwrap(),
             b"log again"
         );
-        // Every copy's notice, in the order made, -2 before -10.
-        std::fs::write(
-            dir.path()
-                .join("outbox.sqlite3.damaged-20251124T160000Z-10.notice"),
-            "",
-        )
-        .unwrap();
+        assert_eq!(std::fs::read(name("20251124T160000Z-wal")).unwrap(), b"log");
+
+        // Every notice is owed, in the order set aside; one that cannot be
+        // read is still owed, saying so.
+        std::fs::write(name("20251124T160000Z-10"), b"copy").unwrap();
+        std::fs::write(name("20251124T160000Z-10.notice"), "").unwrap();
         let owed = unreported(&path);
-        let names: Vec<String> = owed
-            .iter()
-            .map(|s| s.copy.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let copies: Vec<&Path> = owed.iter().map(|s| s.copy.as_path()).collect();
         assert_eq!(
-            names,
+            copies,
             [
-                "outbox.sqlite3.damaged-20251124T160000Z",
-                "outbox.sqlite3.damaged-20251124T160000Z-2",
-                "outbox.sqlite3.damaged-20251124T160000Z-10"
+                name("20251124T160000Z"),
+                name("20251124T160000Z-2"),
+                name("20251124T160000Z-10")
             ]
         );
-        assert_eq!(owed[2].problem, "unknown (its notice was empty)");
+        assert!(
+            owed[2]
+                .problem
+                .starts_with("unknown (its notice is damaged"),
+            "{owed:?}"
+        );
+        assert_eq!(owed[2].tag, "outbox.sqlite3.damaged-20251124T160000Z-10");
     }
 
     #[test]
@@ -1419,15 +1451,19 @@ mod tests {
         outbox
             .enqueue(&event("fire", EventKind::Incident, before_the_step))
             .unwrap();
+        // So is an outbox.replaced, stamped when its outbox was set aside.
+        outbox
+            .enqueue(&event("replaced", EventKind::Device, before_the_step))
+            .unwrap();
         outbox
             .enqueue(&event("camera", EventKind::Camera, before_the_step))
             .unwrap();
         // The camera event expired as the next event came in; the incident
-        // stays through later checks too.
+        // and the device event stay through later checks too.
         assert_eq!(outbox.expire_old().unwrap(), 0);
         assert_eq!(outbox.head("http://a/").unwrap().unwrap().event.id, "fire");
         let stats = outbox.stats().unwrap();
-        assert_eq!((stats.expired, stats.pending_events), (1, 1));
+        assert_eq!((stats.expired, stats.pending_events), (1, 2));
     }
 
     #[test]

@@ -124,10 +124,7 @@ pub fn without_snapshot(body: &str, why: &str) -> Option<String> {
     Some(value.to_string())
 }
 
-/// An event about the device rather than a fire: `type`, `id`, `timestamp`,
-/// `clock_synchronized` and `device`, and the event's own `fields` (a JSON
-/// object, which must not repeat those keys).
-/// `DEVICE-NAME-STAMP-RANDOM`: the random part keeps ids unique across
+/// A device event's id, `DEVICE-NAME-STAMP-RANDOM`: the random part keeps ids unique across
 /// restarts within one second (a crash loop), since a reused id with another
 /// body is refused (409) and dropped by the receiver.
 fn unique_id(device: &DeviceConfig, name: &str, at: f64) -> String {
@@ -139,6 +136,10 @@ fn unique_id(device: &DeviceConfig, name: &str, at: f64) -> String {
     )
 }
 
+/// An event about the device rather than a fire: `type`, `id`, `timestamp`
+/// (`at`), `clock_synchronized` (the clock's state now) and `device`, and
+/// the event's own `fields` (a JSON object, which must not repeat those
+/// keys).
 fn device_event(
     device: &DeviceConfig,
     kind: EventKind,
@@ -147,11 +148,31 @@ fn device_event(
     at: f64,
     fields: Value,
 ) -> OutgoingEvent {
+    device_event_stamped(
+        device,
+        kind,
+        event_type,
+        id,
+        (at, crate::clock::synchronized()),
+        fields,
+    )
+}
+
+/// [`device_event`] for an event made earlier: its time and the clock's
+/// state then.
+fn device_event_stamped(
+    device: &DeviceConfig,
+    kind: EventKind,
+    event_type: &str,
+    id: String,
+    (at, clock_synchronized): (f64, Option<bool>),
+    fields: Value,
+) -> OutgoingEvent {
     let mut body = json!({
         "type": event_type,
         "id": id,
         "timestamp": rfc3339(at),
-        "clock_synchronized": crate::clock::synchronized(),
+        "clock_synchronized": clock_synchronized,
         "device": device_json(device),
     });
     match (body.as_object_mut(), fields) {
@@ -241,22 +262,23 @@ pub fn camera_event(
 /// An `outbox.replaced` event: at start `run` found the outbox damaged, set
 /// it aside and began an empty one (`[outbox] on_damage = "set_aside"`).
 /// Alerts it had not delivered may never arrive, so a person should fetch
-/// the copy from the device; `set_aside_as` says where it is. The id is the
-/// copy's: a start that ends before it is stored sends it again
-/// (src/outbox.rs, [`SetAside`]), and a receiver that has it already keeps
-/// one.
-pub fn outbox_replaced(device: &DeviceConfig, set_aside: &SetAside, at: f64) -> OutgoingEvent {
-    let copy = set_aside
-        .copy
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy();
-    device_event(
+/// the copy from the device; `set_aside_as` says where it is. Id, time and
+/// body come from the set-aside's notice alone: a start that ends before the
+/// event is stored leaves the notice, and the next sends the same event
+/// again, which a receiver that has it already keeps once (src/outbox.rs,
+/// [`SetAside`]).
+pub fn outbox_replaced(device: &DeviceConfig, set_aside: &SetAside) -> OutgoingEvent {
+    device_event_stamped(
         device,
         EventKind::Device,
         "outbox.replaced",
-        format!("{}-outbox-replaced-{copy}", device.id.get_ref()),
-        at,
+        format!(
+            "{}-outbox-replaced-{}-{}",
+            device.id.get_ref(),
+            crate::events::compact_stamp(set_aside.at),
+            set_aside.tag
+        ),
+        (set_aside.at, set_aside.clock_synchronized),
         json!({
             "problem": set_aside.problem,
             "set_aside_as": set_aside.copy.display().to_string(),
@@ -439,6 +461,9 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
         let set_aside = SetAside {
             copy: "/var/lib/wildfire-watch/outbox.sqlite3.damaged-20250401T030900Z".into(),
             problem: "file is not a database".into(),
+            at,
+            clock_synchronized: crate::clock::synchronized(),
+            tag: "0badf00d".into(),
         };
         let events = [
             (
@@ -454,10 +479,10 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
                 "tower-7-heartbeat-",
             ),
             (
-                outbox_replaced(&device, &set_aside, at),
+                outbox_replaced(&device, &set_aside),
                 "outbox.replaced",
                 EventKind::Device,
-                "tower-7-outbox-replaced-outbox.sqlite3.damaged-",
+                "tower-7-outbox-replaced-",
             ),
         ];
         let config = crate::config::Config::parse(
@@ -522,10 +547,19 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg" }
         // Two in the same second (a crash loop) differ: a reused id with
         // another body would be refused by the receiver and dropped.
         assert_ne!(test_event(&device, at).id, test_event(&device, at).id);
-        // But one copy's notice, sent again by a later start, keeps its id.
+        // But a set-aside's notice, sent again by a later start, is the same
+        // event (id and body: a receiver keeps one), whatever the clock says
+        // now: its time and clock state are the set-aside's.
         assert_eq!(
-            outbox_replaced(&device, &set_aside, at).id,
-            outbox_replaced(&device, &set_aside, at + 60.0).id
+            outbox_replaced(&device, &set_aside),
+            outbox_replaced(&device, &set_aside)
         );
+        let stamped = SetAside {
+            clock_synchronized: Some(true),
+            ..set_aside.clone()
+        };
+        let v: Value = serde_json::from_str(&outbox_replaced(&device, &stamped).body).unwrap();
+        assert_eq!(v["clock_synchronized"], true);
+        assert_eq!(v["id"], "tower-7-outbox-replaced-20250401T030900Z-0badf00d");
     }
 }

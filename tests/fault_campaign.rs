@@ -953,7 +953,8 @@ async fn a_damaged_outbox_is_set_aside_and_the_tower_keeps_watching_when_so_conf
     std::fs::write(
         dir.path()
             .join("outbox.sqlite3.damaged-20250101T000000Z.notice"),
-        "database disk image is malformed",
+        r#"{"problem": "database disk image is malformed", "at": 1735689600.0,
+            "clock_synchronized": true, "tag": "0badf00d"}"#,
     )
     .unwrap();
 
@@ -969,6 +970,13 @@ async fn a_damaged_outbox_is_set_aside_and_the_tower_keeps_watching_when_so_conf
     assert_eq!(first, notices);
     assert_eq!(notices[0]["set_aside_as"], earlier.to_str().unwrap());
     assert_eq!(notices[0]["problem"], "database disk image is malformed");
+    // Made from the notice alone, as the start that wrote it would have.
+    assert_eq!(
+        notices[0]["id"],
+        "hadong-jirisan-1-outbox-replaced-20250101T000000Z-0badf00d"
+    );
+    assert_eq!(notices[0]["timestamp"], "2025-01-01T00:00:00Z");
+    assert_eq!(notices[0]["clock_synchronized"], true);
     let replaced = notices[1].clone();
     assert_eq!(replaced["problem"], "file is not a database");
     // Still watching: heartbeats and frames go on after the replacement.
