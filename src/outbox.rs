@@ -317,6 +317,10 @@ impl Outbox {
     /// who can be told.
     pub fn for_service(config: &crate::config::Config) -> Result<(Outbox, Vec<SetAside>)> {
         let path = &config.outbox.path;
+        // A set-aside a crash cut short is finished before the file is
+        // opened: with its log already moved, the file alone may pass the
+        // check and be taken for the live outbox, without the log's writes.
+        finish_begun(path)?;
         let mut fresh = None;
         let outbox = match Outbox::for_config(config) {
             Ok(outbox) => outbox,
@@ -325,21 +329,21 @@ impl Outbox {
                     (crate::config::OnDamage::SetAside, Some(damaged)) => damaged,
                     _ => return Err(error),
                 };
-                let set_aside = set_aside(damaged, now_unix())?;
+                let set_aside = begin(damaged, now_unix());
+                finish(&set_aside, path)?;
                 // Logged before the new outbox is made, which can fail too.
-                tracing::error!(
-                    "the outbox {} was damaged ({}): set it aside as {} and starting an empty one ([outbox] on_damage = \"set_aside\"); events it had not delivered are not sent; keep the copy, `sqlite3 COPY .recover` may save them",
-                    path.display(),
-                    set_aside.problem,
-                    set_aside.copy.display()
-                );
+                log_set_aside(path, &set_aside);
                 fresh = Some(set_aside);
                 Outbox::for_config(config)?
             }
         };
         let mut unreported = unreported(path);
         // Its notice could not be written: still told, from memory.
-        if let Some(fresh) = fresh.filter(|f| unreported.iter().all(|u| u.copy != f.copy)) {
+        if let Some(fresh) = fresh.filter(|f| {
+            unreported
+                .iter()
+                .all(|u| u.copy.file_name() != f.copy.file_name())
+        }) {
             unreported.push(fresh);
         }
         Ok((outbox, unreported))
@@ -766,13 +770,14 @@ fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
 /// in the new outbox yet.
 ///
 /// The duty to send that event is kept on disk, not in memory: a file
-/// `COPY.notice` holds the event's making (what SQLite said, when, and the
-/// id), written and synced *before* the first rename, and removed
-/// ([`SetAside::reported`]) only once the event is stored. A crash or a power
-/// cut anywhere in between leaves it, and the next start finishes the renames
-/// under that name and sends the event, with the same id and body, so a
-/// receiver that already has it keeps one ([`Outbox::for_service`] finds
-/// every notice beside the outbox).
+/// `COPY.notice` holds the event's making (what SQLite said, when, the id's
+/// tag) and which file was damaged ([`FileId`]), written whole and synced
+/// *before* the first rename ([`begin`]), and removed
+/// ([`SetAside::reported`]) only once the event is stored. A crash or a
+/// power cut anywhere in between leaves it; the next start finishes the
+/// renames of that same file under that name ([`finish`]) and sends the
+/// event, with the same id and body, so a receiver that already has it
+/// keeps one ([`Outbox::for_service`] finds every notice beside the outbox).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SetAside {
     /// Where the damaged file is now; its `-wal` and `-shm`, if it had them,
@@ -788,6 +793,34 @@ pub struct SetAside {
     /// Random, for the event's id: copies of one name (a clock stepped back)
     /// never share an id.
     pub tag: String,
+    /// Which file was damaged: a set-aside is finished only on the file it
+    /// began on, never on a later one at the same path.
+    #[serde(default)]
+    pub file: Option<FileId>,
+}
+
+/// A file told apart from a later one at the same path, also when the
+/// file system gives the later one the same inode (seen on tmpfs: a file
+/// removed and another made), as the damaged file is never written to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId {
+    dev: u64,
+    inode: u64,
+    len: u64,
+    modified_ns: i64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            inode: m.ino(),
+            len: m.len(),
+            modified_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+        })
+    }
 }
 
 impl SetAside {
@@ -809,12 +842,23 @@ impl SetAside {
         }
     }
 
-    /// The notice on disk, synced with its folder.
+    /// Whether this is a set-aside of the file now at `path` that a crash
+    /// cut short: its copy is not there yet, and the file is the one it
+    /// began on.
+    fn begun_on(&self, path: &Path) -> bool {
+        !self.copy.exists() && self.file.is_some() && FileId::of(path) == self.file
+    }
+
+    /// The notice on disk, whole or not at all (written beside it, synced,
+    /// then renamed over it), and its folder synced.
     fn write_notice(&self) -> std::io::Result<()> {
         use std::io::Write as _;
-        let mut file = std::fs::File::create(self.notice())?;
+        let notice = self.notice();
+        let partial = with_suffix(&notice, ".partial");
+        let mut file = std::fs::File::create(&partial)?;
         file.write_all(serde_json::to_string(self)?.as_bytes())?;
         file.sync_all()?;
+        std::fs::rename(&partial, &notice)?;
         sync_folder(&self.copy)
     }
 
@@ -839,6 +883,7 @@ impl SetAside {
                     .map_or(0.0, |d| d.as_secs_f64()),
                 clock_synchronized: None,
                 tag: copy.file_name()?.to_string_lossy().into_owned(),
+                file: None,
             },
         };
         set_aside.copy = copy;
@@ -893,58 +938,51 @@ fn notices(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Sets the damaged outbox `damaged.path` aside as `PATH.damaged-STAMP`
-/// (`-2`, `-3`... if that is taken), with its `-wal` and `-shm`.
-///
-/// The notice is written first, so whatever stops this half-way, the next
-/// start knows: a notice whose copy is not there yet is a set-aside begun and
-/// not finished, and that start finishes it under the same name and notice.
-/// The log is moved before the main file: SQLite deletes a `-wal` it finds
-/// beside a new, empty database, so left behind it would be lost to the copy.
-fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
+/// Begins setting the damaged outbox `damaged.path` aside: picks its name,
+/// `PATH.damaged-STAMP` (`-2`, `-3`... if that is taken, by a copy, its
+/// side files or its notice), and writes the notice, before anything moves.
+fn begin(damaged: &Damaged, now: f64) -> SetAside {
     let path = &damaged.path;
-    let begun = notices(path)
-        .iter()
-        .filter_map(|n| SetAside::read_notice(n))
-        .find(|s| !s.copy.exists());
-    let set_aside = match begun {
-        Some(begun) => begun,
-        None => {
-            let stamp = format!("{DAMAGED}{}", crate::events::compact_stamp(now));
-            let copy = (1..)
-                .map(|n| match n {
-                    1 => with_suffix(path, &stamp),
-                    n => with_suffix(path, &format!("{stamp}-{n}")),
-                })
-                .find(|c| {
-                    [NOTICE, "", SIDE_FILES[0], SIDE_FILES[1]]
-                        .iter()
-                        .all(|s| !with_suffix(c, s).exists())
-                })
-                .expect("an unused name");
-            let set_aside = SetAside {
-                copy,
-                problem: damaged.problem.clone(),
-                at: now,
-                clock_synchronized: crate::clock::synchronized(),
-                tag: format!("{:08x}", fastrand::u32(..)),
-            };
-            if let Err(e) = set_aside.write_notice() {
-                warn!(
-                    "cannot write {}: {e}; if this start ends before outbox.replaced is stored, the control room is not told",
-                    set_aside.notice().display()
-                );
-            }
-            set_aside
-        }
+    let stamp = format!("{DAMAGED}{}", crate::events::compact_stamp(now));
+    let copy = (1..)
+        .map(|n| match n {
+            1 => with_suffix(path, &stamp),
+            n => with_suffix(path, &format!("{stamp}-{n}")),
+        })
+        .find(|c| {
+            [NOTICE, "", SIDE_FILES[0], SIDE_FILES[1]]
+                .iter()
+                .all(|s| !with_suffix(c, s).exists())
+        })
+        .expect("an unused name");
+    let set_aside = SetAside {
+        copy,
+        problem: damaged.problem.clone(),
+        at: now,
+        clock_synchronized: crate::clock::synchronized(),
+        tag: format!("{:08x}", fastrand::u32(..)),
+        file: FileId::of(path),
     };
+    if let Err(e) = set_aside.write_notice() {
+        warn!(
+            "cannot write {}: {e}; if this start ends before outbox.replaced is stored, the control room is not told",
+            set_aside.notice().display()
+        );
+    }
+    set_aside
+}
+
+/// Moves the damaged outbox at `path`, with its `-wal` and `-shm`, to the
+/// set-aside's name; after a crash, what is left of it. The log goes before
+/// the main file: SQLite deletes a `-wal` it finds beside a new, empty
+/// database, so left behind it would be lost to the copy. No file of a
+/// copy is ever replaced.
+fn finish(set_aside: &SetAside, path: &Path) -> Result<()> {
     let mut moved = Vec::new();
     for suffix in SIDE_FILES.into_iter().chain([""]) {
         let from = with_suffix(path, suffix);
         let to = with_suffix(&set_aside.copy, suffix);
-        // A side file already moved by the begun try stays; one left by
-        // SQLite since is not the copy's.
-        if !from.exists() || (!suffix.is_empty() && to.exists()) {
+        if !from.exists() || to.exists() {
             continue;
         }
         std::fs::rename(&from, &to).with_context(|| {
@@ -952,7 +990,7 @@ fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
                 "the outbox {} is damaged ({}) and could not be set aside: renaming {} to {} failed \
                  (already moved: {moved:?}); stop the service and move the files aside by hand",
                 path.display(),
-                damaged.problem,
+                set_aside.problem,
                 from.display(),
                 to.display()
             )
@@ -962,7 +1000,25 @@ fn set_aside(damaged: &Damaged, now: f64) -> Result<SetAside> {
     if let Err(e) = sync_folder(path) {
         warn!("cannot sync the folder of {}: {e}", path.display());
     }
-    Ok(set_aside)
+    Ok(())
+}
+
+/// Finishes every set-aside of the file at `path` that a crash cut short.
+fn finish_begun(path: &Path) -> Result<()> {
+    for begun in unreported(path).iter().filter(|s| s.begun_on(path)) {
+        finish(begun, path)?;
+        log_set_aside(path, begun);
+    }
+    Ok(())
+}
+
+fn log_set_aside(path: &Path, set_aside: &SetAside) {
+    tracing::error!(
+        "the outbox {} was damaged ({}): set it aside as {} and starting an empty one ([outbox] on_damage = \"set_aside\"); events it had not delivered are not sent; keep the copy, `sqlite3 COPY .recover` may save them",
+        path.display(),
+        set_aside.problem,
+        set_aside.copy.display()
+    );
 }
 
 /// The copies set aside beside the outbox at `path` whose `outbox.replaced`
@@ -1154,7 +1210,7 @@ mod tests {
             std::fs::write(dir.path().join("outbox.sqlite3-wal"), [round]).unwrap();
             let damaged = error.downcast_ref::<Damaged>().expect("a Damaged error");
             assert!(error.to_string().contains("on_damage"), "{error}");
-            let aside = set_aside(damaged, now).unwrap();
+            let aside = set_aside(damaged, now);
             // Nothing left under the old names for the new outbox to pick up.
             assert!(!path.exists());
             assert!(!dir.path().join("outbox.sqlite3-wal").exists());
@@ -1205,8 +1261,15 @@ mod tests {
         assert!(unreported(&path).is_empty());
     }
 
+    /// [`begin`] and [`finish`], as [`Outbox::for_service`] runs them.
+    fn set_aside(damaged: &Damaged, now: f64) -> SetAside {
+        let set_aside = begin(damaged, now);
+        finish(&set_aside, &damaged.path).unwrap();
+        set_aside
+    }
+
     #[test]
-    fn a_set_aside_cut_short_is_finished_by_the_next_start_under_its_name_and_notice() {
+    fn a_set_aside_cut_short_is_finished_on_the_same_file_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.sqlite3");
         let damaged = Damaged {
@@ -1216,36 +1279,34 @@ mod tests {
         let now = 1_764_000_000.0;
         let name = |n: &str| dir.path().join(format!("outbox.sqlite3.damaged-{n}"));
         // The first try wrote its notice and moved the log, then the power
-        // went; the restart comes 5 s later, under another time stamp.
-        let begun = SetAside {
-            copy: name("20251124T160000Z"),
-            problem: "database disk image is malformed".into(),
-            at: now,
-            clock_synchronized: Some(false),
-            tag: "0badf00d".into(),
-        };
-        begun.write_notice().unwrap();
-        std::fs::write(name("20251124T160000Z-wal"), b"log").unwrap();
+        // went.
         std::fs::write(&path, b"main").unwrap();
-        let finished = set_aside(&damaged, now + 5.0).unwrap();
-        assert_eq!(finished, begun, "the same name, notice and event");
+        std::fs::write(dir.path().join("outbox.sqlite3-wal"), b"log").unwrap();
+        let begun = begin(&damaged, now);
+        std::fs::rename(
+            dir.path().join("outbox.sqlite3-wal"),
+            name("20251124T160000Z-wal"),
+        )
+        .unwrap();
+        assert_eq!(unreported(&path), std::slice::from_ref(&begun));
+        // The next start finishes it before opening anything, under the
+        // same name and notice, whatever the file now looks like.
+        finish_begun(&path).unwrap();
+        assert!(!path.exists());
         assert_eq!(std::fs::read(&begun.copy).unwrap(), b"main");
         assert_eq!(std::fs::read(name("20251124T160000Z-wal")).unwrap(), b"log");
-        assert!(!path.exists());
+        assert_eq!(unreported(&path), std::slice::from_ref(&begun));
 
-        // A new damage in that second takes the next name; a log beside it
-        // goes with it and replaces nothing.
+        // Its copy taken away by a person while its notice stays: a later
+        // damage at the same path is another file, set aside on its own.
+        std::fs::remove_file(&begun.copy).unwrap();
         std::fs::write(&path, b"main again").unwrap();
-        std::fs::write(dir.path().join("outbox.sqlite3-wal"), b"log again").unwrap();
-        let again = set_aside(&damaged, now).unwrap();
+        finish_begun(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"main again");
+        let again = set_aside(&damaged, now);
         assert_eq!(again.copy, name("20251124T160000Z-2"));
-        assert_eq!(again.problem, "file is not a database");
         assert_ne!(again.tag, begun.tag);
-        assert_eq!(
-            std::fs::read(name("20251124T160000Z-2-wal")).unwrap(),
-            b"log again"
-        );
-        assert_eq!(std::fs::read(name("20251124T160000Z-wal")).unwrap(), b"log");
+        assert_eq!(std::fs::read(&again.copy).unwrap(), b"main again");
 
         // Every notice is owed, in the order set aside; one that cannot be
         // read is still owed, saying so.

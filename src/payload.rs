@@ -464,6 +464,7 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
             at,
             clock_synchronized: crate::clock::synchronized(),
             tag: "0badf00d".into(),
+            file: None,
         };
         let events = [
             (
