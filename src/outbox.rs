@@ -329,7 +329,7 @@ impl Outbox {
                     (crate::config::OnDamage::SetAside, Some(damaged)) => damaged,
                     _ => return Err(error),
                 };
-                let set_aside = begin(damaged, now_unix());
+                let set_aside = begin(damaged, now_unix())?;
                 finish(&set_aside, path)?;
                 // Logged before the new outbox is made, which can fail too.
                 log_set_aside(path, &set_aside);
@@ -338,7 +338,8 @@ impl Outbox {
             }
         };
         let mut unreported = unreported(path);
-        // Its notice could not be written: still told, from memory.
+        // Its notice gone since (a person tidying up): still told, from
+        // memory.
         if let Some(fresh) = fresh.filter(|f| {
             unreported
                 .iter()
@@ -772,8 +773,8 @@ fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
 /// The duty to send that event is kept on disk, not in memory: a file
 /// `COPY.notice` holds the event's making (what SQLite said, when, the id's
 /// tag) and which file was damaged ([`FileId`]), written whole and synced
-/// *before* the first rename ([`begin`]), and removed
-/// ([`SetAside::reported`]) only once the event is stored. A crash or a
+/// *before* the first rename ([`begin`]; without it nothing moves), and
+/// removed ([`SetAside::reported`]) only once the event is stored. A crash or a
 /// power cut anywhere in between leaves it; the next start finishes the
 /// renames of that same file under that name ([`finish`]) and sends the
 /// event, with the same id and body, so a receiver that already has it
@@ -799,26 +800,35 @@ pub struct SetAside {
     pub file: Option<FileId>,
 }
 
-/// A file told apart from a later one at the same path, also when the
-/// file system gives the later one the same inode (seen on tmpfs: a file
-/// removed and another made), as the damaged file is never written to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A file told apart from a later one at the same path: its length, its
+/// modification time and a digest of its first 4 KiB (the SQLite header and
+/// first page). Not its inode or device: vfat and exFAT number files afresh
+/// at each mount, and the mount after a power cut is when this is read
+/// again. The damaged file is synced before this is taken and never written
+/// to after, so the same file gives the same id after a reboot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileId {
-    dev: u64,
-    inode: u64,
     len: u64,
     modified_ns: i64,
+    head_sha256: String,
 }
 
 impl FileId {
     fn of(path: &Path) -> Option<FileId> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read as _;
         use std::os::unix::fs::MetadataExt as _;
-        let m = std::fs::metadata(path).ok()?;
+        let mut file = std::fs::File::open(path).ok()?;
+        let m = file.metadata().ok()?;
+        let mut head = Vec::with_capacity(4096);
+        file.by_ref().take(4096).read_to_end(&mut head).ok()?;
         Some(FileId {
-            dev: m.dev(),
-            inode: m.ino(),
             len: m.len(),
             modified_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+            head_sha256: Sha256::digest(&head)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
         })
     }
 }
@@ -941,7 +951,10 @@ fn notices(path: &Path) -> Vec<PathBuf> {
 /// Begins setting the damaged outbox `damaged.path` aside: picks its name,
 /// `PATH.damaged-STAMP` (`-2`, `-3`... if that is taken, by a copy, its
 /// side files or its notice), and writes the notice, before anything moves.
-fn begin(damaged: &Damaged, now: f64) -> SetAside {
+/// A notice that cannot be written stops the set-aside (and the start):
+/// moved without one, the copy would be forgotten by a start that then
+/// fails too (a full disk), where left in place the next start tries again.
+fn begin(damaged: &Damaged, now: f64) -> Result<SetAside> {
     let path = &damaged.path;
     let stamp = format!("{DAMAGED}{}", crate::events::compact_stamp(now));
     let copy = (1..)
@@ -955,6 +968,11 @@ fn begin(damaged: &Damaged, now: f64) -> SetAside {
                 .all(|s| !with_suffix(c, s).exists())
         })
         .expect("an unused name");
+    // Its metadata on disk as the id below reads it, whatever a power cut
+    // does next.
+    if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_all()) {
+        warn!("cannot sync {}: {e}", path.display());
+    }
     let set_aside = SetAside {
         copy,
         problem: damaged.problem.clone(),
@@ -964,12 +982,16 @@ fn begin(damaged: &Damaged, now: f64) -> SetAside {
         file: FileId::of(path),
     };
     if let Err(e) = set_aside.write_notice() {
-        warn!(
-            "cannot write {}: {e}; if this start ends before outbox.replaced is stored, the control room is not told",
+        let _ = std::fs::remove_file(with_suffix(&set_aside.notice(), ".partial"));
+        anyhow::bail!(
+            "the outbox {} is damaged ({}) and [outbox] on_damage = \"set_aside\" cannot record setting it aside: \
+             writing {} failed: {e}; nothing was moved: free space on the disk under [outbox] path (the next start tries again)",
+            path.display(),
+            damaged.problem,
             set_aside.notice().display()
         );
     }
-    set_aside
+    Ok(set_aside)
 }
 
 /// Moves the damaged outbox at `path`, with its `-wal` and `-shm`, to the
@@ -1263,7 +1285,7 @@ mod tests {
 
     /// [`begin`] and [`finish`], as [`Outbox::for_service`] runs them.
     fn set_aside(damaged: &Damaged, now: f64) -> SetAside {
-        let set_aside = begin(damaged, now);
+        let set_aside = begin(damaged, now).unwrap();
         finish(&set_aside, &damaged.path).unwrap();
         set_aside
     }
@@ -1282,7 +1304,7 @@ mod tests {
         // went.
         std::fs::write(&path, b"main").unwrap();
         std::fs::write(dir.path().join("outbox.sqlite3-wal"), b"log").unwrap();
-        let begun = begin(&damaged, now);
+        let begun = begin(&damaged, now).unwrap();
         std::fs::rename(
             dir.path().join("outbox.sqlite3-wal"),
             name("20251124T160000Z-wal"),
@@ -1329,6 +1351,30 @@ mod tests {
             "{owed:?}"
         );
         assert_eq!(owed[2].tag, "outbox.sqlite3.damaged-20251124T160000Z-10");
+    }
+
+    #[test]
+    fn a_set_aside_that_cannot_write_its_notice_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        std::fs::write(&path, b"main").unwrap();
+        let damaged = Damaged {
+            path: path.clone(),
+            problem: "file is not a database".into(),
+        };
+        // Where the notice would be written, something it cannot replace
+        // (as root, a read-only folder would not stop it).
+        std::fs::create_dir(
+            dir.path()
+                .join("outbox.sqlite3.damaged-20251124T160000Z.notice.partial"),
+        )
+        .unwrap();
+        let Err(e) = begin(&damaged, 1_764_000_000.0) else {
+            panic!("began without a notice");
+        };
+        assert!(e.to_string().contains("nothing was moved"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"main");
+        assert!(unreported(&path).is_empty());
     }
 
     #[test]
