@@ -343,8 +343,9 @@ mod tests {
     use crate::views::Rect;
     use toml::Spanned;
 
-    #[test]
-    fn incident_body_has_the_documented_shape_and_a_small_snapshot() {
+    /// Device `tower-7` and its camera `cam-n`, whose source (address, user
+    /// name) must never leave the device.
+    fn tower_7() -> (DeviceConfig, crate::config::Config) {
         let device = DeviceConfig {
             id: Spanned::new(0..0, "tower-7".into()),
             name: "Tower 7".into(),
@@ -366,6 +367,12 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
 "#,
         )
         .unwrap();
+        (device, config)
+    }
+
+    #[test]
+    fn incident_body_has_the_documented_shape_and_a_small_snapshot() {
+        let (device, config) = tower_7();
         let camera = &config.cameras[0];
         let event = IncidentEvent {
             phase: IncidentPhase::Started,
@@ -453,10 +460,7 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
 
     #[test]
     fn device_events_share_the_envelope_and_never_share_an_id() {
-        let device = DeviceConfig {
-            id: Spanned::new(0..0, "tower-7".into()),
-            name: "Tower 7".into(),
-        };
+        let (device, config) = tower_7();
         let at = 1_743_476_940.0;
         let set_aside = SetAside {
             copy: "/var/lib/wildfire-watch/outbox.sqlite3.damaged-20250401T030900Z".into(),
@@ -486,23 +490,6 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
                 "tower-7-outbox-replaced-",
             ),
         ];
-        let config = crate::config::Config::parse(
-            std::path::Path::new("test.toml"),
-            r#"
-[device]
-id = "tower-7"
-name = "Tower 7"
-[[cameras]]
-id = "cam-n"
-name = "North"
-lat = 46.1
-lon = 7.2
-azimuth_deg = 350.0
-fov_deg = 62.0
-source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg" }
-"#,
-        )
-        .unwrap();
         let camera = camera_event(
             &device,
             &config.cameras[0],
