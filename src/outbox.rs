@@ -295,6 +295,19 @@ impl Outbox {
 
     /// Opens the outbox `[outbox]` describes, for the configured webhooks.
     pub fn for_config(config: &crate::config::Config) -> Result<Outbox> {
+        let path = &config.outbox.path;
+        // A set-aside a crash cut short leaves the damaged file in place,
+        // maybe without its log and then passing the check; only `run`
+        // finishes it (Outbox::for_service), so nothing else may write to it.
+        if let Some(begun) = unreported(path).iter().find(|s| s.begun_on(path)) {
+            anyhow::bail!(
+                "the outbox {} was being set aside as {} when the service stopped ({}); \
+                 start the service (`run`) to finish that first",
+                path.display(),
+                begun.copy.display(),
+                begun.problem
+            );
+        }
         Outbox::open(
             &config.outbox.path,
             config
@@ -1351,6 +1364,41 @@ mod tests {
             "{owed:?}"
         );
         assert_eq!(owed[2].tag, "outbox.sqlite3.damaged-20251124T160000Z-10");
+    }
+
+    #[test]
+    fn only_run_opens_an_outbox_whose_set_aside_was_cut_short_and_finishes_it_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let config = crate::config::Config::parse(
+            Path::new("test.toml"),
+            &format!(
+                "[device]\nid = \"t\"\nname = \"T\"\n[outbox]\npath = {:?}\non_damage = \"set_aside\"\n",
+                path.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        std::fs::write(&path, b"this is not an outbox ".repeat(200)).unwrap();
+        let damaged = Damaged {
+            path: path.clone(),
+            problem: "file is not a database".into(),
+        };
+        // Begun, then the power went before anything moved.
+        let begun = begin(&damaged, 1_764_000_000.0).unwrap();
+        // `deliver` and `test-alert` open with for_config: refused, saying
+        // what to do.
+        let Err(e) = Outbox::for_config(&config) else {
+            panic!("opened an outbox being set aside");
+        };
+        assert!(e.to_string().contains("start the service"), "{e}");
+        // `run` finishes the set-aside, starts an empty outbox and owes the
+        // control room the one notice.
+        let (outbox, owed) = Outbox::for_service(&config).unwrap();
+        assert_eq!(owed, std::slice::from_ref(&begun));
+        assert!(begun.copy.exists());
+        assert_eq!(outbox.stats().unwrap().pending_events, 0);
+        drop(outbox);
+        Outbox::for_config(&config).unwrap();
     }
 
     #[test]
