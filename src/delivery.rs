@@ -24,7 +24,8 @@
 //!   endpoint that has not taken it yet. A body of up to ~130 KB is over some
 //!   frameworks' defaults (100 KB in Express's JSON parser), and an alert
 //!   without its picture beats none.
-//! - any other `4xx` (`400`, `409`, `413`, `422`, ...): the receiver refuses
+//! - any other `4xx` (`400`, `409`, `422`, a `413` to a body with no picture
+//!   to take out, ...): the receiver refuses
 //!   this event for good; it is dropped for this endpoint (logged, counted)
 //!   and the next one goes.
 //!

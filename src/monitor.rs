@@ -73,6 +73,12 @@ pub const COMMIT_DELAY_ENV: &str = "WILDFIRE_WATCH_TEST_COMMIT_DELAY_MS";
 /// seconds on a Pi. tests/monitor.rs sets it to stop the service while the
 /// frame that confirms a fire is in flight; it has no use in service.
 pub const FRAME_DELAY_ENV: &str = "WILDFIRE_WATCH_TEST_FRAME_DELAY_MS";
+/// The milliseconds a test seam's variable (`COMMIT_DELAY_ENV`,
+/// `FRAME_DELAY_ENV`) sets; `None` when unset or not a number.
+fn test_delay(var: &str) -> Option<Duration> {
+    let ms = std::env::var(var).ok()?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ms))
+}
 /// Events the outbox refused (a full disk) are kept in memory, at most this
 /// many, and stored as soon as it takes writes again.
 const MAX_HELD: usize = 100;
@@ -299,12 +305,9 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
             }
         }
     }
-    if let Some(ms) = std::env::var(COMMIT_DELAY_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        warn!("{COMMIT_DELAY_ENV}={ms}: every outbox commit sleeps {ms} ms first (a test seam; unset it in service)");
-        outbox.slow_commits(Duration::from_millis(ms));
+    if let Some(delay) = test_delay(COMMIT_DELAY_ENV) {
+        warn!("{COMMIT_DELAY_ENV}={}: every outbox commit sleeps that long first (a test seam; unset it in service)", delay.as_millis());
+        outbox.slow_commits(delay);
     }
     // In `run` the outbox thread is the only user of the connection.
     let outbox = OutboxHandle::spawn(Arc::new(outbox))?;
@@ -629,10 +632,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         detector.info().name.clone(),
         detector.info().version.clone(),
     );
-    let frame_delay = std::env::var(FRAME_DELAY_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_millis);
+    let frame_delay = test_delay(FRAME_DELAY_ENV);
     if let Some(delay) = frame_delay {
         warn!("{FRAME_DELAY_ENV}={}: every frame's events wait that long before they are stored (a test seam; unset it in service)", delay.as_millis());
     }

@@ -308,6 +308,11 @@ impl Outbox {
                 begun.problem
             );
         }
+        Outbox::open_configured(config)
+    }
+
+    /// [`Outbox::open`] with `[outbox]` and the configured webhooks.
+    fn open_configured(config: &crate::config::Config) -> Result<Outbox> {
         Outbox::open(
             &config.outbox.path,
             config
@@ -335,7 +340,7 @@ impl Outbox {
         // check and be taken for the live outbox, without the log's writes.
         finish_begun(path)?;
         let mut fresh = None;
-        let outbox = match Outbox::for_config(config) {
+        let outbox = match Outbox::open_configured(config) {
             Ok(outbox) => outbox,
             Err(error) => {
                 let damaged = match (config.outbox.on_damage, error.downcast_ref::<Damaged>()) {
@@ -347,7 +352,7 @@ impl Outbox {
                 // Logged before the new outbox is made, which can fail too.
                 log_set_aside(path, &set_aside);
                 fresh = Some(set_aside);
-                Outbox::for_config(config)?
+                Outbox::open_configured(config)?
             }
         };
         let mut unreported = unreported(path);
@@ -823,7 +828,7 @@ pub struct SetAside {
 pub struct FileId {
     len: u64,
     modified_ns: i64,
-    head_sha256: String,
+    head_sha256: [u8; 32],
 }
 
 impl FileId {
@@ -838,10 +843,7 @@ impl FileId {
         Some(FileId {
             len: m.len(),
             modified_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
-            head_sha256: Sha256::digest(&head)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            head_sha256: Sha256::digest(&head).into(),
         })
     }
 }
@@ -889,28 +891,25 @@ impl SetAside {
     /// control room its event, with what is known.
     fn read_notice(notice: &Path) -> Option<SetAside> {
         let copy = PathBuf::from(notice.to_str()?.strip_suffix(NOTICE)?);
-        let read = std::fs::read_to_string(notice);
-        let mut set_aside = match read.as_deref().map(serde_json::from_str::<SetAside>) {
-            Ok(Ok(s)) => s,
-            failed => SetAside {
-                copy: PathBuf::new(),
-                problem: match failed {
-                    Err(e) => format!("unknown (its notice could not be read: {e})"),
-                    Ok(Err(e)) => format!("unknown (its notice is damaged: {e})"),
-                    Ok(Ok(_)) => unreachable!(),
-                },
-                at: std::fs::metadata(notice)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0.0, |d| d.as_secs_f64()),
-                clock_synchronized: None,
-                tag: copy.file_name()?.to_string_lossy().into_owned(),
-                file: None,
+        let problem = match std::fs::read_to_string(notice) {
+            Ok(text) => match serde_json::from_str::<SetAside>(&text) {
+                Ok(set_aside) => return Some(SetAside { copy, ..set_aside }),
+                Err(e) => format!("unknown (its notice is damaged: {e})"),
             },
+            Err(e) => format!("unknown (its notice could not be read: {e})"),
         };
-        set_aside.copy = copy;
-        Some(set_aside)
+        Some(SetAside {
+            problem,
+            at: std::fs::metadata(notice)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
+            clock_synchronized: None,
+            tag: copy.file_name()?.to_string_lossy().into_owned(),
+            file: None,
+            copy,
+        })
     }
 }
 
@@ -1253,9 +1252,10 @@ mod tests {
                 std::fs::read(&aside.copy).unwrap(),
                 [b'x', round].repeat(3000)
             );
-            let mut wal = aside.copy.clone().into_os_string();
-            wal.push("-wal");
-            assert_eq!(std::fs::read(wal).unwrap(), [round]);
+            assert_eq!(
+                std::fs::read(with_suffix(&aside.copy, "-wal")).unwrap(),
+                [round]
+            );
             copies.push(
                 aside
                     .copy
