@@ -6,11 +6,21 @@
 //! threshold in at least `required` frames taken within the last `window_s`
 //! seconds, the newest included, and those hot frames span at least
 //! `span_s` seconds. While it runs, a lower keep threshold (`keep_factor` x
-//! alarm) holds it alive; once no frame has reached that for `clear_s`
-//! seconds it ends. For `cooldown_s` seconds after that, the region it
-//! covered (every cell that was hot while it ran) cannot start a new incident
-//! of that class, so one flickering cloud does not page the control room
-//! every few minutes; a fire anywhere else in the frame starts one at once.
+//! alarm) reached by a view of its region holds it alive; once its region has
+//! not reached that for `clear_s` seconds it ends. For `cooldown_s` seconds
+//! after that, the region it covered (every cell that was hot while it ran)
+//! cannot start a new incident of that class, so one flickering cloud does
+//! not page the control room every few minutes; a fire anywhere else in the
+//! frame starts one at once.
+//!
+//! Incidents of a class run side by side, each over its own region. A hot
+//! cluster of tiles that touches a running incident's region is that fire
+//! spreading or drifting and joins it; one that touches none is another fire
+//! and starts its own incident by the same rule. (Until 2026-12 a running
+//! incident took in every hot tile of the frame and was kept alive by any of
+//! them: a smouldering burn pile or a fog bank the control room had already
+//! looked at turned a new fire elsewhere into an `incident.updated` of the old
+//! incident, and held it open as long as that fire burned.)
 //!
 //! Starting and ending both count seconds, not frames: a camera that grabs
 //! every 10 s asks the same persistence of a region as footage of one frame a
@@ -39,7 +49,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detector::FrameScores;
+use crate::detector::{FrameScores, ViewScore};
 use crate::events::{compact_stamp, rfc3339, IncidentEvent, IncidentPhase};
 use crate::model::{Class, PerClass};
 use crate::views::Rect;
@@ -188,10 +198,17 @@ struct ClassState {
     /// Per frame in the window, oldest first: its time and which grid cells
     /// were hot (after spreading to neighbours).
     history: VecDeque<(f64, Vec<bool>)>,
-    active: Option<Active>,
-    cooldown_until: f64,
-    /// The region of the last ended incident, held back until `cooldown_until`.
-    cooldown_cells: Vec<bool>,
+    /// Running incidents, oldest first, each over its own region.
+    active: Vec<Active>,
+    /// Regions of ended incidents, each held back until its time.
+    cooldowns: Vec<Cooldown>,
+}
+
+/// The region of an ended incident, which cannot start another incident of
+/// its class before `until`.
+struct Cooldown {
+    until: f64,
+    cells: Vec<bool>,
 }
 
 /// Confirms incidents for one camera.
@@ -212,9 +229,8 @@ impl Confirmer {
                 class,
                 alarm: thresholds.get(class),
                 history: VecDeque::new(),
-                active: None,
-                cooldown_until: f64::NEG_INFINITY,
-                cooldown_cells: Vec::new(),
+                active: Vec::new(),
+                cooldowns: Vec::new(),
             })
             .collect();
         Confirmer {
@@ -233,20 +249,20 @@ impl Confirmer {
         self.alarm_threshold(class) * self.config.keep_factor
     }
 
-    /// True while an incident of `class` is running.
-    pub fn is_active(&self, class: Class) -> bool {
-        self.classes[class.index()].active.is_some()
+    /// How many incidents of `class` are running.
+    pub fn running(&self, class: Class) -> usize {
+        self.classes[class.index()].active.len()
     }
 
     /// The incidents running now, for a restart to continue.
     pub fn open_incidents(&self) -> Vec<OpenIncident> {
         self.classes
             .iter()
-            .filter_map(|state| {
-                Some(OpenIncident {
+            .flat_map(|state| {
+                state.active.iter().map(|a| OpenIncident {
                     class: state.class,
                     grid: self.grid,
-                    state: state.active.clone()?,
+                    state: a.clone(),
                 })
             })
             .collect()
@@ -259,35 +275,40 @@ impl Confirmer {
             if self.grid == (0, 0) {
                 self.grid = incident.grid;
             }
-            let state = &mut self.classes[incident.class.index()];
-            state.active = Some(Active {
+            self.classes[incident.class.index()].active.push(Active {
                 resumed: true,
                 ..incident.state
             });
         }
     }
 
-    /// Feeds one frame taken at `time` (unix seconds); returns the events it causes.
+    /// Feeds one frame taken at `time` (unix seconds); returns the events it
+    /// causes: those of the running incidents, oldest first, then a start.
     pub fn push(&mut self, time: f64, frame: &str, scores: &FrameScores) -> Vec<IncidentEvent> {
         let layout = &scores.layout;
         let grid = (layout.rows.max(1), layout.cols.max(1));
         if grid != self.grid {
-            // A new frame size: old cells mean nothing any more. A running
-            // incident's region and a cooldown now cover the whole frame.
+            // A new frame size: old cells mean nothing any more. Running
+            // incidents' regions and cooldowns now cover the whole frame.
             self.grid = grid;
             let all = vec![true; grid.0 * grid.1];
             for state in &mut self.classes {
                 state.history.clear();
-                state.cooldown_cells = all.clone();
-                if let Some(a) = &mut state.active {
+                for c in &mut state.cooldowns {
+                    c.cells = all.clone();
+                }
+                for a in &mut state.active {
                     a.cells = all.clone();
                 }
             }
         }
         let mut events = Vec::new();
-        for i in 0..self.classes.len() {
-            let hot = self.hot_cells(i, scores);
-            let state = &mut self.classes[i];
+        for state in &mut self.classes {
+            let clusters = hot_clusters(scores, state.class, state.alarm, grid);
+            let mut hot = vec![false; grid.0 * grid.1];
+            for cluster in &clusters {
+                union(&mut hot, cluster);
+            }
             // Frames newer than this one are from before a clock step back.
             while state.history.back().is_some_and(|(t, _)| *t > time) {
                 state.history.pop_back();
@@ -301,58 +322,40 @@ impl Confirmer {
                 state.history.pop_front();
             }
             // After a step back, a cooldown would last for the step too.
-            state.cooldown_until = state.cooldown_until.min(time + self.config.cooldown_s);
-            if let Some(event) = self.step(i, time, frame, scores) {
-                events.push(event);
+            for c in &mut state.cooldowns {
+                c.until = c.until.min(time + self.config.cooldown_s);
             }
+            state.cooldowns.retain(|c| time < c.until);
+            events.extend(state.step(
+                &self.config,
+                &self.camera,
+                grid.1,
+                (time, frame, scores),
+                &clusters,
+            ));
         }
         events
     }
+}
 
-    /// Grid cells whose own tile or a neighbour's scored at or above the alarm
-    /// threshold; a hot whole-frame view heats every cell.
-    fn hot_cells(&self, i: usize, scores: &FrameScores) -> Vec<bool> {
-        let state = &self.classes[i];
-        let (rows, cols) = self.grid;
-        let mut hot = vec![false; rows * cols];
-        for v in &scores.views {
-            if v.score(state.class) < state.alarm {
-                continue;
-            }
-            match scores.layout.grid_pos(v.view) {
-                None => hot.iter_mut().for_each(|h| *h = true),
-                Some((r, c)) => {
-                    for rr in r.saturating_sub(1)..=(r + 1).min(rows - 1) {
-                        for cc in c.saturating_sub(1)..=(c + 1).min(cols - 1) {
-                            hot[rr * cols + cc] = true;
-                        }
-                    }
-                }
-            }
-        }
-        hot
-    }
-
+impl ClassState {
+    /// Runs one frame, already in the history, through the running incidents
+    /// and then through the start rule.
     fn step(
         &mut self,
-        i: usize,
-        time: f64,
-        frame: &str,
-        scores: &FrameScores,
-    ) -> Option<IncidentEvent> {
-        let config = &self.config;
-        let camera = &self.camera;
-        let state = &mut self.classes[i];
-        let class = state.class;
-        let score = scores.max(class);
-        let keep = state.alarm * config.keep_factor;
-        let boxes = boxes_at_or_above(scores, class, keep);
-
-        let event = |phase, a: &Active, boxes: Vec<Rect>| IncidentEvent {
+        config: &ConfirmConfig,
+        camera: &str,
+        cols: usize,
+        (time, frame, scores): (f64, &str, &FrameScores),
+        clusters: &[Vec<bool>],
+    ) -> Vec<IncidentEvent> {
+        let class = self.class;
+        let keep = self.alarm * config.keep_factor;
+        let event = |phase, a: &Active, score: f32, boxes: Vec<Rect>| IncidentEvent {
             phase,
             id: format!("{}.{}", a.incident_id, a.seq),
             incident_id: a.incident_id.clone(),
-            camera: camera.clone(),
+            camera: camera.to_string(),
             time: rfc3339(time),
             class,
             started_at: rfc3339(a.started_at),
@@ -361,8 +364,9 @@ impl Confirmer {
             boxes,
             frame: frame.to_string(),
         };
-
-        if let Some(a) = &mut state.active {
+        let mut events = Vec::new();
+        let mut running = Vec::new();
+        for mut a in std::mem::take(&mut self.active) {
             let resumed = std::mem::take(&mut a.resumed);
             if resumed && (time - a.last_kept >= config.clear_s || time < a.last_kept) {
                 // The monitor was down for longer than clear_s (or for a time
@@ -371,31 +375,62 @@ impl Confirmer {
                 // cooldown, as nobody saw it end: a fire still burning starts
                 // anew.
                 a.seq += 1;
-                let ended = event(IncidentPhase::Ended, a, a.reported_boxes.clone());
-                state.active = None;
-                return Some(ended);
+                let score = region_score(scores, class, &a.cells, cols);
+                events.push(event(
+                    IncidentPhase::Ended,
+                    &a,
+                    score,
+                    a.reported_boxes.clone(),
+                ));
+                continue;
             }
             // A clock stepped back: otherwise the incident could not end, nor
             // report, until the clock caught up again.
             a.last_kept = a.last_kept.min(time);
             a.last_report = a.last_report.min(time);
-            a.peak = a.peak.max(score);
-            if let Some((_, newest)) = state.history.back() {
-                for (cell, hot) in a.cells.iter_mut().zip(newest) {
-                    *cell |= *hot;
+            // Its smoke spreading or drifting: a hot cluster touching the
+            // region joins it. One touching nothing running is another fire,
+            // left to the start rule below.
+            for cluster in clusters {
+                if overlaps(cluster, &a.cells) {
+                    union(&mut a.cells, cluster);
                 }
             }
+            // Only the region keeps it alive and shapes its updates: a cloud
+            // or a second fire elsewhere in the frame is not this incident.
+            let score = region_score(scores, class, &a.cells, cols);
+            let boxes = boxes_at_or_above(
+                scores
+                    .views
+                    .iter()
+                    .filter(|v| in_region(scores, v, &a.cells, cols)),
+                class,
+                keep,
+            );
+            a.peak = a.peak.max(score);
             if score >= keep {
                 a.last_kept = time;
             }
             if time - a.last_kept >= config.clear_s {
                 a.seq += 1;
-                let ended = event(IncidentPhase::Ended, a, a.reported_boxes.clone());
-                state.cooldown_until = time + config.cooldown_s;
-                state.cooldown_cells = std::mem::take(&mut a.cells);
-                state.active = None;
-                state.history.clear();
-                return Some(ended);
+                events.push(event(
+                    IncidentPhase::Ended,
+                    &a,
+                    score,
+                    a.reported_boxes.clone(),
+                ));
+                // Its region's hot frames are spent: after the cooldown it
+                // starts again only on new ones.
+                for (_, hot) in &mut self.history {
+                    for (h, &ran) in hot.iter_mut().zip(&a.cells) {
+                        *h &= !ran;
+                    }
+                }
+                self.cooldowns.push(Cooldown {
+                    until: time + config.cooldown_s,
+                    cells: a.cells,
+                });
+                continue;
             }
             let grew = a.peak >= a.reported_peak + 0.05;
             let moved = !boxes.is_empty() && boxes != a.reported_boxes;
@@ -404,15 +439,17 @@ impl Confirmer {
                 a.reported_peak = a.peak;
                 a.reported_boxes = boxes.clone();
                 a.last_report = time;
-                return Some(event(IncidentPhase::Updated, a, boxes));
+                events.push(event(IncidentPhase::Updated, &a, score, boxes));
             }
-            return None;
+            running.push(a);
         }
+        self.active = running;
 
-        let (_, newest) = state.history.back()?;
-        let cooling = time < state.cooldown_until;
+        let Some((_, newest)) = self.history.back() else {
+            return events;
+        };
         let persisted = |cell: usize| {
-            let mut hot_times = state
+            let mut hot_times = self
                 .history
                 .iter()
                 .filter(|(_, h)| h[cell])
@@ -423,15 +460,35 @@ impl Confirmer {
         let confirmed: Vec<bool> = (0..newest.len())
             .map(|cell| {
                 newest[cell]
-                    && !(cooling && state.cooldown_cells.get(cell).copied().unwrap_or(true))
+                    && !covered(self.active.iter().map(|a| &a.cells), cell)
+                    && !covered(self.cooldowns.iter().map(|c| &c.cells), cell)
                     && persisted(cell)
             })
             .collect();
         if !confirmed.contains(&true) {
-            return None;
+            return events;
         }
+        // Two running incidents of a class never share an id, even when a
+        // clock stepped back to the very second one of them started in.
+        let stamp = format!("{}-{}-{}", camera, class.name(), compact_stamp(time));
+        let mut incident_id = stamp.clone();
+        for n in 2.. {
+            if !self.active.iter().any(|a| a.incident_id == incident_id) {
+                break;
+            }
+            incident_id = format!("{stamp}-{n}");
+        }
+        let score = region_score(scores, class, &confirmed, cols);
+        let boxes = boxes_at_or_above(
+            scores
+                .views
+                .iter()
+                .filter(|v| in_region(scores, v, &confirmed, cols)),
+            class,
+            keep,
+        );
         let a = Active {
-            incident_id: format!("{}-{}-{}", camera, class.name(), compact_stamp(time)),
+            incident_id,
             started_at: time,
             seq: 0,
             peak: score,
@@ -442,16 +499,94 @@ impl Confirmer {
             cells: confirmed,
             resumed: false,
         };
-        let started = event(IncidentPhase::Started, &a, boxes);
-        state.active = Some(a);
-        Some(started)
+        events.push(event(IncidentPhase::Started, &a, score, boxes));
+        self.active.push(a);
+        events
     }
+}
+
+/// The frame's views at or above `alarm` for `class`, gathered into clusters
+/// of grid cells: each hot tile heats its cell and its 8 neighbours, and
+/// tiles whose heated cells overlap are one cluster (one plume, or one
+/// cloud). A hot whole-frame view heats every cell, as one cluster.
+fn hot_clusters(
+    scores: &FrameScores,
+    class: Class,
+    alarm: f32,
+    grid: (usize, usize),
+) -> Vec<Vec<bool>> {
+    let (rows, cols) = grid;
+    let mut tiles: Vec<Vec<(usize, usize)>> = Vec::new();
+    for v in scores.views.iter().filter(|v| v.score(class) >= alarm) {
+        let Some(tile) = scores.layout.grid_pos(v.view) else {
+            return vec![vec![true; rows * cols]];
+        };
+        let near = |t: &(usize, usize)| t.0.abs_diff(tile.0) <= 2 && t.1.abs_diff(tile.1) <= 2;
+        let (joined, apart): (Vec<_>, Vec<_>) = tiles.into_iter().partition(|c| c.iter().any(near));
+        tiles = apart;
+        let mut merged: Vec<_> = joined.into_iter().flatten().collect();
+        merged.push(tile);
+        tiles.push(merged);
+    }
+    tiles
+        .into_iter()
+        .map(|cluster| {
+            let mut cells = vec![false; rows * cols];
+            for (r, c) in cluster {
+                for rr in r.saturating_sub(1)..=(r + 1).min(rows - 1) {
+                    for cc in c.saturating_sub(1)..=(c + 1).min(cols - 1) {
+                        cells[rr * cols + cc] = true;
+                    }
+                }
+            }
+            cells
+        })
+        .collect()
+}
+
+fn union(into: &mut [bool], cells: &[bool]) {
+    for (a, b) in into.iter_mut().zip(cells) {
+        *a |= *b;
+    }
+}
+
+/// Whether one of `regions` holds `cell` (a region from another grid holds
+/// every cell).
+fn covered<'a>(mut regions: impl Iterator<Item = &'a Vec<bool>>, cell: usize) -> bool {
+    regions.any(|cells| cells.get(cell).copied().unwrap_or(true))
+}
+
+fn overlaps(a: &[bool], b: &[bool]) -> bool {
+    a.iter().zip(b).any(|(x, y)| *x && *y)
+}
+
+/// Whether view `v` looks at the region `cells`: a tile in one of its
+/// cells, or the whole-frame view, which looks at every region.
+fn in_region(scores: &FrameScores, v: &ViewScore, cells: &[bool], cols: usize) -> bool {
+    scores
+        .layout
+        .grid_pos(v.view)
+        .is_none_or(|(r, c)| cells.get(r * cols + c).copied().unwrap_or(false))
+}
+
+/// The highest score of `class` over the views that look at `cells`.
+fn region_score(scores: &FrameScores, class: Class, cells: &[bool], cols: usize) -> f32 {
+    scores
+        .views
+        .iter()
+        .filter(|v| in_region(scores, v, cells, cols))
+        .map(|v| v.score(class))
+        .fold(0.0, f32::max)
 }
 
 /// Rects of the views scoring at or above `threshold` for `class`. Tiles are
 /// preferred; the whole frame is given only when no tile qualifies.
-fn boxes_at_or_above(scores: &FrameScores, class: Class, threshold: f32) -> Vec<Rect> {
-    let hot = scores.views.iter().filter(|v| v.score(class) >= threshold);
+fn boxes_at_or_above<'a>(
+    views: impl Iterator<Item = &'a ViewScore> + Clone,
+    class: Class,
+    threshold: f32,
+) -> Vec<Rect> {
+    let hot = views.filter(|v| v.score(class) >= threshold);
     let tiles: Vec<Rect> = hot.clone().filter(|v| v.view > 0).map(|v| v.rect).collect();
     if tiles.is_empty() {
         hot.map(|v| v.rect).collect()
@@ -764,6 +899,107 @@ mod tests {
         assert!(started[1].boxes.contains(&smoke_tile), "{started:?}");
     }
 
+    #[test]
+    fn a_fire_elsewhere_while_an_incident_runs_starts_its_own_incident() {
+        // A cloud bank at (0, 0) is confirmed and lingers at the keep level
+        // (the control room may have dismissed it); smoke then rises at
+        // (2, 3). It must page as a fire of its own, not as an update of the
+        // cloud's incident.
+        let mut c = confirmer();
+        let cloud = frame(&[((0, 0), 0.9)]);
+        let lingering = frame(&[((0, 0), 0.4)]);
+        let smoke = frame(&[((0, 0), 0.4), ((2, 3), 0.9)]);
+        let mut events = Vec::new();
+        for (t, f) in [&cloud, &cloud, &lingering, &smoke, &smoke, &smoke]
+            .into_iter()
+            .enumerate()
+        {
+            events.extend(c.push(t as f64 * 60.0, &t.to_string(), f));
+        }
+        let started: Vec<_> = events
+            .iter()
+            .filter(|e| e.phase == IncidentPhase::Started)
+            .collect();
+        assert_eq!(started.len(), 2, "{events:?}");
+        assert_eq!(started[1].frame, "4");
+        assert_ne!(started[0].incident_id, started[1].incident_id);
+        let tile = |f: &FrameScores, pos| {
+            let v = f
+                .views
+                .iter()
+                .find(|v| f.layout.grid_pos(v.view) == Some(pos));
+            v.unwrap().rect
+        };
+        assert_eq!(started[1].boxes, [tile(&smoke, (2, 3))]);
+        assert!((started[1].score - 0.9).abs() < 1e-6);
+        // The cloud's incident neither took the smoke's tile into its boxes
+        // nor its score.
+        for e in events
+            .iter()
+            .filter(|e| e.incident_id == started[0].incident_id)
+        {
+            assert!(!e.boxes.contains(&tile(&smoke, (2, 3))), "{e:?}");
+            assert!(e.score < 0.9 || e.frame == "0" || e.frame == "1", "{e:?}");
+        }
+        // Both run on, and a restart continues both under their ids.
+        assert_eq!(c.running(Class::Smoke), 2);
+        let saved: Vec<OpenIncident> =
+            serde_json::from_str(&serde_json::to_string(&c.open_incidents()).unwrap()).unwrap();
+        let ids: Vec<_> = saved.iter().map(|i| i.incident_id().to_string()).collect();
+        assert_eq!(
+            ids,
+            [
+                started[0].incident_id.clone(),
+                started[1].incident_id.clone()
+            ]
+        );
+        let mut resumed = confirmer();
+        resumed.resume(saved);
+        assert!(resumed.push(360.0, "6", &smoke).is_empty());
+        assert_eq!(resumed.running(Class::Smoke), 2);
+    }
+
+    #[test]
+    fn an_incident_is_kept_alive_by_its_own_region_only() {
+        // A cloud at (0, 0) is confirmed and goes; a haze far away at (2, 3)
+        // stays over the keep threshold (0.35) but under the alarm one. The
+        // cloud's incident ends clear_s after its region cleared.
+        let mut c = confirmer();
+        let cloud = frame(&[((0, 0), 0.9), ((2, 3), 0.4)]);
+        let haze = frame(&[((2, 3), 0.4)]);
+        let mut events = Vec::new();
+        for (t, f) in [&cloud, &cloud, &haze, &haze, &haze, &haze]
+            .into_iter()
+            .enumerate()
+        {
+            events.extend(c.push(t as f64 * 60.0, &t.to_string(), f));
+        }
+        let phases: Vec<_> = events.iter().map(|e| (e.phase, e.frame.as_str())).collect();
+        assert_eq!(
+            phases,
+            [(IncidentPhase::Started, "1"), (IncidentPhase::Ended, "4")]
+        );
+        assert_eq!(c.running(Class::Smoke), 0);
+    }
+
+    #[test]
+    fn a_plume_drifting_across_tiles_stays_one_incident() {
+        // Hot at (1, 0), then (1, 1), then two and three tiles on: each new
+        // tile touches the region it has grown to, so it is the same fire.
+        let mut c = confirmer();
+        let mut events = Vec::new();
+        for (t, col) in [0, 0, 1, 2, 3, 3].into_iter().enumerate() {
+            let f = frame(&[((1, col), 0.9)]);
+            events.extend(c.push(t as f64 * 60.0, &t.to_string(), &f));
+        }
+        let started = events
+            .iter()
+            .filter(|e| e.phase == IncidentPhase::Started)
+            .count();
+        assert_eq!(started, 1, "{events:?}");
+        assert!(events.iter().any(|e| e.phase == IncidentPhase::Updated));
+    }
+
     /// The open incidents of a confirmer that started one on hot frames at
     /// 1000 and 1060 s, through JSON as the outbox keeps them, and its id.
     fn saved_after_a_start() -> (Vec<OpenIncident>, String) {
@@ -789,7 +1025,7 @@ mod tests {
         assert_eq!(saved[0].last_kept(), 1_060.0);
         let mut c = confirmer();
         c.resume(saved);
-        assert!(c.is_active(Class::Smoke));
+        assert_eq!(c.running(Class::Smoke), 1);
         // Back 120 s after the last hot frame (clear_s 180) and still hot:
         // no second start; clear frames then end it under the same id.
         let mut events = c.push(1_180.0, "back", &frame(&[((1, 1), 0.9)]));
