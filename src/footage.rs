@@ -226,6 +226,118 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
     }
 }
 
+/// Unix times a file name may give: from 2000 to 2100, so that a frame
+/// counter or a camera's serial number is never taken for a time.
+const NAMED_TIMES: std::ops::Range<f64> = 946_684_800.0..4_102_444_800.0;
+
+/// The time a still's file name says it was taken, in unix seconds. Camera
+/// archives and FTP uploads name frames by it: a leading unix time
+/// (`1465063200_-02400.jpg` in FIgLib, `1546362010.jpg` in HPWREN's archive;
+/// 13 digits are milliseconds), or a calendar date and time anywhere in the
+/// name (`20260916_143000.jpg`, `cam1_2026-09-16T14-30-00.jpg`,
+/// `..._20260916143000123_...` with milliseconds), read as UTC. `None` for a
+/// name that gives no time, such as `frame_0001.jpg`.
+pub fn time_from_name(name: &str) -> Option<f64> {
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    let bytes = stem.as_bytes();
+    // Maximal runs of digits, as (start, end) byte offsets.
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            runs.push((start, i));
+        } else {
+            i += 1;
+        }
+    }
+    let digits = |(start, end): (usize, usize)| &stem[start..end];
+    if let Some(&(0, end)) = runs.first() {
+        let unix = match end {
+            10 => stem[..end].parse::<f64>().ok(),
+            13 => stem[..end].parse::<f64>().ok().map(|ms| ms / 1000.0),
+            _ => None,
+        };
+        if let Some(t) = unix.filter(|t| NAMED_TIMES.contains(t)) {
+            return Some(t);
+        }
+    }
+    // Runs `k - 1` and `k` from `at` are parts of one stamp when a single
+    // separator stands between them.
+    let joined = |at: usize, k: usize| {
+        let (Some(a), Some(b)) = (runs.get(at + k - 1), runs.get(at + k)) else {
+            return false;
+        };
+        b.0 == a.1 + 1 && b"-_T :.".contains(&bytes[a.1])
+    };
+    for at in 0..runs.len() {
+        let run = |k: usize| runs.get(at + k).map(|&r| digits(r)).unwrap_or("");
+        let lens: Vec<usize> = (0..7).map(|k| run(k).len()).collect();
+        // Year, month, day, hour, minute, second, milliseconds.
+        let fields: String = match lens[..] {
+            [14 | 17, ..] => run(0).to_string(),
+            [8, 6 | 9, ..] if joined(at, 1) => format!("{}{}", run(0), run(1)),
+            [4, 2, 2, 2, 2, 2, n] if (1..=5).all(|k| joined(at, k)) => {
+                let ms = if n == 3 && joined(at, 6) { run(6) } else { "" };
+                format!(
+                    "{}{}{}{}{}{}{ms}",
+                    run(0),
+                    run(1),
+                    run(2),
+                    run(3),
+                    run(4),
+                    run(5)
+                )
+            }
+            _ => continue,
+        };
+        if let Some(t) = calendar_time(&fields).filter(|t| NAMED_TIMES.contains(t)) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// `YYYYMMDDHHMMSS`, optionally followed by 3 digits of milliseconds, as
+/// unix seconds (UTC); `None` when it is no real date and time.
+fn calendar_time(fields: &str) -> Option<f64> {
+    use time::{Date, Month, PrimitiveDateTime, Time};
+    let num = |from: usize, to: usize| fields.get(from..to)?.parse::<u16>().ok();
+    let month = Month::try_from(num(4, 6)? as u8).ok()?;
+    let date = Date::from_calendar_date(i32::from(num(0, 4)?), month, num(6, 8)? as u8).ok()?;
+    let time = Time::from_hms(num(8, 10)? as u8, num(10, 12)? as u8, num(12, 14)? as u8).ok()?;
+    let ms = if fields.len() == 17 {
+        f64::from(num(14, 17)?) / 1000.0
+    } else {
+        0.0
+    };
+    let seconds = PrimitiveDateTime::new(date, time)
+        .assume_utc()
+        .unix_timestamp();
+    Some(seconds as f64 + ms)
+}
+
+/// The times the file names of `paths` give, in order, when every name gives
+/// one and each is later than the one before; otherwise why not, naming the
+/// first frame that breaks it.
+pub fn times_from_names(paths: &[PathBuf]) -> Result<Vec<f64>, String> {
+    let mut times: Vec<f64> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let name = frame_name(path);
+        let Some(t) = time_from_name(&name) else {
+            return Err(format!("{name} gives no time in its name"));
+        };
+        if times.last().is_some_and(|&before| t <= before) {
+            return Err(format!("{name} is named no later than the frame before it"));
+        }
+        times.push(t);
+    }
+    Ok(times)
+}
+
 /// The file name of `path`, for labels and reports.
 pub fn frame_name(path: &Path) -> String {
     path.file_name()
@@ -257,6 +369,66 @@ mod tests {
         jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
         jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
         jpeg
+    }
+
+    #[test]
+    fn a_frame_name_gives_the_time_it_was_taken() {
+        // FIgLib and HPWREN's archive: a leading unix time.
+        assert_eq!(
+            time_from_name("1465063200_-02400.jpg"),
+            Some(1_465_063_200.0)
+        );
+        assert_eq!(time_from_name("1546362010.jpg"), Some(1_546_362_010.0));
+        assert_eq!(time_from_name("1546362010123.jpg"), Some(1_546_362_010.123));
+        // Calendar stamps, anywhere in the name, read as UTC.
+        let t = 1_758_033_000.0; // 2025-09-16 14:30:00 UTC
+        for name in [
+            "20250916_143000.jpg",
+            "frame_20250916T143000.jpg",
+            "20250916143000.jpg",
+            "cam1_2025-09-16_14-30-00.jpg",
+            "tower 2025-09-16 14:30:00.png",
+        ] {
+            assert_eq!(time_from_name(name), Some(t), "{name}");
+        }
+        assert_eq!(
+            time_from_name("192.168.1.64_01_20250916143000250_MOTION.jpg"),
+            Some(t + 0.25)
+        );
+        assert_eq!(
+            time_from_name("2025-09-16T14-30-00.120.jpg"),
+            Some(t + 0.12)
+        );
+        // Names that give no time: counters, serials, impossible dates,
+        // numbers outside 2000-2100.
+        for name in [
+            "frame_0001.jpg",
+            "0000000042.jpg",
+            "image_00038.jpg",
+            "20251316_143000.jpg",
+            "20250916_250000.jpg",
+            "9999999999.jpg",
+            "20250916.jpg",
+        ] {
+            assert_eq!(time_from_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_folder_is_timed_by_its_names_only_when_every_name_gives_a_later_time() {
+        let paths = |names: &[&str]| -> Vec<PathBuf> { names.iter().map(PathBuf::from).collect() };
+        assert_eq!(
+            times_from_names(&paths(&[
+                "1700000000.jpg",
+                "1700000010.jpg",
+                "1700000070.jpg"
+            ])),
+            Ok(vec![1_700_000_000.0, 1_700_000_010.0, 1_700_000_070.0])
+        );
+        let err = times_from_names(&paths(&["1700000000.jpg", "frame_0001.jpg"])).unwrap_err();
+        assert!(err.contains("frame_0001.jpg"), "{err}");
+        let err = times_from_names(&paths(&["1700000010.jpg", "20000101_000000.jpg"])).unwrap_err();
+        assert!(err.contains("20000101_000000.jpg"), "{err}");
     }
 
     #[test]

@@ -165,7 +165,8 @@ struct ReplayArgs {
     #[arg(long, value_name = "CSV")]
     labels: Option<PathBuf>,
     /// Folder of frames: seconds between frames that have no unix_time label
-    /// (default 60). Video: seconds of footage between scored frames (default 1).
+    /// (default 60), used instead of times in the file names when given.
+    /// Video: seconds of footage between scored frames (default 1).
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     interval: Option<f64>,
     /// Print events and the summary as JSON lines instead of readable text.
@@ -304,6 +305,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
             Footage::Stills(_) => 60.0,
             Footage::Video(_) => 1.0,
         }),
+        times_from_names: args.interval.is_none(),
         confirm: ConfirmConfig::default(),
         mask: IgnoreMask::new(args.ignore.clone()),
         keep_event_frames: args.report.is_some(),

@@ -1,6 +1,13 @@
 //! Replay: recorded footage through the same detector and confirmation as a
 //! live camera, at the footage's own timestamps.
 //!
+//! A frame's time is, in order: its `unix_time` label; the video's own
+//! timestamp; for stills named by when they were taken (camera archives,
+//! FIgLib, FTP uploads), the time in the file name, when every name in the
+//! folder gives one; otherwise `interval_s` after the frame before. The start
+//! and end rules count seconds, so footage replayed on the wrong clock starts
+//! incidents at other frames than the live camera did.
+//!
 //! This module owns the replay loop and its summary. Events go to the caller
 //! as they happen (the CLI prints them as JSON lines); with labels, the
 //! summary scores the run against them.
@@ -9,12 +16,12 @@ use anyhow::Result;
 use image::RgbImage;
 use indicatif::ProgressBar;
 use serde::Serialize;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::confirm::ConfirmConfig;
 use crate::detector::{Detector, ViewScore};
-use crate::events::{IncidentEvent, IncidentPhase};
-use crate::footage::Footage;
+use crate::events::{rfc3339, IncidentEvent, IncidentPhase};
+use crate::footage::{times_from_names, Footage};
 use crate::labels::{ClassMetrics, ConfusionCounter, FrameLabel, Labels};
 use crate::mask::IgnoreMask;
 use crate::model::{Class, PerClass};
@@ -23,9 +30,13 @@ use crate::pipeline::CameraPipeline;
 pub struct ReplayOptions {
     pub camera: String,
     pub labels: Option<Labels>,
-    /// Seconds between frames that have no `unix_time` label (stills), or
-    /// between sampled frames (video).
+    /// Seconds between frames that have no `unix_time` label and no time in
+    /// their names (stills), or between sampled frames (video).
     pub interval_s: f64,
+    /// Stills: time frames by their file names when every name gives one
+    /// ([`crate::footage::times_from_names`]); off, they are `interval_s`
+    /// apart.
+    pub times_from_names: bool,
     pub confirm: ConfirmConfig,
     pub mask: IgnoreMask,
     /// Keep each frame that raised an incident event (for `--report`'s
@@ -106,7 +117,31 @@ pub fn replay(
     if let Some(n) = footage.len_hint() {
         progress.set_length(n as u64);
     }
-    for frame in footage.frames(options.interval_s)? {
+    let named_times = match footage {
+        Footage::Stills(paths) if options.times_from_names => match times_from_names(paths) {
+            Ok(times) => {
+                if let (Some(first), Some(last)) = (times.first(), times.last()) {
+                    info!(
+                        "frames timed by their file names, {} to {}",
+                        rfc3339(*first),
+                        rfc3339(*last)
+                    );
+                }
+                Some(times)
+            }
+            Err(why) => {
+                if options.labels.is_none() {
+                    info!(
+                        "frames taken {} s apart (--interval): {why}",
+                        options.interval_s
+                    );
+                }
+                None
+            }
+        },
+        _ => None,
+    };
+    for (index, frame) in footage.frames(options.interval_s)?.enumerate() {
         let label = options
             .labels
             .as_ref()
@@ -115,6 +150,9 @@ pub fn replay(
         let time = label
             .and_then(|l| l.unix_time)
             .or(frame.offset_s)
+            .or(named_times
+                .as_ref()
+                .and_then(|times| times.get(index).copied()))
             .unwrap_or(next_time);
         next_time = time + options.interval_s;
         let mut record = FrameRecord {

@@ -97,6 +97,80 @@ fn replay_of_the_hillside_fixture_scores_against_labels() {
     }
 }
 
+/// The hillside fixture's frames copied into a folder under names that give
+/// the time each was taken: `seconds_apart` apart, from the fixture's first
+/// labelled time.
+fn hillside_named_by_time(seconds_apart: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..18u64 {
+        std::fs::copy(
+            fixture(&format!("hillside/frame_{i:04}.jpg")),
+            dir.path()
+                .join(format!("{}.jpg", 1_743_476_400 + i * seconds_apart)),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// The frame and time of the first `incident.started` of a replay.
+fn first_start(out: &Output) -> (String, String) {
+    let lines = json_lines(out);
+    let started = lines
+        .iter()
+        .find(|l| l["type"] == "incident.started")
+        .unwrap_or_else(|| panic!("no incident started: {lines:?}"));
+    (
+        started["frame"].as_str().unwrap().to_string(),
+        started["time"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn replay_times_stills_by_their_file_names() {
+    // The plume (from the 9th frame) must stay hot for 50 s to start an
+    // incident: 2 frames of footage a minute apart, 6 of footage 10 s apart.
+    // Named by their times, the same frames start it where a camera at that
+    // cadence would have.
+    let a_minute = hillside_named_by_time(60);
+    let out = bin()
+        .args(["replay", "--json"])
+        .arg(a_minute.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("frames timed by their file names"),
+        "{}",
+        stderr(&out)
+    );
+    let (frame, time) = first_start(&out);
+    assert_eq!(frame, "1743476940.jpg");
+    assert_eq!(time, "2025-04-01T03:09:00Z");
+
+    let ten_s = hillside_named_by_time(10);
+    let out = bin()
+        .args(["replay", "--json"])
+        .arg(ten_s.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (frame, time) = first_start(&out);
+    assert_eq!(frame, "1743476530.jpg", "the 6th hot frame");
+    assert_eq!(time, "2025-04-01T03:02:10Z");
+
+    // --interval is what the user says: it overrides the names.
+    let out = bin()
+        .args(["replay", "--json", "--interval", "60"])
+        .arg(ten_s.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (frame, time) = first_start(&out);
+    assert_eq!(frame, "1743476490.jpg");
+    assert_eq!(time, "1970-01-01T00:09:00Z");
+}
+
 #[test]
 fn replay_skips_a_corrupt_frame_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();

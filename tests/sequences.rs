@@ -58,6 +58,7 @@ fn replay_sequence(dir: &Path) -> ReplayOutcome {
         camera: name.clone(),
         labels: Some(labels),
         interval_s: 60.0,
+        times_from_names: true,
         confirm: ConfirmConfig::default(),
         mask: IgnoreMask::default(),
         keep_event_frames: false,
