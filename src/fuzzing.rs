@@ -533,7 +533,9 @@ pub fn frame_decode(data: &[u8]) {
 /// folder beside a sub-folder named like a frame; `Footage::open` must then
 /// list exactly the image files, in name order, each frame named by its
 /// file name, and a label written under a frame's stem must be found by
-/// the frame's file name, as replay looks labels up.
+/// the frame's file name, as replay looks labels up. A time read from a
+/// name is a whole or fractional unix second within 2000-2100, and the
+/// folder's times, when replay would use them, rise frame by frame.
 pub fn footage_names(data: &[u8]) {
     let dir = fresh_scratch("footage");
     std::fs::create_dir(dir.join("subfolder.jpg")).unwrap();
@@ -556,6 +558,18 @@ pub fn footage_names(data: &[u8]) {
         }
     }
     expected.sort();
+    for path in &expected {
+        if let Some(t) = footage::time_from_name(&footage::frame_name(path)) {
+            assert!(
+                (946_684_800.0..4_102_444_800.0).contains(&t),
+                "{path:?}: {t}"
+            );
+        }
+    }
+    if let Ok(times) = footage::times_from_names(&expected) {
+        assert_eq!(times.len(), expected.len());
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    }
     match Footage::open(&dir) {
         Ok(Footage::Stills(frames)) => assert_eq!(frames, expected),
         Ok(Footage::Video(_)) => panic!("a folder opened as a video"),
@@ -755,6 +769,12 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "footage_names",
         "names.bin",
         b"frame_0001.jpg\0frame_0000.JPEG\0notes.txt\0clip.mp4\0.jpg\0 a .png\0\xff\xfe.jpg\0x.jpg.bak",
+    );
+    add(
+        "footage_names",
+        "timed-names.bin",
+        b"1465063200_-02400.jpg\x001546362010123.jpg\x0020260916_143000.jpg\x00cam1_2026-09-16T14-30-00.120.png\x00\
+          192.168.1.64_01_20260916143000250_MOTION.jpg\x0020261316_250000.jpg\x009999999999.jpg",
     );
     seeds
 }
