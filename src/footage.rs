@@ -173,8 +173,28 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
         }
         return decode_jpeg(bytes);
     }
-    let img = image::load_from_memory(bytes)?;
-    Ok(img.into_rgb8())
+    decode_other(bytes)
+}
+
+/// Decodes a PNG (or a CMYK JPEG) with `image`, held to the same size as a
+/// JPEG: the header is read first, and the decoder may not allocate more than
+/// `MAX_FRAME_BYTES` (a 16-bit RGBA 4K frame is 66 MB), where `image`'s
+/// default let one PNG header ask for 512 MiB.
+fn decode_other(bytes: &[u8]) -> Result<RgbImage> {
+    let reader = || image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format();
+    let (width, height) = reader()?.into_dimensions()?;
+    if (width as usize)
+        .saturating_mul(height as usize)
+        .saturating_mul(3)
+        > MAX_FRAME_BYTES
+    {
+        bail!("{width}x{height} is larger than any camera frame");
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_FRAME_BYTES as u64);
+    let mut reader = reader()?;
+    reader.limits(limits);
+    Ok(reader.decode()?.into_rgb8())
 }
 
 /// The largest frame decoded, in bytes of RGB8, so a corrupt or hostile
@@ -213,7 +233,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
     });
     match decoded {
         Ok(Ok(Some(image))) => Ok(image),
-        Ok(Ok(None)) => Ok(image::load_from_memory(bytes)?.into_rgb8()),
+        Ok(Ok(None)) => decode_other(bytes),
         Ok(Err(e)) => Err(e.into()),
         Err(panic) => {
             let why = panic
@@ -441,6 +461,54 @@ mod tests {
             format!("{error:#}").contains("8000x8000 is larger than any camera frame"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn a_png_header_larger_than_any_camera_frame_is_refused_before_decoding() {
+        // A 1x1 PNG whose header (IHDR, with its CRC made good) claims 8000x8000.
+        let mut png = Vec::new();
+        image::RgbImage::new(1, 1)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let ihdr = 12; // 8-byte signature, 4-byte chunk length
+        assert_eq!(&png[ihdr..ihdr + 4], b"IHDR");
+        png[ihdr + 4..ihdr + 8].copy_from_slice(&8000u32.to_be_bytes());
+        png[ihdr + 8..ihdr + 12].copy_from_slice(&8000u32.to_be_bytes());
+        let crc = crc32(&png[ihdr..ihdr + 17]);
+        png[ihdr + 17..ihdr + 21].copy_from_slice(&crc.to_be_bytes());
+        let error = match decode_bytes(&png) {
+            Ok(frame) => panic!("decoded to {:?}", frame.dimensions()),
+            Err(e) => e,
+        };
+        assert!(
+            format!("{error:#}").contains("8000x8000 is larger than any camera frame"),
+            "{error:#}"
+        );
+        // Within the limit, a PNG still decodes.
+        let mut small = Vec::new();
+        image::RgbImage::from_pixel(5, 3, image::Rgb([9, 8, 7]))
+            .write_to(
+                &mut std::io::Cursor::new(&mut small),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        assert_eq!(decode_bytes(&small).unwrap().get_pixel(4, 2).0, [9, 8, 7]);
+    }
+
+    /// PNG's chunk CRC (ISO 3309), bit by bit.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
     }
 
     #[test]
