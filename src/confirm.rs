@@ -15,8 +15,11 @@
 //!
 //! Incidents of a class run side by side, each over its own region. A hot
 //! cluster of tiles that touches a running incident's region is that fire
-//! spreading or drifting and joins it; one that touches none is another fire
-//! and starts its own incident by the same rule. (Until 2026-12 a running
+//! spreading or drifting and joins it (the oldest it touches, only); one that
+//! touches none is another fire and starts its own incident by the same rule,
+//! one per cluster. The whole-frame view belongs only to an incident it
+//! started, with nothing running and no tile hot enough to say where: smoke
+//! anywhere lifts it, so it must not hold a localised incident open. (Until 2026-12 a running
 //! incident took in every hot tile of the frame and was kept alive by any of
 //! them: a smouldering burn pile or a fog bank the control room had already
 //! looked at turned a new fire elsewhere into an `incident.updated` of the old
@@ -164,6 +167,12 @@ struct Active {
     last_kept: f64,
     /// Grid cells hot at the alarm threshold while it ran: its region.
     cells: Vec<bool>,
+    /// Started on the whole-frame view (no tile said where), or carried over
+    /// a change of frame size: the whole-frame view is then its view too.
+    /// A localised incident is not kept alive by it, as a fire or cloud
+    /// elsewhere lifts it as well.
+    #[serde(default)]
+    whole_frame: bool,
     /// Handed back after a restart: the next frame first checks how long
     /// frames stopped.
     #[serde(skip)]
@@ -202,7 +211,15 @@ struct ClassState {
     active: Vec<Active>,
     /// Regions of ended incidents, each held back until its time.
     cooldowns: Vec<Cooldown>,
+    /// Ids of the incidents started lately, newest last, so that a new one
+    /// never takes the id of one that ended in the same second (the outbox
+    /// would drop its events as repeats).
+    recent_ids: VecDeque<String>,
 }
+
+/// Ids kept in [`ClassState::recent_ids`]: more than can start within one
+/// second.
+const RECENT_IDS: usize = 32;
 
 /// The region of an ended incident, which cannot start another incident of
 /// its class before `until`.
@@ -231,6 +248,7 @@ impl Confirmer {
                 history: VecDeque::new(),
                 active: Vec::new(),
                 cooldowns: Vec::new(),
+                recent_ids: VecDeque::new(),
             })
             .collect();
         Confirmer {
@@ -275,7 +293,14 @@ impl Confirmer {
             if self.grid == (0, 0) {
                 self.grid = incident.grid;
             }
-            self.classes[incident.class.index()].active.push(Active {
+            let state = &mut self.classes[incident.class.index()];
+            state
+                .recent_ids
+                .push_back(incident.state.incident_id.clone());
+            if state.recent_ids.len() > RECENT_IDS {
+                state.recent_ids.pop_front();
+            }
+            state.active.push(Active {
                 resumed: true,
                 ..incident.state
             });
@@ -299,13 +324,20 @@ impl Confirmer {
                 }
                 for a in &mut state.active {
                     a.cells = all.clone();
+                    a.whole_frame = true;
                 }
             }
         }
         let mut events = Vec::new();
         for state in &mut self.classes {
             let clusters = hot_clusters(scores, state.class, state.alarm, grid);
-            let mut hot = vec![false; grid.0 * grid.1];
+            let whole_frame_hot = scores
+                .views
+                .iter()
+                .any(|v| v.view == 0 && v.score(state.class) >= state.alarm);
+            // A hot whole-frame view heats every cell: the start rule counts
+            // it wherever a tile later confirms it.
+            let mut hot = vec![whole_frame_hot; grid.0 * grid.1];
             for cluster in &clusters {
                 union(&mut hot, cluster);
             }
@@ -331,7 +363,7 @@ impl Confirmer {
                 &self.camera,
                 grid.1,
                 (time, frame, scores),
-                &clusters,
+                (&clusters, whole_frame_hot),
             ));
         }
         events
@@ -347,7 +379,7 @@ impl ClassState {
         camera: &str,
         cols: usize,
         (time, frame, scores): (f64, &str, &FrameScores),
-        clusters: &[Vec<bool>],
+        (clusters, whole_frame_hot): (&[Vec<bool>], bool),
     ) -> Vec<IncidentEvent> {
         let class = self.class;
         let keep = self.alarm * config.keep_factor;
@@ -366,6 +398,9 @@ impl ClassState {
         };
         let mut events = Vec::new();
         let mut running = Vec::new();
+        // Each cluster of hot tiles joins one incident at most, the oldest
+        // it touches, so two incidents never come to share one plume.
+        let mut claimed = vec![false; clusters.len()];
         for mut a in std::mem::take(&mut self.active) {
             let resumed = std::mem::take(&mut a.resumed);
             if resumed && (time - a.last_kept >= config.clear_s || time < a.last_kept) {
@@ -375,7 +410,7 @@ impl ClassState {
                 // cooldown, as nobody saw it end: a fire still burning starts
                 // anew.
                 a.seq += 1;
-                let score = region_score(scores, class, &a.cells, cols);
+                let score = region_score(scores, class, (&a.cells, a.whole_frame), cols);
                 events.push(event(
                     IncidentPhase::Ended,
                     &a,
@@ -391,19 +426,20 @@ impl ClassState {
             // Its smoke spreading or drifting: a hot cluster touching the
             // region joins it. One touching nothing running is another fire,
             // left to the start rule below.
-            for cluster in clusters {
-                if overlaps(cluster, &a.cells) {
+            for (cluster, claimed) in clusters.iter().zip(&mut claimed) {
+                if !*claimed && overlaps(cluster, &a.cells) {
                     union(&mut a.cells, cluster);
+                    *claimed = true;
                 }
             }
             // Only the region keeps it alive and shapes its updates: a cloud
             // or a second fire elsewhere in the frame is not this incident.
-            let score = region_score(scores, class, &a.cells, cols);
+            let score = region_score(scores, class, (&a.cells, a.whole_frame), cols);
             let boxes = boxes_at_or_above(
                 scores
                     .views
                     .iter()
-                    .filter(|v| in_region(scores, v, &a.cells, cols)),
+                    .filter(|v| in_region(scores, v, (&a.cells, a.whole_frame), cols)),
                 class,
                 keep,
             );
@@ -468,47 +504,88 @@ impl ClassState {
         if !confirmed.contains(&true) {
             return events;
         }
-        // Two running incidents of a class never share an id, even when a
-        // clock stepped back to the very second one of them started in.
-        let stamp = format!("{}-{}-{}", camera, class.name(), compact_stamp(time));
-        let mut incident_id = stamp.clone();
-        for n in 2.. {
-            if !self.active.iter().any(|a| a.incident_id == incident_id) {
-                break;
+        // The new regions: each cluster of hot tiles is a fire of its own.
+        // With no tile hot and nothing running, a hot whole-frame view starts
+        // one incident over every confirmed cell, as no tile says where; with
+        // an incident running it starts nothing (what runs may be lifting it).
+        let regions: Vec<(Vec<bool>, bool)> = if clusters.is_empty() {
+            if !whole_frame_hot || !self.active.is_empty() {
+                return events;
             }
-            incident_id = format!("{stamp}-{n}");
-        }
-        let score = region_score(scores, class, &confirmed, cols);
-        let boxes = boxes_at_or_above(
-            scores
-                .views
+            vec![(confirmed, true)]
+        } else {
+            clusters
                 .iter()
-                .filter(|v| in_region(scores, v, &confirmed, cols)),
-            class,
-            keep,
-        );
-        let a = Active {
-            incident_id,
-            started_at: time,
-            seq: 0,
-            peak: score,
-            reported_peak: score,
-            reported_boxes: boxes.clone(),
-            last_report: time,
-            last_kept: time,
-            cells: confirmed,
-            resumed: false,
+                .map(|cluster| {
+                    let cells: Vec<bool> = cluster
+                        .iter()
+                        .zip(&confirmed)
+                        .map(|(a, b)| *a && *b)
+                        .collect();
+                    (cells, false)
+                })
+                .filter(|(cells, _)| cells.contains(&true))
+                .collect()
         };
-        events.push(event(IncidentPhase::Started, &a, score, boxes));
-        self.active.push(a);
+        for (cells, whole_frame) in regions {
+            let incident_id = self.new_id(camera, time);
+            let region = (cells.as_slice(), whole_frame);
+            let score = region_score(scores, class, region, cols);
+            let boxes = boxes_at_or_above(
+                scores
+                    .views
+                    .iter()
+                    .filter(|v| in_region(scores, v, region, cols)),
+                class,
+                keep,
+            );
+            let a = Active {
+                incident_id,
+                started_at: time,
+                seq: 0,
+                peak: score,
+                reported_peak: score,
+                reported_boxes: boxes.clone(),
+                last_report: time,
+                last_kept: time,
+                cells,
+                whole_frame,
+                resumed: false,
+            };
+            events.push(event(IncidentPhase::Started, &a, score, boxes));
+            self.active.push(a);
+        }
         events
+    }
+
+    /// An id for an incident starting at `time`: its camera, class and
+    /// second, with `-2`, `-3`... when a running or lately started incident
+    /// has that id already (two fires confirmed on one frame, or a clock
+    /// stepped back into the second of an earlier one).
+    fn new_id(&mut self, camera: &str, time: f64) -> String {
+        let stamp = format!("{}-{}-{}", camera, self.class.name(), compact_stamp(time));
+        let taken = |id: &str| {
+            self.active.iter().any(|a| a.incident_id == id)
+                || self.recent_ids.iter().any(|r| r == id)
+        };
+        let mut id = stamp.clone();
+        let mut n = 2;
+        while taken(&id) {
+            id = format!("{stamp}-{n}");
+            n += 1;
+        }
+        if self.recent_ids.len() == RECENT_IDS {
+            self.recent_ids.pop_front();
+        }
+        self.recent_ids.push_back(id.clone());
+        id
     }
 }
 
-/// The frame's views at or above `alarm` for `class`, gathered into clusters
-/// of grid cells: each hot tile heats its cell and its 8 neighbours, and
-/// tiles whose heated cells overlap are one cluster (one plume, or one
-/// cloud). A hot whole-frame view heats every cell, as one cluster.
+/// The frame's tiles at or above `alarm` for `class`, gathered into
+/// clusters of grid cells: each hot tile heats its cell and its 8
+/// neighbours, and tiles whose heated cells overlap are one cluster (one
+/// plume, or one cloud). The whole-frame view is no tile and in no cluster.
 fn hot_clusters(
     scores: &FrameScores,
     class: Class,
@@ -519,7 +596,7 @@ fn hot_clusters(
     let mut tiles: Vec<Vec<(usize, usize)>> = Vec::new();
     for v in scores.views.iter().filter(|v| v.score(class) >= alarm) {
         let Some(tile) = scores.layout.grid_pos(v.view) else {
-            return vec![vec![true; rows * cols]];
+            continue;
         };
         let near = |t: &(usize, usize)| t.0.abs_diff(tile.0) <= 2 && t.1.abs_diff(tile.1) <= 2;
         let (joined, apart): (Vec<_>, Vec<_>) = tiles.into_iter().partition(|c| c.iter().any(near));
@@ -560,21 +637,27 @@ fn overlaps(a: &[bool], b: &[bool]) -> bool {
     a.iter().zip(b).any(|(x, y)| *x && *y)
 }
 
-/// Whether view `v` looks at the region `cells`: a tile in one of its
-/// cells, or the whole-frame view, which looks at every region.
-fn in_region(scores: &FrameScores, v: &ViewScore, cells: &[bool], cols: usize) -> bool {
-    scores
-        .layout
-        .grid_pos(v.view)
-        .is_none_or(|(r, c)| cells.get(r * cols + c).copied().unwrap_or(false))
+/// Whether view `v` looks at the region `(cells, whole_frame)`: a tile in
+/// one of its cells, or the whole-frame view for a region that has it
+/// ([`Active::whole_frame`]).
+fn in_region(
+    scores: &FrameScores,
+    v: &ViewScore,
+    (cells, whole_frame): (&[bool], bool),
+    cols: usize,
+) -> bool {
+    match scores.layout.grid_pos(v.view) {
+        None => whole_frame,
+        Some((r, c)) => cells.get(r * cols + c).copied().unwrap_or(false),
+    }
 }
 
-/// The highest score of `class` over the views that look at `cells`.
-fn region_score(scores: &FrameScores, class: Class, cells: &[bool], cols: usize) -> f32 {
+/// The highest score of `class` over the views that look at a region.
+fn region_score(scores: &FrameScores, class: Class, region: (&[bool], bool), cols: usize) -> f32 {
     scores
         .views
         .iter()
-        .filter(|v| in_region(scores, v, cells, cols))
+        .filter(|v| in_region(scores, v, region, cols))
         .map(|v| v.score(class))
         .fold(0.0, f32::max)
 }
@@ -998,6 +1081,115 @@ mod tests {
             .count();
         assert_eq!(started, 1, "{events:?}");
         assert!(events.iter().any(|e| e.phase == IncidentPhase::Updated));
+    }
+
+    /// `frame(hot)` with the whole-frame view scoring `whole` for smoke.
+    fn frame_whole(whole: f32, hot: &[((usize, usize), f32)]) -> FrameScores {
+        let mut f = frame(hot);
+        assert_eq!(f.layout.grid_pos(f.views[0].view), None);
+        f.views[0].smoke = whole;
+        f
+    }
+
+    #[test]
+    fn the_whole_frame_view_neither_holds_open_nor_swallows_a_localised_incident() {
+        // A cloud at (0, 0) is confirmed; then it goes while the whole-frame
+        // view is hot (smoke somewhere no tile catches yet). The cloud's
+        // incident ends clear_s later, and its region has not become the
+        // whole frame: smoke at (2, 3) starts its own incident at once, the
+        // whole-frame view's two hot frames counting for it.
+        let mut c = confirmer();
+        let cloud = frame(&[((0, 0), 0.9)]);
+        let hazy = frame_whole(0.9, &[]);
+        let smoke = frame_whole(0.9, &[((2, 3), 0.9)]);
+        let mut events = Vec::new();
+        for (t, f) in [&cloud, &cloud, &hazy, &hazy, &smoke, &smoke, &smoke]
+            .into_iter()
+            .enumerate()
+        {
+            events.extend(c.push(t as f64 * 60.0, &t.to_string(), f));
+        }
+        let phases: Vec<_> = events.iter().map(|e| (e.phase, e.frame.as_str())).collect();
+        assert_eq!(
+            phases,
+            [
+                (IncidentPhase::Started, "1"),
+                (IncidentPhase::Ended, "4"),
+                (IncidentPhase::Started, "4")
+            ],
+            "{events:?}"
+        );
+        assert_ne!(events[0].incident_id, events[2].incident_id);
+    }
+
+    #[test]
+    fn the_whole_frame_view_alone_starts_and_keeps_an_incident() {
+        // No tile hot enough to say where: the whole-frame view starts one
+        // incident and holds it while it stays over the keep threshold.
+        let mut c = confirmer();
+        let hazy = frame_whole(0.9, &[]);
+        let thinning = frame_whole(0.4, &[]);
+        let clear = frame(&[]);
+        let mut events = Vec::new();
+        for (t, f) in [
+            &hazy, &hazy, &thinning, &thinning, &thinning, &clear, &clear, &clear,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            events.extend(c.push(t as f64 * 60.0, &t.to_string(), f));
+        }
+        let phases: Vec<_> = events.iter().map(|e| (e.phase, e.frame.as_str())).collect();
+        assert_eq!(
+            phases,
+            [(IncidentPhase::Started, "1"), (IncidentPhase::Ended, "7")],
+            "{events:?}"
+        );
+        assert_eq!(events[0].boxes, [hazy.views[0].rect]);
+    }
+
+    #[test]
+    fn two_fires_confirmed_on_one_frame_start_two_incidents() {
+        let mut c = confirmer();
+        let both = frame(&[((0, 0), 0.9), ((2, 3), 0.8)]);
+        let started = starts(&mut c, &[&both, &both]);
+        assert_eq!(started.len(), 2, "{started:?}");
+        assert_eq!(
+            started[1].incident_id,
+            format!("{}-2", started[0].incident_id)
+        );
+        assert_eq!(started[0].boxes, [both.views[1].rect]);
+        assert!((started[1].score - 0.8).abs() < 1e-6);
+        assert_eq!(c.running(Class::Smoke), 2);
+    }
+
+    #[test]
+    fn an_incident_never_takes_the_id_of_one_that_ended_in_its_second() {
+        // An incident starts at t = 60 s and ends; the clock is then stepped
+        // back and a fire elsewhere confirms in that same second. Its
+        // incident.started must not share the ended incident's id, which the
+        // outbox would drop as a repeat.
+        let mut c = confirmer_with(ConfirmConfig {
+            clear_s: 60.0,
+            ..ConfirmConfig::default()
+        });
+        let cloud = frame(&[((0, 0), 0.9)]);
+        let smoke = frame(&[((2, 3), 0.9)]);
+        let clear = frame(&[]);
+        let mut events = Vec::new();
+        for (t, f) in [(0.0, &cloud), (60.0, &cloud), (120.0, &clear)] {
+            events.extend(c.push(t, "ahead", f));
+        }
+        for (t, f) in [(0.5, &smoke), (60.5, &smoke)] {
+            events.extend(c.push(t, "back", f));
+        }
+        let ids: Vec<_> = events
+            .iter()
+            .filter(|e| e.phase == IncidentPhase::Started)
+            .map(|e| e.incident_id.clone())
+            .collect();
+        assert_eq!(ids.len(), 2, "{events:?}");
+        assert_ne!(ids[0], ids[1]);
     }
 
     /// The open incidents of a confirmer that started one on hot frames at
