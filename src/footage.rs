@@ -246,9 +246,16 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
     }
 }
 
-/// Unix times a file name may give: from 2000 to 2100, so that a frame
-/// counter or a camera's serial number is never taken for a time.
-const NAMED_TIMES: std::ops::Range<f64> = 946_684_800.0..4_102_444_800.0;
+/// Whether a time read from a file name can be one: from 2000 up to a day
+/// from now (footage is never from the future), so that a frame counter, a
+/// serial number or an hourly stamp such as `2025091614` (unix time in 2034)
+/// is not taken for a unix time.
+fn plausible(t: f64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    (946_684_800.0..=now + 86_400.0).contains(&t)
+}
 
 /// The time a still's file name says it was taken, in unix seconds. Camera
 /// archives and FTP uploads name frames by it: a leading unix time
@@ -256,7 +263,8 @@ const NAMED_TIMES: std::ops::Range<f64> = 946_684_800.0..4_102_444_800.0;
 /// 13 digits are milliseconds), or a calendar date and time anywhere in the
 /// name (`20260916_143000.jpg`, `cam1_2026-09-16T14-30-00.jpg`,
 /// `..._20260916143000123_...` with milliseconds), read as UTC. `None` for a
-/// name that gives no time, such as `frame_0001.jpg`.
+/// name that gives no time, such as `frame_0001.jpg`, or a time before 2000
+/// or in the future.
 pub fn time_from_name(name: &str) -> Option<f64> {
     let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
     let bytes = stem.as_bytes();
@@ -281,7 +289,7 @@ pub fn time_from_name(name: &str) -> Option<f64> {
             13 => stem[..end].parse::<f64>().ok().map(|ms| ms / 1000.0),
             _ => None,
         };
-        if let Some(t) = unix.filter(|t| NAMED_TIMES.contains(t)) {
+        if let Some(t) = unix.filter(|t| plausible(*t)) {
             return Some(t);
         }
     }
@@ -314,7 +322,7 @@ pub fn time_from_name(name: &str) -> Option<f64> {
             }
             _ => continue,
         };
-        if let Some(t) = calendar_time(&fields).filter(|t| NAMED_TIMES.contains(t)) {
+        if let Some(t) = calendar_time(&fields).filter(|t| plausible(*t)) {
             return Some(t);
         }
     }
@@ -420,8 +428,10 @@ mod tests {
             Some(t + 0.12)
         );
         // Names that give no time: counters, serials, impossible dates,
-        // numbers outside 2000-2100.
+        // times before 2000 or in the future (an hourly `YYYYMMDDHH` stamp
+        // read as unix time falls in 2034).
         for name in [
+            "2025091614.jpg",
             "frame_0001.jpg",
             "0000000042.jpg",
             "image_00038.jpg",

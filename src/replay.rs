@@ -4,7 +4,8 @@
 //! A frame's time is, in order: its `unix_time` label; the video's own
 //! timestamp; for stills named by when they were taken (camera archives,
 //! FIgLib, FTP uploads), the time in the file name, when every name in the
-//! folder gives one; otherwise `interval_s` after the frame before. The start
+//! folder gives one and no label gives a time; otherwise `interval_s` after
+//! the frame before. The start
 //! and end rules count seconds, so footage replayed on the wrong clock starts
 //! incidents at other frames than the live camera did.
 //!
@@ -117,28 +118,35 @@ pub fn replay(
     if let Some(n) = footage.len_hint() {
         progress.set_length(n as u64);
     }
+    // Names are a clock only where labels give none: two clocks (labels in
+    // UTC, names in the camera's local time, or relative label times) would
+    // send frame times back and forth.
+    let labels_timed = options
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.iter().any(|(_, label)| label.unix_time.is_some()));
     let named_times = match footage {
-        Footage::Stills(paths) if options.times_from_names => match times_from_names(paths) {
-            Ok(times) => {
-                if let (Some(first), Some(last)) = (times.first(), times.last()) {
-                    info!(
-                        "frames timed by their file names, {} to {}",
-                        rfc3339(*first),
-                        rfc3339(*last)
-                    );
+        Footage::Stills(paths) if options.times_from_names && !labels_timed => {
+            match times_from_names(paths) {
+                Ok(times) => {
+                    if let (Some(first), Some(last)) = (times.first(), times.last()) {
+                        info!(
+                            "frames timed by their file names, {} to {} (--interval sets a spacing instead)",
+                            rfc3339(*first),
+                            rfc3339(*last)
+                        );
+                    }
+                    Some(times)
                 }
-                Some(times)
-            }
-            Err(why) => {
-                if options.labels.is_none() {
+                Err(why) => {
                     info!(
-                        "frames taken {} s apart (--interval): {why}",
+                        "frames taken {} s apart, the default (--interval sets it): {why}",
                         options.interval_s
                     );
+                    None
                 }
-                None
             }
-        },
+        }
         _ => None,
     };
     for (index, frame) in footage.frames(options.interval_s)?.enumerate() {

@@ -159,6 +159,32 @@ fn replay_times_stills_by_their_file_names() {
     assert_eq!(frame, "1743476530.jpg", "the 6th hot frame");
     assert_eq!(time, "2025-04-01T03:02:10Z");
 
+    // Labels that give times come first, for every frame: the names are
+    // then no clock at all, not even for a frame the labels leave out.
+    let labels = ten_s.path().join("labels.csv");
+    let mut csv = String::from("frame,smoke,flame,unix_time\n");
+    for i in 0..17u64 {
+        let name = format!("{}.jpg", 1_743_476_400 + i * 10);
+        csv += &format!("{name},-1,-1,{}\n", 1_743_476_400 + i * 60);
+    }
+    std::fs::write(&labels, csv).unwrap();
+    let out = bin()
+        .args(["replay", "--json", "--labels"])
+        .arg(&labels)
+        .arg(ten_s.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("timed by their file names"),
+        "{}",
+        stderr(&out)
+    );
+    let (frame, time) = first_start(&out);
+    assert_eq!(frame, "1743476490.jpg");
+    assert_eq!(time, "2025-04-01T03:09:00Z");
+    std::fs::remove_file(&labels).unwrap();
+
     // --interval is what the user says: it overrides the names.
     let out = bin()
         .args(["replay", "--json", "--interval", "60"])
