@@ -725,19 +725,27 @@ mod tests {
         )
     }
 
-    /// Feeds `frames` one minute apart, named by their index; returns the
-    /// `incident.started` events.
-    fn starts(c: &mut Confirmer, frames: &[&FrameScores]) -> Vec<IncidentEvent> {
-        let mut starts = Vec::new();
+    /// Feeds `frames` one minute apart from t = 0, named by their index;
+    /// returns the events they cause.
+    fn run(c: &mut Confirmer, frames: &[&FrameScores]) -> Vec<IncidentEvent> {
+        let mut events = Vec::new();
         for (t, f) in frames.iter().enumerate() {
-            let events = c.push(t as f64 * 60.0, &t.to_string(), f);
-            starts.extend(
-                events
-                    .into_iter()
-                    .filter(|e| e.phase == IncidentPhase::Started),
-            );
+            events.extend(c.push(t as f64 * 60.0, &t.to_string(), f));
         }
-        starts
+        events
+    }
+
+    /// The `incident.started` events of [`run`].
+    fn starts(c: &mut Confirmer, frames: &[&FrameScores]) -> Vec<IncidentEvent> {
+        run(c, frames)
+            .into_iter()
+            .filter(|e| e.phase == IncidentPhase::Started)
+            .collect()
+    }
+
+    /// Each event's phase and frame name.
+    fn phases(events: &[IncidentEvent]) -> Vec<(IncidentPhase, &str)> {
+        events.iter().map(|e| (e.phase, e.frame.as_str())).collect()
     }
 
     #[test]
@@ -924,7 +932,7 @@ mod tests {
         for (t, f) in pattern.enumerate() {
             events.extend(c.push(t as f64 * 10.0, &format!("f{t}"), f));
         }
-        let phases: Vec<_> = events.iter().map(|e| (e.phase, e.frame.as_str())).collect();
+        let phases = phases(&events);
         // Last kept at f18 (t = 180 s); t = 360 s is f36, 180 s later.
         assert_eq!(
             phases,
@@ -992,13 +1000,10 @@ mod tests {
         let cloud = frame(&[((0, 0), 0.9)]);
         let lingering = frame(&[((0, 0), 0.4)]);
         let smoke = frame(&[((0, 0), 0.4), ((2, 3), 0.9)]);
-        let mut events = Vec::new();
-        for (t, f) in [&cloud, &cloud, &lingering, &smoke, &smoke, &smoke]
-            .into_iter()
-            .enumerate()
-        {
-            events.extend(c.push(t as f64 * 60.0, &t.to_string(), f));
-        }
+        let events = run(
+            &mut c,
+            &[&cloud, &cloud, &lingering, &smoke, &smoke, &smoke],
+        );
         let started: Vec<_> = events
             .iter()
             .filter(|e| e.phase == IncidentPhase::Started)
@@ -1050,14 +1055,8 @@ mod tests {
         let mut c = confirmer();
         let cloud = frame(&[((0, 0), 0.9), ((2, 3), 0.4)]);
         let haze = frame(&[((2, 3), 0.4)]);
-        let mut events = Vec::new();
-        for (t, f) in [&cloud, &cloud, &haze, &haze, &haze, &haze]
-            .into_iter()
-            .enumerate()
-        {
-            events.extend(c.push(t as f64 * 60.0, &t.to_string(), f));
-        }
-        let phases: Vec<_> = events.iter().map(|e| (e.phase, e.frame.as_str())).collect();
+        let events = run(&mut c, &[&cloud, &cloud, &haze, &haze, &haze, &haze]);
+        let phases = phases(&events);
         assert_eq!(
             phases,
             [(IncidentPhase::Started, "1"), (IncidentPhase::Ended, "4")]
@@ -1102,14 +1101,11 @@ mod tests {
         let cloud = frame(&[((0, 0), 0.9)]);
         let hazy = frame_whole(0.9, &[]);
         let smoke = frame_whole(0.9, &[((2, 3), 0.9)]);
-        let mut events = Vec::new();
-        for (t, f) in [&cloud, &cloud, &hazy, &hazy, &smoke, &smoke, &smoke]
-            .into_iter()
-            .enumerate()
-        {
-            events.extend(c.push(t as f64 * 60.0, &t.to_string(), f));
-        }
-        let phases: Vec<_> = events.iter().map(|e| (e.phase, e.frame.as_str())).collect();
+        let events = run(
+            &mut c,
+            &[&cloud, &cloud, &hazy, &hazy, &smoke, &smoke, &smoke],
+        );
+        let phases = phases(&events);
         assert_eq!(
             phases,
             [
@@ -1130,16 +1126,13 @@ mod tests {
         let hazy = frame_whole(0.9, &[]);
         let thinning = frame_whole(0.4, &[]);
         let clear = frame(&[]);
-        let mut events = Vec::new();
-        for (t, f) in [
-            &hazy, &hazy, &thinning, &thinning, &thinning, &clear, &clear, &clear,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            events.extend(c.push(t as f64 * 60.0, &t.to_string(), f));
-        }
-        let phases: Vec<_> = events.iter().map(|e| (e.phase, e.frame.as_str())).collect();
+        let events = run(
+            &mut c,
+            &[
+                &hazy, &hazy, &thinning, &thinning, &thinning, &clear, &clear, &clear,
+            ],
+        );
+        let phases = phases(&events);
         assert_eq!(
             phases,
             [(IncidentPhase::Started, "1"), (IncidentPhase::Ended, "7")],

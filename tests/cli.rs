@@ -113,9 +113,17 @@ fn hillside_named_by_time(seconds_apart: u64) -> tempfile::TempDir {
     dir
 }
 
-/// The frame and time of the first `incident.started` of a replay.
-fn first_start(out: &Output) -> (String, String) {
-    let lines = json_lines(out);
+/// `replay --json ARGS FOLDER`, which must succeed: the frame and time of
+/// its first `incident.started`, and its log.
+fn first_start(args: &[&std::ffi::OsStr], folder: &Path) -> (String, String, String) {
+    let out = bin()
+        .args(["replay", "--json"])
+        .args(args)
+        .arg(folder)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
     let started = lines
         .iter()
         .find(|l| l["type"] == "incident.started")
@@ -123,6 +131,7 @@ fn first_start(out: &Output) -> (String, String) {
     (
         started["frame"].as_str().unwrap().to_string(),
         started["time"].as_str().unwrap().to_string(),
+        stderr(&out),
     )
 }
 
@@ -133,31 +142,20 @@ fn replay_times_stills_by_their_file_names() {
     // Named by their times, the same frames start it where a camera at that
     // cadence would have.
     let a_minute = hillside_named_by_time(60);
-    let out = bin()
-        .args(["replay", "--json"])
-        .arg(a_minute.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("frames timed by their file names"),
-        "{}",
-        stderr(&out)
+    let (frame, time, log) = first_start(&[], a_minute.path());
+    assert_eq!(
+        (frame.as_str(), time.as_str()),
+        ("1743476940.jpg", "2025-04-01T03:09:00Z")
     );
-    let (frame, time) = first_start(&out);
-    assert_eq!(frame, "1743476940.jpg");
-    assert_eq!(time, "2025-04-01T03:09:00Z");
+    assert!(log.contains("frames timed by their file names"), "{log}");
 
     let ten_s = hillside_named_by_time(10);
-    let out = bin()
-        .args(["replay", "--json"])
-        .arg(ten_s.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (frame, time) = first_start(&out);
-    assert_eq!(frame, "1743476530.jpg", "the 6th hot frame");
-    assert_eq!(time, "2025-04-01T03:02:10Z");
+    let (frame, time, _) = first_start(&[], ten_s.path());
+    assert_eq!(
+        (frame.as_str(), time.as_str()),
+        ("1743476530.jpg", "2025-04-01T03:02:10Z"),
+        "the 6th hot frame"
+    );
 
     // Labels that give times come first, for every frame: the names are
     // then no clock at all, not even for a frame the labels leave out.
@@ -168,33 +166,20 @@ fn replay_times_stills_by_their_file_names() {
         csv += &format!("{name},-1,-1,{}\n", 1_743_476_400 + i * 60);
     }
     std::fs::write(&labels, csv).unwrap();
-    let out = bin()
-        .args(["replay", "--json", "--labels"])
-        .arg(&labels)
-        .arg(ten_s.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        !stderr(&out).contains("timed by their file names"),
-        "{}",
-        stderr(&out)
+    let (frame, time, log) = first_start(&["--labels".as_ref(), labels.as_os_str()], ten_s.path());
+    assert_eq!(
+        (frame.as_str(), time.as_str()),
+        ("1743476490.jpg", "2025-04-01T03:09:00Z")
     );
-    let (frame, time) = first_start(&out);
-    assert_eq!(frame, "1743476490.jpg");
-    assert_eq!(time, "2025-04-01T03:09:00Z");
+    assert!(!log.contains("timed by their file names"), "{log}");
     std::fs::remove_file(&labels).unwrap();
 
     // --interval is what the user says: it overrides the names.
-    let out = bin()
-        .args(["replay", "--json", "--interval", "60"])
-        .arg(ten_s.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (frame, time) = first_start(&out);
-    assert_eq!(frame, "1743476490.jpg");
-    assert_eq!(time, "1970-01-01T00:09:00Z");
+    let (frame, time, _) = first_start(&["--interval".as_ref(), "60".as_ref()], ten_s.path());
+    assert_eq!(
+        (frame.as_str(), time.as_str()),
+        ("1743476490.jpg", "1970-01-01T00:09:00Z")
+    );
 }
 
 #[test]
