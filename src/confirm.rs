@@ -13,11 +13,12 @@
 //! not page the control room every few minutes; a fire anywhere else in the
 //! frame starts one at once.
 //!
-//! Incidents of a class run side by side, each over its own region. A hot
-//! cluster of tiles that touches a running incident's region is that fire
-//! spreading or drifting and joins it (the oldest it touches, only); one that
-//! touches none is another fire and starts its own incident by the same rule,
-//! one per cluster. The whole-frame view belongs only to an incident it
+//! Incidents of a class run side by side, each over its own region (its hot
+//! tiles and their neighbours). A cluster of neighbouring hot tiles with a
+//! tile in a running incident's region is that fire spreading or drifting
+//! and joins it (the oldest such incident, only); one with a cold tile or
+//! more between it and every region is another fire and starts its own
+//! incident by the same rule, one per cluster. The whole-frame view belongs only to an incident it
 //! started, with nothing running and no tile hot enough to say where: smoke
 //! anywhere lifts it, so it must not hold a localised incident open. (Until 2026-12 a running
 //! incident took in every hot tile of the frame and was kept alive by any of
@@ -339,7 +340,7 @@ impl Confirmer {
             // it wherever a tile later confirms it.
             let mut hot = vec![whole_frame_hot; grid.0 * grid.1];
             for cluster in &clusters {
-                union(&mut hot, cluster);
+                union(&mut hot, &cluster.cells);
             }
             // Frames newer than this one are from before a clock step back.
             while state.history.back().is_some_and(|(t, _)| *t > time) {
@@ -379,7 +380,7 @@ impl ClassState {
         camera: &str,
         cols: usize,
         (time, frame, scores): (f64, &str, &FrameScores),
-        (clusters, whole_frame_hot): (&[Vec<bool>], bool),
+        (clusters, whole_frame_hot): (&[Cluster], bool),
     ) -> Vec<IncidentEvent> {
         let class = self.class;
         let keep = self.alarm * config.keep_factor;
@@ -423,12 +424,12 @@ impl ClassState {
             // report, until the clock caught up again.
             a.last_kept = a.last_kept.min(time);
             a.last_report = a.last_report.min(time);
-            // Its smoke spreading or drifting: a hot cluster touching the
-            // region joins it. One touching nothing running is another fire,
-            // left to the start rule below.
+            // Its smoke spreading or drifting: a cluster with a hot tile in
+            // the region (its tiles and their neighbours) joins it. One
+            // farther away is another fire, left to the start rule below.
             for (cluster, claimed) in clusters.iter().zip(&mut claimed) {
-                if !*claimed && overlaps(cluster, &a.cells) {
-                    union(&mut a.cells, cluster);
+                if !*claimed && overlaps(&cluster.tiles, &a.cells) {
+                    union(&mut a.cells, &cluster.cells);
                     *claimed = true;
                 }
             }
@@ -493,40 +494,46 @@ impl ClassState {
             let oldest = hot_times.next().unwrap_or(time);
             1 + hot_times.count() >= config.required && time - oldest >= config.span_s
         };
+        // Free: held by no running incident and no cooldown.
+        let free = |cell: usize| {
+            !covered(self.active.iter().map(|a| &a.cells), cell)
+                && !covered(self.cooldowns.iter().map(|c| &c.cells), cell)
+        };
         let confirmed: Vec<bool> = (0..newest.len())
-            .map(|cell| {
-                newest[cell]
-                    && !covered(self.active.iter().map(|a| &a.cells), cell)
-                    && !covered(self.cooldowns.iter().map(|c| &c.cells), cell)
-                    && persisted(cell)
-            })
+            .map(|cell| newest[cell] && free(cell) && persisted(cell))
             .collect();
         if !confirmed.contains(&true) {
             return events;
         }
-        // The new regions: each cluster of hot tiles is a fire of its own.
-        // With no tile hot and nothing running, a hot whole-frame view starts
-        // one incident over every confirmed cell, as no tile says where; with
-        // an incident running it starts nothing (what runs may be lifting it).
-        let regions: Vec<(Vec<bool>, bool)> = if clusters.is_empty() {
-            if !whole_frame_hot || !self.active.is_empty() {
-                return events;
-            }
-            vec![(confirmed, true)]
-        } else {
-            clusters
-                .iter()
-                .map(|cluster| {
-                    let cells: Vec<bool> = cluster
-                        .iter()
-                        .zip(&confirmed)
-                        .map(|(a, b)| *a && *b)
-                        .collect();
-                    (cells, false)
+        // The new regions: each cluster of hot tiles with a confirmed cell
+        // is a fire of its own, over its confirmed cells and its free hot
+        // tiles (so that its start carries the tile that is hot: a plume
+        // that moved a tile confirms around where it was). A cluster whose
+        // hot tiles are all held (a cloud back inside its cooldown) starts
+        // nothing. A cell between two clusters goes to the first.
+        let mut taken = vec![false; confirmed.len()];
+        let mut regions: Vec<(Vec<bool>, bool)> = Vec::new();
+        for cluster in clusters {
+            let cells: Vec<bool> = (0..confirmed.len())
+                .map(|cell| {
+                    !taken[cell]
+                        && ((cluster.cells[cell] && confirmed[cell])
+                            || (cluster.tiles[cell] && free(cell)))
                 })
-                .filter(|(cells, _)| cells.contains(&true))
-                .collect()
-        };
+                .collect();
+            let starts = (0..cells.len()).any(|cell| cells[cell] && confirmed[cell])
+                && (0..cells.len()).any(|cell| cells[cell] && cluster.tiles[cell]);
+            if starts {
+                union(&mut taken, &cells);
+                regions.push((cells, false));
+            }
+        }
+        // With no tile to say where and nothing running, a hot whole-frame
+        // view starts one incident over every confirmed cell; with an
+        // incident running it starts nothing (what runs may be lifting it).
+        if regions.is_empty() && whole_frame_hot && self.active.is_empty() {
+            regions.push((confirmed, true));
+        }
         for (cells, whole_frame) in regions {
             let incident_id = self.new_id(camera, time);
             let region = (cells.as_slice(), whole_frame);
@@ -582,23 +589,31 @@ impl ClassState {
     }
 }
 
+/// Neighbouring hot tiles of one frame: one plume, or one cloud.
+struct Cluster {
+    /// Grid cells of its hot tiles.
+    tiles: Vec<bool>,
+    /// Those cells and their 8 neighbours: what it heats.
+    cells: Vec<bool>,
+}
+
 /// The frame's tiles at or above `alarm` for `class`, gathered into
-/// clusters of grid cells: each hot tile heats its cell and its 8
-/// neighbours, and tiles whose heated cells overlap are one cluster (one
-/// plume, or one cloud). The whole-frame view is no tile and in no cluster.
+/// clusters: tiles next to each other (8 neighbours) are one cluster, tiles
+/// with a cold tile or more between them are not. The whole-frame view is
+/// no tile and in no cluster.
 fn hot_clusters(
     scores: &FrameScores,
     class: Class,
     alarm: f32,
     grid: (usize, usize),
-) -> Vec<Vec<bool>> {
+) -> Vec<Cluster> {
     let (rows, cols) = grid;
     let mut tiles: Vec<Vec<(usize, usize)>> = Vec::new();
     for v in scores.views.iter().filter(|v| v.score(class) >= alarm) {
         let Some(tile) = scores.layout.grid_pos(v.view) else {
             continue;
         };
-        let near = |t: &(usize, usize)| t.0.abs_diff(tile.0) <= 2 && t.1.abs_diff(tile.1) <= 2;
+        let near = |t: &(usize, usize)| t.0.abs_diff(tile.0) <= 1 && t.1.abs_diff(tile.1) <= 1;
         let (joined, apart): (Vec<_>, Vec<_>) = tiles.into_iter().partition(|c| c.iter().any(near));
         tiles = apart;
         let mut merged: Vec<_> = joined.into_iter().flatten().collect();
@@ -608,15 +623,17 @@ fn hot_clusters(
     tiles
         .into_iter()
         .map(|cluster| {
+            let mut own = vec![false; rows * cols];
             let mut cells = vec![false; rows * cols];
             for (r, c) in cluster {
+                own[r * cols + c] = true;
                 for rr in r.saturating_sub(1)..=(r + 1).min(rows - 1) {
                     for cc in c.saturating_sub(1)..=(c + 1).min(cols - 1) {
                         cells[rr * cols + cc] = true;
                     }
                 }
             }
-            cells
+            Cluster { tiles: own, cells }
         })
         .collect()
 }
@@ -1154,6 +1171,64 @@ mod tests {
         assert_eq!(started[0].boxes, [both.views[1].rect]);
         assert!((started[1].score - 0.8).abs() < 1e-6);
         assert_eq!(c.running(Class::Smoke), 2);
+    }
+
+    #[test]
+    fn a_cloud_back_beside_itself_in_its_cooldown_starts_nothing() {
+        // A cloud at (0, 0) is confirmed and ends; within its cooldown it
+        // comes back one tile on, at (1, 1), whose tile is in the cloud's
+        // region. The cells around it outside that region persist, but no
+        // hot tile of its own is free: nothing starts (and nothing with a
+        // cold tile's score and no boxes).
+        let mut c = confirmer_with(ConfirmConfig {
+            clear_s: 60.0,
+            ..ConfirmConfig::default()
+        });
+        let cloud = frame(&[((0, 0), 0.9)]);
+        let back = frame(&[((1, 1), 0.9)]);
+        let clear = frame(&[]);
+        let events = run(
+            &mut c,
+            &[&cloud, &cloud, &clear, &back, &back, &back, &back],
+        );
+        assert_eq!(
+            phases(&events),
+            [(IncidentPhase::Started, "1"), (IncidentPhase::Ended, "2")]
+        );
+    }
+
+    #[test]
+    fn a_plume_that_moved_a_tile_starts_on_the_tile_where_it_is() {
+        // Hot at (1, 0), then at (1, 2): only the cells between persisted,
+        // and the start carries the hot tile's score and box.
+        let mut c = confirmer();
+        let before = frame(&[((1, 0), 0.9)]);
+        let now = frame(&[((1, 2), 0.8)]);
+        let started = starts(&mut c, &[&before, &now]);
+        assert_eq!(started.len(), 1, "{started:?}");
+        assert_eq!(started[0].frame, "1");
+        assert!((started[0].score - 0.8).abs() < 1e-6, "{started:?}");
+        let tile = now
+            .views
+            .iter()
+            .find(|v| now.layout.grid_pos(v.view) == Some((1, 2)))
+            .unwrap();
+        assert_eq!(started[0].boxes, [tile.rect]);
+    }
+
+    #[test]
+    fn fires_two_tiles_apart_start_incidents_over_separate_regions() {
+        // A cold tile between them: two clusters, whose neighbourhoods share
+        // the column between. Each incident has its own tile, and only that.
+        let mut c = confirmer();
+        let both = frame(&[((0, 0), 0.9), ((0, 2), 0.8)]);
+        let started = starts(&mut c, &[&both, &both]);
+        assert_eq!(started.len(), 2, "{started:?}");
+        assert_eq!(started[0].boxes, [both.views[1].rect]);
+        assert_eq!(started[1].boxes, [both.views[3].rect]);
+        let open = c.open_incidents();
+        let (a, b) = (&open[0].state.cells, &open[1].state.cells);
+        assert!(!overlaps(a, b), "{a:?} {b:?}");
     }
 
     #[test]

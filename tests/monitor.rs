@@ -365,6 +365,20 @@ fn incident_ids(store: &Path, kind: &str) -> Vec<String> {
         .collect()
 }
 
+/// For [`wait_for`]: the `incident.id`s of the stored events of type `kind`,
+/// once there are at least `n`.
+fn incident_ids_once(
+    store: &Path,
+    kind: &'static str,
+    n: usize,
+) -> impl FnMut() -> std::future::Ready<Option<Vec<String>>> {
+    let store = store.to_path_buf();
+    move || {
+        let ids = incident_ids(&store, kind);
+        std::future::ready((ids.len() >= n).then_some(ids))
+    }
+}
+
 #[tokio::test]
 async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
     let dir = tempfile::tempdir().unwrap();
@@ -391,26 +405,8 @@ async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
             "{PLUME_NOT_CLEAR}\nspan_s = 0.0\nclear_s = 30.0\nkeep_factor = 1.0\ncooldown_s = 0.0"
         ),
     );
-    let started = |n: usize| {
-        let store = store.clone();
-        move || {
-            let store = store.clone();
-            async move {
-                let ids = incident_ids(&store, "incident.started");
-                (ids.len() >= n).then_some(ids)
-            }
-        }
-    };
-    let ended = |n: usize| {
-        let store = store.clone();
-        move || {
-            let store = store.clone();
-            async move {
-                let ids = incident_ids(&store, "incident.ended");
-                (ids.len() >= n).then_some(ids)
-            }
-        }
-    };
+    let started = |n| incident_ids_once(&store, "incident.started", n);
+    let ended = |n| incident_ids_once(&store, "incident.ended", n);
 
     // Killed mid-fire, back at once: the same incident goes on.
     let mut monitor = Monitor::start(&config, &[]);
@@ -460,6 +456,76 @@ async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
         ended_second["timestamp"].as_str() <= started_third["timestamp"].as_str(),
         "{ended_second} {started_third}"
     );
+}
+
+#[tokio::test]
+async fn a_second_fire_while_an_incident_runs_is_alerted_as_its_own_incident() {
+    // Frames two fixture frames wide: on the left a plume from the start
+    // (a burn pile the control room already knows of), on the right clear
+    // hillside until `second` is set, then another plume, with a cold tile
+    // between the two. The second fire must come as an incident.started of
+    // its own, not as an update of the burn pile's incident.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let webhook = serve_receiver(&store).await;
+    let side_by_side = |left: usize, right: usize| {
+        let half = |i| {
+            image::load_from_memory(&fixture_frame(i))
+                .unwrap()
+                .into_rgb8()
+        };
+        let (left, right) = (half(left), half(right));
+        let mut frame = image::RgbImage::new(left.width() * 2, left.height());
+        image::imageops::replace(&mut frame, &left, 0, 0);
+        image::imageops::replace(&mut frame, &right, i64::from(left.width()), 0);
+        wildfire_watch::synth::encode_jpeg(&frame)
+    };
+    let burn_pile: Vec<_> = (0..3).map(|i| side_by_side(15 + i, 4 + i)).collect();
+    let two_fires: Vec<_> = (0..3)
+        .map(|i| side_by_side(15 + i, 15 + (i + 1) % 3))
+        .collect();
+    let second = Arc::new(AtomicBool::new(false));
+    let camera = FakeCamera::start(Auth::Basic, {
+        let second = second.clone();
+        move |n| match second.load(Ordering::SeqCst) {
+            false => burn_pile[n % 3].clone(),
+            true => two_fires[n % 3].clone(),
+        }
+    })
+    .await;
+    let config = write_config(
+        dir.path(),
+        &webhook,
+        &camera,
+        "basic",
+        &format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0"),
+    );
+    let monitor = Monitor::start(&config, &[]);
+    let first = wait_for(
+        "the burn pile's incident.started",
+        incident_ids_once(&store, "incident.started", 1),
+    )
+    .await[0]
+        .clone();
+    second.store(true, Ordering::SeqCst);
+    let ids = wait_for(
+        "the second fire's incident.started",
+        incident_ids_once(&store, "incident.started", 2),
+    )
+    .await;
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(ids[1], first);
+    // Its boxes are on the right half, and the burn pile's incident runs on.
+    let started = events_of_type(&store, "incident.started");
+    let width = started[1]["snapshot"]["frame_width"].as_u64().unwrap();
+    assert_eq!(width, 1280);
+    let boxes = started[1]["incident"]["boxes"].as_array().unwrap();
+    assert!(!boxes.is_empty(), "{}", started[1]);
+    for b in boxes {
+        assert!(b[0].as_u64().unwrap() >= width / 2, "{}", started[1]);
+    }
+    assert!(incident_ids(&store, "incident.ended").is_empty());
+    drop(monitor);
 }
 
 #[tokio::test]
