@@ -247,14 +247,18 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
 }
 
 /// Whether a time read from a file name can be one: from 2000 up to a day
-/// from now (footage is never from the future), so that a frame counter, a
-/// serial number or an hourly stamp such as `2025091614` (unix time in 2034)
-/// is not taken for a unix time.
+/// from now, as footage is never from the future (a counter, or a short
+/// `YYMMDDhhmm` stamp such as `2509161430`, reads as a unix time in 2049).
+/// The upper bound is never before 2027, so that a machine whose clock has
+/// not been set (a Pi without its clock battery, before network time) still
+/// reads this decade's footage.
 fn plausible(t: f64) -> bool {
+    const Y2000: f64 = 946_684_800.0;
+    const Y2027: f64 = 1_798_761_600.0;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    (946_684_800.0..=now + 86_400.0).contains(&t)
+    (Y2000..=(now + 86_400.0).max(Y2027)).contains(&t)
 }
 
 /// The time a still's file name says it was taken, in unix seconds. Camera
@@ -284,8 +288,12 @@ pub fn time_from_name(name: &str) -> Option<f64> {
     }
     let digits = |(start, end): (usize, usize)| &stem[start..end];
     if let Some(&(0, end)) = runs.first() {
+        // Ten digits that are also a date and hour (`2025091614`, an hourly
+        // archive's name) are not read as a unix time.
+        let hourly =
+            end == 10 && calendar_time(&format!("{}0000", &stem[..end])).is_some_and(plausible);
         let unix = match end {
-            10 => stem[..end].parse::<f64>().ok(),
+            10 if !hourly => stem[..end].parse::<f64>().ok(),
             13 => stem[..end].parse::<f64>().ok().map(|ms| ms / 1000.0),
             _ => None,
         };
@@ -356,7 +364,9 @@ pub fn times_from_names(paths: &[PathBuf]) -> Result<Vec<f64>, String> {
     for path in paths {
         let name = frame_name(path);
         let Some(t) = time_from_name(&name) else {
-            return Err(format!("{name} gives no time in its name"));
+            return Err(format!(
+                "{name} gives no time in its name (or one before 2000 or in the future)"
+            ));
         };
         if times.last().is_some_and(|&before| t <= before) {
             return Err(format!("{name} is named no later than the frame before it"));
@@ -427,11 +437,12 @@ mod tests {
             time_from_name("2025-09-16T14-30-00.120.jpg"),
             Some(t + 0.12)
         );
-        // Names that give no time: counters, serials, impossible dates,
-        // times before 2000 or in the future (an hourly `YYYYMMDDHH` stamp
-        // read as unix time falls in 2034).
+        // Names that give no time: counters, serials, impossible dates, an
+        // hourly `YYYYMMDDHH` stamp (as unix time, 2034), times before 2000
+        // or in the future.
         for name in [
             "2025091614.jpg",
+            "3025091614.jpg",
             "frame_0001.jpg",
             "0000000042.jpg",
             "image_00038.jpg",

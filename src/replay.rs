@@ -125,6 +125,9 @@ pub fn replay(
         .labels
         .as_ref()
         .is_some_and(|l| l.iter().any(|(_, label)| label.unix_time.is_some()));
+    if labels_timed {
+        info!("frames timed by their labels' unix_time (--interval after the frame before where a label gives none)");
+    }
     let named_times = match footage {
         Footage::Stills(paths) if options.times_from_names && !labels_timed => {
             match times_from_names(paths) {
