@@ -8,19 +8,20 @@
 //! `span_s` seconds. While it runs, a lower keep threshold (`keep_factor` x
 //! alarm) reached by a view of its region holds it alive; once its region has
 //! not reached that for `clear_s` seconds it ends. For `cooldown_s` seconds
-//! after that, the region it covered (every cell that was hot while it ran)
-//! cannot start a new incident of that class, so one flickering cloud does
-//! not page the control room every few minutes; a fire anywhere else in the
-//! frame starts one at once.
+//! after that, the tiles that were hot while it ran cannot start a new
+//! incident of that class, so one flickering cloud does not page the control
+//! room every few minutes; smoke on any other tile, the one beside them
+//! included, starts one as the rule says.
 //!
 //! Incidents of a class run side by side, each over its own region (its hot
 //! tiles and their neighbours). A cluster of neighbouring hot tiles with a
 //! tile in a running incident's region is that fire spreading or drifting
 //! and joins it (the oldest such incident, only); one with a cold tile or
-//! more between it and every region is another fire and starts its own
-//! incident by the same rule, one per cluster. The whole-frame view belongs only to an incident it
-//! started, with nothing running and no tile hot enough to say where: smoke
-//! anywhere lifts it, so it must not hold a localised incident open. (Until 2026-12 a running
+//! more between it and every running incident's hot tiles is another fire
+//! and starts its own incident by the same rule, one per cluster. The
+//! whole-frame view belongs only to an incident it started, with nothing
+//! running and no tile hot: smoke anywhere lifts it, so it must not hold a
+//! localised incident open. (Until 2026-12 a running
 //! incident took in every hot tile of the frame and was kept alive by any of
 //! them: a smouldering burn pile or a fog bank the control room had already
 //! looked at turned a new fire elsewhere into an `incident.updated` of the old
@@ -166,8 +167,13 @@ struct Active {
     last_report: f64,
     /// Time of the last frame at or above the keep threshold.
     last_kept: f64,
-    /// Grid cells hot at the alarm threshold while it ran: its region.
+    /// Grid cells hot at the alarm threshold while it ran (its hot tiles and
+    /// their neighbours): its region.
     cells: Vec<bool>,
+    /// Its own hot tiles among `cells`. Empty in state saved before
+    /// 2026-12-03, or after a change of frame size: `cells` stand in.
+    #[serde(default)]
+    tiles: Vec<bool>,
     /// Started on the whole-frame view (no tile said where), or carried over
     /// a change of frame size: the whole-frame view is then its view too.
     /// A localised incident is not kept alive by it, as a fire or cloud
@@ -226,6 +232,12 @@ const RECENT_IDS: usize = 32;
 /// its class before `until`.
 struct Cooldown {
     until: f64,
+    /// The ended incident's hot tiles (its cells where it kept none). Only
+    /// these are held: the same cloud back on a tile it covered pages
+    /// nobody, while smoke on the tile beside it is let through, as a fire
+    /// next to where a cloud was must not wait out the cooldown.
+    tiles: Vec<bool>,
+    /// Its region: cells whose hot frames do not count towards a start.
     cells: Vec<bool>,
 }
 
@@ -322,9 +334,11 @@ impl Confirmer {
                 state.history.clear();
                 for c in &mut state.cooldowns {
                     c.cells = all.clone();
+                    c.tiles = all.clone();
                 }
                 for a in &mut state.active {
                     a.cells = all.clone();
+                    a.tiles = Vec::new();
                     a.whole_frame = true;
                 }
             }
@@ -430,6 +444,7 @@ impl ClassState {
             for (cluster, claimed) in clusters.iter().zip(&mut claimed) {
                 if !*claimed && overlaps(&cluster.tiles, &a.cells) {
                     union(&mut a.cells, &cluster.cells);
+                    union(&mut a.tiles, &cluster.tiles);
                     *claimed = true;
                 }
             }
@@ -463,8 +478,14 @@ impl ClassState {
                         *h &= !ran;
                     }
                 }
+                let tiles = if a.tiles.contains(&true) {
+                    a.tiles
+                } else {
+                    a.cells.clone()
+                };
                 self.cooldowns.push(Cooldown {
                     until: time + config.cooldown_s,
+                    tiles,
                     cells: a.cells,
                 });
                 continue;
@@ -494,11 +515,13 @@ impl ClassState {
             let oldest = hot_times.next().unwrap_or(time);
             1 + hot_times.count() >= config.required && time - oldest >= config.span_s
         };
-        // Free: held by no running incident and no cooldown.
-        let free = |cell: usize| {
-            !covered(self.active.iter().map(|a| &a.cells), cell)
-                && !covered(self.cooldowns.iter().map(|c| &c.cells), cell)
-        };
+        // Free: held by no running incident and no cooldown region. A tile
+        // is free of a cooldown unless it was one of its hot tiles.
+        let running = |cell: usize| covered(self.active.iter().map(|a| &a.cells), cell);
+        let free =
+            |cell: usize| !running(cell) && !covered(self.cooldowns.iter().map(|c| &c.cells), cell);
+        let free_tile =
+            |cell: usize| !running(cell) && !covered(self.cooldowns.iter().map(|c| &c.tiles), cell);
         let confirmed: Vec<bool> = (0..newest.len())
             .map(|cell| newest[cell] && free(cell) && persisted(cell))
             .collect();
@@ -509,32 +532,33 @@ impl ClassState {
         // is a fire of its own, over its confirmed cells and its free hot
         // tiles (so that its start carries the tile that is hot: a plume
         // that moved a tile confirms around where it was). A cluster whose
-        // hot tiles are all held (a cloud back inside its cooldown) starts
-        // nothing. A cell between two clusters goes to the first.
+        // hot tiles are all held (a cloud back on its tile in its cooldown)
+        // starts nothing. A cell between two clusters goes to the one found
+        // first.
         let mut taken = vec![false; confirmed.len()];
-        let mut regions: Vec<(Vec<bool>, bool)> = Vec::new();
+        let mut regions: Vec<(Vec<bool>, Vec<bool>, bool)> = Vec::new();
         for cluster in clusters {
-            let cells: Vec<bool> = (0..confirmed.len())
-                .map(|cell| {
-                    !taken[cell]
-                        && ((cluster.cells[cell] && confirmed[cell])
-                            || (cluster.tiles[cell] && free(cell)))
-                })
+            let tiles: Vec<bool> = (0..confirmed.len())
+                .map(|cell| cluster.tiles[cell] && !taken[cell] && free_tile(cell))
                 .collect();
-            let starts = (0..cells.len()).any(|cell| cells[cell] && confirmed[cell])
-                && (0..cells.len()).any(|cell| cells[cell] && cluster.tiles[cell]);
-            if starts {
+            let cells: Vec<bool> = (0..confirmed.len())
+                .map(|cell| tiles[cell] || (cluster.cells[cell] && confirmed[cell] && !taken[cell]))
+                .collect();
+            if tiles.contains(&true) && (0..cells.len()).any(|cell| cells[cell] && confirmed[cell])
+            {
                 union(&mut taken, &cells);
-                regions.push((cells, false));
+                regions.push((cells, tiles, false));
             }
         }
-        // With no tile to say where and nothing running, a hot whole-frame
-        // view starts one incident over every confirmed cell; with an
-        // incident running it starts nothing (what runs may be lifting it).
-        if regions.is_empty() && whole_frame_hot && self.active.is_empty() {
-            regions.push((confirmed, true));
+        // With no tile hot to say where and nothing running, a hot
+        // whole-frame view starts one incident over every confirmed cell;
+        // with an incident running it starts nothing (what runs may be
+        // lifting it), nor with a hot tile that is held (the whole-frame
+        // view may be seeing that cloud).
+        if clusters.is_empty() && whole_frame_hot && self.active.is_empty() {
+            regions.push((confirmed, Vec::new(), true));
         }
-        for (cells, whole_frame) in regions {
+        for (cells, tiles, whole_frame) in regions {
             let incident_id = self.new_id(camera, time);
             let region = (cells.as_slice(), whole_frame);
             let score = region_score(scores, class, region, cols);
@@ -556,6 +580,7 @@ impl ClassState {
                 last_report: time,
                 last_kept: time,
                 cells,
+                tiles,
                 whole_frame,
                 resumed: false,
             };
@@ -1174,33 +1199,48 @@ mod tests {
     }
 
     #[test]
-    fn a_cloud_back_beside_itself_in_its_cooldown_starts_nothing() {
-        // A cloud at (0, 0) is confirmed and ends; within its cooldown it
-        // comes back one tile on, at (1, 1), whose tile is in the cloud's
-        // region. The cells around it outside that region persist, but no
-        // hot tile of its own is free: nothing starts (and nothing with a
-        // cold tile's score and no boxes).
-        let mut c = confirmer_with(ConfirmConfig {
+    fn a_cloud_back_on_its_tile_in_its_cooldown_starts_nothing_but_smoke_beside_it_does() {
+        let config = ConfirmConfig {
             clear_s: 60.0,
             ..ConfirmConfig::default()
-        });
+        };
         let cloud = frame(&[((0, 0), 0.9)]);
-        let back = frame(&[((1, 1), 0.9)]);
         let clear = frame(&[]);
+        // The cloud at (0, 0), lifting the whole-frame view too, is
+        // confirmed and ends; back on its tile within its cooldown it starts
+        // nothing, though the cells around it persist, and neither does the
+        // whole-frame view it lifts.
+        let mut c = confirmer_with(config.clone());
+        let lifting = frame_whole(0.9, &[((0, 0), 0.9)]);
         let events = run(
             &mut c,
-            &[&cloud, &cloud, &clear, &back, &back, &back, &back],
+            &[&cloud, &cloud, &clear, &lifting, &lifting, &lifting],
         );
         assert_eq!(
             phases(&events),
             [(IncidentPhase::Started, "1"), (IncidentPhase::Ended, "2")]
         );
+        // Smoke on the tile beside where the cloud was is let through at
+        // once, with its own tile's box.
+        let mut c = confirmer_with(config);
+        let beside = frame(&[((0, 1), 0.8)]);
+        let events = run(&mut c, &[&cloud, &cloud, &clear, &beside, &beside]);
+        assert_eq!(
+            phases(&events),
+            [
+                (IncidentPhase::Started, "1"),
+                (IncidentPhase::Ended, "2"),
+                (IncidentPhase::Started, "4")
+            ]
+        );
+        assert_eq!(events[2].boxes, [beside.views[2].rect]);
+        assert!((events[2].score - 0.8).abs() < 1e-6);
     }
 
     #[test]
-    fn a_plume_that_moved_a_tile_starts_on_the_tile_where_it_is() {
-        // Hot at (1, 0), then at (1, 2): only the cells between persisted,
-        // and the start carries the hot tile's score and box.
+    fn a_plume_that_moved_starts_on_the_tile_where_it_is() {
+        // Hot at (1, 0), then two tiles on at (1, 2): only the cells between
+        // persisted, and the start carries the hot tile's score and box.
         let mut c = confirmer();
         let before = frame(&[((1, 0), 0.9)]);
         let now = frame(&[((1, 2), 0.8)]);
