@@ -81,8 +81,9 @@ pub struct ConfirmConfig {
     pub clear_s: f64,
     /// Keep threshold as a fraction of the alarm threshold (hysteresis).
     pub keep_factor: f32,
-    /// Seconds after an incident ends during which its region cannot start
-    /// another incident of the class; the rest of the frame can.
+    /// Seconds after an incident ends during which the tiles that were hot
+    /// while it ran cannot start another incident of the class; every other
+    /// tile can.
     pub cooldown_s: f64,
     /// Least seconds between two `incident.updated` events of one incident.
     pub update_interval_s: f64,
@@ -211,9 +212,9 @@ impl OpenIncident {
 struct ClassState {
     class: Class,
     alarm: f32,
-    /// Per frame in the window, oldest first: its time and which grid cells
-    /// were hot (after spreading to neighbours).
-    history: VecDeque<(f64, Vec<bool>)>,
+    /// Per frame in the window, oldest first: its time, which grid cells
+    /// were hot (after spreading to neighbours) and which tiles themselves.
+    history: VecDeque<(f64, Vec<bool>, Vec<bool>)>,
     /// Running incidents, oldest first, each over its own region.
     active: Vec<Active>,
     /// Regions of ended incidents, each held back until its time.
@@ -237,7 +238,8 @@ struct Cooldown {
     /// nobody, while smoke on the tile beside it is let through, as a fire
     /// next to where a cloud was must not wait out the cooldown.
     tiles: Vec<bool>,
-    /// Its region: cells whose hot frames do not count towards a start.
+    /// Its region: cells whose heat (from a neighbour) does not count
+    /// towards a start; a free tile's own heat still does.
     cells: Vec<bool>,
 }
 
@@ -353,18 +355,20 @@ impl Confirmer {
             // A hot whole-frame view heats every cell: the start rule counts
             // it wherever a tile later confirms it.
             let mut hot = vec![whole_frame_hot; grid.0 * grid.1];
+            let mut hot_tiles = vec![false; grid.0 * grid.1];
             for cluster in &clusters {
                 union(&mut hot, &cluster.cells);
+                union(&mut hot_tiles, &cluster.tiles);
             }
             // Frames newer than this one are from before a clock step back.
-            while state.history.back().is_some_and(|(t, _)| *t > time) {
+            while state.history.back().is_some_and(|(t, _, _)| *t > time) {
                 state.history.pop_back();
             }
-            state.history.push_back((time, hot));
+            state.history.push_back((time, hot, hot_tiles));
             while state
                 .history
                 .front()
-                .is_some_and(|(t, _)| *t < time - self.config.window_s)
+                .is_some_and(|(t, _, _)| *t < time - self.config.window_s)
             {
                 state.history.pop_front();
             }
@@ -473,9 +477,10 @@ impl ClassState {
                 ));
                 // Its region's hot frames are spent: after the cooldown it
                 // starts again only on new ones.
-                for (_, hot) in &mut self.history {
-                    for (h, &ran) in hot.iter_mut().zip(&a.cells) {
+                for (_, hot, hot_tiles) in &mut self.history {
+                    for ((h, t), &ran) in hot.iter_mut().zip(hot_tiles.iter_mut()).zip(&a.cells) {
                         *h &= !ran;
+                        *t &= !ran;
                     }
                 }
                 let tiles = if a.tiles.contains(&true) {
@@ -503,15 +508,17 @@ impl ClassState {
         }
         self.active = running;
 
-        let Some((_, newest)) = self.history.back() else {
+        let Some((_, newest, newest_tiles)) = self.history.back() else {
             return events;
         };
-        let persisted = |cell: usize| {
+        // Whether the start rule holds for a cell: hot (heated, `tile`
+        // false) or itself a hot tile (`tile` true) in enough frames.
+        let persisted = |cell: usize, tile: bool| {
             let mut hot_times = self
                 .history
                 .iter()
-                .filter(|(_, h)| h[cell])
-                .map(|(t, _)| *t);
+                .filter(|(_, cells, tiles)| if tile { tiles[cell] } else { cells[cell] })
+                .map(|(t, _, _)| *t);
             let oldest = hot_times.next().unwrap_or(time);
             1 + hot_times.count() >= config.required && time - oldest >= config.span_s
         };
@@ -522,8 +529,17 @@ impl ClassState {
             |cell: usize| !running(cell) && !covered(self.cooldowns.iter().map(|c| &c.cells), cell);
         let free_tile =
             |cell: usize| !running(cell) && !covered(self.cooldowns.iter().map(|c| &c.tiles), cell);
+        // A cell confirms when it is free and persisted; inside a cooldown
+        // region, a free hot tile confirms when that tile itself persisted
+        // (a fire beside where a cloud was, whose neighbours all lie in the
+        // cloud's region, must not wait out the cooldown, while a cloud
+        // drifting onto the tile has been on it once).
         let confirmed: Vec<bool> = (0..newest.len())
-            .map(|cell| newest[cell] && free(cell) && persisted(cell))
+            .map(|cell| {
+                newest[cell]
+                    && ((free(cell) && persisted(cell, false))
+                        || (newest_tiles[cell] && free_tile(cell) && persisted(cell, true)))
+            })
             .collect();
         if !confirmed.contains(&true) {
             return events;
@@ -1208,8 +1224,7 @@ mod tests {
         let clear = frame(&[]);
         // The cloud at (0, 0), lifting the whole-frame view too, is
         // confirmed and ends; back on its tile within its cooldown it starts
-        // nothing, though the cells around it persist, and neither does the
-        // whole-frame view it lifts.
+        // nothing, and neither does the whole-frame view it lifts.
         let mut c = confirmer_with(config.clone());
         let lifting = frame_whole(0.9, &[((0, 0), 0.9)]);
         let events = run(
@@ -1235,6 +1250,25 @@ mod tests {
         );
         assert_eq!(events[2].boxes, [beside.views[2].rect]);
         assert!((events[2].score - 0.8).abs() < 1e-6);
+        // So is smoke in the corner beside a cloud that was at (1, 1), though
+        // every neighbour of the corner lies in the cloud's region: the
+        // corner tile itself was hot in two frames 60 s apart.
+        let mut c = confirmer_with(ConfirmConfig {
+            clear_s: 60.0,
+            ..ConfirmConfig::default()
+        });
+        let cloud = frame(&[((1, 1), 0.9)]);
+        let corner = frame(&[((0, 0), 0.8)]);
+        let events = run(&mut c, &[&cloud, &cloud, &clear, &corner, &corner]);
+        assert_eq!(
+            phases(&events),
+            [
+                (IncidentPhase::Started, "1"),
+                (IncidentPhase::Ended, "2"),
+                (IncidentPhase::Started, "4")
+            ]
+        );
+        assert_eq!(events[2].boxes, [corner.views[1].rect]);
     }
 
     #[test]
