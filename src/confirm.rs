@@ -217,7 +217,7 @@ struct ClassState {
     history: VecDeque<(f64, Vec<bool>, Vec<bool>)>,
     /// Running incidents, oldest first, each over its own region.
     active: Vec<Active>,
-    /// Regions of ended incidents, each held back until its time.
+    /// Ended incidents whose hot tiles are held back, each until its time.
     cooldowns: Vec<Cooldown>,
     /// Ids of the incidents started lately, newest last, so that a new one
     /// never takes the id of one that ended in the same second (the outbox
@@ -229,8 +229,8 @@ struct ClassState {
 /// second.
 const RECENT_IDS: usize = 32;
 
-/// The region of an ended incident, which cannot start another incident of
-/// its class before `until`.
+/// An ended incident, whose hot tiles cannot start another incident of its
+/// class before `until`.
 struct Cooldown {
     until: f64,
     /// The ended incident's hot tiles (its cells where it kept none). Only
@@ -1237,7 +1237,7 @@ mod tests {
         );
         // Smoke on the tile beside where the cloud was is let through at
         // once, with its own tile's box.
-        let mut c = confirmer_with(config);
+        let mut c = confirmer_with(config.clone());
         let beside = frame(&[((0, 1), 0.8)]);
         let events = run(&mut c, &[&cloud, &cloud, &clear, &beside, &beside]);
         assert_eq!(
@@ -1253,10 +1253,7 @@ mod tests {
         // So is smoke in the corner beside a cloud that was at (1, 1), though
         // every neighbour of the corner lies in the cloud's region: the
         // corner tile itself was hot in two frames 60 s apart.
-        let mut c = confirmer_with(ConfirmConfig {
-            clear_s: 60.0,
-            ..ConfirmConfig::default()
-        });
+        let mut c = confirmer_with(config);
         let cloud = frame(&[((1, 1), 0.9)]);
         let corner = frame(&[((0, 0), 0.8)]);
         let events = run(&mut c, &[&cloud, &cloud, &clear, &corner, &corner]);
