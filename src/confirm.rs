@@ -309,12 +309,7 @@ impl Confirmer {
                 self.grid = incident.grid;
             }
             let state = &mut self.classes[incident.class.index()];
-            state
-                .recent_ids
-                .push_back(incident.state.incident_id.clone());
-            if state.recent_ids.len() > RECENT_IDS {
-                state.recent_ids.pop_front();
-            }
+            state.remember_id(incident.state.incident_id.clone());
             state.active.push(Active {
                 resumed: true,
                 ..incident.state
@@ -456,10 +451,7 @@ impl ClassState {
             // or a second fire elsewhere in the frame is not this incident.
             let score = region_score(scores, class, (&a.cells, a.whole_frame), cols);
             let boxes = boxes_at_or_above(
-                scores
-                    .views
-                    .iter()
-                    .filter(|v| in_region(scores, v, (&a.cells, a.whole_frame), cols)),
+                region_views(scores, (&a.cells, a.whole_frame), cols),
                 class,
                 keep,
             );
@@ -578,14 +570,7 @@ impl ClassState {
             let incident_id = self.new_id(camera, time);
             let region = (cells.as_slice(), whole_frame);
             let score = region_score(scores, class, region, cols);
-            let boxes = boxes_at_or_above(
-                scores
-                    .views
-                    .iter()
-                    .filter(|v| in_region(scores, v, region, cols)),
-                class,
-                keep,
-            );
+            let boxes = boxes_at_or_above(region_views(scores, region, cols), class, keep);
             let a = Active {
                 incident_id,
                 started_at: time,
@@ -622,11 +607,16 @@ impl ClassState {
             id = format!("{stamp}-{n}");
             n += 1;
         }
+        self.remember_id(id.clone());
+        id
+    }
+
+    /// Keeps `id` among the last [`RECENT_IDS`] ids, for [`Self::new_id`].
+    fn remember_id(&mut self, id: String) {
         if self.recent_ids.len() == RECENT_IDS {
             self.recent_ids.pop_front();
         }
-        self.recent_ids.push_back(id.clone());
-        id
+        self.recent_ids.push_back(id);
     }
 }
 
@@ -695,27 +685,26 @@ fn overlaps(a: &[bool], b: &[bool]) -> bool {
     a.iter().zip(b).any(|(x, y)| *x && *y)
 }
 
-/// Whether view `v` looks at the region `(cells, whole_frame)`: a tile in
-/// one of its cells, or the whole-frame view for a region that has it
+/// The views that look at the region `(cells, whole_frame)`: the tiles in
+/// its cells, and the whole-frame view for a region that has it
 /// ([`Active::whole_frame`]).
-fn in_region(
-    scores: &FrameScores,
-    v: &ViewScore,
-    (cells, whole_frame): (&[bool], bool),
+fn region_views<'a>(
+    scores: &'a FrameScores,
+    (cells, whole_frame): (&'a [bool], bool),
     cols: usize,
-) -> bool {
-    match scores.layout.grid_pos(v.view) {
-        None => whole_frame,
-        Some((r, c)) => cells.get(r * cols + c).copied().unwrap_or(false),
-    }
+) -> impl Iterator<Item = &'a ViewScore> + Clone {
+    scores
+        .views
+        .iter()
+        .filter(move |v| match scores.layout.grid_pos(v.view) {
+            None => whole_frame,
+            Some((r, c)) => cells.get(r * cols + c).copied().unwrap_or(false),
+        })
 }
 
 /// The highest score of `class` over the views that look at a region.
 fn region_score(scores: &FrameScores, class: Class, region: (&[bool], bool), cols: usize) -> f32 {
-    scores
-        .views
-        .iter()
-        .filter(|v| in_region(scores, v, region, cols))
+    region_views(scores, region, cols)
         .map(|v| v.score(class))
         .fold(0.0, f32::max)
 }
@@ -1236,36 +1225,27 @@ mod tests {
             [(IncidentPhase::Started, "1"), (IncidentPhase::Ended, "2")]
         );
         // Smoke on the tile beside where the cloud was is let through at
-        // once, with its own tile's box.
-        let mut c = confirmer_with(config.clone());
-        let beside = frame(&[((0, 1), 0.8)]);
-        let events = run(&mut c, &[&cloud, &cloud, &clear, &beside, &beside]);
-        assert_eq!(
-            phases(&events),
-            [
-                (IncidentPhase::Started, "1"),
-                (IncidentPhase::Ended, "2"),
-                (IncidentPhase::Started, "4")
-            ]
-        );
-        assert_eq!(events[2].boxes, [beside.views[2].rect]);
-        assert!((events[2].score - 0.8).abs() < 1e-6);
-        // So is smoke in the corner beside a cloud that was at (1, 1), though
-        // every neighbour of the corner lies in the cloud's region: the
-        // corner tile itself was hot in two frames 60 s apart.
-        let mut c = confirmer_with(config);
-        let cloud = frame(&[((1, 1), 0.9)]);
-        let corner = frame(&[((0, 0), 0.8)]);
-        let events = run(&mut c, &[&cloud, &cloud, &clear, &corner, &corner]);
-        assert_eq!(
-            phases(&events),
-            [
-                (IncidentPhase::Started, "1"),
-                (IncidentPhase::Ended, "2"),
-                (IncidentPhase::Started, "4")
-            ]
-        );
-        assert_eq!(events[2].boxes, [corner.views[1].rect]);
+        // once, with its own tile's box; so is smoke in the corner beside a
+        // cloud that was at (1, 1), though every neighbour of the corner lies
+        // in the cloud's region: the corner tile itself was hot in two
+        // frames 60 s apart.
+        for (was, beside, view) in [((0, 0), (0, 1), 2), ((1, 1), (0, 0), 1)] {
+            let mut c = confirmer_with(config.clone());
+            let cloud = frame(&[(was, 0.9)]);
+            let smoke = frame(&[(beside, 0.8)]);
+            let events = run(&mut c, &[&cloud, &cloud, &clear, &smoke, &smoke]);
+            assert_eq!(
+                phases(&events),
+                [
+                    (IncidentPhase::Started, "1"),
+                    (IncidentPhase::Ended, "2"),
+                    (IncidentPhase::Started, "4")
+                ],
+                "cloud at {was:?}, smoke at {beside:?}"
+            );
+            assert_eq!(events[2].boxes, [smoke.views[view].rect]);
+            assert!((events[2].score - 0.8).abs() < 1e-6);
+        }
     }
 
     #[test]
