@@ -10,8 +10,9 @@
 //!   restarts); a `test-alert` it answers with 2xx re-enables it.
 //! - `408`, `425`, `429`, `5xx`, `3xx` (redirects are not followed: a signed
 //!   POST must not turn into a GET elsewhere), timeouts and network errors:
-//!   retried after `Retry-After` (seconds or an HTTP date, at most
-//!   `max_backoff_s`) when the answer has one, else after an exponential
+//!   retried after `Retry-After` (seconds or an HTTP date, at least
+//!   `initial_backoff_s` and at most `max_backoff_s`) when the answer has
+//!   one, else after an exponential
 //!   backoff with full jitter.
 //! - `401`, `403`, `404`, `405`, `407`, `421`: retried the same way. These say
 //!   the endpoint cannot take anything now, not that this event is bad: a
@@ -270,7 +271,10 @@ pub async fn post(
     let preview = String::from_utf8_lossy(&body[..body.len().min(BODY_PREVIEW_BYTES)]).into_owned();
     // At most max_backoff: delivery per endpoint is in order, so one answer
     // asking for an hour would hold back every alert behind it for that hour.
-    let retry_after = retry_after.map(|d| d.min(options.max_backoff));
+    // At least initial_backoff: `Retry-After: 0`, or a date the device clock
+    // has passed, would otherwise resend a 130 KB incident back to back over
+    // LTE, with an fsync of the SD card for every attempt.
+    let retry_after = retry_after.map(|d| d.max(options.initial_backoff).min(options.max_backoff));
     Attempt {
         outcome: outcome_for_status(status, retry_after),
         status: Some(status),

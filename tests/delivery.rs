@@ -156,12 +156,12 @@ async fn a_500_is_retried_until_taken() {
 }
 
 #[tokio::test]
-async fn retry_after_sets_the_next_attempt_up_to_max_backoff() {
+async fn retry_after_sets_the_next_attempt_between_the_backoff_bounds() {
     let (url, _, _) = scripted_server(Arc::new(|n| {
-        let after = if n == 0 {
-            "1800".to_string()
-        } else {
-            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2700))
+        let after = match n {
+            0 => "1800".to_string(),
+            1 => httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2700)),
+            _ => "0".to_string(),
         };
         Reply::Answer(429, vec![("Retry-After", after)], "slow down".into())
     }))
@@ -170,13 +170,15 @@ async fn retry_after_sets_the_next_attempt_up_to_max_backoff() {
     let outbox = open_outbox(dir.path(), &url);
     outbox.enqueue(&event(0)).unwrap();
     // The second answer asks for 2700 s, more than max_backoff: an incident
-    // queued behind this event must not wait that long.
+    // queued behind this event must not wait that long. The third asks for
+    // none at all: resending at once, over and over, is not a retry policy.
     let options = DeliveryOptions {
+        initial_backoff: Duration::from_secs(60),
         max_backoff: Duration::from_secs(2000),
         ..options()
     };
     let client = delivery::http_client(&options).unwrap();
-    for expected_s in [1800.0, 2000.0] {
+    for expected_s in [1800.0, 2000.0, 60.0] {
         let pending = outbox.head(&url).unwrap().unwrap();
         let attempt = delivery::post(&client, &endpoint(&url), &pending, &options).await;
         assert_eq!(attempt.status, Some(429));
