@@ -665,6 +665,7 @@ mod tests {
                 kind: crate::outbox::EventKind::Incident,
                 created_at: now_unix(),
                 body: "{}".into(),
+                incident: None,
             })
             .unwrap();
         outbox.set_busy_timeout(Duration::from_millis(20));

@@ -30,6 +30,17 @@ impl IncidentPhase {
             IncidentPhase::Ended => "incident.ended",
         }
     }
+
+    /// The phase whose [`IncidentPhase::as_str`] is `name`.
+    pub fn from_name(name: &str) -> Option<IncidentPhase> {
+        [
+            IncidentPhase::Started,
+            IncidentPhase::Updated,
+            IncidentPhase::Ended,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+    }
 }
 
 /// A change in a confirmed fire: it started, grew or moved, or ended.

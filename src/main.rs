@@ -516,6 +516,7 @@ fn run_deliver(args: ConfigArgs) -> Result<ExitCode> {
             "delivered": stats.delivered,
             "expired": stats.expired,
             "dropped_full": stats.dropped_full,
+            "superseded": stats.superseded,
             "rejected": stats.rejected,
             "endpoints_disabled": stats.endpoints_disabled,
         }))?

@@ -34,7 +34,10 @@
 //! time steps it forward: every alert raised before the step would look days
 //! old and go. (A device event, `outbox.replaced`, is stamped when its outbox
 //! was set aside, maybe long before it is stored.) Only room makes them go.
-//! Both are logged and counted.
+//! Both are logged and counted. An `incident.updated` not yet delivered is
+//! dropped when a later update or the end of its incident is stored, and a
+//! new incident's start makes retries waiting on a backoff due at once
+//! ([`IncidentRef`]).
 //!
 //! A file SQLite cannot read whole is refused at open ([`Damaged`]), or for
 //! `run` with `[outbox] on_damage = "set_aside"` renamed aside for an empty
@@ -60,6 +63,8 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
+
+use crate::events::IncidentPhase;
 
 /// What an event is, which sets its priority when room is needed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +112,23 @@ impl EventKind {
     }
 }
 
+/// The incident an event is about, and what it says of it. The outbox acts
+/// on it in two ways, both for alerts that waited through an outage:
+///
+/// - A start wakes every delivery waiting out a retry, so a new fire goes as
+///   soon as the link answers, not after up to `max_backoff_s` (15 min).
+/// - An update or the end of an incident makes its undelivered updates
+///   stale: they are dropped (counted as `superseded`). A running incident
+///   updates up to once a minute with a ~100 KB picture; after hours
+///   without a link those would go first, in order, ahead of any new fire,
+///   and say nothing the newest one does not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentRef {
+    /// The incident's id (`confirm`'s, unique per camera and class).
+    pub id: String,
+    pub phase: IncidentPhase,
+}
+
 /// An event ready to send: its id, kind, creation time and JSON body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutgoingEvent {
@@ -116,6 +138,8 @@ pub struct OutgoingEvent {
     /// Unix seconds.
     pub created_at: f64,
     pub body: String,
+    /// For incident events: which incident, and its phase.
+    pub incident: Option<IncidentRef>,
 }
 
 /// An undelivered event as one endpoint sees it.
@@ -151,6 +175,9 @@ pub struct OutboxStats {
     pub delivered: u64,
     pub expired: u64,
     pub dropped_full: u64,
+    /// Deliveries of `incident.updated` events dropped undelivered because
+    /// a later update or the end of the same incident was stored.
+    pub superseded: u64,
     pub rejected: u64,
     pub endpoints_disabled: u64,
     /// Delivery attempts that did not end in a 2xx (retried later).
@@ -219,6 +246,14 @@ CREATE TABLE open_incidents (
     state    TEXT NOT NULL,
     saved_at REAL NOT NULL
 );
+",
+    // 4: the incident an event is about and its phase (IncidentRef), so a
+    // start can wake waiting deliveries and a later update drop stale ones.
+    // Events stored before have neither and are sent as they are.
+    "
+ALTER TABLE events ADD COLUMN incident_id TEXT;
+ALTER TABLE events ADD COLUMN phase TEXT;
+CREATE INDEX events_by_incident ON events(incident_id) WHERE incident_id IS NOT NULL;
 ",
 ];
 
@@ -490,14 +525,32 @@ impl Outbox {
         event: &OutgoingEvent,
         now: f64,
     ) -> Result<Enqueued> {
+        let (incident_id, phase) = match &event.incident {
+            Some(r) => (Some(r.id.as_str()), Some(r.phase.as_str())),
+            None => (None, None),
+        };
         let inserted = tx.execute(
-            "INSERT OR IGNORE INTO events (id, kind, priority, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![event.id, event.kind.name(), event.kind.priority(), event.created_at, event.body],
+            "INSERT OR IGNORE INTO events (id, kind, priority, created_at, body, incident_id, phase)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                event.id,
+                event.kind.name(),
+                event.kind.priority(),
+                event.created_at,
+                event.body,
+                incident_id,
+                phase
+            ],
         )?;
         if inserted == 0 {
             return Ok(Enqueued::AlreadyQueued);
         }
         let seq = tx.last_insert_rowid();
+        match &event.incident {
+            Some(r) if r.phase == IncidentPhase::Started => wake_waiting(tx, now, &event.id)?,
+            Some(r) => supersede_updates(tx, &r.id, seq)?,
+            None => {}
+        }
         let mut endpoints = 0;
         for endpoint in &self.endpoints {
             endpoints += tx.execute(
@@ -531,7 +584,8 @@ impl Outbox {
         let conn = self.conn();
         let pending = conn
             .query_row(
-                "SELECT e.seq, e.id, e.kind, e.created_at, e.body, d.attempts, d.next_attempt_at
+                "SELECT e.seq, e.id, e.kind, e.created_at, e.body, d.attempts, d.next_attempt_at,
+                        e.incident_id, e.phase
                  FROM deliveries d JOIN events e ON e.seq = d.seq
                  WHERE d.endpoint = ?1 ORDER BY d.seq LIMIT 1",
                 [endpoint],
@@ -546,7 +600,8 @@ impl Outbox {
         let conn = self.conn();
         let pending = conn
             .query_row(
-                "SELECT e.seq, e.id, e.kind, e.created_at, e.body, d.attempts, d.next_attempt_at
+                "SELECT e.seq, e.id, e.kind, e.created_at, e.body, d.attempts, d.next_attempt_at,
+                        e.incident_id, e.phase
                  FROM deliveries d JOIN events e ON e.seq = d.seq
                  WHERE d.endpoint = ?1 AND e.id = ?2",
                 params![endpoint, id],
@@ -687,6 +742,7 @@ impl Outbox {
             delivered: counter("delivered")?,
             expired: counter("expired")?,
             dropped_full: counter("dropped_full")?,
+            superseded: counter("superseded")?,
             rejected: counter("rejected")?,
             endpoints_disabled: counter("endpoints_disabled")?,
             failed_attempts: counter("failed_attempts")?,
@@ -1102,6 +1158,15 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 }
 
 fn pending_from_row(r: &rusqlite::Row) -> rusqlite::Result<Pending> {
+    let incident_id: Option<String> = r.get(7)?;
+    let phase: Option<String> = r.get(8)?;
+    let incident = match (
+        incident_id,
+        phase.as_deref().and_then(IncidentPhase::from_name),
+    ) {
+        (Some(id), Some(phase)) => Some(IncidentRef { id, phase }),
+        _ => None,
+    };
     Ok(Pending {
         seq: r.get(0)?,
         event: OutgoingEvent {
@@ -1109,6 +1174,7 @@ fn pending_from_row(r: &rusqlite::Row) -> rusqlite::Result<Pending> {
             kind: EventKind::from_name(&r.get::<_, String>(2)?),
             created_at: r.get(3)?,
             body: r.get(4)?,
+            incident,
         },
         attempts: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
         next_attempt_at: r.get(6)?,
@@ -1174,6 +1240,49 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
     Ok(old.len() as u64)
 }
 
+/// Makes the oldest delivery still owed to each endpoint due now, where it
+/// was waiting out a retry: a new incident has started (see [`IncidentRef`]).
+/// Its backoff goes on growing from its attempts if this try fails too.
+fn wake_waiting(tx: &rusqlite::Transaction, now: f64, id: &str) -> rusqlite::Result<()> {
+    let woken = tx.execute(
+        "UPDATE deliveries SET next_attempt_at = ?1
+         WHERE next_attempt_at > ?1
+           AND seq = (SELECT MIN(d.seq) FROM deliveries d WHERE d.endpoint = deliveries.endpoint)",
+        [now],
+    )?;
+    if woken > 0 {
+        info!("{id} is a new incident: {woken} webhook(s) waiting out a retry try again now");
+    }
+    Ok(())
+}
+
+/// Drops every endpoint's undelivered `incident.updated` of incident
+/// `incident_id` stored before `seq` (see [`IncidentRef`]). An attempt of one
+/// in flight still ends normally; settling it finds nothing to mark.
+fn supersede_updates(
+    tx: &rusqlite::Transaction,
+    incident_id: &str,
+    seq: i64,
+) -> rusqlite::Result<()> {
+    let stale = "SELECT seq FROM events WHERE incident_id = ?1 AND phase = ?2 AND seq < ?3";
+    let args = params![incident_id, IncidentPhase::Updated.as_str(), seq];
+    let dropped = tx.execute(
+        &format!("DELETE FROM deliveries WHERE seq IN ({stale})"),
+        args,
+    )?;
+    // Settled, so that they are deleted rather than kept for an endpoint
+    // added later: a stale update is stale for every endpoint.
+    tx.execute(
+        &format!("UPDATE events SET settled = 1 WHERE seq IN ({stale})"),
+        args,
+    )?;
+    delete_finished_events(tx)?;
+    if dropped > 0 {
+        count(tx, "superseded", dropped as u64)?;
+    }
+    Ok(())
+}
+
 /// Drops events until at most `max_events` remain: lowest priority first,
 /// oldest first within a priority. Returns whether `new_seq` itself went.
 fn make_room(tx: &rusqlite::Transaction, max_events: u64, new_seq: i64) -> rusqlite::Result<bool> {
@@ -1208,6 +1317,7 @@ mod tests {
             kind,
             created_at,
             body: format!("{{\"id\":\"{id}\"}}"),
+            incident: None,
         }
     }
 
@@ -1544,6 +1654,113 @@ mod tests {
         outbox.mark_delivered("http://b/", head.seq).unwrap();
         let stats = outbox.stats().unwrap();
         assert_eq!((stats.pending_events, stats.delivered), (2, 2));
+    }
+
+    /// An event of incident `incident` in `phase`, for the tests of
+    /// [`IncidentRef`].
+    fn incident_event(id: &str, incident: &str, phase: IncidentPhase) -> OutgoingEvent {
+        OutgoingEvent {
+            incident: Some(IncidentRef {
+                id: incident.into(),
+                phase,
+            }),
+            ..event(id, EventKind::Incident, now_unix())
+        }
+    }
+
+    /// Every event still owed to `endpoint`, oldest first (marking each
+    /// delivered).
+    fn drain(outbox: &Outbox, endpoint: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        while let Some(p) = outbox.head(endpoint).unwrap() {
+            ids.push(p.event.id.clone());
+            outbox.mark_delivered(endpoint, p.seq).unwrap();
+        }
+        ids
+    }
+
+    #[test]
+    fn a_new_incident_wakes_the_deliveries_waiting_out_a_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 100);
+        let now = now_unix();
+        outbox
+            .enqueue(&incident_event("x.1", "x", IncidentPhase::Started))
+            .unwrap();
+        // The link is down: both webhooks wait out a long backoff.
+        for endpoint in ["http://a/", "http://b/"] {
+            let head = outbox.head(endpoint).unwrap().unwrap();
+            outbox
+                .mark_failed(endpoint, head.seq, now + 900.0, "no answer")
+                .unwrap();
+        }
+        // An update of a running fire is no reason to try again sooner.
+        outbox
+            .enqueue(&incident_event("x.2", "x", IncidentPhase::Updated))
+            .unwrap();
+        let head = outbox.head("http://a/").unwrap().unwrap();
+        assert!(head.next_attempt_at > now + 800.0, "{head:?}");
+        // A new fire is: every webhook's head goes at once, and its backoff
+        // still grows from its attempts.
+        outbox
+            .enqueue(&incident_event("y.1", "y", IncidentPhase::Started))
+            .unwrap();
+        for endpoint in ["http://a/", "http://b/"] {
+            let head = outbox.head(endpoint).unwrap().unwrap();
+            assert_eq!(head.event.id, "x.1");
+            assert!(head.next_attempt_at <= now_unix(), "{head:?}");
+            assert_eq!(head.attempts, 1);
+        }
+    }
+
+    #[test]
+    fn a_later_update_or_the_end_drops_the_undelivered_updates_of_its_incident() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 100);
+        for (id, incident, phase) in [
+            ("x.1", "x", IncidentPhase::Started),
+            ("x.2", "x", IncidentPhase::Updated),
+            ("y.1", "y", IncidentPhase::Started),
+            ("y.2", "y", IncidentPhase::Updated),
+        ] {
+            outbox
+                .enqueue(&incident_event(id, incident, phase))
+                .unwrap();
+        }
+        // Webhook a took x.2 before x.3 came; b had not.
+        assert_eq!(drain(&outbox, "http://a/"), ["x.1", "x.2", "y.1", "y.2"]);
+        outbox
+            .enqueue(&incident_event("x.3", "x", IncidentPhase::Updated))
+            .unwrap();
+        // The read-back event knows its incident.
+        let head = outbox.head("http://b/").unwrap().unwrap();
+        assert_eq!(
+            head.event.incident,
+            Some(IncidentRef {
+                id: "x".into(),
+                phase: IncidentPhase::Started
+            })
+        );
+        outbox
+            .enqueue(&incident_event("x.4", "x", IncidentPhase::Updated))
+            .unwrap();
+        outbox
+            .enqueue(&incident_event("x.5", "x", IncidentPhase::Ended))
+            .unwrap();
+        // Starts, ends and the other incident's update stay; of x's updates
+        // only those some webhook took went out.
+        assert_eq!(drain(&outbox, "http://a/"), ["x.5"]);
+        assert_eq!(drain(&outbox, "http://b/"), ["x.1", "y.1", "y.2", "x.5"]);
+        let stats = outbox.stats().unwrap();
+        // b: x.2, x.3, x.4; a: x.3, x.4.
+        assert_eq!(stats.superseded, 5);
+        assert_eq!(stats.pending_events, 0);
+        // Settling an attempt of an update dropped meanwhile finds nothing.
+        outbox.mark_delivered("http://a/", head.seq + 1).unwrap();
+        outbox
+            .mark_failed("http://a/", head.seq + 1, 0.0, "x")
+            .unwrap();
+        assert_eq!(outbox.stats().unwrap().delivered, 9);
     }
 
     #[test]

@@ -222,6 +222,7 @@ mod tests {
             kind: EventKind::Camera,
             created_at: now_unix(),
             body: "{}".into(),
+            incident: None,
         }
     }
 

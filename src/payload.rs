@@ -46,7 +46,7 @@ use serde_json::{json, Value};
 use crate::config::{CameraConfig, DeviceConfig};
 use crate::events::{rfc3339, IncidentEvent};
 use crate::model::Class;
-use crate::outbox::{EventKind, OutgoingEvent, SetAside};
+use crate::outbox::{EventKind, IncidentRef, OutgoingEvent, SetAside};
 use crate::report::draw_rect;
 
 /// Widest snapshot sent, pixels.
@@ -106,6 +106,10 @@ pub fn incident(
         kind: EventKind::Incident,
         created_at,
         body: body.to_string(),
+        incident: Some(IncidentRef {
+            id: event.incident_id.clone(),
+            phase: event.phase,
+        }),
     }
 }
 
@@ -190,6 +194,7 @@ fn device_event_stamped(
         kind,
         created_at: at,
         body: body.to_string(),
+        incident: None,
     }
 }
 

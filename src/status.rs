@@ -346,6 +346,12 @@ impl LiveState {
                     "Events dropped to keep the outbox under max_events.",
                     s.dropped_full,
                 ),
+                (
+                    "incident_updates_superseded_total",
+                    "counter",
+                    "Undelivered incident.updated deliveries dropped for a later update or end of the same incident.",
+                    s.superseded,
+                ),
             ] {
                 head(&mut out, name, kind, help);
                 let _ = writeln!(out, "wildfire_{name} {v}");

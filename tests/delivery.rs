@@ -58,6 +58,7 @@ fn event(i: usize) -> OutgoingEvent {
         kind: EventKind::Incident,
         created_at: now_unix(),
         body: format!("{{\"type\":\"incident.started\",\"id\":\"tower-7-e{i}\",\"n\":{i}}}"),
+        incident: None,
     }
 }
 
