@@ -25,6 +25,13 @@
 //!   endpoint that has not taken it yet. A body of up to ~130 KB is over some
 //!   frameworks' defaults (100 KB in Express's JSON parser), and an alert
 //!   without its picture beats none.
+//! - [`TIMEOUTS_BEFORE_NO_PICTURE`] attempts in a row of an incident with a
+//!   snapshot that got no answer within `response_timeout_s`: it goes on
+//!   without the picture, as for a `413`. Sending the body is part of that
+//!   time, and 130 KB in 30 s needs 35 kbit/s: an LTE cell at the edge of
+//!   its range can give less, and delivery is in order, so the picture would
+//!   hold back this alert and every one behind it for as long as the link
+//!   stays that slow.
 //! - any other `4xx` (`400`, `409`, `422`, a `413` to a body with no picture
 //!   to take out, ...): the receiver refuses
 //!   this event for good; it is dropped for this endpoint (logged, counted)
@@ -151,6 +158,9 @@ pub struct Attempt {
     pub body_preview: String,
     /// Why there was no usable answer, or what went wrong reading it.
     pub error: Option<String>,
+    /// No answer came within `response_timeout_s` (sending the body
+    /// included), although a connection was made.
+    pub timed_out: bool,
 }
 
 impl Attempt {
@@ -242,6 +252,7 @@ pub async fn post(
                         "the event id {:?} cannot be an HTTP header",
                         event.id
                     )),
+                    timed_out: false,
                 }
             }
         }
@@ -253,10 +264,13 @@ pub async fn post(
     let deadline = tokio::time::Instant::now() + options.response_timeout;
     let response = match tokio::time::timeout_at(deadline, request.send()).await {
         Err(_) => {
-            return no_answer(format!(
-                "no answer within {:?} (response_timeout_s)",
-                options.response_timeout
-            ))
+            return Attempt {
+                timed_out: true,
+                ..no_answer(format!(
+                    "no answer within {:?} (response_timeout_s)",
+                    options.response_timeout
+                ))
+            }
         }
         Ok(Err(e)) => return no_answer(error_chain(&e)),
         Ok(Ok(r)) => r,
@@ -280,6 +294,7 @@ pub async fn post(
         status: Some(status),
         body_preview: preview,
         error,
+        timed_out: false,
     }
 }
 
@@ -289,6 +304,7 @@ fn no_answer(error: String) -> Attempt {
         status: None,
         body_preview: String::new(),
         error: Some(error),
+        timed_out: false,
     }
 }
 
@@ -462,8 +478,9 @@ async fn run_endpoint(
 ) -> Result<()> {
     // Since when the outbox has refused writes (a full disk), if it does.
     let mut storage_failing: Option<std::time::Instant> = None;
+    let mut timeouts = TimeoutsInARow::default();
     loop {
-        let step = deliver_next(outbox, endpoint, options, client).await;
+        let step = deliver_next(outbox, endpoint, options, client, &mut timeouts).await;
         if let (Ok(_), Some(since)) = (&step, storage_failing) {
             storage_failing = None;
             info!(
@@ -539,11 +556,25 @@ enum Step {
     Nothing,
 }
 
+/// Attempts of an incident with a picture after which, all without an
+/// answer in `response_timeout_s`, it goes on without the picture (module
+/// docs). Three, so that one slow moment of a link that is coming back does
+/// not cost the control room its picture.
+pub const TIMEOUTS_BEFORE_NO_PICTURE: u32 = 3;
+
+/// The attempts in a row of one event (by `seq`) that timed out.
+#[derive(Default)]
+struct TimeoutsInARow {
+    seq: i64,
+    count: u32,
+}
+
 async fn deliver_next(
     outbox: &OutboxHandle,
     endpoint: &Endpoint,
     options: &DeliveryOptions,
     client: &reqwest::Client,
+    timeouts: &mut TimeoutsInARow,
 ) -> Result<Step> {
     let url = endpoint.url.clone();
     let head = outbox
@@ -567,11 +598,55 @@ async fn deliver_next(
         return Ok(Step::NotDue(Duration::from_secs_f64(wait)));
     }
     let attempt = post(client, endpoint, &pending, options).await;
+    if timeouts.seq != pending.seq {
+        *timeouts = TimeoutsInARow {
+            seq: pending.seq,
+            count: 0,
+        };
+    }
+    timeouts.count = if attempt.timed_out {
+        timeouts.count + 1
+    } else {
+        0
+    };
+    let too_slow = timeouts.count >= TIMEOUTS_BEFORE_NO_PICTURE;
     let (endpoint, options) = (endpoint.clone(), options.clone());
     outbox
-        .call(move |outbox| settle(outbox, &endpoint, &pending, &attempt, &options))
+        .call(move |outbox| -> Result<()> {
+            if too_slow && without_picture_for_a_slow_link(outbox, &endpoint, &pending, &options)? {
+                return Ok(());
+            }
+            settle(outbox, &endpoint, &pending, &attempt, &options)?;
+            Ok(())
+        })
         .await??;
     Ok(Step::Went)
+}
+
+/// Takes the picture out of `pending` after [`TIMEOUTS_BEFORE_NO_PICTURE`]
+/// attempts without an answer; it stays due, so it goes again at once, as
+/// after a `413`. Returns false, changing nothing, when it has no picture.
+fn without_picture_for_a_slow_link(
+    outbox: &Outbox,
+    endpoint: &Endpoint,
+    pending: &Pending,
+    options: &DeliveryOptions,
+) -> Result<bool> {
+    let why = format!(
+        "{} gave no answer within {:?} (response_timeout_s) to the {}-byte body {TIMEOUTS_BEFORE_NO_PICTURE} times in a row; sent without the picture",
+        endpoint.url,
+        options.response_timeout,
+        pending.event.body.len()
+    );
+    if let Some(body) = crate::payload::without_snapshot(&pending.event.body, &why) {
+        warn!(
+            "{why}: {} goes again at once; a faster link or a longer response_timeout_s keeps pictures",
+            pending.event.id
+        );
+        outbox.replace_body(pending.seq, &body)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

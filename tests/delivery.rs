@@ -318,6 +318,60 @@ async fn an_incident_refused_as_too_large_goes_again_without_its_picture() {
 }
 
 #[tokio::test]
+async fn an_incident_that_times_out_three_times_goes_on_without_its_picture() {
+    // A link too slow to carry the picture within response_timeout_s: the
+    // first three attempts get no answer, then the receiver answers.
+    let (url, seen, _) = scripted_server(Arc::new(|n| {
+        if n < delivery::TIMEOUTS_BEFORE_NO_PICTURE as usize {
+            Reply::Silent
+        } else {
+            ok()
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    let picture = "A".repeat(120_000);
+    outbox
+        .enqueue(&OutgoingEvent {
+            body: format!(
+                "{{\"type\":\"incident.started\",\"id\":\"tower-7-e0\",\"snapshot\":{{\"data\":\"{picture}\"}}}}"
+            ),
+            ..event(0)
+        })
+        .unwrap();
+    outbox.enqueue(&event(1)).unwrap();
+    let options = DeliveryOptions {
+        response_timeout: Duration::from_millis(300),
+        ..options()
+    };
+    deliver_all(&outbox, &url, options).await;
+    let seen = seen.lock().unwrap().clone();
+    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e1"
+        ]
+    );
+    let taken: serde_json::Value = serde_json::from_str(&seen[3].body).unwrap();
+    assert!(taken["snapshot"].is_null(), "{taken}");
+    assert!(
+        taken["snapshot_error"]
+            .as_str()
+            .unwrap()
+            .contains("response_timeout_s"),
+        "{taken}"
+    );
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.delivered, stats.failed_attempts), (2, 2));
+}
+
+#[tokio::test]
 async fn a_refused_event_is_dropped_but_an_endpoint_that_cannot_take_any_is_retried() {
     // 401 is what a receiver answers when the device's clock is off after a
     // boot without network time: dropping on it would lose every alert.
