@@ -165,15 +165,69 @@ pub fn decode(path: &Path) -> Result<RgbImage> {
 /// Decodes an in-memory JPEG or PNG to RGB8. A JPEG cut short (no end-of-image
 /// marker) is an error even though the decoder would fill in the missing rows:
 /// half a frame of grey must not be scored as a real view.
+///
+/// A JPEG ends at its end-of-image marker, found by walking its segments
+/// ([`jpeg_end`]); what follows it is not part of the picture. A V4L2
+/// camera's MJPEG frame comes in the driver's whole buffer (nokhwa hands
+/// over the buffer, not the bytes the frame used: about 200 KB of JPEG in a
+/// `width x height x 2` buffer, the rest zeros or an older frame's tail), and
+/// some cameras and phones append data to their files. Where the walk finds
+/// no end, an end-of-image marker in the last 64 bytes still counts.
 pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
     if bytes.starts_with(&[0xFF, 0xD8]) {
         let tail = &bytes[bytes.len().saturating_sub(64)..];
-        if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
-            bail!("truncated JPEG: no end-of-image marker");
-        }
-        return decode_jpeg(bytes);
+        let end = jpeg_end(bytes)
+            .or_else(|| {
+                tail.windows(2)
+                    .any(|w| w == [0xFF, 0xD9])
+                    .then_some(bytes.len())
+            })
+            .context("truncated JPEG: no end-of-image marker")?;
+        return decode_jpeg(&bytes[..end]);
     }
     decode_other(bytes)
+}
+
+/// Where a JPEG's end-of-image marker ends: found by stepping over each
+/// segment by its length and, after a start of scan, over the entropy-coded
+/// data, in which a 0xFF byte is always followed by a stuffed 0x00 or a
+/// restart marker (so an end marker inside a thumbnail segment, or after the
+/// end in a buffer's stale bytes, is never taken for this one). `None` when
+/// the walk runs off the end or meets something that is not a marker.
+fn jpeg_end(bytes: &[u8]) -> Option<usize> {
+    let mut i = 2; // after the start-of-image marker
+    loop {
+        if *bytes.get(i)? != 0xFF {
+            return None;
+        }
+        while *bytes.get(i)? == 0xFF {
+            i += 1; // fill bytes before a marker's code
+        }
+        let code = bytes[i];
+        i += 1;
+        match code {
+            0xD9 => return Some(i),
+            0x01 | 0xD0..=0xD7 => continue, // markers without a length
+            0x00 => return None,
+            _ => {
+                let len = usize::from(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]));
+                if len < 2 {
+                    return None;
+                }
+                i += len;
+                if code == 0xDA {
+                    // Entropy-coded data, up to the next marker.
+                    loop {
+                        i += bytes.get(i..)?.iter().position(|&b| b == 0xFF)?;
+                        match *bytes.get(i + 1)? {
+                            0x00 | 0xD0..=0xD7 => i += 2,
+                            _ => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Decodes a PNG (or a CMYK JPEG) with `image`, held to the same size as a
@@ -551,6 +605,28 @@ mod tests {
         assert!(err.contains("libjpeg"), "{err}");
         let mut cut = grey_jpeg();
         cut.truncate(cut.len() / 2);
+        let err = decode_bytes(&cut).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn a_jpeg_in_a_capture_buffer_ends_at_its_end_marker() {
+        // What nokhwa hands over for a V4L2 MJPEG frame: the whole driver
+        // buffer, the frame first, then zeros or the tail of an older,
+        // longer frame (end marker included).
+        let jpeg = grey_jpeg();
+        let expected = decode_bytes(&jpeg).unwrap();
+        assert_eq!(jpeg_end(&jpeg), Some(jpeg.len()));
+        let mut zeros = jpeg.clone();
+        zeros.resize(37 * 21 * 2 + 4096, 0);
+        assert_eq!(decode_bytes(&zeros).unwrap(), expected);
+        let mut stale = jpeg.clone();
+        stale.extend_from_slice(&[0x5A; 3000]);
+        stale.extend_from_slice(&grey_jpeg()[100..]);
+        assert_eq!(decode_bytes(&stale).unwrap(), expected);
+        // A frame cut short in such a buffer is still truncated.
+        let mut cut = jpeg[..jpeg.len() / 2].to_vec();
+        cut.extend_from_slice(&[0; 2000]);
         let err = decode_bytes(&cut).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
     }
