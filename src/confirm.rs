@@ -475,8 +475,16 @@ impl ClassState {
                         *t &= !ran;
                     }
                 }
+                // One the whole-frame view started (or a change of frame
+                // size turned whole-frame) holds no tile: its region is
+                // every cell, and holding every tile would let no fire
+                // anywhere in the frame start for the cooldown after a hazy
+                // hour. Its region still keeps the whole-frame view from
+                // starting it again, and a tile must persist on its own.
                 let tiles = if a.tiles.contains(&true) {
                     a.tiles
+                } else if a.whole_frame {
+                    vec![false; a.cells.len()]
                 } else {
                     a.cells.clone()
                 };
@@ -1186,6 +1194,42 @@ mod tests {
             "{events:?}"
         );
         assert_eq!(events[0].boxes, [hazy.views[0].rect]);
+    }
+
+    #[test]
+    fn after_a_whole_frame_incident_a_fire_on_a_tile_starts_within_the_cooldown() {
+        // Haze lifts the whole-frame view for two frames and no tile: an
+        // incident over the whole frame, ended at frame 4. Smoke on one tile
+        // from frame 5 starts on its second hot frame, not after the
+        // cooldown; the haze coming back in the cooldown starts nothing.
+        let hazy = frame_whole(0.9, &[]);
+        let clear = frame(&[]);
+        let smoke = frame(&[((2, 3), 0.9)]);
+        let mut c = confirmer();
+        let events = run(
+            &mut c,
+            &[&hazy, &hazy, &clear, &clear, &clear, &smoke, &smoke],
+        );
+        assert_eq!(
+            phases(&events),
+            [
+                (IncidentPhase::Started, "1"),
+                (IncidentPhase::Ended, "4"),
+                (IncidentPhase::Started, "6")
+            ],
+            "{events:?}"
+        );
+        assert_eq!(events[2].boxes, [smoke.views[c.grid.1 * 2 + 3 + 1].rect]);
+        let mut c = confirmer();
+        let events = run(
+            &mut c,
+            &[&hazy, &hazy, &clear, &clear, &clear, &hazy, &hazy, &hazy],
+        );
+        assert_eq!(
+            phases(&events),
+            [(IncidentPhase::Started, "1"), (IncidentPhase::Ended, "4")],
+            "{events:?}"
+        );
     }
 
     #[test]
