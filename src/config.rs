@@ -182,7 +182,9 @@ pub struct RtspConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct V4l2Config {
-    /// Device index (`0` for /dev/video0) or path (`"/dev/video0"`).
+    /// Device index (`0` for /dev/video0) or path (`"/dev/video0"`, or a
+    /// udev link to one: `"/dev/v4l/by-id/..."` keeps its camera when the
+    /// numbers change).
     pub device: V4l2Device,
     pub width: Option<u32>,
     pub height: Option<u32>,

@@ -11,6 +11,7 @@
 //! decoded as every other JPEG, by `footage::decode_bytes` (truncated frames
 //! are caught as for snapshots), and YUYV converted here.
 
+use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -83,18 +84,54 @@ impl Source for V4l2Source {
     }
 }
 
+/// The device's index. A path may be a link to `/dev/videoN`, as udev's
+/// `/dev/v4l/by-id/...` and `/dev/v4l/by-path/...` are: followed at each
+/// open, so a camera keeps its configuration when a USB re-enumeration (or a
+/// second camera) changes the numbers.
 fn index(device: &V4l2Device) -> Result<CameraIndex> {
     match device {
         V4l2Device::Index(i) => Ok(CameraIndex::Index(*i)),
         V4l2Device::Path(p) => {
-            let digits = p
+            let target = follow_links(p);
+            let digits = target
                 .to_str()
                 .and_then(|s| s.strip_prefix("/dev/video"))
                 .and_then(|s| s.parse().ok())
-                .with_context(|| format!("{} is not a /dev/videoN path", p.display()))?;
+                .with_context(|| {
+                    format!(
+                        "{} is not a /dev/videoN path or a link to one (it leads to {})",
+                        p.display(),
+                        target.display()
+                    )
+                })?;
             Ok(CameraIndex::Index(digits))
         }
     }
+}
+
+/// `path` with its symbolic links followed (at most 8 deep), relative
+/// targets taken from the link's folder and `..` resolved by name: the
+/// target need not exist, for the error to say where a link leads.
+fn follow_links(path: &Path) -> PathBuf {
+    let mut path = path.to_path_buf();
+    for _ in 0..8 {
+        let Ok(target) = std::fs::read_link(&path) else {
+            break;
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        path = base.join(target);
+    }
+    let mut clean = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                clean.pop();
+            }
+            Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    clean
 }
 
 fn open(config: &V4l2Config) -> Result<Camera> {
@@ -116,6 +153,10 @@ fn open(config: &V4l2Config) -> Result<Camera> {
     Ok(camera)
 }
 
+/// Frames skipped before each grab: the capture buffers nokhwa asks the
+/// driver for (v4l's `MmapStream::new`: 4), less the one it holds.
+const STALE_BUFFERS: usize = 3;
+
 /// Serves grabs until the monitor drops its end; reopens after an error.
 fn serve(config: V4l2Config, requests: mpsc::Receiver<Request>) {
     let mut camera: Option<Camera> = None;
@@ -123,6 +164,21 @@ fn serve(config: V4l2Config, requests: mpsc::Receiver<Request>) {
         let result = (|| {
             if camera.is_none() {
                 camera = Some(open(&config).map_err(GrabError::Failed)?);
+            }
+            let cam = camera.as_mut().expect("opened above");
+            // The driver's other buffers were filled right after the last
+            // grab and have waited since (it drops new frames while none is
+            // free): at interval_s = 10 the frame handed over would be 30 s
+            // old. Each grab hands one back for refilling, so after
+            // STALE_BUFFERS of them the next is a fresh frame.
+            for _ in 0..STALE_BUFFERS {
+                if let Err(e) = cam.frame_raw() {
+                    camera = None;
+                    return Err(GrabError::Failed(anyhow!(
+                        "capture from {:?} failed: {e}",
+                        config.device
+                    )));
+                }
             }
             let cam = camera.as_mut().expect("opened above");
             let buffer = cam.frame().map_err(|e| {
@@ -264,6 +320,32 @@ mod tests {
         // The fresh thread is kept for the grabs after.
         source.grab().await.unwrap();
         assert_eq!(THREADS.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_device_may_be_a_udev_link_to_dev_video() {
+        // udev's /dev/v4l/by-id links are relative: ../../video2.
+        let dir = tempfile::tempdir().unwrap();
+        let by_id = dir.path().join("v4l/by-id");
+        std::fs::create_dir_all(&by_id).unwrap();
+        let relative = by_id.join("usb-cam-video-index0");
+        std::os::unix::fs::symlink("../../video2", &relative).unwrap();
+        assert_eq!(follow_links(&relative), dir.path().join("video2"));
+        let absolute = by_id.join("usb-other-video-index0");
+        std::os::unix::fs::symlink("/dev/video7", &absolute).unwrap();
+        assert!(matches!(
+            index(&V4l2Device::Path(absolute)).unwrap(),
+            CameraIndex::Index(7)
+        ));
+        let err = index(&V4l2Device::Path(relative)).unwrap_err().to_string();
+        assert!(
+            err.contains("it leads to") && err.contains("video2"),
+            "{err}"
+        );
+        assert!(matches!(
+            index(&V4l2Device::Path("/dev/video3".into())).unwrap(),
+            CameraIndex::Index(3)
+        ));
     }
 
     #[test]
