@@ -249,11 +249,16 @@ CREATE TABLE open_incidents (
 ",
     // 4: the incident an event is about and its phase (IncidentRef), so a
     // start can wake waiting deliveries and a later update drop stale ones.
-    // Events stored before have neither and are sent as they are.
+    // Events stored before have neither and are sent as they are. And every
+    // endpoint the outbox has been opened for, so that one new to it can be
+    // told from one that had taken everything (`known_endpoints`).
     "
 ALTER TABLE events ADD COLUMN incident_id TEXT;
 ALTER TABLE events ADD COLUMN phase TEXT;
 CREATE INDEX events_by_incident ON events(incident_id) WHERE incident_id IS NOT NULL;
+CREATE TABLE known_endpoints (endpoint TEXT PRIMARY KEY);
+INSERT OR IGNORE INTO known_endpoints SELECT DISTINCT endpoint FROM deliveries;
+INSERT OR IGNORE INTO known_endpoints SELECT endpoint FROM endpoints;
 ",
 ];
 
@@ -265,7 +270,9 @@ pub use crate::clock::now_unix;
 
 impl Outbox {
     /// Opens (creating if needed) the outbox at `path` for these endpoints.
-    /// Deliveries pending for endpoints no longer configured are dropped;
+    /// Deliveries pending for endpoints no longer configured go to the
+    /// configured endpoints new to this outbox (a changed URL), or are
+    /// dropped when there is none;
     /// configured endpoints get the events no endpoint has taken yet.
     pub fn open(
         path: &Path,
@@ -448,12 +455,46 @@ impl Outbox {
                 .filter(|(e, _)| !self.endpoints.contains(e))
                 .collect()
         };
+        let now = now_unix();
+        let mut new = Vec::new();
+        for endpoint in &self.endpoints {
+            let known = tx
+                .query_row(
+                    "SELECT 1 FROM known_endpoints WHERE endpoint = ?1",
+                    [endpoint],
+                    |_| Ok(()),
+                )
+                .optional()?;
+            if known.is_none() {
+                new.push(endpoint);
+            }
+        }
+        // A webhook gone from the configuration while a webhook new to this
+        // outbox appeared is most often the same control room at a fixed or
+        // moved URL: what the old one was still owed goes to the new one
+        // (the ids are the same, so a receiver that has some drops the
+        // repeats). With no new webhook it is dropped, and said so.
         for (endpoint, n) in stale {
-            info!("{endpoint} is no longer configured: {n} pending deliveries to it dropped");
+            if new.is_empty() {
+                warn!("{endpoint} is no longer configured: the {n} deliveries still owed to it are dropped (no webhook new to this outbox to take them)");
+            }
+            for to in &new {
+                tx.execute(
+                    "INSERT OR IGNORE INTO deliveries (endpoint, seq, next_attempt_at)
+                     SELECT ?1, seq, ?3 FROM deliveries WHERE endpoint = ?2",
+                    params![to, endpoint, now],
+                )?;
+                warn!("{endpoint} is no longer configured and {to} is new: the {n} deliveries still owed to {endpoint} go to {to}");
+            }
             tx.execute("DELETE FROM deliveries WHERE endpoint = ?1", [&endpoint])?;
         }
+        for endpoint in &self.endpoints {
+            tx.execute(
+                "INSERT OR IGNORE INTO known_endpoints (endpoint) VALUES (?1)",
+                [endpoint],
+            )?;
+        }
         delete_finished_events(&tx)?;
-        let now = now_unix();
         for endpoint in &self.endpoints {
             let n = offer_unsettled(&tx, endpoint, now)?;
             if n > 0 {
@@ -1938,5 +1979,42 @@ mod tests {
         assert!(!outbox.has_work().unwrap());
         // Nobody took e0: it waits for b to be re-enabled (or to expire).
         assert_eq!(outbox.stats().unwrap().pending_events, 1);
+    }
+
+    #[test]
+    fn a_webhook_whose_url_changed_gets_what_the_old_url_was_owed() {
+        let dir = tempfile::tempdir().unwrap();
+        let reopen = |endpoints: &[&str]| {
+            Outbox::open(
+                &dir.path().join("outbox.sqlite3"),
+                endpoints.iter().map(|e| e.to_string()).collect(),
+                100,
+                Duration::from_secs(3600),
+            )
+            .unwrap()
+        };
+        // a takes both events; b, a wrong URL, takes neither.
+        let outbox = reopen(&["http://a/", "http://b/"]);
+        for id in ["e0", "e1"] {
+            outbox
+                .enqueue(&event(id, EventKind::Incident, now_unix()))
+                .unwrap();
+        }
+        assert_eq!(drain(&outbox, "http://a/"), ["e0", "e1"]);
+        drop(outbox);
+        // b's URL fixed to c: c gets what b was owed, a nothing again.
+        let outbox = reopen(&["http://a/", "http://c/"]);
+        assert!(outbox.head("http://a/").unwrap().is_none());
+        assert_eq!(drain(&outbox, "http://c/"), ["e0", "e1"]);
+        outbox
+            .enqueue(&event("e2", EventKind::Incident, now_unix()))
+            .unwrap();
+        assert_eq!(drain(&outbox, "http://a/"), ["e2"]);
+        drop(outbox);
+        // c removed with no new webhook, and a known one back: nobody new
+        // to give c's e2 to, so it goes (logged), and b, known, gets nothing.
+        let outbox = reopen(&["http://a/", "http://b/"]);
+        assert!(outbox.head("http://b/").unwrap().is_none());
+        assert_eq!(outbox.stats().unwrap().pending_events, 0);
     }
 }
