@@ -49,14 +49,10 @@ impl Source for RtspSource {
     }
 }
 
-/// The URL without its user name and password, for messages.
+/// The URL without its secrets, for messages ([`super::shown_url`]).
 fn redacted(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
+        Ok(u) => super::shown_url(&u),
         Err(_) => "the RTSP url".into(),
     }
 }

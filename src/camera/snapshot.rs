@@ -32,6 +32,8 @@ const MAX_CHALLENGES_PER_GRAB: usize = 3;
 pub struct SnapshotSource {
     client: reqwest::Client,
     url: reqwest::Url,
+    /// `url` for messages, secrets left out ([`super::shown_url`]).
+    shown: String,
     credentials: Option<(String, String)>,
     auth: HttpAuth,
     challenge: Option<Challenge>,
@@ -55,6 +57,7 @@ impl SnapshotSource {
             .context("cannot set up the HTTP client")?;
         Ok(SnapshotSource {
             client,
+            shown: super::shown_url(&url),
             url,
             credentials,
             auth: config.auth,
@@ -92,10 +95,13 @@ impl SnapshotSource {
                 (HttpAuth::Digest, None) => {}
             }
         }
-        request
-            .send()
-            .await
-            .map_err(|e| GrabError::Failed(anyhow!("GET {}: {}", self.url, error_chain(&e))))
+        request.send().await.map_err(|e| {
+            GrabError::Failed(anyhow!(
+                "GET {}: {}",
+                self.shown,
+                error_chain(&e.without_url())
+            ))
+        })
     }
 
     async fn fetch(&mut self) -> Result<Vec<u8>, GrabError> {
@@ -118,7 +124,7 @@ impl SnapshotSource {
                     .iter()
                     .filter_map(|v| v.to_str().ok()),
             )
-            .map_err(|e| GrabError::Failed(anyhow!("{}: {e:#}", self.url)))?;
+            .map_err(|e| GrabError::Failed(anyhow!("{}: {e:#}", self.shown)))?;
             if answered_fresh_challenge && !challenge.stale {
                 break;
             }
@@ -131,13 +137,13 @@ impl SnapshotSource {
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(GrabError::Failed(anyhow!(
                 "{} refused the credentials ({status}): check username, the password file and auth = \"digest\" or \"basic\"",
-                self.url
+                self.shown
             )));
         }
         if !status.is_success() {
             return Err(GrabError::Failed(anyhow!(
                 "{} answered {status} instead of a JPEG",
-                self.url
+                self.shown
             )));
         }
         let mut body = Vec::new();
@@ -147,7 +153,7 @@ impl SnapshotSource {
                     if body.len() + chunk.len() > MAX_SNAPSHOT_BYTES {
                         return Err(GrabError::Failed(anyhow!(
                             "{} sent more than {MAX_SNAPSHOT_BYTES} bytes: is this URL a snapshot?",
-                            self.url
+                            self.shown
                         )));
                     }
                     body.extend_from_slice(&chunk);
@@ -158,9 +164,9 @@ impl SnapshotSource {
                 Err(e) => {
                     return Err(GrabError::Corrupt(anyhow!(
                         "the answer from {} broke off after {} bytes: {}",
-                        self.url,
+                        self.shown,
                         body.len(),
-                        error_chain(&e)
+                        error_chain(&e.without_url())
                     )))
                 }
             }
@@ -183,4 +189,41 @@ pub(crate) async fn decode(bytes: Vec<u8>) -> Result<RgbImage, GrabError> {
         .await
         .map_err(|e| GrabError::Failed(anyhow!("the decoding thread failed: {e}")))?
         .map_err(GrabError::Corrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_failed_grab_says_where_without_the_password_in_the_url() {
+        // A Reolink-style URL, password in the query; the camera answers 404
+        // and then is gone.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+        });
+        let config: SnapshotConfig = toml::from_str(&format!(
+            "url = \"http://{addr}/cgi-bin/api.cgi?cmd=Snap&channel=0&user=admin&password=S3cretPw\""
+        ))
+        .unwrap();
+        let mut source = SnapshotSource::new(&config, Duration::from_secs(10)).unwrap();
+        for _ in 0..2 {
+            let err = match source.grab().await {
+                Err(GrabError::Failed(e)) => format!("{e:#}"),
+                other => panic!("{:?}", other.map(|f| f.dimensions())),
+            };
+            assert!(!err.contains("S3cretPw"), "{err}");
+            assert!(err.contains(&format!("{addr}/cgi-bin/api.cgi")), "{err}");
+        }
+    }
 }
