@@ -44,6 +44,16 @@ pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             );
         }
     }
+    if out.is_empty() {
+        bail!(
+            "no .jpg, .jpeg or .png image in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(out)
 }
 
@@ -52,7 +62,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
-    entries.sort();
+    entries.sort_by(|a, b| crate::footage::natural_order(a, b));
     for path in entries {
         if path.is_dir() {
             walk(&path, out)?;

@@ -44,7 +44,7 @@ fn has_extension(path: &Path, list: &[&str]) -> bool {
         .is_some_and(|e| list.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// The image files directly inside `dir`, sorted by name.
+/// The image files directly inside `dir`, in [`natural_order`].
 pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).with_context(|| {
         format!(
@@ -61,8 +61,45 @@ pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
             files.push(path);
         }
     }
-    files.sort();
+    files.sort_by(|a, b| natural_order(a, b));
     Ok(files)
+}
+
+/// Paths by name, with runs of digits compared as numbers: `frame_9.jpg`
+/// before `frame_10.jpg`, as a camera that does not pad its counter means
+/// them (plain string order put frame_10 to frame_17 between frame_1 and
+/// frame_2, and replayed the footage out of order). Zero-padded and
+/// timestamped names keep their order.
+pub fn natural_order(a: &Path, b: &Path) -> std::cmp::Ordering {
+    let (a, b) = (a.to_string_lossy(), b.to_string_lossy());
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(&b),
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(p), Some(q)) if p.is_ascii_digit() && q.is_ascii_digit() => {
+                let run = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (m, n) = (run(x), run(y));
+                let strip = |s: &[u8]| {
+                    let zeros = s.iter().take_while(|&&c| c == b'0').count();
+                    s[zeros.min(s.len() - 1)..].to_vec()
+                };
+                let (u, v) = (strip(&x[..m]), strip(&y[..n]));
+                let order = u.len().cmp(&v.len()).then_with(|| u.cmp(&v));
+                if order.is_ne() {
+                    return order;
+                }
+                (x, y) = (&x[m..], &y[n..]);
+            }
+            (Some(p), Some(q)) => {
+                if p != q {
+                    return p.cmp(q);
+                }
+                (x, y) = (&x[1..], &y[1..]);
+            }
+        }
+    }
 }
 
 /// One frame read from footage.
@@ -151,7 +188,7 @@ fn open_video(
     bail!(
         "{} is a video, and this build has no video support: rebuild with `--features video` \
          (after `apt-get install libavformat-dev libavcodec-dev libswscale-dev libclang-dev pkg-config`), \
-         or extract frames with `ffmpeg -i VIDEO -vf fps=1 frames/frame_%05d.jpg` and replay the folder",
+         or extract frames with `ffmpeg -i VIDEO -vf fps=1 frames/frame_%05d.jpg` and replay the folder with `--interval 1`",
         path.display()
     )
 }
@@ -607,6 +644,41 @@ mod tests {
         cut.truncate(cut.len() / 2);
         let err = decode_bytes(&cut).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn frames_are_in_the_order_their_numbers_say() {
+        let mut names: Vec<PathBuf> = [
+            "frame_10.jpg",
+            "frame_2.jpg",
+            "frame_1.jpg",
+            "frame_0003.jpg",
+            "frame_11.jpg",
+            "1465063260_-02340.jpg",
+            "1465063200_-02400.jpg",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        names.sort_by(|a, b| natural_order(a, b));
+        let names: Vec<&str> = names.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "1465063200_-02400.jpg",
+                "1465063260_-02340.jpg",
+                "frame_1.jpg",
+                "frame_2.jpg",
+                "frame_0003.jpg",
+                "frame_10.jpg",
+                "frame_11.jpg"
+            ]
+        );
+        // Padded names keep their plain order; equal numbers fall back to it.
+        let (a, b) = (Path::new("frame_0009.jpg"), Path::new("frame_0010.jpg"));
+        assert!(natural_order(a, b).is_lt());
+        let (a, b) = (Path::new("frame_01.jpg"), Path::new("frame_1.jpg"));
+        assert!(natural_order(a, b).is_lt());
     }
 
     #[test]

@@ -557,7 +557,7 @@ pub fn footage_names(data: &[u8]) {
             expected.push(path);
         }
     }
-    expected.sort();
+    expected.sort_by(|a, b| footage::natural_order(a, b));
     for path in &expected {
         if let Some(t) = footage::time_from_name(&footage::frame_name(path)) {
             assert!(

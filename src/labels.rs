@@ -76,8 +76,9 @@ impl Labels {
             };
             let time = match unix_time.map(field) {
                 None | Some("") => None,
-                Some(t) => Some(
-                    t.parse::<f64>()
+                Some(t) => {
+                    let seconds = t
+                        .parse::<f64>()
                         .ok()
                         .filter(|t| t.is_finite())
                         .with_context(|| {
@@ -85,8 +86,18 @@ impl Labels {
                                 "{} line {line}: unix_time '{t}' is not a number",
                                 path.display()
                             )
-                        })?,
-                ),
+                        })?;
+                    // 1e11 s is the year 5138; 13-digit milliseconds since
+                    // 1970 are over it, and would time frames 1000 times too
+                    // far apart without a word.
+                    if seconds.abs() >= 1e11 {
+                        bail!(
+                            "{} line {line}: unix_time {t} is not seconds since 1970 (milliseconds? divide by 1000)",
+                            path.display()
+                        );
+                    }
+                    Some(seconds)
+                }
             };
             let label = FrameLabel {
                 truth: PerClass {

@@ -52,7 +52,7 @@ enum Command {
     /// Score still images (files or folders) for smoke and flame.
     Classify(ClassifyArgs),
     /// Replay recorded footage (a folder of frames or a video) through the detector and
-    /// temporal confirmation; prints incident events as JSON lines.
+    /// temporal confirmation; prints incident events and a summary (`--json`: JSON lines).
     Replay(ReplayArgs),
     /// Check a configuration file; errors name the line and the field.
     CheckConfig(CheckConfigArgs),
@@ -296,6 +296,15 @@ fn run_classify(args: ClassifyArgs) -> Result<ExitCode> {
 
 fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     let footage = Footage::open(&args.path)?;
+    if let Some(dir) = &args.report {
+        // Before the replay, which can take an hour: not after it.
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the report folder {}: give --report a folder that is or can be made",
+                dir.display()
+            )
+        })?;
+    }
     let labels = args.labels.as_deref().map(Labels::read).transpose()?;
     let mut detector = args.model.load()?;
     let options = ReplayOptions {
@@ -357,6 +366,13 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         write_report(dir, &args.path.display().to_string(), &outcome)
             .with_context(|| format!("cannot write the report to {}", dir.display()))?;
         eprintln!("report written to {}", dir.join("index.html").display());
+    }
+    if outcome.summary.decoded == 0 {
+        eprintln!(
+            "error: none of the {} frames could be decoded (the log says why)",
+            outcome.summary.skipped
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -97,6 +97,34 @@ pub struct ReplayOutcome {
     pub thresholds: PerClass<f32>,
 }
 
+/// Refuses labels that name none of the frames (a wrong file, or paths where
+/// the `frame` column wants file names): the summary would read as a fire
+/// missed. Some frames without a label is normal, and said.
+fn check_labels_name_frames(paths: &[std::path::PathBuf], labels: &Labels) -> Result<()> {
+    let names: Vec<String> = paths
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let labelled = names.iter().filter(|n| labels.get(n).is_some()).count();
+    if labelled == 0 && !names.is_empty() {
+        let example = labels.iter().map(|(name, _)| name).next().unwrap_or("none");
+        anyhow::bail!(
+            "none of the {} labels names one of the {} frames (a label's frame is, for example, {example:?}; frames are named like {:?}): the frame column holds file names, with or without the extension",
+            labels.len(),
+            names.len(),
+            names[0]
+        );
+    }
+    if labelled < names.len() {
+        warn!(
+            "{} of {} frames have no label: they are scored but left out of the summary's figures",
+            names.len() - labelled,
+            names.len()
+        );
+    }
+    Ok(())
+}
+
 /// Replays `footage`, handing each event to `on_event` as it happens.
 pub fn replay(
     detector: &mut Detector,
@@ -125,8 +153,22 @@ pub fn replay(
         .labels
         .as_ref()
         .is_some_and(|l| l.iter().any(|(_, label)| label.unix_time.is_some()));
+    if let (Footage::Stills(paths), Some(labels)) = (footage, &options.labels) {
+        check_labels_name_frames(paths, labels)?;
+    }
     if labels_timed {
-        info!("frames timed by their labels' unix_time (--interval after the frame before where a label gives none)");
+        let times = options
+            .labels
+            .iter()
+            .flat_map(|l| l.iter().filter_map(|(_, label)| label.unix_time));
+        let (first, last) = times.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), t| {
+            (a.min(t), b.max(t))
+        });
+        info!(
+            "frames timed by their labels' unix_time, {} to {} (--interval after the frame before where a label gives none)",
+            rfc3339(first),
+            rfc3339(last)
+        );
     }
     let named_times = match footage {
         Footage::Stills(paths) if options.times_from_names && !labels_timed => {

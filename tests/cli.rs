@@ -324,6 +324,7 @@ fn bad_input_gets_a_one_line_error_and_a_failing_exit() {
     )
     .unwrap();
     let frame = fixture("hillside/frame_0000.jpg");
+    let hillside = fixture("hillside");
 
     let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
         (
@@ -341,6 +342,16 @@ fn bad_input_gets_a_one_line_error_and_a_failing_exit() {
             "does not exist",
         ),
         (vec!["classify".as_ref(), text.as_os_str()], "not a .jpg"),
+        (vec!["classify".as_ref(), dir.path().as_os_str()], "no .jpg"),
+        (
+            vec![
+                "replay".as_ref(),
+                "--report".as_ref(),
+                text.as_os_str(),
+                hillside.as_os_str(),
+            ],
+            "cannot create the report folder",
+        ),
         (
             vec![
                 "classify".as_ref(),
@@ -391,6 +402,44 @@ fn bad_labels_name_the_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("line 2") && err.contains("smoke"), "{err}");
+    // Labels that name no frame (paths in the frame column), and times in
+    // milliseconds: refused, not read as a missed fire or a 1000-fold clock.
+    for (csv, expected) in [
+        (
+            "frame,smoke,flame\nhillside/frame_0000.jpg,0,0\n",
+            "none of the 1 labels names one of the 18 frames",
+        ),
+        (
+            "frame,smoke,flame,unix_time\nframe_0000.jpg,0,0,1743476400000\n",
+            "milliseconds",
+        ),
+    ] {
+        std::fs::write(&labels, csv).unwrap();
+        let out = bin()
+            .args(["replay", "--labels"])
+            .arg(&labels)
+            .arg(fixture("hillside"))
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn a_replay_with_no_frame_decoded_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..2 {
+        std::fs::write(dir.path().join(format!("frame_{i}.jpg")), b"not a jpeg").unwrap();
+    }
+    let out = bin().arg("replay").arg(dir.path()).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("none of the 2 frames could be decoded"),
+        "{err}"
+    );
 }
 
 /// `wildfire-watch receive` on a store whose index a crash tore and on an
