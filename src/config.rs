@@ -517,6 +517,26 @@ impl CameraConfig {
             ));
         }
         let name = |field: &str| format!("cameras[{i}].{field}");
+        // Placement goes into every alert: a map in the control room puts
+        // the camera, and the bearing of its view, where these say.
+        for (field, value, range) in [
+            ("lat", self.lat, -90.0..=90.0),
+            ("lon", self.lon, -180.0..=180.0),
+            ("azimuth_deg", self.azimuth_deg, 0.0..=360.0),
+            ("fov_deg", self.fov_deg, f64::MIN_POSITIVE..=360.0),
+        ] {
+            if !range.contains(&value) {
+                return Err(at.error(
+                    Some(self.id.span()),
+                    format!(
+                        "{} = {value} is out of range: it must be from {} to {} (WGS 84 degrees for lat and lon; degrees clockwise from north for azimuth_deg)",
+                        name(field),
+                        if field == "fov_deg" { 0.0 } else { *range.start() },
+                        range.end()
+                    ),
+                ));
+            }
+        }
         positive(at, &name("interval_s"), &self.interval_s)?;
         positive(at, &name("grab_timeout_s"), &self.grab_timeout_s)?;
         positive(at, &name("max_backoff_s"), &self.max_backoff_s)?;
@@ -843,6 +863,27 @@ mod tests {
         let e = parse("[device]\nid = \"t\"\nname = \"T\"\n[status]\nlisten = \"localhost\"\n")
             .unwrap_err();
         assert!(e.message.contains("status.listen"), "{e}");
+        // Placement goes into every alert: out-of-range values are refused.
+        for (field, bad) in [
+            ("lat = 35.17", "lat = 135.1"),
+            ("lon = 127.68", "lon = -200.0"),
+            ("azimuth_deg = 265.0", "azimuth_deg = 900.0"),
+            ("fov_deg = 62.0", "fov_deg = -5.0"),
+        ] {
+            let e = parse(&format!("{}{source}", CAMERA.replace(field, bad))).unwrap_err();
+            let name = bad.split(' ').next().unwrap();
+            assert!(
+                e.message.contains(&format!("cameras[0].{name}"))
+                    && e.message.contains("out of range"),
+                "{bad}: {e}"
+            );
+        }
+        // An unknown class in thresholds is a mistake, not ignored.
+        let e = parse(&format!(
+            "{CAMERA}{source}[cameras.confirm]\nthresholds = {{ smoke = 0.9, flame = 0.9, fire = 0.5 }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("fire"), "{e}");
     }
 
     #[test]

@@ -103,8 +103,6 @@ pub struct DeliveryOptions {
     pub max_response_bytes: usize,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// Retries never wait past an event's expiry; nor does `Retry-After`.
-    pub max_age: Duration,
 }
 
 impl DeliveryOptions {
@@ -116,7 +114,6 @@ impl DeliveryOptions {
             max_response_bytes: *d.max_response_bytes.get_ref() as usize,
             initial_backoff: d.initial_backoff(),
             max_backoff: d.max_backoff(),
-            max_age: config.outbox.max_age(),
         }
     }
 }
@@ -754,7 +751,6 @@ mod tests {
             max_response_bytes: 4096,
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
-            max_age: Duration::from_secs(3600),
         };
         let endpoint = Endpoint {
             url,

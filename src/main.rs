@@ -431,6 +431,10 @@ fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
             }
         }
     }
+    if config.cameras.is_empty() {
+        eprintln!("error: no [[cameras]]: `run` needs at least one (see systemd/wildfire-watch.example.toml)");
+        problems += 1;
+    }
     if config.webhooks.is_empty() {
         eprintln!("warning: no [[webhooks]]: events wait in the outbox (incidents until taken, others up to [outbox] max_age_hours) and alert nobody until one is added");
     }

@@ -41,6 +41,7 @@ impl Class {
 
 /// Per-class values, indexed by [`Class`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PerClass<T> {
     pub smoke: T,
     pub flame: T,

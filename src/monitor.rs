@@ -45,7 +45,7 @@ use crate::outbox_thread::OutboxHandle;
 use crate::payload::{self, CameraChange};
 use crate::pipeline::CameraPipeline;
 use crate::sdnotify::{self, Liveness};
-use crate::status::{self, CameraState, LiveState, OUTBOX_LIMIT};
+use crate::status::{self, CameraState, HeldBy, LiveState, OUTBOX_LIMIT};
 
 /// Extra time a worker gets beyond what its next step should take.
 const SLACK: Duration = Duration::from_secs(15);
@@ -160,6 +160,7 @@ impl Shared {
     fn emit(&self, event: OutgoingEvent) {
         let new_events = self.new_events.clone();
         let held = self.held.clone();
+        let state = self.state.clone();
         self.outbox.send(move |outbox| {
             let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
             let id = event.id.clone();
@@ -177,6 +178,7 @@ impl Shared {
                     );
                 }
             }
+            state.set_held(HeldBy::OutboxThread, held.len());
         });
     }
 
@@ -185,12 +187,14 @@ impl Shared {
     fn retry_held(&self) {
         let new_events = self.new_events.clone();
         let held = self.held.clone();
+        let state = self.state.clone();
         self.outbox.send(move |outbox| {
             let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
             let waiting = held.len();
             if waiting > 0 && store_held(outbox, &new_events, &mut held).is_ok() {
                 info!("the outbox takes writes again: {waiting} held event(s) stored");
             }
+            state.set_held(HeldBy::OutboxThread, held.len());
         });
     }
 
@@ -446,6 +450,15 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
             OUTBOX_DRAIN.as_secs()
         ),
     }
+    let lost: Vec<String> = (shared.held.lock().unwrap_or_else(|e| e.into_inner()))
+        .iter()
+        .map(|e| e.id.clone())
+        .collect();
+    if !lost.is_empty() {
+        error!(
+            "stopping with events the outbox could not store: {lost:?} are lost; free space on the disk under [outbox] path"
+        );
+    }
     outcome
 }
 
@@ -641,6 +654,9 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         if unsaved_tried.elapsed() >= HELD_RETRY {
             unsaved_tried = Instant::now();
             retry_unsaved(shared, &pipelines, &mut saved, &mut unsaved);
+            shared
+                .state
+                .set_held(HeldBy::Inference, unsaved.iter().map(Vec::len).sum());
         }
         let Some((index, frame)) = shared.mailbox.take(IDLE_WAIT) else {
             continue;
@@ -704,6 +720,9 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             &mut saved[index],
             &mut unsaved[index],
         );
+        shared
+            .state
+            .set_held(HeldBy::Inference, unsaved.iter().map(Vec::len).sum());
     }
     // Stopping with incident events the outbox refused: one last try, and
     // the journal names any that go with the process.

@@ -331,7 +331,21 @@ impl Outbox {
             max_age,
             commit_delay: Duration::ZERO,
         };
-        outbox.match_configured_endpoints()?;
+        outbox.match_configured_endpoints().map_err(|e| {
+            let read_only = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<rusqlite::Error>()
+                        .and_then(rusqlite::Error::sqlite_error_code),
+                    Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied)
+                )
+            });
+            let hint = if read_only {
+                ": the service user must be able to write the file and its folder (the shipped unit writes only under /var/lib/wildfire-watch)"
+            } else {
+                ""
+            };
+            e.context(format!("cannot write to the outbox {}{hint}", path.display()))
+        })?;
         Ok(outbox)
     }
 

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io::Cursor;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,18 @@ pub struct LiveState {
     inference: Mutex<Histogram>,
     pub outbox: OutboxHandle,
     pub started: Instant,
+    /// Events the outbox refused (a full disk) that wait in memory: camera
+    /// and device events, and incident events (the monitor sets both).
+    held: [AtomicUsize; 2],
+}
+
+/// Who holds events in memory, for [`LiveState::set_held`].
+#[derive(Clone, Copy)]
+pub enum HeldBy {
+    /// The outbox thread: camera events, heartbeats, `outbox.replaced`.
+    OutboxThread = 0,
+    /// The inference thread: incident events.
+    Inference = 1,
 }
 
 impl LiveState {
@@ -130,7 +143,18 @@ impl LiveState {
             inference: Mutex::new(Histogram::default()),
             outbox,
             started: Instant::now(),
+            held: [AtomicUsize::new(0), AtomicUsize::new(0)],
         }
+    }
+
+    /// How many events `by` holds in memory now.
+    pub fn set_held(&self, by: HeldBy, n: usize) {
+        self.held[by as usize].store(n, Ordering::Relaxed);
+    }
+
+    /// Events waiting in memory for the outbox to take writes.
+    pub fn held(&self) -> usize {
+        self.held.iter().map(|h| h.load(Ordering::Relaxed)).sum()
     }
 
     pub fn observe_inference(&self, took: Duration) {
@@ -171,12 +195,20 @@ impl LiveState {
     /// The `/healthz` body and whether everything is healthy.
     pub fn health(&self) -> (Value, bool) {
         let (cameras, all_online) = self.cameras_json();
-        let mut outbox = match self.outbox.figures().stats {
+        let figures = self.outbox.figures();
+        let disabled = figures.endpoints.iter().filter(|(_, d)| *d).count();
+        let held = self.held();
+        let mut outbox = match figures.stats {
             Ok(s) => {
-                json!({ "pending_events": s.pending_events, "delivered": s.delivered, "endpoints_disabled": s.endpoints_disabled })
+                json!({ "pending_events": s.pending_events, "delivered": s.delivered, "endpoints_disabled": disabled, "held_in_memory": held })
             }
-            Err(e) => json!({ "error": e }),
+            Err(e) => json!({ "error": e, "held_in_memory": held }),
         };
+        if held > 0 && outbox.get("error").is_none() {
+            outbox["error"] = json!(format!(
+                "{held} event(s) wait in memory: the outbox refuses writes (is the disk under [outbox] path full?); they are lost if the service stops"
+            ));
+        }
         if let Some(stalled) = self.outbox.stalled_for().filter(|s| *s > OUTBOX_LIMIT) {
             outbox["error"] = json!(format!(
                 "one outbox call has run for {:.0} s: the disk under [outbox] path is stuck or failing",
@@ -307,6 +339,13 @@ impl LiveState {
             let _ = writeln!(out, "wildfire_inference_seconds_sum {}", h.sum);
             let _ = writeln!(out, "wildfire_inference_seconds_count {}", h.count);
         }
+        head(
+            &mut out,
+            "events_held_in_memory",
+            "gauge",
+            "Events the outbox refused (a full disk) that wait in memory, lost if the service stops.",
+        );
+        let _ = writeln!(out, "wildfire_events_held_in_memory {}", self.held());
         let figures = self.outbox.figures();
         if let Ok(s) = &figures.stats {
             for (name, kind, help, v) in [

@@ -31,7 +31,6 @@ fn options() -> DeliveryOptions {
         max_response_bytes: 4096,
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
-        max_age: Duration::from_secs(3600),
     }
 }
 

@@ -680,6 +680,19 @@ async fn an_alert_refused_by_a_full_disk_is_stored_when_space_returns_though_its
         return;
     };
     site.refused().await;
+    // The status says so: the alert is only in memory.
+    let (code, health) = wait_for("/healthz to count the held incident", || async {
+        let (code, health) = site.monitor.health().await;
+        (health["outbox"]["held_in_memory"].as_u64() > Some(0)).then_some((code, health))
+    })
+    .await;
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(site
+        .monitor
+        .metric("wildfire_events_held_in_memory")
+        .await
+        .is_some_and(|n| n >= 1.0));
     site.camera.stop();
     // Long enough for grabs to fail and for any frame in flight to be done.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -689,6 +702,11 @@ async fn an_alert_refused_by_a_full_disk_is_stored_when_space_returns_though_its
         events_of_type(&site.store, "incident.started")
             .into_iter()
             .next()
+    })
+    .await;
+    wait_for("/healthz to count nothing held", || async {
+        let (_, health) = site.monitor.health().await;
+        (health["outbox"]["held_in_memory"] == 0).then_some(())
     })
     .await;
     println!(
