@@ -207,6 +207,17 @@ impl OpenIncident {
     pub fn last_kept(&self) -> f64 {
         self.state.last_kept
     }
+
+    /// Itself without what changes on every hot frame (the time of its last
+    /// hot frame, its peak score): what a restart needs to continue it under
+    /// its id with the same region, for the monitor to tell a change worth
+    /// a write to the SD card from one it can save later.
+    pub fn without_per_frame_fields(&self) -> OpenIncident {
+        let mut lasting = self.clone();
+        lasting.state.last_kept = 0.0;
+        lasting.state.peak = 0.0;
+        lasting
+    }
 }
 
 struct ClassState {
@@ -1370,6 +1381,29 @@ mod tests {
             serde_json::from_str(&json).unwrap(),
             started[0].incident_id.clone(),
         )
+    }
+
+    #[test]
+    fn an_incident_on_its_next_hot_frame_differs_only_in_per_frame_fields() {
+        let mut c = confirmer();
+        let hot = frame(&[((1, 1), 0.9)]);
+        let hotter = frame(&[((1, 1), 0.95)]);
+        c.push(1_000.0, "f", &hot);
+        c.push(1_060.0, "f", &hot);
+        let before = c.open_incidents();
+        c.push(1_070.0, "f", &hotter);
+        let after = c.open_incidents();
+        assert_ne!(before, after);
+        assert_eq!(
+            before[0].without_per_frame_fields(),
+            after[0].without_per_frame_fields()
+        );
+        // Its region growing is not per frame.
+        c.push(1_080.0, "f", &frame(&[((1, 1), 0.9), ((1, 2), 0.9)]));
+        assert_ne!(
+            after[0].without_per_frame_fields(),
+            c.open_incidents()[0].without_per_frame_fields()
+        );
     }
 
     #[test]

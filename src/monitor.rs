@@ -631,15 +631,16 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             )
         })
         .collect();
-    // The running incidents last saved per camera, as JSON.
-    let mut saved: Vec<Option<String>> = vec![None; pipelines.len()];
+    // The running incidents last saved per camera.
+    let mut saved: Vec<SavedIncidents> = Vec::new();
+    saved.resize_with(pipelines.len(), SavedIncidents::default);
     // Incident events the outbox refused (a full disk), per camera: they go
     // again, first, with the camera's next frame, or every HELD_RETRY while
     // no frame comes (a camera lost to the fire it reported).
     let mut unsaved: Vec<Vec<OutgoingEvent>> = vec![Vec::new(); pipelines.len()];
     let mut unsaved_tried = Instant::now();
     for (index, camera) in shared.config.cameras.iter().enumerate() {
-        saved[index] = resume_incidents(shared, camera, &mut pipelines[index]);
+        saved[index].json = resume_incidents(shared, camera, &mut pipelines[index]);
     }
     let (model_name, model_version) = (
         detector.info().name.clone(),
@@ -724,9 +725,21 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
             .state
             .set_held(HeldBy::Inference, unsaved.iter().map(Vec::len).sum());
     }
-    // Stopping with incident events the outbox refused: one last try, and
-    // the journal names any that go with the process.
-    retry_unsaved(shared, &pipelines, &mut saved, &mut unsaved);
+    // Stopping: the running incidents as they are now (their last hot frame
+    // included, which may have waited), with any incident events the outbox
+    // refused, in one last try; the journal names any that go with the
+    // process.
+    for (index, pipeline) in pipelines.iter().enumerate() {
+        saved[index].at = None;
+        commit_incidents(
+            shared,
+            index,
+            pipeline,
+            Vec::new(),
+            &mut saved[index],
+            &mut unsaved[index],
+        );
+    }
     for (camera, lost) in shared.config.cameras.iter().zip(&unsaved) {
         if !lost.is_empty() {
             let ids: Vec<&str> = lost.iter().map(|e| e.id.as_str()).collect();
@@ -743,7 +756,7 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
 fn retry_unsaved(
     shared: &Shared,
     pipelines: &[CameraPipeline],
-    saved: &mut [Option<String>],
+    saved: &mut [SavedIncidents],
     unsaved: &mut [Vec<OutgoingEvent>],
 ) {
     for (index, pipeline) in pipelines.iter().enumerate() {
@@ -760,32 +773,79 @@ fn retry_unsaved(
     }
 }
 
+/// A camera's running incidents as last committed to the outbox.
+#[derive(Default)]
+struct SavedIncidents {
+    /// Their JSON (`None`: none running).
+    json: Option<String>,
+    /// The same without per-frame fields
+    /// ([`OpenIncident::without_per_frame_fields`]).
+    lasting: Option<String>,
+    /// When (monotonic) they were committed.
+    at: Option<Instant>,
+}
+
+/// How long a running incident's per-frame fields (its last hot frame's
+/// time, its peak) may wait to be saved when nothing else changed. Saving
+/// them with every frame wrote and synced the SD card every `interval_s` for
+/// as long as an incident ran (8,640 commits a day per camera at 10 s, for a
+/// chimney or burn pile that runs for days). The cost: a restart reads a
+/// last hot frame up to this much too old, so one within `clear_s` (180 s)
+/// of it but over `clear_s` minus this may end the incident, and a fire
+/// still burning starts a new one.
+const SAVE_PER_FRAME_FIELDS_EVERY: Duration = Duration::from_secs(60);
+
+impl SavedIncidents {
+    /// Whether `json` (with `lasting`, as in [`SavedIncidents`]) must be
+    /// committed now, given no events go with it.
+    fn stale(&self, json: &Option<String>, lasting: &Option<String>, now: Instant) -> bool {
+        *json != self.json
+            && (*lasting != self.lasting
+                || self
+                    .at
+                    .is_none_or(|at| now.duration_since(at) >= SAVE_PER_FRAME_FIELDS_EVERY))
+    }
+}
+
 /// Commits camera `index`'s incident events, after those the outbox refused
-/// before (`unsaved`), with its running incidents, when any of them changed;
-/// `saved` is what was last committed. What the outbox refuses stays in
-/// `unsaved` (at most MAX_HELD, the newest), to go again.
+/// before (`unsaved`), with its running incidents: with every event, and
+/// otherwise when they changed ([`SavedIncidents::stale`]); `saved` is what
+/// was last committed. What the outbox refuses stays in `unsaved` (at most
+/// MAX_HELD, the newest), to go again.
 fn commit_incidents(
     shared: &Shared,
     index: usize,
     pipeline: &CameraPipeline,
     events: Vec<OutgoingEvent>,
-    saved: &mut Option<String>,
+    saved: &mut SavedIncidents,
     unsaved: &mut Vec<OutgoingEvent>,
 ) {
     let mut outgoing = std::mem::take(unsaved);
     outgoing.extend(events);
     let camera = &shared.config.cameras[index];
     let open = pipeline.open_incidents();
-    let open = if open.is_empty() {
-        None
+    let (json, lasting) = if open.is_empty() {
+        (None, None)
     } else {
-        serde_json::to_string(&open).ok()
+        let lasting: Vec<OpenIncident> = open
+            .iter()
+            .map(OpenIncident::without_per_frame_fields)
+            .collect();
+        (
+            serde_json::to_string(&open).ok(),
+            serde_json::to_string(&lasting).ok(),
+        )
     };
-    if outgoing.is_empty() && open == *saved {
+    let now = Instant::now();
+    if outgoing.is_empty() && !saved.stale(&json, &lasting, now) {
         return;
     }
-    if shared.record(&outgoing, camera.id.get_ref(), open.clone()) {
-        *saved = open;
+    if shared.record(&outgoing, camera.id.get_ref(), json.clone()) {
+        *saved = SavedIncidents {
+            json,
+            lasting,
+            at: Some(now),
+        };
     } else {
         if outgoing.len() > MAX_HELD {
             let dropped = outgoing.len() - MAX_HELD;
@@ -918,6 +978,33 @@ async fn watchdog_task(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_incident_is_saved_when_it_changes_and_its_last_hot_frame_once_a_minute() {
+        let some = |s: &str| Some(s.to_string());
+        let t0 = Instant::now();
+        let saved = SavedIncidents {
+            json: some("[kept at 100]"),
+            lasting: some("[region A]"),
+            at: Some(t0),
+        };
+        // Unchanged: nothing to write.
+        assert!(!saved.stale(&some("[kept at 100]"), &some("[region A]"), t0));
+        // Only its last hot frame moved: it waits, up to a minute.
+        let later = t0 + Duration::from_secs(30);
+        assert!(!saved.stale(&some("[kept at 130]"), &some("[region A]"), later));
+        let later = t0 + SAVE_PER_FRAME_FIELDS_EVERY;
+        assert!(saved.stale(&some("[kept at 160]"), &some("[region A]"), later));
+        // Its region grew, or it ended: at once.
+        assert!(saved.stale(&some("[kept at 110]"), &some("[region AB]"), t0));
+        assert!(saved.stale(&None, &None, t0));
+        // Never saved (after a restart, or at a stop): at once.
+        let restarted = SavedIncidents {
+            json: some("[kept at 100]"),
+            ..SavedIncidents::default()
+        };
+        assert!(restarted.stale(&some("[kept at 110]"), &some("[region A]"), t0));
+    }
 
     fn frame(seq: u64) -> Frame {
         Frame {
