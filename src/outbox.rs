@@ -23,8 +23,10 @@
 //! `PRAGMA user_version`: opening an outbox an older build wrote upgrades it
 //! in place, step by step ([`MIGRATIONS`]), keeping its events.
 //!
-//! Bounds: at most `max_events` undelivered events. Past it the oldest event
-//! of the lowest priority goes first (heartbeats and snapshots, then tests,
+//! Bounds: at most `max_events` undelivered events. Past it, events some
+//! endpoint has already taken go first (with two webhooks and one down, the
+//! other's control room has them), then the oldest event
+//! of the lowest priority (heartbeats and snapshots, then tests,
 //! camera offline/online and device events, then incidents), so an incident
 //! is never dropped to keep a heartbeat; only when the outbox is all incidents does the
 //! oldest incident make room for a new one. Undelivered events other than
@@ -1338,8 +1340,10 @@ fn supersede_updates(
     Ok(())
 }
 
-/// Drops events until at most `max_events` remain: lowest priority first,
-/// oldest first within a priority. Returns whether `new_seq` itself went.
+/// Drops events until at most `max_events` remain: first those some
+/// endpoint has already taken (a control room has them; another, maybe down
+/// for days, waits for them), then the lowest priority, oldest first.
+/// Returns whether `new_seq` itself went.
 fn make_room(tx: &rusqlite::Transaction, max_events: u64, new_seq: i64) -> rusqlite::Result<bool> {
     let total: i64 = tx.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
     let excess = (total.max(0) as u64).saturating_sub(max_events);
@@ -1348,7 +1352,7 @@ fn make_room(tx: &rusqlite::Transaction, max_events: u64, new_seq: i64) -> rusql
     }
     let victims: Vec<(i64, String, String)> = {
         let mut stmt =
-            tx.prepare("SELECT seq, id, kind FROM events ORDER BY priority ASC, seq ASC LIMIT ?1")?;
+            tx.prepare("SELECT seq, id, kind FROM events ORDER BY settled DESC, priority ASC, seq ASC LIMIT ?1")?;
         let rows = stmt.query_map([excess as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -1816,6 +1820,31 @@ mod tests {
             .mark_failed("http://a/", head.seq + 1, 0.0, "x")
             .unwrap();
         assert_eq!(outbox.stats().unwrap().delivered, 9);
+    }
+
+    #[test]
+    fn when_full_what_a_webhook_already_took_goes_first() {
+        // Webhook a takes everything; b is down. Full of incidents a took,
+        // a new camera event is kept (for both) and the oldest of those
+        // incidents goes.
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 2);
+        let now = now_unix();
+        for id in ["fire0", "fire1"] {
+            outbox
+                .enqueue(&event(id, EventKind::Incident, now))
+                .unwrap();
+        }
+        assert_eq!(drain(&outbox, "http://a/"), ["fire0", "fire1"]);
+        assert!(matches!(
+            outbox
+                .enqueue(&event("offline", EventKind::Camera, now))
+                .unwrap(),
+            Enqueued::Stored { endpoints: 2 }
+        ));
+        assert_eq!(drain(&outbox, "http://a/"), ["offline"]);
+        assert_eq!(drain(&outbox, "http://b/"), ["fire1", "offline"]);
+        assert_eq!(outbox.stats().unwrap().dropped_full, 1);
     }
 
     #[test]
