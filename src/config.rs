@@ -659,6 +659,7 @@ impl CameraConfig {
                 .filter_map(|s| s.get_ref().parse().ok())
                 .collect(),
         )
+        .owned_by(&format!("camera {}", self.id.get_ref()))
     }
 }
 

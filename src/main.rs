@@ -316,7 +316,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         }),
         times_from_names: args.interval.is_none(),
         confirm: ConfirmConfig::default(),
-        mask: IgnoreMask::new(args.ignore.clone()),
+        mask: IgnoreMask::new(args.ignore.clone()).owned_by("--ignore"),
         keep_event_frames: args.report.is_some(),
     };
     let stdout = io::stdout();

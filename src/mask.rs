@@ -118,7 +118,14 @@ pub struct IgnoreMask {
     shapes: Vec<IgnoreShape>,
     size: (u32, u32),
     pixels: Vec<bool>,
+    /// Whose shapes, for the warnings of [`IgnoreMask::prepare`].
+    owner: String,
 }
+
+/// A share of the frame over which masked shapes are worth a warning: a
+/// mask meant for a chimney that blinds most of the view is a mistake
+/// (shapes given for another resolution), and nothing else would say so.
+const MOSTLY_MASKED: f32 = 0.5;
 
 impl IgnoreMask {
     pub fn new(shapes: Vec<IgnoreShape>) -> IgnoreMask {
@@ -126,17 +133,63 @@ impl IgnoreMask {
             shapes,
             size: (0, 0),
             pixels: Vec::new(),
+            owner: String::new(),
         }
+    }
+
+    /// Names whose shapes these are (`camera west`) in its warnings.
+    pub fn owned_by(mut self, owner: &str) -> IgnoreMask {
+        self.owner = owner.to_string();
+        self
+    }
+
+    /// What looks wrong with the shapes at the size last prepared: a shape
+    /// that masks no pixel (outside the frame), and a mask over most of it.
+    pub fn problems(&self) -> Vec<String> {
+        let (width, height) = self.size;
+        let mut problems = Vec::new();
+        for shape in &self.shapes {
+            let touches = (0..height)
+                .any(|y| (0..width).any(|x| shape.contains(x as f32 + 0.5, y as f32 + 0.5)));
+            if !touches {
+                problems.push(format!(
+                    "ignore shape \"{shape}\" lies outside the {width}x{height} frame and masks nothing (shapes are in this camera's frame pixels)"
+                ));
+            }
+        }
+        let masked = self.pixels.iter().filter(|m| **m).count();
+        let share = masked as f32 / self.pixels.len().max(1) as f32;
+        if share > MOSTLY_MASKED {
+            problems.push(format!(
+                "the ignore shapes mask {:.0} % of the {width}x{height} frame: nothing there can raise an alarm (shapes are in this camera's frame pixels)",
+                share * 100.0
+            ));
+        }
+        problems
     }
 
     pub fn is_empty(&self) -> bool {
         self.shapes.is_empty()
     }
 
-    /// Rasterises the shapes for a `width x height` frame, if not done already.
+    /// Rasterises the shapes for a `width x height` frame, if not done
+    /// already; logs [`IgnoreMask::problems`] then, and a change of size
+    /// (shapes in pixels of the old size may no longer cover what they did).
     pub fn prepare(&mut self, width: u32, height: u32) {
         if self.size == (width, height) {
             return;
+        }
+        let who = if self.owner.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", self.owner)
+        };
+        if self.size != (0, 0) && !self.shapes.is_empty() {
+            tracing::warn!(
+                "{who}frames are now {width}x{height}, not {}x{}: check that the ignore shapes still cover what they should",
+                self.size.0,
+                self.size.1
+            );
         }
         self.size = (width, height);
         self.pixels.clear();
@@ -147,6 +200,9 @@ impl IgnoreMask {
                 self.pixels
                     .push(self.shapes.iter().any(|s| s.contains(cx, cy)));
             }
+        }
+        for problem in self.problems() {
+            tracing::warn!("{who}{problem}");
         }
     }
 
@@ -275,5 +331,19 @@ mod tests {
         assert_eq!(out.get_pixel(0, 0).0, [10, 20, 30]);
         assert_eq!(out.get_pixel(7, 0).0, [10, 20, 30]);
         assert_eq!(out.get_pixel(3, 3).0, [10, 20, 30]);
+    }
+
+    #[test]
+    fn shapes_outside_the_frame_or_over_most_of_it_are_problems() {
+        // Shapes written for a 1920x1080 camera, on a 640x360 one.
+        let mut mask = IgnoreMask::new(vec![
+            "1500,900,200,100".parse().unwrap(),
+            "0,0,600,300".parse().unwrap(),
+        ]);
+        mask.prepare(640, 360);
+        let problems = mask.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("1500,900,200,100") && problems[0].contains("outside"));
+        assert!(problems[1].contains("78 %"), "{problems:?}");
     }
 }

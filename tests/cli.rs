@@ -517,3 +517,30 @@ fn log_lines_into_the_journal_carry_their_syslog_priority() {
         "{text:?}"
     );
 }
+
+#[test]
+fn an_ignore_shape_that_blinds_the_frame_is_warned() {
+    // Shapes written for another resolution: one over the whole 640x360
+    // frame and beyond, one wholly outside it.
+    let out = bin()
+        .args([
+            "replay",
+            "--ignore",
+            "0,0,5000,5000",
+            "--ignore",
+            "1500,900,200,100",
+        ])
+        .arg(fixture("hillside"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("--ignore: the ignore shapes mask 100 % of the 640x360 frame"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"1500,900,200,100\" lies outside the 640x360 frame"),
+        "{err}"
+    );
+}
