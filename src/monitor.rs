@@ -483,6 +483,7 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
     let mut failures = 0u32;
     let mut offline_since: Option<f64> = None;
     let mut seq = 0u64;
+    let mut size: Option<(u32, u32)> = None;
     loop {
         let started = Instant::now();
         let captured_at = now_unix();
@@ -498,6 +499,17 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
             Ok(image) => {
                 failures = 0;
                 seq += 1;
+                // A camera reset or a firmware update can change the size:
+                // tiles then cover other places, so running incidents and
+                // cooldowns widen to the whole frame (src/confirm.rs).
+                let now = image.dimensions();
+                if let Some(was) = size.filter(|was| *was != now) {
+                    warn!(
+                        "camera {id}: frames are now {}x{}, not {}x{}: running incidents and cooldowns now cover the whole frame; check the camera's settings",
+                        now.0, now.1, was.0, was.1
+                    );
+                }
+                size = Some(now);
                 let image = Arc::new(image);
                 let stuck_for = stuck.check(&image, captured_at);
                 {
