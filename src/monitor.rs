@@ -63,6 +63,10 @@ const INFERENCE_STOP: Duration = Duration::from_secs(10);
 /// kills the process.
 const OUTBOX_DRAIN: Duration = Duration::from_secs(15);
 
+/// How long a start may take to open (and check) the outbox before systemd
+/// gives up on it: 10 minutes, a gigabyte read at under 2 MB/s.
+const OUTBOX_OPEN_LIMIT: Duration = Duration::from_secs(600);
+
 /// Test seam: milliseconds every outbox commit of `run` sleeps first
 /// ([`Outbox::slow_commits`]), as on an SD card whose fsync stalls.
 /// tests/monitor.rs sets it to prove that a stalled store stalls no camera,
@@ -283,6 +287,18 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         Some(false) => warn!("the system clock is not synchronized to network time yet: events are stamped on it, marked \"clock_synchronized\": false, until it is (timedatectl shows its state)"),
         None if cfg!(target_os = "linux") => warn!("cannot read the clock's state (adjtimex refused: a system call filter?): events are marked \"clock_synchronized\": null; the shipped unit allows adjtimex and clock_adjtime"),
         _ => {}
+    }
+    // Opening checks every page of the outbox (PRAGMA quick_check): after a
+    // long outage it can hold thousands of incidents with pictures (up to
+    // ~1 GB at max_events = 10000), and an SD card reads 10-40 MB/s, so the
+    // check may need longer than the unit's TimeoutStartSec (120 s). Without
+    // this, systemd would kill the start and restart it, over and over,
+    // right when the backlog matters most.
+    if let Err(e) = sdnotify::notify(&format!(
+        "EXTEND_TIMEOUT_USEC={}\nSTATUS=checking the outbox",
+        OUTBOX_OPEN_LIMIT.as_micros()
+    )) {
+        warn!("cannot tell systemd the start may take longer: {e}");
     }
     let (mut outbox, set_aside) = Outbox::for_service(&config)?;
     // The control room hears of every damaged outbox set aside, first in the

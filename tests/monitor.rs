@@ -73,6 +73,9 @@ async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
         ],
     );
     let notify = tokio::task::spawn_blocking(move || {
+        // The outbox check may outlast TimeoutStartSec: the start asks for
+        // more time first.
+        wait_for_datagram(&notify, "EXTEND_TIMEOUT_USEC=600000000");
         wait_for_datagram(&notify, "READY=1");
         wait_for_datagram(&notify, "WATCHDOG=1");
     });
