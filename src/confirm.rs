@@ -238,7 +238,7 @@ struct ClassState {
 
 /// Ids kept in [`ClassState::recent_ids`]: more than can start within one
 /// second.
-const RECENT_IDS: usize = 32;
+pub const RECENT_IDS: usize = 32;
 
 /// An ended incident, whose hot tiles cannot start another incident of its
 /// class before `until`.
@@ -325,6 +325,23 @@ impl Confirmer {
                 resumed: true,
                 ..incident.state
             });
+        }
+    }
+
+    /// Takes the ids of incidents this camera started before a restart
+    /// (newest first), so none is given again: a clock set back to the same
+    /// saved time at each boot would otherwise repeat them.
+    pub fn remember_started(&mut self, ids: &[String]) {
+        for state in &mut self.classes {
+            let prefix = format!("{}-{}-", self.camera, state.class.name());
+            let mine: Vec<&String> = ids
+                .iter()
+                .filter(|id| id.starts_with(&prefix))
+                .take(RECENT_IDS)
+                .collect();
+            for id in mine.into_iter().rev() {
+                state.remember_id(id.clone());
+            }
         }
     }
 
@@ -1381,6 +1398,23 @@ mod tests {
             serde_json::from_str(&json).unwrap(),
             started[0].incident_id.clone(),
         )
+    }
+
+    #[test]
+    fn an_id_started_before_a_restart_is_not_given_again() {
+        let hot = frame(&[((1, 1), 0.9)]);
+        let mut before = confirmer();
+        let first = before.push(1_000.0, "f", &hot);
+        assert!(first.is_empty());
+        let started = before.push(1_060.0, "f", &hot);
+        let id = started[0].incident_id.clone();
+        // After a power cut the clock is back at the same saved time, and
+        // the same fire confirms in the same second.
+        let mut after = confirmer();
+        after.remember_started(&[id.clone(), "cam-flame-x".into()]);
+        after.push(1_000.0, "f", &hot);
+        let again = after.push(1_060.0, "f", &hot);
+        assert_eq!(again[0].incident_id, format!("{id}-2"));
     }
 
     #[test]

@@ -37,9 +37,10 @@ use tracing::{error, info, warn};
 
 use crate::camera::{self, GrabError, Source, StuckDetector};
 use crate::config::{CameraConfig, Config};
-use crate::confirm::OpenIncident;
+use crate::confirm::{OpenIncident, RECENT_IDS};
 use crate::delivery::{self, DeliveryOptions, Endpoint, Until};
 use crate::detector::Detector;
+use crate::model::Class;
 use crate::outbox::{now_unix, Enqueued, Outbox, OutgoingEvent};
 use crate::outbox_thread::OutboxHandle;
 use crate::payload::{self, CameraChange};
@@ -896,6 +897,14 @@ fn resume_incidents(
     pipeline: &mut CameraPipeline,
 ) -> Option<String> {
     let id = camera.id.get_ref();
+    let started = shared.outbox.call_blocking({
+        let prefix = format!("{id}-");
+        move |outbox| outbox.started_incident_ids(&prefix, Class::ALL.len() * RECENT_IDS)
+    });
+    match started.and_then(|r| r) {
+        Ok(ids) => pipeline.remember_started(&ids),
+        Err(e) => warn!("camera {id}: cannot read the ids of incidents it started: {e:#}; a clock set back could repeat one"),
+    }
     let read = shared.outbox.call_blocking({
         let id = id.clone();
         move |outbox| outbox.open_incidents(&id)

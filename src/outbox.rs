@@ -253,8 +253,11 @@ CREATE TABLE open_incidents (
     // start can wake waiting deliveries and a later update drop stale ones.
     // Events stored before have neither and are sent as they are. And every
     // endpoint the outbox has been opened for, so that one new to it can be
-    // told from one that had taken everything (`known_endpoints`).
+    // told from one that had taken everything (`known_endpoints`). And the
+    // ids of the incidents started lately (`started_incidents`), so a
+    // restart never starts another under one of them.
     "
+CREATE TABLE started_incidents (incident_id TEXT PRIMARY KEY);
 ALTER TABLE events ADD COLUMN incident_id TEXT;
 ALTER TABLE events ADD COLUMN phase TEXT;
 CREATE INDEX events_by_incident ON events(incident_id) WHERE incident_id IS NOT NULL;
@@ -563,6 +566,25 @@ impl Outbox {
         Ok(enqueued)
     }
 
+    /// The ids, newest first, of at most `n` incidents started lately whose
+    /// id begins with `prefix` (a camera's id and `-`). A Pi without a clock
+    /// battery and without network time boots to the same saved time after
+    /// every power cut, and ids are made of camera, class and second: a
+    /// restart must not start an incident under the id of one it started
+    /// before (the outbox would drop its events as repeats, a receiver
+    /// refuse them as a reused id).
+    pub fn started_incident_ids(&self, prefix: &str, n: usize) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT incident_id FROM started_incidents
+             WHERE substr(incident_id, 1, length(?1)) = ?1 ORDER BY rowid DESC LIMIT ?2",
+        )?;
+        let ids = stmt
+            .query_map(params![prefix, n as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
     /// The running incidents [`Outbox::record`] last saved for `camera`.
     pub fn open_incidents(&self, camera: &str) -> Result<Option<String>> {
         Ok(self
@@ -604,7 +626,10 @@ impl Outbox {
         }
         let seq = tx.last_insert_rowid();
         match &event.incident {
-            Some(r) if r.phase == IncidentPhase::Started => wake_waiting(tx, now, &event.id)?,
+            Some(r) if r.phase == IncidentPhase::Started => {
+                remember_started(tx, &r.id)?;
+                wake_waiting(tx, now, &event.id)?;
+            }
             Some(r) => supersede_updates(tx, &r.id, seq)?,
             None => {}
         }
@@ -1297,6 +1322,23 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
     Ok(old.len() as u64)
 }
 
+/// Incident ids [`Outbox::started_incident_ids`] keeps: far more than start
+/// between two restarts.
+const STARTED_INCIDENTS_KEPT: i64 = 1000;
+
+/// Keeps `incident_id` among the ids of incidents started lately.
+fn remember_started(tx: &rusqlite::Transaction, incident_id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO started_incidents (incident_id) VALUES (?1)",
+        [incident_id],
+    )?;
+    tx.execute(
+        "DELETE FROM started_incidents WHERE rowid <= (SELECT MAX(rowid) FROM started_incidents) - ?1",
+        [STARTED_INCIDENTS_KEPT],
+    )?;
+    Ok(())
+}
+
 /// Makes the oldest delivery still owed to each endpoint due now, where it
 /// was waiting out a retry: a new incident has started (see [`IncidentRef`]).
 /// Its backoff goes on growing from its attempts if this try fails too.
@@ -1770,6 +1812,36 @@ mod tests {
             assert!(head.next_attempt_at <= now_unix(), "{head:?}");
             assert_eq!(head.attempts, 1);
         }
+    }
+
+    #[test]
+    fn the_ids_of_started_incidents_are_kept_per_camera_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 100);
+        for (id, incident) in [
+            ("a", "west-smoke-20261203T101500Z"),
+            ("b", "west_2-smoke-20261203T101500Z"),
+            ("c", "west-flame-20261203T101600Z"),
+        ] {
+            outbox
+                .enqueue(&incident_event(id, incident, IncidentPhase::Started))
+                .unwrap();
+        }
+        // Updates and ends start nothing.
+        outbox
+            .enqueue(&incident_event("d", "west-smoke-x", IncidentPhase::Updated))
+            .unwrap();
+        drop(outbox);
+        let outbox = open(dir.path(), 100);
+        assert_eq!(
+            outbox.started_incident_ids("west-", 10).unwrap(),
+            ["west-flame-20261203T101600Z", "west-smoke-20261203T101500Z"]
+        );
+        assert_eq!(outbox.started_incident_ids("west-", 1).unwrap().len(), 1);
+        assert_eq!(
+            outbox.started_incident_ids("west_2-", 10).unwrap(),
+            ["west_2-smoke-20261203T101500Z"]
+        );
     }
 
     #[test]

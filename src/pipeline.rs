@@ -46,6 +46,12 @@ impl CameraPipeline {
         self.confirmer.open_incidents()
     }
 
+    /// Ids of incidents started before a restart, never to be given again
+    /// ([`Confirmer::remember_started`]).
+    pub fn remember_started(&mut self, ids: &[String]) {
+        self.confirmer.remember_started(ids);
+    }
+
     /// Continues incidents saved before a restart ([`Confirmer::resume`]).
     pub fn resume(&mut self, incidents: Vec<OpenIncident>) {
         self.confirmer.resume(incidents);
