@@ -70,12 +70,16 @@ pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
 /// them (plain string order put frame_10 to frame_17 between frame_1 and
 /// frame_2, and replayed the footage out of order). Zero-padded and
 /// timestamped names keep their order.
-pub fn natural_order(a: &Path, b: &Path) -> std::cmp::Ordering {
-    let (a, b) = (a.to_string_lossy(), b.to_string_lossy());
+pub fn natural_order(a_path: &Path, b_path: &Path) -> std::cmp::Ordering {
+    let (a, b) = (a_path.to_string_lossy(), b_path.to_string_lossy());
     let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
     loop {
         match (x.first(), y.first()) {
-            (None, None) => return a.cmp(&b),
+            (None, None) => {
+                return a
+                    .cmp(&b)
+                    .then_with(|| a_path.as_os_str().cmp(b_path.as_os_str()))
+            }
             (None, Some(_)) => return std::cmp::Ordering::Less,
             (Some(_), None) => return std::cmp::Ordering::Greater,
             (Some(p), Some(q)) if p.is_ascii_digit() && q.is_ascii_digit() => {
