@@ -518,11 +518,12 @@ impl CameraConfig {
         }
         let name = |field: &str| format!("cameras[{i}].{field}");
         // Placement goes into every alert: a map in the control room puts
-        // the camera, and the bearing of its view, where these say.
+        // the camera, and the bearing of its view, where these say. A
+        // bearing may be given either way round (-30 is 330).
         for (field, value, range) in [
             ("lat", self.lat, -90.0..=90.0),
             ("lon", self.lon, -180.0..=180.0),
-            ("azimuth_deg", self.azimuth_deg, 0.0..=360.0),
+            ("azimuth_deg", self.azimuth_deg, -360.0..=360.0),
             ("fov_deg", self.fov_deg, f64::MIN_POSITIVE..=360.0),
         ] {
             if !range.contains(&value) {
