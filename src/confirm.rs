@@ -328,6 +328,11 @@ impl Confirmer {
         }
     }
 
+    /// The start of the ids this camera gives to incidents of `class`.
+    pub fn id_prefix(&self, class: Class) -> String {
+        format!("{}-{}-", self.camera, class.name())
+    }
+
     /// Takes the ids of incidents this camera started before a restart
     /// (newest first), so none is given again: a clock set back to the same
     /// saved time at each boot would otherwise repeat them.
@@ -357,9 +362,12 @@ impl Confirmer {
             let all = vec![true; grid.0 * grid.1];
             for state in &mut self.classes {
                 state.history.clear();
+                // Held as a whole-frame incident's cooldown is: the
+                // whole-frame view cannot start it again, and a tile must
+                // persist on its own.
                 for c in &mut state.cooldowns {
                     c.cells = all.clone();
-                    c.tiles = all.clone();
+                    c.tiles = vec![false; all.len()];
                 }
                 for a in &mut state.active {
                     a.cells = all.clone();

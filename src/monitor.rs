@@ -897,10 +897,18 @@ fn resume_incidents(
     pipeline: &mut CameraPipeline,
 ) -> Option<String> {
     let id = camera.id.get_ref();
-    let started = shared.outbox.call_blocking({
-        let prefix = format!("{id}-");
-        move |outbox| outbox.started_incident_ids(&prefix, Class::ALL.len() * RECENT_IDS)
-    });
+    // Per class: a prefix of the camera alone would also match a camera
+    // whose id starts with this one's (`ridge`, `ridge-north`).
+    let prefixes: Vec<String> = Class::ALL.iter().map(|&c| pipeline.id_prefix(c)).collect();
+    let started = shared
+        .outbox
+        .call_blocking(move |outbox| -> anyhow::Result<Vec<String>> {
+            let mut ids = Vec::new();
+            for prefix in &prefixes {
+                ids.extend(outbox.started_incident_ids(prefix, RECENT_IDS)?);
+            }
+            Ok(ids)
+        });
     match started.and_then(|r| r) {
         Ok(ids) => pipeline.remember_started(&ids),
         Err(e) => warn!("camera {id}: cannot read the ids of incidents it started: {e:#}; a clock set back could repeat one"),

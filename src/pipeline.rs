@@ -46,6 +46,11 @@ impl CameraPipeline {
         self.confirmer.open_incidents()
     }
 
+    /// The start of the ids of this camera's incidents of `class`.
+    pub fn id_prefix(&self, class: crate::model::Class) -> String {
+        self.confirmer.id_prefix(class)
+    }
+
     /// Ids of incidents started before a restart, never to be given again
     /// ([`Confirmer::remember_started`]).
     pub fn remember_started(&mut self, ids: &[String]) {
