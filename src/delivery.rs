@@ -49,6 +49,9 @@
 //!
 //! Delivery is at-least-once: an event is marked delivered only after its
 //! 2xx, so a crash in between sends it again, with the same `webhook-id`.
+//! With the disk under the outbox full, `run`'s workers go on in memory
+//! (see `Worker`): what a webhook takes is not sent again, and is recorded
+//! once the outbox takes writes.
 //!
 //! The workers reach the outbox only through its thread
 //! ([`OutboxHandle`]): in `run` they share the async thread with every
@@ -376,15 +379,26 @@ pub fn settle(
         }
         Outcome::Rejected => {
             if attempt.status == Some(413) {
+                // In the body every webhook gets: no URL (it can hold a token).
                 let why = format!(
-                    "{url} refused the {}-byte body as too large (413); sent without the picture",
-                    pending.event.body.len()
+                    "a webhook refused the {}-byte body as too large (413); {}",
+                    pending.event.body.len(),
+                    crate::payload::TAKEN_OUT
                 );
                 if let Some(body) = crate::payload::without_snapshot(&pending.event.body, &why) {
-                    warn!("{why}: {id} goes again at once; raise the receiver's request size limit to get pictures");
+                    warn!("{url}: {why}: {id} goes again at once; raise the receiver's request size limit to get pictures");
                     outbox.replace_body(pending.seq, &body)?;
                     return Ok(Duration::ZERO);
                 }
+            }
+            // A body whose picture was taken out after timeouts can meet a
+            // receiver that had stored the first one after all, answering
+            // late: it holds this id with the picture, and says so with 409.
+            if attempt.status == Some(409) && crate::payload::picture_taken_out(&pending.event.body)
+            {
+                info!("{url} holds {id} already, with its picture (409 to the body without it): taken");
+                outbox.mark_delivered(url, pending.seq)?;
+                return Ok(Duration::ZERO);
             }
             warn!(
                 "{url} refused {id} for good: {}; dropped for this endpoint, check the receiver's logs",
@@ -475,16 +489,30 @@ async fn run_endpoint(
 ) -> Result<()> {
     // Since when the outbox has refused writes (a full disk), if it does.
     let mut storage_failing: Option<std::time::Instant> = None;
-    let mut timeouts = TimeoutsInARow::default();
+    let mut worker = Worker {
+        goes_on_without_writes: until == Until::Forever,
+        ..Worker::default()
+    };
     loop {
-        let step = deliver_next(outbox, endpoint, options, client, &mut timeouts).await;
-        if let (Ok(_), Some(since)) = (&step, storage_failing) {
-            storage_failing = None;
-            info!(
-                "{}: the outbox takes writes again after {:.0} s: delivery goes on",
-                endpoint.url,
-                since.elapsed().as_secs_f64()
-            );
+        let step = deliver_next(outbox, endpoint, options, client, &mut worker).await;
+        let refused = worker.writes_refused || matches!(&step, Err(e) if is_storage_error(e));
+        match (refused, storage_failing) {
+            (true, None) if until == Until::Forever => {
+                storage_failing = Some(std::time::Instant::now());
+                error!(
+                    "{}: cannot write to the outbox: free space on the disk under [outbox] path; delivery goes on, and what this webhook takes is recorded once there is room",
+                    endpoint.url
+                );
+            }
+            (false, Some(since)) if step.is_ok() => {
+                storage_failing = None;
+                info!(
+                    "{}: the outbox takes writes again after {:.0} s: delivery goes on",
+                    endpoint.url,
+                    since.elapsed().as_secs_f64()
+                );
+            }
+            _ => {}
         }
         match step {
             Ok(Step::Went) => {}
@@ -510,20 +538,11 @@ async fn run_endpoint(
                 );
                 tokio::time::sleep(IDLE_POLL).await;
             }
-            // The disk under the outbox is full (or fails writes). The
-            // service keeps delivering what it can and retries, so that it
-            // recovers by itself once there is room; an answered attempt
-            // that could not be recorded goes again under the same id.
-            // `deliver` (Until::Idle) stops with the error instead.
+            // The disk under the outbox is full (or fails writes) where the
+            // worker could not go on without it (logged above); tried again
+            // every IDLE_POLL. `deliver` (Until::Idle) stops with the error
+            // instead.
             Err(e) if until == Until::Forever && is_storage_error(&e) => {
-                if storage_failing.is_none() {
-                    storage_failing = Some(std::time::Instant::now());
-                    error!(
-                        "{}: cannot write to the outbox: {e:#}: free space on the disk under [outbox] path; delivery retries every {:.0} s",
-                        endpoint.url,
-                        IDLE_POLL.as_secs_f64()
-                    );
-                }
                 tokio::time::sleep(IDLE_POLL).await;
             }
             Err(e) => return Err(e),
@@ -566,26 +585,92 @@ struct TimeoutsInARow {
     count: u32,
 }
 
+/// What an endpoint's worker keeps between attempts.
+///
+/// With the disk under the outbox full, nothing can be recorded, and the
+/// worker goes on in memory rather than stand still: an event this webhook
+/// took is kept in `taken` (recorded as soon as the outbox takes writes, and
+/// not sent again meanwhile: before, the same ~130 KB incident went again
+/// every second, for as long as the disk stayed full), the events behind it
+/// go in turn, and a failed attempt waits out its backoff here.
+#[derive(Default)]
+struct Worker {
+    /// Whether to go on without writes (`run`); `deliver` stops instead.
+    goes_on_without_writes: bool,
+    timeouts: TimeoutsInARow,
+    /// Events this webhook took whose delivery the outbox could not record,
+    /// oldest first.
+    taken: Vec<i64>,
+    /// An event whose failed attempt the outbox could not record, and when
+    /// it may go again.
+    retry_at: Option<(i64, std::time::Instant)>,
+    /// Whether this turn met an outbox that refuses writes.
+    writes_refused: bool,
+}
+
 async fn deliver_next(
     outbox: &OutboxHandle,
     endpoint: &Endpoint,
     options: &DeliveryOptions,
     client: &reqwest::Client,
-    timeouts: &mut TimeoutsInARow,
+    worker: &mut Worker,
 ) -> Result<Step> {
-    let url = endpoint.url.clone();
-    let head = outbox
-        .call(move |outbox| -> Result<Option<Pending>> {
-            outbox.expire_old()?;
-            if outbox.disabled_reason(&url)?.is_some() {
-                return Ok(None);
+    worker.writes_refused = false;
+    let go_on = worker.goes_on_without_writes;
+    if !worker.taken.is_empty() {
+        let (url, taken) = (endpoint.url.clone(), worker.taken.clone());
+        let recorded = outbox
+            .call(move |outbox| -> Result<()> {
+                for seq in taken {
+                    outbox.mark_delivered(&url, seq)?;
+                }
+                Ok(())
+            })
+            .await?;
+        match recorded {
+            Ok(()) => {
+                info!(
+                    "{}: recorded {} deliveries the outbox could not record when they were taken",
+                    endpoint.url,
+                    worker.taken.len()
+                );
+                worker.taken.clear();
             }
-            outbox.head(&url)
-        })
+            Err(e) if is_storage_error(&e) => worker.writes_refused = true,
+            Err(e) => return Err(e),
+        }
+    }
+    let (url, after) = (endpoint.url.clone(), worker.taken.last().copied());
+    let (head, newest_start, expiry_refused) = outbox
+        .call(
+            move |outbox| -> Result<(Option<Pending>, Option<i64>, bool)> {
+                let expiry_refused = match outbox.expire_old() {
+                    Ok(_) => false,
+                    Err(e) if go_on && is_storage_error(&e) => true,
+                    Err(e) => return Err(e),
+                };
+                if outbox.disabled_reason(&url)?.is_some() {
+                    return Ok((None, None, expiry_refused));
+                }
+                Ok((
+                    outbox.head_after(&url, after)?,
+                    outbox.newest_start()?,
+                    expiry_refused,
+                ))
+            },
+        )
         .await??;
+    worker.writes_refused |= expiry_refused;
     let Some(pending) = head else {
         return Ok(Step::Nothing);
     };
+    if let Some((seq, at)) = worker.retry_at {
+        let now = std::time::Instant::now();
+        if seq == pending.seq && now < at {
+            return Ok(Step::NotDue(at - now));
+        }
+        worker.retry_at = None;
+    }
     // Every retry is set at most max_backoff ahead, so a longer wait means
     // the clock stepped back since (network time correcting a clock that ran
     // ahead): waiting out the step would hold back every alert behind this
@@ -595,6 +680,7 @@ async fn deliver_next(
         return Ok(Step::NotDue(Duration::from_secs_f64(wait)));
     }
     let attempt = post(client, endpoint, &pending, options).await;
+    let timeouts = &mut worker.timeouts;
     if timeouts.seq != pending.seq {
         *timeouts = TimeoutsInARow {
             seq: pending.seq,
@@ -607,17 +693,47 @@ async fn deliver_next(
         0
     };
     let too_slow = timeouts.count >= TIMEOUTS_BEFORE_NO_PICTURE;
+    let (seq, attempts, outcome) = (pending.seq, pending.attempts, attempt.outcome.clone());
     let (endpoint, options) = (endpoint.clone(), options.clone());
-    outbox
+    let (initial, max) = (options.initial_backoff, options.max_backoff);
+    let settled = outbox
         .call(move |outbox| -> Result<()> {
             if too_slow && without_picture_for_a_slow_link(outbox, &endpoint, &pending, &options)? {
                 return Ok(());
             }
             settle(outbox, &endpoint, &pending, &attempt, &options)?;
+            // A new fire stored while this attempt was out found it due and
+            // woke nothing: it goes now, not after the backoff just set.
+            if matches!(attempt.outcome, Outcome::Retry { .. })
+                && outbox.retry_now_if_started_since(&endpoint.url, pending.seq, newest_start)?
+            {
+                info!(
+                    "{}: an incident started during the attempt: {} goes again at once",
+                    endpoint.url, pending.event.id
+                );
+            }
             Ok(())
         })
-        .await??;
-    Ok(Step::Went)
+        .await?;
+    match settled {
+        Ok(()) => Ok(Step::Went),
+        Err(e) if go_on && is_storage_error(&e) => {
+            worker.writes_refused = true;
+            match outcome {
+                Outcome::Delivered => {
+                    worker.taken.push(seq);
+                    Ok(Step::Went)
+                }
+                Outcome::Retry { after } => {
+                    let delay = after.unwrap_or_else(|| backoff(attempts + 1, initial, max));
+                    worker.retry_at = Some((seq, std::time::Instant::now() + delay));
+                    Ok(Step::NotDue(delay))
+                }
+                Outcome::Rejected | Outcome::Gone => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Takes the picture out of `pending` after [`TIMEOUTS_BEFORE_NO_PICTURE`]
@@ -629,16 +745,18 @@ fn without_picture_for_a_slow_link(
     pending: &Pending,
     options: &DeliveryOptions,
 ) -> Result<bool> {
+    // The reason goes into the body every webhook gets: no URL in it (a
+    // webhook's URL can hold its token).
     let why = format!(
-        "{} gave no answer within {:?} (response_timeout_s) to the {}-byte body {TIMEOUTS_BEFORE_NO_PICTURE} times in a row; sent without the picture",
-        endpoint.url,
+        "a webhook gave no answer within {:?} (response_timeout_s) to the {}-byte body {TIMEOUTS_BEFORE_NO_PICTURE} times in a row; {}",
         options.response_timeout,
-        pending.event.body.len()
+        pending.event.body.len(),
+        crate::payload::TAKEN_OUT
     );
     if let Some(body) = crate::payload::without_snapshot(&pending.event.body, &why) {
         warn!(
-            "{why}: {} goes again at once; a faster link or a longer response_timeout_s keeps pictures",
-            pending.event.id
+            "{}: {why}: {} goes again at once; a faster link or a longer response_timeout_s keeps pictures",
+            endpoint.url, pending.event.id
         );
         outbox.replace_body(pending.seq, &body)?;
         return Ok(true);

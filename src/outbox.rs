@@ -7,28 +7,35 @@
 //! delivery; receivers drop duplicates by id).
 //!
 //! Tables: `events` (one row per event, `seq` is creation order; `settled`
-//! once some endpoint took it or refused it for good), `deliveries` (one row
-//! per event and endpoint while that endpoint has not taken it), `endpoints`
-//! (endpoints a receiver disabled with `410 Gone`), `counters` (events
-//! delivered, expired, dropped, rejected; they survive restarts) and
-//! `open_incidents` (each camera's running incidents, saved with the events
-//! they cause, so a restart continues them: src/confirm.rs).
+//! once some endpoint took it or refused it for good, `taken` once some
+//! endpoint took it; the incident and phase of incident events),
+//! `deliveries` (one row per event and endpoint while that endpoint has not
+//! taken it), `endpoints` (endpoints a receiver disabled with `410 Gone`),
+//! `known_endpoints` (every endpoint the outbox was opened for), `counters`
+//! (events delivered, expired, dropped, superseded, rejected; they survive
+//! restarts), `open_incidents` (each camera's running incidents, saved with
+//! the events they cause, so a restart continues them: src/confirm.rs) and
+//! `started_incidents` (the ids of the last 1,000 incidents started, so a
+//! restart never gives one again).
 //!
 //! An event is deleted once it is settled and no delivery of it is pending.
 //! Until an endpoint has taken it (or refused it for good), it is kept, also
 //! when no endpoint can take it (no webhook configured, or every one
 //! disabled), and each endpoint that appears gets it: one added to the configuration (when the outbox is next
 //! opened) or re-enabled after a `410 Gone`. An event some endpoint already
-//! took is not owed to endpoints that appear later. The schema's version is
+//! took is not owed to endpoints that appear later, except to one that
+//! appears as another is removed (a changed URL), which takes over what the
+//! removed one was still owed. The schema's version is
 //! `PRAGMA user_version`: opening an outbox an older build wrote upgrades it
 //! in place, step by step ([`MIGRATIONS`]), keeping its events.
 //!
 //! Bounds: at most `max_events` undelivered events. Past it, events some
-//! endpoint has already taken go first (with two webhooks and one down, the
-//! other's control room has them), then the oldest event
-//! of the lowest priority (heartbeats and snapshots, then tests,
+//! endpoint has already taken go first, whatever their kind (with two
+//! webhooks and one down, the other's control room has them), then the
+//! oldest event of the lowest priority (heartbeats and snapshots, then tests,
 //! camera offline/online and device events, then incidents), so an incident
-//! is never dropped to keep a heartbeat; only when the outbox is all incidents does the
+//! no endpoint has taken is never dropped to keep a heartbeat; only when the
+//! outbox is all incidents does the
 //! oldest incident make room for a new one. Undelivered events other than
 //! incidents and device events expire when older than `max_age`; those two
 //! never expire, as the age of an event is measured on the device's clock,
@@ -194,6 +201,8 @@ pub struct Outbox {
     max_age: Duration,
     /// Test seam: how long every commit sleeps first ([`Outbox::slow_commits`]).
     commit_delay: Duration,
+    /// Test seam: every commit fails as on a full disk ([`Outbox::refuse_writes`]).
+    refuse_writes: std::sync::atomic::AtomicBool,
 }
 
 /// The schema, one step per version: step `i` takes a database at
@@ -258,6 +267,7 @@ CREATE TABLE open_incidents (
     // restart never starts another under one of them.
     "
 CREATE TABLE started_incidents (incident_id TEXT PRIMARY KEY);
+ALTER TABLE events ADD COLUMN taken INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN incident_id TEXT;
 ALTER TABLE events ADD COLUMN phase TEXT;
 CREATE INDEX events_by_incident ON events(incident_id) WHERE incident_id IS NOT NULL;
@@ -335,6 +345,7 @@ impl Outbox {
             max_events: u64::from(max_events),
             max_age,
             commit_delay: Duration::ZERO,
+            refuse_writes: std::sync::atomic::AtomicBool::new(false),
         };
         outbox.match_configured_endpoints().map_err(|e| {
             let read_only = e.chain().any(|c| {
@@ -444,10 +455,24 @@ impl Outbox {
         self.commit_delay = delay;
     }
 
-    /// Commits `tx` (after the test seam's delay, if set).
+    /// Test seam: while `refuse` is set, every commit fails with SQLite's
+    /// "database or disk is full" and rolls back, as on a full SD card.
+    #[doc(hidden)]
+    pub fn refuse_writes(&self, refuse: bool) {
+        self.refuse_writes
+            .store(refuse, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Commits `tx` (after the test seams' delay or refusal, if set).
     fn commit(&self, tx: rusqlite::Transaction) -> rusqlite::Result<()> {
         if !self.commit_delay.is_zero() {
             std::thread::sleep(self.commit_delay);
+        }
+        if self.refuse_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("refused by the test seam".into()),
+            ));
         }
         tx.commit()
     }
@@ -663,14 +688,48 @@ impl Outbox {
     /// The oldest event `endpoint` has not taken, due or not: delivery per
     /// endpoint is in creation order, so nothing behind it goes first.
     pub fn head(&self, endpoint: &str) -> Result<Option<Pending>> {
+        self.head_after(endpoint, None)
+    }
+
+    /// The `seq` of the newest `incident.started` stored, if any: read with
+    /// the head before an attempt, and after it by
+    /// [`Outbox::retry_now_if_started_since`].
+    pub fn newest_start(&self) -> Result<Option<i64>> {
+        Ok(newest_start(&self.conn())?)
+    }
+
+    /// Makes `endpoint`'s delivery of `seq` due now if an incident started
+    /// after `before` (the newest start when its attempt began): the wake a
+    /// start gives ([`IncidentRef`]) misses a delivery that was in flight,
+    /// whose failure then sets its retry up to `max_backoff_s` ahead.
+    pub fn retry_now_if_started_since(
+        &self,
+        endpoint: &str,
+        seq: i64,
+        before: Option<i64>,
+    ) -> Result<bool> {
+        let conn = self.conn();
+        if newest_start(&conn)? <= before {
+            return Ok(false);
+        }
+        let n = conn.execute(
+            "UPDATE deliveries SET next_attempt_at = ?3 WHERE endpoint = ?1 AND seq = ?2 AND next_attempt_at > ?3",
+            params![endpoint, seq, now_unix()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// [`Outbox::head`] among the events created after `seq`: those up to it
+    /// were taken already, with the outbox unable to record it (a full disk).
+    pub fn head_after(&self, endpoint: &str, seq: Option<i64>) -> Result<Option<Pending>> {
         let conn = self.conn();
         let pending = conn
             .query_row(
                 "SELECT e.seq, e.id, e.kind, e.created_at, e.body, d.attempts, d.next_attempt_at,
                         e.incident_id, e.phase
                  FROM deliveries d JOIN events e ON e.seq = d.seq
-                 WHERE d.endpoint = ?1 ORDER BY d.seq LIMIT 1",
-                [endpoint],
+                 WHERE d.endpoint = ?1 AND d.seq > ?2 ORDER BY d.seq LIMIT 1",
+                params![endpoint, seq.unwrap_or(i64::MIN)],
                 pending_from_row,
             )
             .optional()?;
@@ -712,7 +771,10 @@ impl Outbox {
         )?;
         if n > 0 {
             count(&tx, counter, 1)?;
-            tx.execute("UPDATE events SET settled = 1 WHERE seq = ?1", [seq])?;
+            tx.execute(
+                "UPDATE events SET settled = 1, taken = taken OR ?2 WHERE seq = ?1",
+                params![seq, counter == "delivered"],
+            )?;
         }
         delete_finished_events(&tx)?;
         self.commit(tx)?;
@@ -1326,6 +1388,15 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
 /// between two restarts.
 const STARTED_INCIDENTS_KEPT: i64 = 1000;
 
+/// The newest `incident.started` stored, by `seq`.
+fn newest_start(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT MAX(seq) FROM events WHERE phase = ?1",
+        [IncidentPhase::Started.as_str()],
+        |r| r.get(0),
+    )
+}
+
 /// Keeps `incident_id` among the ids of incidents started lately.
 fn remember_started(tx: &rusqlite::Transaction, incident_id: &str) -> rusqlite::Result<()> {
     tx.execute(
@@ -1393,8 +1464,9 @@ fn make_room(tx: &rusqlite::Transaction, max_events: u64, new_seq: i64) -> rusql
         return Ok(false);
     }
     let victims: Vec<(i64, String, String)> = {
-        let mut stmt =
-            tx.prepare("SELECT seq, id, kind FROM events ORDER BY settled DESC, priority ASC, seq ASC LIMIT ?1")?;
+        let mut stmt = tx.prepare(
+            "SELECT seq, id, kind FROM events ORDER BY taken DESC, priority ASC, seq ASC LIMIT ?1",
+        )?;
         let rows = stmt.query_map([excess as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -1845,6 +1917,33 @@ mod tests {
     }
 
     #[test]
+    fn a_start_during_an_attempt_makes_its_retry_go_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 100);
+        outbox
+            .enqueue(&incident_event("x.1", "x", IncidentPhase::Started))
+            .unwrap();
+        // An attempt at x.1 begins; a new fire is stored while it is out
+        // (x.1 is due, so the start wakes nothing), and then it fails.
+        let head = outbox.head("http://a/").unwrap().unwrap();
+        let before = outbox.newest_start().unwrap();
+        assert!(!outbox
+            .retry_now_if_started_since("http://a/", head.seq, before)
+            .unwrap());
+        outbox
+            .enqueue(&incident_event("y.1", "y", IncidentPhase::Started))
+            .unwrap();
+        outbox
+            .mark_failed("http://a/", head.seq, now_unix() + 900.0, "no answer")
+            .unwrap();
+        assert!(outbox
+            .retry_now_if_started_since("http://a/", head.seq, before)
+            .unwrap());
+        let head = outbox.head("http://a/").unwrap().unwrap();
+        assert!(head.next_attempt_at <= now_unix(), "{head:?}");
+    }
+
+    #[test]
     fn a_later_update_or_the_end_drops_the_undelivered_updates_of_its_incident() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = open(dir.path(), 100);
@@ -1917,6 +2016,28 @@ mod tests {
         assert_eq!(drain(&outbox, "http://a/"), ["offline"]);
         assert_eq!(drain(&outbox, "http://b/"), ["fire1", "offline"]);
         assert_eq!(outbox.stats().unwrap().dropped_full, 1);
+    }
+
+    #[test]
+    fn when_full_an_incident_a_webhook_refused_is_not_taken_for_one_it_has() {
+        // a refused fire0 for good and took fire1; b is down. Full, a new
+        // camera event pushes out fire1 (a control room has it), not fire0
+        // (nobody has).
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 2);
+        let now = now_unix();
+        for id in ["fire0", "fire1"] {
+            outbox
+                .enqueue(&event(id, EventKind::Incident, now))
+                .unwrap();
+        }
+        let fire0 = outbox.head("http://a/").unwrap().unwrap();
+        outbox.mark_rejected("http://a/", fire0.seq).unwrap();
+        assert_eq!(drain(&outbox, "http://a/"), ["fire1"]);
+        outbox
+            .enqueue(&event("offline", EventKind::Camera, now))
+            .unwrap();
+        assert_eq!(drain(&outbox, "http://b/"), ["fire0", "offline"]);
     }
 
     #[test]

@@ -371,6 +371,40 @@ async fn an_incident_that_times_out_three_times_goes_on_without_its_picture() {
 }
 
 #[tokio::test]
+async fn a_receiver_that_stored_the_picture_after_all_is_not_counted_as_refusing() {
+    // Three timeouts take the picture out; the receiver had stored the
+    // first attempt, answering too late, and refuses the changed body under
+    // the same id with 409: it holds the alert, with its picture.
+    let (url, seen, _) = scripted_server(Arc::new(|n| {
+        if n < delivery::TIMEOUTS_BEFORE_NO_PICTURE as usize {
+            Reply::Silent
+        } else {
+            Reply::Answer(409, vec![], "id reused with another body".into())
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    let picture = "A".repeat(1_000);
+    outbox
+        .enqueue(&OutgoingEvent {
+            body: format!(
+                "{{\"type\":\"incident.started\",\"id\":\"tower-7-e0\",\"snapshot\":{{\"data\":\"{picture}\"}}}}"
+            ),
+            ..event(0)
+        })
+        .unwrap();
+    let options = DeliveryOptions {
+        response_timeout: Duration::from_millis(300),
+        ..options()
+    };
+    deliver_all(&outbox, &url, options).await;
+    assert_eq!(ids(&seen).len(), 4);
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.delivered, stats.rejected), (1, 0));
+}
+
+#[tokio::test]
 async fn a_refused_event_is_dropped_but_an_endpoint_that_cannot_take_any_is_retried() {
     // 401 is what a receiver answers when the device's clock is off after a
     // boot without network time: dropping on it would lose every alert.
@@ -618,4 +652,45 @@ async fn a_sender_killed_mid_delivery_loses_nothing_and_resends_under_the_same_i
     let outbox = open_outbox(dir.path(), &url);
     let stats = outbox.stats().unwrap();
     assert_eq!((stats.pending_events, stats.delivered), (0, 4));
+}
+
+#[tokio::test]
+async fn with_the_disk_full_delivery_goes_on_and_sends_nothing_twice() {
+    // The outbox refuses every write (a full SD card) while the receiver
+    // takes everything: each stored event goes once, in order, and what
+    // was taken is recorded once the disk takes writes again.
+    let (url, seen, _) = scripted_server(Arc::new(|_| ok())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    for i in 0..3 {
+        outbox.enqueue(&event(i)).unwrap();
+    }
+    outbox.refuse_writes(true);
+    let worker = tokio::spawn(delivery::run(
+        OutboxHandle::spawn(outbox.clone()).unwrap(),
+        vec![endpoint(&url)],
+        options(),
+        Arc::new(Notify::new()),
+        Until::Forever,
+    ));
+    let mut polls = 0;
+    while ids(&seen).len() < 3 {
+        polls += 1;
+        assert!(polls < 12_000, "delivery stood still: {:?}", ids(&seen));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A few more turns of the worker (it polls every second): nothing again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(ids(&seen), ["tower-7-e0", "tower-7-e1", "tower-7-e2"]);
+    assert_eq!(outbox.stats().unwrap().pending_events, 3);
+    outbox.refuse_writes(false);
+    let mut polls = 0;
+    while outbox.stats().unwrap().pending_events > 0 {
+        polls += 1;
+        assert!(polls < 12_000, "the deliveries were never recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ids(&seen).len(), 3);
+    assert_eq!(outbox.stats().unwrap().delivered, 3);
+    worker.abort();
 }
