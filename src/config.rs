@@ -393,9 +393,14 @@ impl Config {
     /// Parses and validates `text`; `path` is used in error messages only.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let at = Locator { path, text };
-        let config: Config = toml::from_str(text)
+        let mut config: Config = toml::from_str(text)
             .map_err(|e| at.error(e.span(), e.message().trim_end().to_string()))?;
         config.validate(&at)?;
+        // A bearing given the other way round (-30) goes out as a compass
+        // bearing (330), as alerts promise.
+        for camera in &mut config.cameras {
+            camera.azimuth_deg = camera.azimuth_deg.rem_euclid(360.0);
+        }
         Ok(config)
     }
 
@@ -880,6 +885,13 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+        // A bearing the other way round is read as the compass bearing.
+        let config = parse(&format!(
+            "{}{source}",
+            CAMERA.replace("azimuth_deg = 265.0", "azimuth_deg = -30.0")
+        ))
+        .unwrap();
+        assert_eq!(config.cameras[0].azimuth_deg, 330.0);
         // An unknown class in thresholds is a mistake, not ignored.
         let e = parse(&format!(
             "{CAMERA}{source}[cameras.confirm]\nthresholds = {{ smoke = 0.9, flame = 0.9, fire = 0.5 }}\n"

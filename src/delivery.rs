@@ -32,6 +32,8 @@
 //!   its range can give less, and delivery is in order, so the picture would
 //!   hold back this alert and every one behind it for as long as the link
 //!   stays that slow.
+//! - `409` to an incident whose picture this worker took out after timeouts:
+//!   taken (the receiver stored the first attempt, answering too late).
 //! - any other `4xx` (`400`, `409`, `422`, a `413` to a body with no picture
 //!   to take out, ...): the receiver refuses
 //!   this event for good; it is dropped for this endpoint (logged, counted)
@@ -391,15 +393,6 @@ pub fn settle(
                     return Ok(Duration::ZERO);
                 }
             }
-            // A body whose picture was taken out after timeouts can meet a
-            // receiver that had stored the first one after all, answering
-            // late: it holds this id with the picture, and says so with 409.
-            if attempt.status == Some(409) && crate::payload::picture_taken_out(&pending.event.body)
-            {
-                info!("{url} holds {id} already, with its picture (409 to the body without it): taken");
-                outbox.mark_delivered(url, pending.seq)?;
-                return Ok(Duration::ZERO);
-            }
             warn!(
                 "{url} refused {id} for good: {}; dropped for this endpoint, check the receiver's logs",
                 attempt.describe()
@@ -504,7 +497,7 @@ async fn run_endpoint(
                     endpoint.url
                 );
             }
-            (false, Some(since)) if step.is_ok() => {
+            (false, Some(since)) if worker.wrote => {
                 storage_failing = None;
                 info!(
                     "{}: the outbox takes writes again after {:.0} s: delivery goes on",
@@ -592,20 +585,34 @@ struct TimeoutsInARow {
 /// took is kept in `taken` (recorded as soon as the outbox takes writes, and
 /// not sent again meanwhile: before, the same ~130 KB incident went again
 /// every second, for as long as the disk stayed full), the events behind it
-/// go in turn, and a failed attempt waits out its backoff here.
+/// go in turn, and an attempt whose outcome cannot be recorded (a failure,
+/// a refusal) waits out a growing backoff here before it goes again.
 #[derive(Default)]
 struct Worker {
     /// Whether to go on without writes (`run`); `deliver` stops instead.
     goes_on_without_writes: bool,
     timeouts: TimeoutsInARow,
+    /// The event whose picture this worker took out after timeouts.
+    stripped: Option<i64>,
     /// Events this webhook took whose delivery the outbox could not record,
     /// oldest first.
     taken: Vec<i64>,
-    /// An event whose failed attempt the outbox could not record, and when
-    /// it may go again.
-    retry_at: Option<(i64, std::time::Instant)>,
+    /// An event whose attempt's outcome the outbox could not record.
+    unrecorded: Option<Unrecorded>,
     /// Whether this turn met an outbox that refuses writes.
     writes_refused: bool,
+    /// Whether this turn committed a write.
+    wrote: bool,
+}
+
+/// An attempt the outbox could not record: when its event may go again.
+struct Unrecorded {
+    seq: i64,
+    at: std::time::Instant,
+    /// Its failures since the outbox last recorded one, for the backoff.
+    failures: u32,
+    /// The newest start when it failed: a later one makes it go at once.
+    newest_start: Option<i64>,
 }
 
 async fn deliver_next(
@@ -616,6 +623,7 @@ async fn deliver_next(
     worker: &mut Worker,
 ) -> Result<Step> {
     worker.writes_refused = false;
+    worker.wrote = false;
     let go_on = worker.goes_on_without_writes;
     if !worker.taken.is_empty() {
         let (url, taken) = (endpoint.url.clone(), worker.taken.clone());
@@ -635,6 +643,7 @@ async fn deliver_next(
                     worker.taken.len()
                 );
                 worker.taken.clear();
+                worker.wrote = true;
             }
             Err(e) if is_storage_error(&e) => worker.writes_refused = true,
             Err(e) => return Err(e),
@@ -664,12 +673,13 @@ async fn deliver_next(
     let Some(pending) = head else {
         return Ok(Step::Nothing);
     };
-    if let Some((seq, at)) = worker.retry_at {
+    if let Some(u) = &worker.unrecorded {
         let now = std::time::Instant::now();
-        if seq == pending.seq && now < at {
-            return Ok(Step::NotDue(at - now));
+        if u.seq != pending.seq {
+            worker.unrecorded = None;
+        } else if now < u.at && u.newest_start == newest_start {
+            return Ok(Step::NotDue(u.at - now));
         }
-        worker.retry_at = None;
     }
     // Every retry is set at most max_backoff ahead, so a longer wait means
     // the clock stepped back since (network time correcting a clock that ran
@@ -693,13 +703,26 @@ async fn deliver_next(
         0
     };
     let too_slow = timeouts.count >= TIMEOUTS_BEFORE_NO_PICTURE;
+    // A receiver that stored the picture body after all, answering too
+    // late, holds this id and refuses the body without the picture (409):
+    // taken. Only where this worker took the picture out after timeouts; a
+    // 409 elsewhere is a conflict, refused for good as any other 4xx.
+    let held_already = attempt.status == Some(409) && worker.stripped == Some(pending.seq);
     let (seq, attempts, outcome) = (pending.seq, pending.attempts, attempt.outcome.clone());
     let (endpoint, options) = (endpoint.clone(), options.clone());
     let (initial, max) = (options.initial_backoff, options.max_backoff);
     let settled = outbox
-        .call(move |outbox| -> Result<()> {
+        .call(move |outbox| -> Result<bool> {
             if too_slow && without_picture_for_a_slow_link(outbox, &endpoint, &pending, &options)? {
-                return Ok(());
+                return Ok(true);
+            }
+            if held_already {
+                info!(
+                    "{} holds {} already, with its picture (409 to the body without it): taken",
+                    endpoint.url, pending.event.id
+                );
+                outbox.mark_delivered(&endpoint.url, pending.seq)?;
+                return Ok(false);
             }
             settle(outbox, &endpoint, &pending, &attempt, &options)?;
             // A new fire stored while this attempt was out found it due and
@@ -712,25 +735,39 @@ async fn deliver_next(
                     endpoint.url, pending.event.id
                 );
             }
-            Ok(())
+            Ok(false)
         })
         .await?;
     match settled {
-        Ok(()) => Ok(Step::Went),
+        Ok(stripped) => {
+            if stripped {
+                worker.stripped = Some(seq);
+            }
+            worker.wrote = true;
+            worker.unrecorded = None;
+            Ok(Step::Went)
+        }
         Err(e) if go_on && is_storage_error(&e) => {
             worker.writes_refused = true;
-            match outcome {
-                Outcome::Delivered => {
-                    worker.taken.push(seq);
-                    Ok(Step::Went)
-                }
-                Outcome::Retry { after } => {
-                    let delay = after.unwrap_or_else(|| backoff(attempts + 1, initial, max));
-                    worker.retry_at = Some((seq, std::time::Instant::now() + delay));
-                    Ok(Step::NotDue(delay))
-                }
-                Outcome::Rejected | Outcome::Gone => Err(e),
+            if outcome == Outcome::Delivered || held_already {
+                worker.taken.push(seq);
+                return Ok(Step::Went);
             }
+            // A failure, or a refusal the outbox cannot record: this event
+            // goes again after a backoff that grows with each one, as the
+            // outbox would have had it (a hot loop of ~130 KB otherwise).
+            let failures = worker.unrecorded.as_ref().map_or(0, |u| u.failures) + 1;
+            let delay = match outcome {
+                Outcome::Retry { after: Some(after) } => after,
+                _ => backoff(attempts + failures, initial, max),
+            };
+            worker.unrecorded = Some(Unrecorded {
+                seq,
+                at: std::time::Instant::now() + delay,
+                failures,
+                newest_start,
+            });
+            Ok(Step::NotDue(delay))
         }
         Err(e) => Err(e),
     }

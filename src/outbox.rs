@@ -264,7 +264,9 @@ CREATE TABLE open_incidents (
     // endpoint the outbox has been opened for, so that one new to it can be
     // told from one that had taken everything (`known_endpoints`). And the
     // ids of the incidents started lately (`started_incidents`), so a
-    // restart never starts another under one of them.
+    // restart never starts another under one of them. And `taken`: whether
+    // some endpoint took an event (`settled` also counts refusals), which
+    // make_room drops first.
     "
 CREATE TABLE started_incidents (incident_id TEXT PRIMARY KEY);
 ALTER TABLE events ADD COLUMN taken INTEGER NOT NULL DEFAULT 0;
@@ -691,9 +693,9 @@ impl Outbox {
         self.head_after(endpoint, None)
     }
 
-    /// The `seq` of the newest `incident.started` stored, if any: read with
-    /// the head before an attempt, and after it by
-    /// [`Outbox::retry_now_if_started_since`].
+    /// A number that grows with every `incident.started` stored (`None`
+    /// before the first): read with the head before an attempt, and after it
+    /// by [`Outbox::retry_now_if_started_since`].
     pub fn newest_start(&self) -> Result<Option<i64>> {
         Ok(newest_start(&self.conn())?)
     }
@@ -1388,13 +1390,10 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
 /// between two restarts.
 const STARTED_INCIDENTS_KEPT: i64 = 1000;
 
-/// The newest `incident.started` stored, by `seq`.
+/// A number that grows with every incident started: the newest row of
+/// `started_incidents` (one lookup; `events` would be a scan).
 fn newest_start(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
-        "SELECT MAX(seq) FROM events WHERE phase = ?1",
-        [IncidentPhase::Started.as_str()],
-        |r| r.get(0),
-    )
+    conn.query_row("SELECT MAX(rowid) FROM started_incidents", [], |r| r.get(0))
 }
 
 /// Keeps `incident_id` among the ids of incidents started lately.

@@ -22,7 +22,10 @@
 //!    crash or a lost answer makes the device send the same event again. A
 //!    seen id with the same body is answered `200` (`duplicate`) and not
 //!    stored again, so the device stops; a seen id with a different body is
-//!    answered `409` and dropped by the device: ids are never reused.
+//!    answered `409` and dropped by the device: ids are never reused. (The
+//!    one different body the device sends under an id is the same incident
+//!    without its picture, after the first attempts got no answer in time:
+//!    a `409` to that counts as taken.)
 //! 3. Answer `2xx` only once the event is stored durably: the device deletes
 //!    it on a 2xx.
 //! 4. Answer `410 Gone` only to stop the device sending to this URL for good;
