@@ -32,8 +32,9 @@
 //!   its range can give less, and delivery is in order, so the picture would
 //!   hold back this alert and every one behind it for as long as the link
 //!   stays that slow.
-//! - `409` to an incident whose picture this worker took out after timeouts:
-//!   taken (the receiver stored the first attempt, answering too late).
+//! - `409` to an incident whose picture was taken out (above): taken. Ids
+//!   are never reused, so the other body the receiver holds under this id
+//!   is the one with the picture, stored by an attempt it answered too late.
 //! - any other `4xx` (`400`, `409`, `422`, a `413` to a body with no picture
 //!   to take out, ...): the receiver refuses
 //!   this event for good; it is dropped for this endpoint (logged, counted)
@@ -550,7 +551,11 @@ fn is_storage_error(error: &anyhow::Error) -> bool {
         matches!(
             e.downcast_ref::<rusqlite::Error>()
                 .and_then(rusqlite::Error::sqlite_error_code),
-            Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure)
+            Some(
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::ReadOnly
+            )
         )
     })
 }
@@ -582,9 +587,10 @@ struct TimeoutsInARow {
 ///
 /// With the disk under the outbox full, nothing can be recorded, and the
 /// worker goes on in memory rather than stand still: an event this webhook
-/// took is kept in `taken` (recorded as soon as the outbox takes writes, and
-/// not sent again meanwhile: before, the same ~130 KB incident went again
-/// every second, for as long as the disk stayed full), the events behind it
+/// took, or refused for good, is kept in `settled` (recorded as soon as the
+/// outbox takes writes, and not sent again meanwhile: before, the same
+/// ~130 KB incident went again every second, for as long as the disk stayed
+/// full), the events behind it
 /// go in turn, and an attempt whose outcome cannot be recorded (a failure,
 /// a refusal) waits out a growing backoff here before it goes again.
 #[derive(Default)]
@@ -592,11 +598,9 @@ struct Worker {
     /// Whether to go on without writes (`run`); `deliver` stops instead.
     goes_on_without_writes: bool,
     timeouts: TimeoutsInARow,
-    /// The event whose picture this worker took out after timeouts.
-    stripped: Option<i64>,
-    /// Events this webhook took whose delivery the outbox could not record,
-    /// oldest first.
-    taken: Vec<i64>,
+    /// Events this webhook took (true) or refused for good (false) whose
+    /// settling the outbox could not record, oldest first.
+    settled: Vec<(i64, bool)>,
     /// An event whose attempt's outcome the outbox could not record.
     unrecorded: Option<Unrecorded>,
     /// Whether this turn met an outbox that refuses writes.
@@ -615,6 +619,18 @@ struct Unrecorded {
     newest_start: Option<i64>,
 }
 
+/// What a turn reads before its attempt.
+struct Turn {
+    /// The oldest event owed to the endpoint, past those settled in memory.
+    head: Option<Pending>,
+    /// [`Outbox::newest_start`].
+    newest_start: Option<i64>,
+    /// Whether the expiry pass dropped something (a write).
+    expired: bool,
+    /// Whether the expiry pass met a disk that refuses writes.
+    expiry_refused: bool,
+}
+
 async fn deliver_next(
     outbox: &OutboxHandle,
     endpoint: &Endpoint,
@@ -625,12 +641,16 @@ async fn deliver_next(
     worker.writes_refused = false;
     worker.wrote = false;
     let go_on = worker.goes_on_without_writes;
-    if !worker.taken.is_empty() {
-        let (url, taken) = (endpoint.url.clone(), worker.taken.clone());
+    if !worker.settled.is_empty() {
+        let (url, settled) = (endpoint.url.clone(), worker.settled.clone());
         let recorded = outbox
             .call(move |outbox| -> Result<()> {
-                for seq in taken {
-                    outbox.mark_delivered(&url, seq)?;
+                for (seq, taken) in settled {
+                    if taken {
+                        outbox.mark_delivered(&url, seq)?;
+                    } else {
+                        outbox.mark_rejected(&url, seq)?;
+                    }
                 }
                 Ok(())
             })
@@ -638,38 +658,44 @@ async fn deliver_next(
         match recorded {
             Ok(()) => {
                 info!(
-                    "{}: recorded {} deliveries the outbox could not record when they were taken",
+                    "{}: recorded {} deliveries the outbox could not record when they were settled",
                     endpoint.url,
-                    worker.taken.len()
+                    worker.settled.len()
                 );
-                worker.taken.clear();
+                worker.settled.clear();
                 worker.wrote = true;
             }
             Err(e) if is_storage_error(&e) => worker.writes_refused = true,
             Err(e) => return Err(e),
         }
     }
-    let (url, after) = (endpoint.url.clone(), worker.taken.last().copied());
-    let (head, newest_start, expiry_refused) = outbox
-        .call(
-            move |outbox| -> Result<(Option<Pending>, Option<i64>, bool)> {
-                let expiry_refused = match outbox.expire_old() {
-                    Ok(_) => false,
-                    Err(e) if go_on && is_storage_error(&e) => true,
-                    Err(e) => return Err(e),
-                };
-                if outbox.disabled_reason(&url)?.is_some() {
-                    return Ok((None, None, expiry_refused));
-                }
-                Ok((
-                    outbox.head_after(&url, after)?,
-                    outbox.newest_start()?,
-                    expiry_refused,
-                ))
-            },
-        )
+    let (url, after) = (
+        endpoint.url.clone(),
+        worker.settled.last().map(|(seq, _)| *seq),
+    );
+    let turn = outbox
+        .call(move |outbox| -> Result<Turn> {
+            let (expired, expiry_refused) = match outbox.expire_old() {
+                Ok(n) => (n > 0, false),
+                Err(e) if go_on && is_storage_error(&e) => (false, true),
+                Err(e) => return Err(e),
+            };
+            let (head, newest_start) = if outbox.disabled_reason(&url)?.is_some() {
+                (None, None)
+            } else {
+                (outbox.head_after(&url, after)?, outbox.newest_start()?)
+            };
+            Ok(Turn {
+                head,
+                newest_start,
+                expired,
+                expiry_refused,
+            })
+        })
         .await??;
-    worker.writes_refused |= expiry_refused;
+    let (head, newest_start) = (turn.head, turn.newest_start);
+    worker.writes_refused |= turn.expiry_refused;
+    worker.wrote |= turn.expired;
     let Some(pending) = head else {
         return Ok(Step::Nothing);
     };
@@ -705,16 +731,21 @@ async fn deliver_next(
     let too_slow = timeouts.count >= TIMEOUTS_BEFORE_NO_PICTURE;
     // A receiver that stored the picture body after all, answering too
     // late, holds this id and refuses the body without the picture (409):
-    // taken. Only where this worker took the picture out after timeouts; a
-    // 409 elsewhere is a conflict, refused for good as any other 4xx.
-    let held_already = attempt.status == Some(409) && worker.stripped == Some(pending.seq);
+    // taken (module docs).
+    let held_already =
+        attempt.status == Some(409) && crate::payload::picture_taken_out(&pending.event.body);
     let (seq, attempts, outcome) = (pending.seq, pending.attempts, attempt.outcome.clone());
     let (endpoint, options) = (endpoint.clone(), options.clone());
     let (initial, max) = (options.initial_backoff, options.max_backoff);
+    // A refusal for good can wait in memory; a 413 to a body with a picture
+    // cannot (its picture is yet to be taken out).
+    let refused_for_good = outcome == Outcome::Rejected
+        && !(attempt.status == Some(413)
+            && crate::payload::without_snapshot(&pending.event.body, "").is_some());
     let settled = outbox
-        .call(move |outbox| -> Result<bool> {
+        .call(move |outbox| -> Result<()> {
             if too_slow && without_picture_for_a_slow_link(outbox, &endpoint, &pending, &options)? {
-                return Ok(true);
+                return Ok(());
             }
             if held_already {
                 info!(
@@ -722,7 +753,7 @@ async fn deliver_next(
                     endpoint.url, pending.event.id
                 );
                 outbox.mark_delivered(&endpoint.url, pending.seq)?;
-                return Ok(false);
+                return Ok(());
             }
             settle(outbox, &endpoint, &pending, &attempt, &options)?;
             // A new fire stored while this attempt was out found it due and
@@ -735,14 +766,11 @@ async fn deliver_next(
                     endpoint.url, pending.event.id
                 );
             }
-            Ok(false)
+            Ok(())
         })
         .await?;
     match settled {
-        Ok(stripped) => {
-            if stripped {
-                worker.stripped = Some(seq);
-            }
+        Ok(()) => {
             worker.wrote = true;
             worker.unrecorded = None;
             Ok(Step::Went)
@@ -750,7 +778,11 @@ async fn deliver_next(
         Err(e) if go_on && is_storage_error(&e) => {
             worker.writes_refused = true;
             if outcome == Outcome::Delivered || held_already {
-                worker.taken.push(seq);
+                worker.settled.push((seq, true));
+                return Ok(Step::Went);
+            }
+            if refused_for_good && !too_slow {
+                worker.settled.push((seq, false));
                 return Ok(Step::Went);
             }
             // A failure, or a refusal the outbox cannot record: this event

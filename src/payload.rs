@@ -128,6 +128,17 @@ pub fn without_snapshot(body: &str, why: &str) -> Option<String> {
     Some(value.to_string())
 }
 
+/// Whether `body` is an incident whose picture delivery took out
+/// ([`without_snapshot`] with a reason ending in [`TAKEN_OUT`]).
+pub fn picture_taken_out(body: &str) -> bool {
+    serde_json::from_str::<Value>(body).is_ok_and(|v| {
+        v["snapshot"].is_null()
+            && v["snapshot_error"]
+                .as_str()
+                .is_some_and(|e| e.ends_with(TAKEN_OUT))
+    })
+}
+
 /// How the `snapshot_error` of a picture delivery took out ends.
 pub const TAKEN_OUT: &str = "sent without the picture";
 

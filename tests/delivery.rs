@@ -694,3 +694,50 @@ async fn with_the_disk_full_delivery_goes_on_and_sends_nothing_twice() {
     assert_eq!(outbox.stats().unwrap().delivered, 3);
     worker.abort();
 }
+
+#[tokio::test]
+async fn with_the_disk_full_a_refused_event_holds_back_nothing_and_goes_once() {
+    // The receiver refuses e0 for good (400) and takes the rest, while the
+    // outbox refuses every write: e0 is not sent again, e1 and e2 go, and
+    // all three are settled once writes work.
+    let (url, seen, _) = scripted_server(Arc::new(|n| {
+        if n == 0 {
+            Reply::Answer(400, vec![], "bad".into())
+        } else {
+            ok()
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    for i in 0..3 {
+        outbox.enqueue(&event(i)).unwrap();
+    }
+    outbox.refuse_writes(true);
+    let worker = tokio::spawn(delivery::run(
+        OutboxHandle::spawn(outbox.clone()).unwrap(),
+        vec![endpoint(&url)],
+        options(),
+        Arc::new(Notify::new()),
+        Until::Forever,
+    ));
+    let mut polls = 0;
+    while ids(&seen).len() < 3 {
+        polls += 1;
+        assert!(polls < 12_000, "delivery stood still: {:?}", ids(&seen));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(ids(&seen), ["tower-7-e0", "tower-7-e1", "tower-7-e2"]);
+    outbox.refuse_writes(false);
+    let mut polls = 0;
+    while outbox.stats().unwrap().pending_events > 0 {
+        polls += 1;
+        assert!(polls < 12_000, "the settlings were never recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.rejected, stats.delivered), (1, 2));
+    assert_eq!(ids(&seen).len(), 3);
+    worker.abort();
+}
