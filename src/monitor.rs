@@ -572,6 +572,15 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                 }
                 interval.saturating_sub(started.elapsed())
             }
+            Err(GrabError::Wedged(e)) => {
+                // Ends the monitor (run_async): systemd restarts the service
+                // and the process's end frees the device.
+                status.skip("wedged");
+                error!(
+                    "camera {id}: {e:#}: stopping, so that the service restarts and the device is freed"
+                );
+                return;
+            }
             Err(e) => {
                 failures += 1;
                 let reason = if started.elapsed() >= timeout {

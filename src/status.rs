@@ -263,7 +263,7 @@ impl LiveState {
                 c.scored
             );
         }
-        head(&mut out, "frames_skipped_total", "counter", "Grabs and frames not scored: error (grab failed), timeout, corrupt (broken JPEG), busy (a newer frame replaced it while the detector was busy), inference_error. A picture judged stuck is still scored.");
+        head(&mut out, "frames_skipped_total", "counter", "Grabs and frames not scored: error (grab failed), timeout, corrupt (broken JPEG), busy (a newer frame replaced it while the detector was busy), inference_error, wedged (a V4L2 device held by a hung capture call). A picture judged stuck is still scored.");
         for (id, c) in &cameras {
             for (reason, n) in &c.skipped {
                 let _ = writeln!(

@@ -61,6 +61,10 @@ pub enum GrabError {
     /// The camera answered, but the picture is broken (truncated or corrupt
     /// JPEG): skipped and counted, never scored.
     Corrupt(anyhow::Error),
+    /// The source cannot recover inside this process: a capture call hung in
+    /// the driver holds the device, so every fresh open fails. The monitor
+    /// stops, and systemd's restart frees the device.
+    Wedged(anyhow::Error),
 }
 
 impl GrabError {
@@ -69,6 +73,7 @@ impl GrabError {
         match self {
             GrabError::Failed(_) => "error",
             GrabError::Corrupt(_) => "corrupt",
+            GrabError::Wedged(_) => "wedged",
         }
     }
 }
@@ -76,7 +81,7 @@ impl GrabError {
 impl std::fmt::Display for GrabError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GrabError::Failed(e) => write!(f, "{e:#}"),
+            GrabError::Failed(e) | GrabError::Wedged(e) => write!(f, "{e:#}"),
             GrabError::Corrupt(e) => write!(f, "corrupt frame: {e:#}"),
         }
     }

@@ -12,7 +12,9 @@
 //! are caught as for snapshots), and YUYV converted here.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use image::RgbImage;
@@ -37,6 +39,29 @@ pub struct V4l2Source {
     /// The capture thread's requests, while no grab is out.
     worker: Option<mpsc::Sender<Request>>,
     serve: Serve,
+    /// Capture threads alive, the one serving included.
+    threads: Arc<AtomicUsize>,
+    /// Since when a capture thread abandoned by a grab has not returned.
+    hung_since: Option<Instant>,
+    /// How long a hung capture thread may keep a fresh one from grabbing
+    /// before the source is [`GrabError::Wedged`].
+    wedged_after: Duration,
+}
+
+/// How long a capture call hung in the driver may keep the device from a
+/// fresh capture thread before the process stops to free it: a UVC camera
+/// that wedges holds its buffers until the file is closed, and the hung
+/// call never returns to close it. Long enough for a slow driver call that
+/// does come back.
+const WEDGED_AFTER: Duration = Duration::from_secs(120);
+
+/// Counts a capture thread alive until it ends.
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl V4l2Source {
@@ -45,15 +70,23 @@ impl V4l2Source {
             config: config.clone(),
             worker: None,
             serve,
+            threads: Arc::new(AtomicUsize::new(0)),
+            hung_since: None,
+            wedged_after: WEDGED_AFTER,
         }
     }
 
     fn spawn(&self, reply: Request) -> Result<mpsc::Sender<Request>, GrabError> {
         let (tx, rx) = mpsc::channel();
         let (config, serve) = (self.config.clone(), self.serve);
+        self.threads.fetch_add(1, Ordering::SeqCst);
+        let alive = Alive(self.threads.clone());
         std::thread::Builder::new()
             .name("v4l2".into())
-            .spawn(move || serve(config, rx))
+            .spawn(move || {
+                let _alive = alive;
+                serve(config, rx)
+            })
             .map_err(|e| GrabError::Failed(anyhow!("cannot start a capture thread: {e}")))?;
         let _ = tx.send(reply);
         Ok(tx)
@@ -64,6 +97,13 @@ impl Source for V4l2Source {
     fn grab(&mut self) -> Grab<'_> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
+            // With no thread kept, any thread alive is one a grab abandoned
+            // that has not come back: hung in the driver.
+            if self.worker.is_none() && self.threads.load(Ordering::SeqCst) > 0 {
+                self.hung_since.get_or_insert_with(Instant::now);
+            } else if self.worker.is_none() {
+                self.hung_since = None;
+            }
             // Taken for the grab's time (module docs): if this future is
             // dropped on a timeout, the next grab starts a fresh thread.
             let worker = match self.worker.take() {
@@ -74,6 +114,23 @@ impl Source for V4l2Source {
                 None => self.spawn(reply)?,
             };
             match answer.await {
+                Ok(Ok(frame)) => {
+                    self.worker = Some(worker);
+                    self.hung_since = None;
+                    Ok(frame)
+                }
+                Ok(Err(GrabError::Failed(e)))
+                    if self
+                        .hung_since
+                        .is_some_and(|since| since.elapsed() >= self.wedged_after) =>
+                {
+                    self.worker = Some(worker);
+                    Err(GrabError::Wedged(anyhow!(
+                        "{e:#}, while a capture call hung in the driver has held {:?} for over {:.0} s",
+                        self.config.device,
+                        self.wedged_after.as_secs_f64()
+                    )))
+                }
                 Ok(result) => {
                     self.worker = Some(worker);
                     result
@@ -286,8 +343,6 @@ pub fn list_devices() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
 
     static THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -307,9 +362,8 @@ mod tests {
     async fn a_grab_hung_in_the_driver_is_not_waited_for_by_the_next() {
         let config: V4l2Config = toml::from_str("device = \"/dev/video0\"").unwrap();
         let mut source = V4l2Source {
-            config,
-            worker: None,
             serve: hangs_first,
+            ..V4l2Source::new(&config)
         };
         let hung = tokio::time::timeout(Duration::from_millis(200), source.grab()).await;
         assert!(hung.is_err(), "the first grab should hang");
@@ -320,6 +374,46 @@ mod tests {
         // The fresh thread is kept for the grabs after.
         source.grab().await.unwrap();
         assert_eq!(THREADS.load(Ordering::SeqCst), 2);
+    }
+
+    /// A first capture thread that hangs in the driver holding the device;
+    /// later threads cannot open it.
+    fn hangs_holding_the_device(_: V4l2Config, requests: mpsc::Receiver<Request>) {
+        static FIRST: AtomicUsize = AtomicUsize::new(0);
+        let first = FIRST.fetch_add(1, Ordering::SeqCst) == 0;
+        for reply in requests {
+            if first {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+            let _ = reply.send(Err(GrabError::Failed(anyhow!(
+                "cannot start capturing: Device or resource busy"
+            ))));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_device_held_by_a_hung_capture_call_is_wedged_after_a_while() {
+        let config: V4l2Config = toml::from_str("device = \"/dev/video0\"").unwrap();
+        let mut source = V4l2Source {
+            serve: hangs_holding_the_device,
+            wedged_after: Duration::from_millis(300),
+            ..V4l2Source::new(&config)
+        };
+        let hung = tokio::time::timeout(Duration::from_millis(200), source.grab()).await;
+        assert!(hung.is_err(), "the first grab should hang");
+        // At first a failure like any other: the hung call may come back.
+        assert!(matches!(source.grab().await, Err(GrabError::Failed(_))));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        match source.grab().await {
+            Err(GrabError::Wedged(e)) => {
+                let e = format!("{e:#}");
+                assert!(
+                    e.contains("busy") && e.contains("hung in the driver"),
+                    "{e}"
+                );
+            }
+            other => panic!("{:?}", other.map(|f| f.dimensions())),
+        }
     }
 
     #[test]
