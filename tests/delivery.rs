@@ -654,12 +654,15 @@ async fn a_sender_killed_mid_delivery_loses_nothing_and_resends_under_the_same_i
     assert_eq!((stats.pending_events, stats.delivered), (0, 4));
 }
 
-#[tokio::test]
-async fn with_the_disk_full_delivery_goes_on_and_sends_nothing_twice() {
-    // The outbox refuses every write (a full SD card) while the receiver
-    // takes everything: each stored event goes once, in order, and what
-    // was taken is recorded once the disk takes writes again.
-    let (url, seen, _) = scripted_server(Arc::new(|_| ok())).await;
+/// Three events delivered by `run`'s worker to a receiver following
+/// `script`, while the outbox refuses every write (a full SD card), then
+/// again once it takes writes. Returns the outbox once nothing is pending
+/// (with the folder that holds it), and the ids the receiver saw while
+/// writes were refused.
+async fn deliver_three_on_a_full_disk(
+    script: common::Script,
+) -> (Arc<Outbox>, tempfile::TempDir, Vec<String>) {
+    let (url, seen, _) = scripted_server(script).await;
     let dir = tempfile::tempdir().unwrap();
     let outbox = Arc::new(open_outbox(dir.path(), &url));
     for i in 0..3 {
@@ -679,56 +682,11 @@ async fn with_the_disk_full_delivery_goes_on_and_sends_nothing_twice() {
         assert!(polls < 12_000, "delivery stood still: {:?}", ids(&seen));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // A few more turns of the worker (it polls every second): nothing again.
+    // A few more turns of the worker (it polls every second): nothing goes
+    // again while nothing can be recorded.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(ids(&seen), ["tower-7-e0", "tower-7-e1", "tower-7-e2"]);
+    let while_full = ids(&seen);
     assert_eq!(outbox.stats().unwrap().pending_events, 3);
-    outbox.refuse_writes(false);
-    let mut polls = 0;
-    while outbox.stats().unwrap().pending_events > 0 {
-        polls += 1;
-        assert!(polls < 12_000, "the deliveries were never recorded");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(ids(&seen).len(), 3);
-    assert_eq!(outbox.stats().unwrap().delivered, 3);
-    worker.abort();
-}
-
-#[tokio::test]
-async fn with_the_disk_full_a_refused_event_holds_back_nothing_and_goes_once() {
-    // The receiver refuses e0 for good (400) and takes the rest, while the
-    // outbox refuses every write: e0 is not sent again, e1 and e2 go, and
-    // all three are settled once writes work.
-    let (url, seen, _) = scripted_server(Arc::new(|n| {
-        if n == 0 {
-            Reply::Answer(400, vec![], "bad".into())
-        } else {
-            ok()
-        }
-    }))
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Arc::new(open_outbox(dir.path(), &url));
-    for i in 0..3 {
-        outbox.enqueue(&event(i)).unwrap();
-    }
-    outbox.refuse_writes(true);
-    let worker = tokio::spawn(delivery::run(
-        OutboxHandle::spawn(outbox.clone()).unwrap(),
-        vec![endpoint(&url)],
-        options(),
-        Arc::new(Notify::new()),
-        Until::Forever,
-    ));
-    let mut polls = 0;
-    while ids(&seen).len() < 3 {
-        polls += 1;
-        assert!(polls < 12_000, "delivery stood still: {:?}", ids(&seen));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(ids(&seen), ["tower-7-e0", "tower-7-e1", "tower-7-e2"]);
     outbox.refuse_writes(false);
     let mut polls = 0;
     while outbox.stats().unwrap().pending_events > 0 {
@@ -736,8 +694,33 @@ async fn with_the_disk_full_a_refused_event_holds_back_nothing_and_goes_once() {
         assert!(polls < 12_000, "the settlings were never recorded");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(ids(&seen), while_full, "sent again once recorded");
+    worker.abort();
+    (outbox, dir, while_full)
+}
+
+#[tokio::test]
+async fn with_the_disk_full_delivery_goes_on_and_sends_nothing_twice() {
+    // The receiver takes everything: each stored event goes once, in
+    // order, and what was taken is recorded once the disk takes writes.
+    let (outbox, _dir, sent) = deliver_three_on_a_full_disk(Arc::new(|_| ok())).await;
+    assert_eq!(sent, ["tower-7-e0", "tower-7-e1", "tower-7-e2"]);
+    assert_eq!(outbox.stats().unwrap().delivered, 3);
+}
+
+#[tokio::test]
+async fn with_the_disk_full_a_refused_event_holds_back_nothing_and_goes_once() {
+    // The receiver refuses e0 for good (400) and takes the rest: e0 is not
+    // sent again, e1 and e2 go, and all three are settled once writes work.
+    let (outbox, _dir, sent) = deliver_three_on_a_full_disk(Arc::new(|n| {
+        if n == 0 {
+            Reply::Answer(400, vec![], "bad".into())
+        } else {
+            ok()
+        }
+    }))
+    .await;
+    assert_eq!(sent, ["tower-7-e0", "tower-7-e1", "tower-7-e2"]);
     let stats = outbox.stats().unwrap();
     assert_eq!((stats.rejected, stats.delivered), (1, 2));
-    assert_eq!(ids(&seen).len(), 3);
-    worker.abort();
 }
