@@ -330,7 +330,7 @@ impl Confirmer {
 
     /// The start of the ids this camera gives to incidents of `class`.
     pub fn id_prefix(&self, class: Class) -> String {
-        format!("{}-{}-", self.camera, class.name())
+        id_prefix(&self.camera, class)
     }
 
     /// Takes the ids of incidents this camera started before a restart
@@ -338,7 +338,7 @@ impl Confirmer {
     /// saved time at each boot would otherwise repeat them.
     pub fn remember_started(&mut self, ids: &[String]) {
         for state in &mut self.classes {
-            let prefix = format!("{}-{}-", self.camera, state.class.name());
+            let prefix = id_prefix(&self.camera, state.class);
             let mine: Vec<&String> = ids
                 .iter()
                 .filter(|id| id.starts_with(&prefix))
@@ -640,7 +640,7 @@ impl ClassState {
     /// has that id already (two fires confirmed on one frame, or a clock
     /// stepped back into the second of an earlier one).
     fn new_id(&mut self, camera: &str, time: f64) -> String {
-        let stamp = format!("{}-{}-{}", camera, self.class.name(), compact_stamp(time));
+        let stamp = format!("{}{}", id_prefix(camera, self.class), compact_stamp(time));
         let taken = |id: &str| {
             self.active.iter().any(|a| a.incident_id == id)
                 || self.recent_ids.iter().any(|r| r == id)
@@ -662,6 +662,12 @@ impl ClassState {
         }
         self.recent_ids.push_back(id);
     }
+}
+
+/// The start of the ids `camera` gives to incidents of `class`:
+/// `<camera>-<class>-`, then the second it started.
+fn id_prefix(camera: &str, class: Class) -> String {
+    format!("{camera}-{}-", class.name())
 }
 
 /// Neighbouring hot tiles of one frame: one plume, or one cloud.

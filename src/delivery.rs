@@ -381,18 +381,19 @@ pub fn settle(
             Ok(Duration::ZERO)
         }
         Outcome::Rejected => {
-            if attempt.status == Some(413) {
-                // In the body every webhook gets: no URL (it can hold a token).
-                let why = format!(
-                    "a webhook refused the {}-byte body as too large (413); {}",
-                    pending.event.body.len(),
-                    crate::payload::TAKEN_OUT
-                );
-                if let Some(body) = crate::payload::without_snapshot(&pending.event.body, &why) {
-                    warn!("{url}: {why}: {id} goes again at once; raise the receiver's request size limit to get pictures");
-                    outbox.replace_body(pending.seq, &body)?;
-                    return Ok(Duration::ZERO);
-                }
+            if attempt.status == Some(413)
+                && take_picture_out(
+                    outbox,
+                    endpoint,
+                    pending,
+                    &format!(
+                        "a webhook refused the {}-byte body as too large (413)",
+                        pending.event.body.len()
+                    ),
+                    "raise the receiver's request size limit to get pictures",
+                )?
+            {
+                return Ok(Duration::ZERO);
             }
             warn!(
                 "{url} refused {id} for good: {}; dropped for this endpoint, check the receiver's logs",
@@ -740,11 +741,22 @@ async fn deliver_next(
     // A refusal for good can wait in memory; a 413 to a body with a picture
     // cannot (its picture is yet to be taken out).
     let refused_for_good = outcome == Outcome::Rejected
-        && !(attempt.status == Some(413)
-            && crate::payload::without_snapshot(&pending.event.body, "").is_some());
+        && !(attempt.status == Some(413) && crate::payload::has_snapshot(&pending.event.body));
     let settled = outbox
         .call(move |outbox| -> Result<()> {
-            if too_slow && without_picture_for_a_slow_link(outbox, &endpoint, &pending, &options)? {
+            if too_slow
+                && take_picture_out(
+                    outbox,
+                    &endpoint,
+                    &pending,
+                    &format!(
+                        "a webhook gave no answer within {:?} (response_timeout_s) to the {}-byte body {TIMEOUTS_BEFORE_NO_PICTURE} times in a row",
+                        options.response_timeout,
+                        pending.event.body.len()
+                    ),
+                    "a faster link or a longer response_timeout_s keeps pictures",
+                )?
+            {
                 return Ok(());
             }
             if held_already {
@@ -805,32 +817,29 @@ async fn deliver_next(
     }
 }
 
-/// Takes the picture out of `pending` after [`TIMEOUTS_BEFORE_NO_PICTURE`]
-/// attempts without an answer; it stays due, so it goes again at once, as
-/// after a `413`. Returns false, changing nothing, when it has no picture.
-fn without_picture_for_a_slow_link(
+/// Takes the picture out of `pending` (a `413`, or
+/// [`TIMEOUTS_BEFORE_NO_PICTURE`] attempts without an answer: `cause`); it
+/// stays due, so it goes again at once. Returns false, changing nothing,
+/// when it has no picture. The reason goes into the body every webhook
+/// gets, so `cause` names no URL (a webhook's URL can hold its token); the
+/// journal gets the URL and `hint`.
+fn take_picture_out(
     outbox: &Outbox,
     endpoint: &Endpoint,
     pending: &Pending,
-    options: &DeliveryOptions,
+    cause: &str,
+    hint: &str,
 ) -> Result<bool> {
-    // The reason goes into the body every webhook gets: no URL in it (a
-    // webhook's URL can hold its token).
-    let why = format!(
-        "a webhook gave no answer within {:?} (response_timeout_s) to the {}-byte body {TIMEOUTS_BEFORE_NO_PICTURE} times in a row; {}",
-        options.response_timeout,
-        pending.event.body.len(),
-        crate::payload::TAKEN_OUT
+    let why = format!("{cause}; {}", crate::payload::TAKEN_OUT);
+    let Some(body) = crate::payload::without_snapshot(&pending.event.body, &why) else {
+        return Ok(false);
+    };
+    warn!(
+        "{}: {why}: {} goes again at once; {hint}",
+        endpoint.url, pending.event.id
     );
-    if let Some(body) = crate::payload::without_snapshot(&pending.event.body, &why) {
-        warn!(
-            "{}: {why}: {} goes again at once; a faster link or a longer response_timeout_s keeps pictures",
-            endpoint.url, pending.event.id
-        );
-        outbox.replace_body(pending.seq, &body)?;
-        return Ok(true);
-    }
-    Ok(false)
+    outbox.replace_body(pending.seq, &body)?;
+    Ok(true)
 }
 
 #[cfg(test)]

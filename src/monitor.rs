@@ -767,17 +767,10 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
     // included, which may have waited), with any incident events the outbox
     // refused, in one last try; the journal names any that go with the
     // process.
-    for (index, pipeline) in pipelines.iter().enumerate() {
-        saved[index].at = None;
-        commit_incidents(
-            shared,
-            index,
-            pipeline,
-            Vec::new(),
-            &mut saved[index],
-            &mut unsaved[index],
-        );
+    for saved in &mut saved {
+        saved.at = None;
     }
+    retry_unsaved(shared, &pipelines, &mut saved, &mut unsaved);
     for (camera, lost) in shared.config.cameras.iter().zip(&unsaved) {
         if !lost.is_empty() {
             let ids: Vec<&str> = lost.iter().map(|e| e.id.as_str()).collect();
@@ -790,7 +783,10 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
     Ok(())
 }
 
-/// Tries again every camera's incident events the outbox refused before.
+/// Tries again every camera's incident events the outbox refused before,
+/// with its running incidents where they are due a save
+/// ([`SavedIncidents::stale`]): a camera whose frames stopped still gets its
+/// last hot frame saved.
 fn retry_unsaved(
     shared: &Shared,
     pipelines: &[CameraPipeline],
@@ -798,16 +794,14 @@ fn retry_unsaved(
     unsaved: &mut [Vec<OutgoingEvent>],
 ) {
     for (index, pipeline) in pipelines.iter().enumerate() {
-        if !unsaved[index].is_empty() {
-            commit_incidents(
-                shared,
-                index,
-                pipeline,
-                Vec::new(),
-                &mut saved[index],
-                &mut unsaved[index],
-            );
-        }
+        commit_incidents(
+            shared,
+            index,
+            pipeline,
+            Vec::new(),
+            &mut saved[index],
+            &mut unsaved[index],
+        );
     }
 }
 

@@ -119,13 +119,24 @@ pub fn incident(
 /// matters more than its picture.
 pub fn without_snapshot(body: &str, why: &str) -> Option<String> {
     let mut value: Value = serde_json::from_str(body).ok()?;
-    let object = value.as_object_mut()?;
-    if !object.get("snapshot").is_some_and(Value::is_object) {
-        return None;
-    }
+    let object = value.as_object_mut().filter(|o| holds_snapshot(o))?;
     object.insert("snapshot".into(), Value::Null);
     object.insert("snapshot_error".into(), Value::String(why.into()));
     Some(value.to_string())
+}
+
+/// Whether `body` is an incident with a snapshot [`without_snapshot`] could
+/// take out.
+pub fn has_snapshot(body: &str) -> bool {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .as_ref()
+        .and_then(Value::as_object)
+        .is_some_and(holds_snapshot)
+}
+
+fn holds_snapshot(object: &serde_json::Map<String, Value>) -> bool {
+    object.get("snapshot").is_some_and(Value::is_object)
 }
 
 /// Whether `body` is an incident whose picture delivery took out
