@@ -79,23 +79,38 @@ pub const BODY_PREVIEW_BYTES: usize = 200;
 /// One control room: where to POST and the secrets that sign.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
+    /// Where to POST, as configured; also the outbox's key for it.
     pub url: String,
+    /// `url` as logs and messages show it ([`crate::redact::shown_url`]): a
+    /// receiver may take a token in its query.
+    pub shown: String,
     pub secrets: Vec<Secret>,
 }
 
 impl Endpoint {
+    pub fn new(url: String, secrets: Vec<Secret>) -> Endpoint {
+        let shown = crate::redact::shown_url_text(&url, "the webhook url");
+        Endpoint {
+            url,
+            shown,
+            secrets,
+        }
+    }
+
     /// The configured webhooks with their secrets read.
     pub fn from_config(config: &Config) -> Result<Vec<Endpoint>> {
         config
             .webhooks
             .iter()
             .map(|w| {
-                Ok(Endpoint {
-                    url: w.url.get_ref().clone(),
-                    secrets: w
-                        .load_secrets()
-                        .with_context(|| format!("webhook {}", w.url.get_ref()))?,
-                })
+                let url = w.url.get_ref().clone();
+                let secrets = w.load_secrets().with_context(|| {
+                    format!(
+                        "webhook {}",
+                        crate::redact::shown_url_text(&url, "the webhook url")
+                    )
+                })?;
+                Ok(Endpoint::new(url, secrets))
             })
             .collect()
     }
@@ -373,10 +388,10 @@ pub fn settle(
     options: &DeliveryOptions,
 ) -> Result<Duration> {
     let id = &pending.event.id;
-    let url = &endpoint.url;
+    let (url, shown) = (&endpoint.url, &endpoint.shown);
     match &attempt.outcome {
         Outcome::Delivered => {
-            info!("{url} took {id}: {}", attempt.describe());
+            info!("{shown} took {id}: {}", attempt.describe());
             outbox.mark_delivered(url, pending.seq)?;
             Ok(Duration::ZERO)
         }
@@ -396,7 +411,7 @@ pub fn settle(
                 return Ok(Duration::ZERO);
             }
             warn!(
-                "{url} refused {id} for good: {}; dropped for this endpoint, check the receiver's logs",
+                "{shown} refused {id} for good: {}; dropped for this endpoint, check the receiver's logs",
                 attempt.describe()
             );
             outbox.mark_rejected(url, pending.seq)?;
@@ -404,7 +419,7 @@ pub fn settle(
         }
         Outcome::Gone => {
             warn!(
-                "{url} answered 410 Gone to {id}: endpoint disabled; fix [[webhooks]] url, or run `wildfire-watch test-alert` once the receiver is back to re-enable it"
+                "{shown} answered 410 Gone to {id}: endpoint disabled; fix [[webhooks]] url, or run `wildfire-watch test-alert` once the receiver is back to re-enable it"
             );
             outbox.disable_endpoint(url, &format!("410 Gone to {id}"))?;
             Ok(Duration::ZERO)
@@ -419,7 +434,7 @@ pub fn settle(
                 _ => "",
             };
             warn!(
-                "{url} did not take {id} (attempt {attempts}): {}{hint}; retrying in {:.1} s",
+                "{shown} did not take {id} (attempt {attempts}): {}{hint}; retrying in {:.1} s",
                 attempt.describe(),
                 delay.as_secs_f64()
             );
@@ -496,14 +511,14 @@ async fn run_endpoint(
                 storage_failing = Some(std::time::Instant::now());
                 error!(
                     "{}: cannot write to the outbox: free space on the disk under [outbox] path; delivery goes on, and what this webhook takes is recorded once there is room",
-                    endpoint.url
+                    endpoint.shown
                 );
             }
             (false, Some(since)) if worker.wrote => {
                 storage_failing = None;
                 info!(
                     "{}: the outbox takes writes again after {:.0} s: delivery goes on",
-                    endpoint.url,
+                    endpoint.shown,
                     since.elapsed().as_secs_f64()
                 );
             }
@@ -528,7 +543,7 @@ async fn run_endpoint(
             Err(e) if outbox::is_busy(&e) => {
                 warn!(
                     "{}: the outbox is busy (another process is writing to it): {e:#}; retrying in {:.0} s",
-                    endpoint.url,
+                    endpoint.shown,
                     IDLE_POLL.as_secs_f64()
                 );
                 tokio::time::sleep(IDLE_POLL).await;
@@ -660,7 +675,7 @@ async fn deliver_next(
             Ok(()) => {
                 info!(
                     "{}: recorded {} deliveries the outbox could not record when they were settled",
-                    endpoint.url,
+                    endpoint.shown,
                     worker.settled.len()
                 );
                 worker.settled.clear();
@@ -762,7 +777,7 @@ async fn deliver_next(
             if held_already {
                 info!(
                     "{} holds {} already, with its picture (409 to the body without it): taken",
-                    endpoint.url, pending.event.id
+                    endpoint.shown, pending.event.id
                 );
                 outbox.mark_delivered(&endpoint.url, pending.seq)?;
                 return Ok(());
@@ -775,7 +790,7 @@ async fn deliver_next(
             {
                 info!(
                     "{}: an incident started during the attempt: {} goes again at once",
-                    endpoint.url, pending.event.id
+                    endpoint.shown, pending.event.id
                 );
             }
             Ok(())
@@ -836,7 +851,7 @@ fn take_picture_out(
     };
     warn!(
         "{}: {why}: {} goes again at once; {hint}",
-        endpoint.url, pending.event.id
+        endpoint.shown, pending.event.id
     );
     outbox.replace_body(pending.seq, &body)?;
     Ok(true)
@@ -948,10 +963,7 @@ mod tests {
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
         };
-        let endpoint = Endpoint {
-            url,
-            secrets: vec![Secret::parse(SECRET).unwrap()],
-        };
+        let endpoint = Endpoint::new(url, vec![Secret::parse(SECRET).unwrap()]);
         let worker = tokio::spawn(run(
             OutboxHandle::spawn(outbox.clone()).unwrap(),
             vec![endpoint],

@@ -36,6 +36,7 @@ pub mod outbox_thread;
 pub mod payload;
 pub mod pipeline;
 pub mod receiver;
+pub mod redact;
 pub mod replay;
 pub mod report;
 pub mod resample;

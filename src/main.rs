@@ -407,12 +407,15 @@ fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
         {
             eprintln!(
                 "note: {}: secret_credential is read only under systemd ($CREDENTIALS_DIRECTORY unset); not checked",
-                webhook.url.get_ref()
+                wildfire_watch::redact::shown_url_text(webhook.url.get_ref(), "the webhook url")
             );
             continue;
         }
         if let Err(e) = webhook.load_secrets() {
-            eprintln!("error: webhook {}: {e:#}", webhook.url.get_ref());
+            eprintln!(
+                "error: webhook {}: {e:#}",
+                wildfire_watch::redact::shown_url_text(webhook.url.get_ref(), "the webhook url")
+            );
             problems += 1;
         }
     }
@@ -485,12 +488,12 @@ fn run_test_alert(args: ConfigArgs) -> Result<ExitCode> {
                 ),
             };
             let attempt = delivery::post(&client, endpoint, &pending, &options).await;
-            println!("{}: {}", endpoint.url, attempt.describe());
+            println!("{}: {}", endpoint.shown, attempt.describe());
             if disabled {
                 if attempt.outcome == delivery::Outcome::Delivered
                     && outbox.enable_endpoint(&endpoint.url)?
                 {
-                    println!("{}: re-enabled (it had answered 410 Gone)", endpoint.url);
+                    println!("{}: re-enabled (it had answered 410 Gone)", endpoint.shown);
                     // Re-enabled, it was given the events nobody has taken,
                     // this test among them: it has just taken that one.
                     if let Some(pending) = outbox.pending_for(&endpoint.url, &event.id)? {

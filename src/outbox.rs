@@ -520,9 +520,13 @@ impl Outbox {
         // moved URL: what the old one was still owed goes to the new one
         // (the ids are the same, so a receiver that has some drops the
         // repeats). With no new webhook it is dropped, and said so.
+        let shown = |url: &str| crate::redact::shown_url_text(url, "a webhook url");
         for (endpoint, n) in stale {
             if new.is_empty() {
-                warn!("{endpoint} is no longer configured: the {n} deliveries still owed to it are dropped (no webhook new to this outbox to take them)");
+                warn!(
+                    "{} is no longer configured: the {n} deliveries still owed to it are dropped (no webhook new to this outbox to take them)",
+                    shown(&endpoint)
+                );
             }
             for to in &new {
                 tx.execute(
@@ -530,7 +534,11 @@ impl Outbox {
                      SELECT ?1, seq, ?3 FROM deliveries WHERE endpoint = ?2",
                     params![to, endpoint, now],
                 )?;
-                warn!("{endpoint} is no longer configured and {to} is new: the {n} deliveries still owed to {endpoint} go to {to}");
+                warn!(
+                    "{} is no longer configured and {} is new: the {n} deliveries still owed to it go to the new one",
+                    shown(&endpoint),
+                    shown(to)
+                );
             }
             tx.execute("DELETE FROM deliveries WHERE endpoint = ?1", [&endpoint])?;
         }
@@ -544,7 +552,10 @@ impl Outbox {
         for endpoint in &self.endpoints {
             let n = offer_unsettled(&tx, endpoint, now)?;
             if n > 0 {
-                info!("{endpoint}: queued {n} earlier events that no webhook has taken yet");
+                info!(
+                    "{}: queued {n} earlier events that no webhook has taken yet",
+                    shown(endpoint)
+                );
             }
         }
         self.commit(tx)?;

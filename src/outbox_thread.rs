@@ -56,7 +56,8 @@ pub const REFRESH: Duration = Duration::from_secs(5);
 pub struct OutboxFigures {
     /// The counters, or why they could not be read.
     pub stats: Result<OutboxStats, String>,
-    /// Each configured endpoint, and whether it is disabled (`410 Gone`).
+    /// Each configured endpoint (as messages show it, secrets left out), and
+    /// whether it is disabled (`410 Gone`).
     pub endpoints: Vec<(String, bool)>,
 }
 
@@ -69,7 +70,10 @@ impl OutboxFigures {
                 .iter()
                 .map(|url| {
                     let disabled = outbox.disabled_reason(url).ok().flatten().is_some();
-                    (url.clone(), disabled)
+                    (
+                        crate::redact::shown_url_text(url, "a webhook url"),
+                        disabled,
+                    )
                 })
                 .collect(),
         }

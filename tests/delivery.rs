@@ -35,10 +35,7 @@ fn options() -> DeliveryOptions {
 }
 
 fn endpoint(url: &str) -> Endpoint {
-    Endpoint {
-        url: url.to_string(),
-        secrets: vec![Secret::parse(SECRET).unwrap()],
-    }
+    Endpoint::new(url.to_string(), vec![Secret::parse(SECRET).unwrap()])
 }
 
 fn open_outbox(dir: &Path, url: &str) -> Outbox {

@@ -49,16 +49,8 @@ impl Source for RtspSource {
     }
 }
 
-/// The URL without its secrets, for messages ([`super::shown_url`]).
-fn redacted(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => super::shown_url(&u),
-        Err(_) => "the RTSP url".into(),
-    }
-}
-
 fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
-    let shown = redacted(url);
+    let shown = crate::redact::shown_url_text(url, "the RTSP url");
     let failed = |what: String| GrabError::Failed(anyhow!("{shown}: {what}"));
     crate::video::start_libav().map_err(GrabError::Failed)?;
     let mut options = ffmpeg::Dictionary::new();
@@ -151,7 +143,10 @@ mod tests {
 
     #[test]
     fn messages_never_show_the_password() {
-        let shown = super::redacted("rtsp://admin:hunter2@192.0.2.5:554/Streaming/Channels/101");
+        let shown = crate::redact::shown_url_text(
+            "rtsp://admin:hunter2@192.0.2.5:554/Streaming/Channels/101",
+            "the RTSP url",
+        );
         assert!(
             !shown.contains("hunter2") && !shown.contains("admin"),
             "{shown}"

@@ -32,7 +32,7 @@ const MAX_CHALLENGES_PER_GRAB: usize = 3;
 pub struct SnapshotSource {
     client: reqwest::Client,
     url: reqwest::Url,
-    /// `url` for messages, secrets left out ([`super::shown_url`]).
+    /// `url` for messages, secrets left out ([`crate::redact::shown_url`]).
     shown: String,
     credentials: Option<(String, String)>,
     auth: HttpAuth,
@@ -57,7 +57,7 @@ impl SnapshotSource {
             .context("cannot set up the HTTP client")?;
         Ok(SnapshotSource {
             client,
-            shown: super::shown_url(&url),
+            shown: crate::redact::shown_url(&url),
             url,
             credentials,
             auth: config.auth,
