@@ -9,7 +9,8 @@
 //! - `410 Gone`: the endpoint is disabled (logged, counted, kept across
 //!   restarts); a `test-alert` it answers with 2xx re-enables it.
 //! - `408`, `425`, `429`, `5xx`, `3xx` (redirects are not followed: a signed
-//!   POST must not turn into a GET elsewhere), timeouts and network errors:
+//!   POST must not turn into a GET elsewhere; the log says where one leads,
+//!   since only a fixed `url` ends it), timeouts and network errors:
 //!   retried after `Retry-After` (seconds or an HTTP date, at least
 //!   `initial_backoff_s` and at most `max_backoff_s`) when the answer has
 //!   one, else after an exponential
@@ -299,7 +300,12 @@ pub async fn post(
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+    let redirect = redirect_note(&response, &endpoint.url);
     let (body, error) = read_capped(response, options.max_response_bytes, deadline).await;
+    let error = match (redirect, error) {
+        (Some(note), Some(e)) => Some(format!("{note}; {e}")),
+        (note, e) => note.or(e),
+    };
     let preview = String::from_utf8_lossy(&body[..body.len().min(BODY_PREVIEW_BYTES)]).into_owned();
     // At most max_backoff: delivery per endpoint is in order, so one answer
     // asking for an hour would hold back every alert behind it for that hour.
@@ -314,6 +320,29 @@ pub async fn post(
         error,
         timed_out: false,
     }
+}
+
+/// For a `3xx`, where it points and what to do: redirects are not followed
+/// (module docs) and are retried like a `5xx`, so a URL that redirects (an
+/// `http://` moved to `https://`, a path missing its trailing slash) holds
+/// every alert until the configuration names where it leads. `None` for any
+/// other answer.
+fn redirect_note(response: &reqwest::Response, url: &str) -> Option<String> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|location| reqwest::Url::parse(url).ok()?.join(location).ok());
+    Some(match target {
+        Some(target) => format!(
+            "redirects to {}: set [[webhooks]] url to that address (redirects are not followed)",
+            crate::redact::shown_url(&target)
+        ),
+        None => "a redirect without a usable Location: check [[webhooks]] url (redirects are not followed)".into(),
+    })
 }
 
 fn no_answer(error: String) -> Attempt {

@@ -192,6 +192,45 @@ async fn retry_after_sets_the_next_attempt_between_the_backoff_bounds() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_retried_not_followed_and_says_where_it_leads() {
+    let (url, seen, _) = scripted_server(Arc::new(|_| {
+        Reply::Answer(
+            308,
+            vec![("Location", "/hook/?token=s3cret".to_string())],
+            String::new(),
+        )
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = open_outbox(dir.path(), &url);
+    outbox.enqueue(&event(0)).unwrap();
+    let client = delivery::http_client(&options()).unwrap();
+    let pending = outbox.head(&url).unwrap().unwrap();
+    let attempt = delivery::post(&client, &endpoint(&url), &pending, &options()).await;
+    assert!(
+        matches!(attempt.outcome, Outcome::Retry { .. }),
+        "{attempt:?}"
+    );
+    // Where it leads, resolved against the configured URL, secrets hidden:
+    // the line the journal and `test-alert` show.
+    let shown = attempt.describe();
+    let target = format!("{}/?token=***", url);
+    assert!(
+        shown.contains(&format!("redirects to {target}")) && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    delivery::settle(&outbox, &endpoint(&url), &pending, &attempt, &options()).unwrap();
+    // Kept, and not sent on to the Location: the one request is the POST to
+    // the configured URL.
+    assert_eq!(
+        outbox.head(&url).unwrap().unwrap().event.id,
+        pending.event.id
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+}
+
+#[tokio::test]
 async fn a_410_disables_the_endpoint_for_good() {
     let (url, seen, _) =
         scripted_server(Arc::new(|_| Reply::Answer(410, vec![], "gone".into()))).await;
