@@ -91,8 +91,8 @@ pub fn incident(
             "id": event.incident_id,
             "class": event.class,
             "started_at": event.started_at,
-            "peak_score": event.peak_score,
-            "score": event.score,
+            "peak_score": score_value(event.peak_score),
+            "score": score_value(event.score),
             "boxes": event.boxes,
         },
         "model": { "name": model_name, "version": model_version },
@@ -111,6 +111,19 @@ pub fn incident(
             phase: event.phase,
         }),
     }
+}
+
+/// A score as the number its `f32` prints as: `0.93`, not the
+/// `0.9300000071525574` that widening it to `f64` gives (a receiver
+/// comparing against its own threshold, or a person reading the body, sees
+/// what the device saw). A score that is not finite is `null`.
+fn score_value(score: f32) -> Value {
+    score
+        .to_string()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite())
+        .map_or(Value::Null, Value::from)
 }
 
 /// `body` (an incident's JSON) without its snapshot, `snapshot_error` saying
@@ -450,6 +463,13 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
         assert!(v["camera"].get("source").is_none(), "{}", v["camera"]);
         assert!(!out.body.contains("192.0.2.1"));
         assert_eq!(v["incident"]["boxes"], json!([[277, 136, 224, 224]]));
+        // Scores as the device's f32 prints them, not widened digits.
+        assert!(
+            out.body.contains(r#""peak_score":0.93,"#) && out.body.contains(r#""score":0.91,"#),
+            "{}",
+            &out.body[..out.body.find("snapshot").unwrap_or(out.body.len())]
+        );
+        assert_eq!(score_value(f32::NAN), Value::Null);
         assert_eq!(v["model"]["version"], "3");
         assert!(v["snapshot"]["width"].as_u64().unwrap() <= 640);
         assert_eq!(v["snapshot"]["frame_width"], 1600);
@@ -481,6 +501,13 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
         let v: Value = serde_json::from_str(&out.body).unwrap();
         assert_eq!(v["type"], "incident.started");
         assert_eq!(v["incident"]["boxes"], json!([[277, 136, 224, 224]]));
+        // Scores as the device's f32 prints them, not widened digits.
+        assert!(
+            out.body.contains(r#""peak_score":0.93,"#) && out.body.contains(r#""score":0.91,"#),
+            "{}",
+            &out.body[..out.body.find("snapshot").unwrap_or(out.body.len())]
+        );
+        assert_eq!(score_value(f32::NAN), Value::Null);
         assert!(v["snapshot"].is_null());
         assert!(
             v["snapshot_error"].as_str().unwrap().contains("empty"),
