@@ -219,7 +219,7 @@ pub struct WebhookConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     pub path: PathBuf,
-    /// Most undelivered events kept; past it heartbeats and snapshots go first,
+    /// Most undelivered events kept; past it heartbeats go first,
     /// incidents last.
     pub max_events: Spanned<u32>,
     /// Undelivered events older than this are dropped (logged and counted),
