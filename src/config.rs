@@ -137,6 +137,15 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// The camera's login, for the kinds that take one.
+    pub fn login(&self) -> Option<Login<'_>> {
+        match self {
+            SourceConfig::Snapshot(s) => Some(s.login()),
+            SourceConfig::Rtsp(r) => Some(r.login()),
+            SourceConfig::V4l2(_) => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Snapshot(_) => "snapshot",
@@ -173,10 +182,17 @@ pub enum HttpAuth {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RtspConfig {
-    /// rtsp:// address, credentials included if the camera needs them
-    /// (`rtsp://user:password@host/...`): keep the file readable by the
-    /// service only.
+    /// rtsp:// address. Credentials in it (`rtsp://user:password@host/...`)
+    /// still work, but the configuration file is readable by everyone on the
+    /// device (the service's dynamic user must read it): give `username`
+    /// and a password file or credential instead, as for snapshots.
     pub url: String,
+    pub username: Option<String>,
+    /// File holding the password (surrounding whitespace is ignored).
+    pub password_file: Option<PathBuf>,
+    /// A systemd credential holding the password, read from
+    /// `$CREDENTIALS_DIRECTORY/<name>`.
+    pub password_credential: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -593,20 +609,8 @@ impl CameraConfig {
                         ))
                     }
                 }
-                let has_password = s.password_file.is_some() || s.password_credential.is_some();
-                if s.password_file.is_some() && s.password_credential.is_some() {
-                    return bad(format!(
-                        "{}: give password_file or password_credential, not both",
-                        name("source")
-                    ));
-                }
-                if has_password != s.username.is_some() {
-                    return bad(format!("{}: username needs a password (password_file or password_credential), and a password needs a username", name("source")));
-                }
-                if let Some(n) = &s.password_credential {
-                    if !credential_name_ok(n) {
-                        return bad(format!("{}: password_credential must be a credential name (no '/'), as given to LoadCredential=", name("source")));
-                    }
+                if let Err(problem) = s.login().check() {
+                    return bad(format!("{}: {problem}", name("source")));
                 }
             }
             SourceConfig::Rtsp(r) => {
@@ -614,13 +618,25 @@ impl CameraConfig {
                     return bad(format!("{}: kind = \"rtsp\" needs a build with video support: rebuild with `cargo build --release --features video` (after `apt-get install libavformat-dev libavcodec-dev libswscale-dev libclang-dev pkg-config`), or use a snapshot URL", name("source")));
                 }
                 match reqwest::Url::parse(&r.url) {
-                    Ok(u) if matches!(u.scheme(), "rtsp" | "rtsps") && u.host().is_some() => {}
+                    Ok(u) if matches!(u.scheme(), "rtsp" | "rtsps") && u.host().is_some() => {
+                        if r.username.is_some()
+                            && (!u.username().is_empty() || u.password().is_some())
+                        {
+                            return bad(format!(
+                                "{}: give the user name in username or in the url, not both",
+                                name("source")
+                            ));
+                        }
+                    }
                     _ => {
                         return bad(format!(
                             "{}: url must be an rtsp:// address with a host",
                             name("source")
                         ))
                     }
+                }
+                if let Err(problem) = r.login().check() {
+                    return bad(format!("{}: {problem}", name("source")));
                 }
             }
             SourceConfig::V4l2(v) => {
@@ -669,12 +685,38 @@ impl CameraConfig {
     }
 }
 
-impl SnapshotConfig {
-    /// The camera password from its file or credential, if one is configured.
-    pub fn load_password(&self) -> anyhow::Result<Option<String>> {
+/// A camera's user name and where its password is kept, as snapshot and
+/// RTSP sources give them: one rule for checking and reading both.
+pub struct Login<'a> {
+    pub username: Option<&'a str>,
+    pub password_file: Option<&'a Path>,
+    pub password_credential: Option<&'a str>,
+}
+
+impl Login<'_> {
+    /// What is wrong with the combination, if anything.
+    fn check(&self) -> Result<(), String> {
+        let has_password = self.password_file.is_some() || self.password_credential.is_some();
+        if self.password_file.is_some() && self.password_credential.is_some() {
+            return Err("give password_file or password_credential, not both".into());
+        }
+        if has_password != self.username.is_some() {
+            return Err("username needs a password (password_file or password_credential), and a password needs a username".into());
+        }
+        if let Some(n) = self.password_credential {
+            if !credential_name_ok(n) {
+                return Err("password_credential must be a credential name (no '/'), as given to LoadCredential=".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The user name and password, read from the file or credential; `None`
+    /// when none is configured.
+    pub fn load(&self) -> anyhow::Result<Option<(String, String)>> {
         use anyhow::Context;
-        let path = match (&self.password_file, &self.password_credential) {
-            (Some(file), _) => file.clone(),
+        let path = match (self.password_file, self.password_credential) {
+            (Some(file), _) => file.to_path_buf(),
             (None, Some(name)) => credential_path(name)?,
             (None, None) => return Ok(None),
         };
@@ -684,7 +726,29 @@ impl SnapshotConfig {
                 path.display()
             )
         })?;
-        Ok(Some(text.trim().to_string()))
+        Ok(self
+            .username
+            .map(|user| (user.to_string(), text.trim().to_string())))
+    }
+}
+
+impl SnapshotConfig {
+    pub fn login(&self) -> Login<'_> {
+        Login {
+            username: self.username.as_deref(),
+            password_file: self.password_file.as_deref(),
+            password_credential: self.password_credential.as_deref(),
+        }
+    }
+}
+
+impl RtspConfig {
+    pub fn login(&self) -> Login<'_> {
+        Login {
+            username: self.username.as_deref(),
+            password_file: self.password_file.as_deref(),
+            password_credential: self.password_credential.as_deref(),
+        }
     }
 }
 
@@ -803,7 +867,7 @@ mod tests {
         match camera.source.get_ref() {
             SourceConfig::Snapshot(s) => {
                 assert_eq!(s.auth, HttpAuth::Digest);
-                assert_eq!(s.load_password().unwrap(), None);
+                assert_eq!(s.login().load().unwrap(), None);
             }
             other => panic!("{other:?}"),
         }
@@ -822,6 +886,27 @@ mod tests {
         }
         if cfg!(feature = "video") {
             assert!(rtsp.is_ok());
+            // A login outside the URL follows the snapshot's rules, and a
+            // user name is given once.
+            let login = |extra: &str| {
+                parse(&format!(
+                    "{CAMERA}[cameras.source]\nkind = \"rtsp\"\nurl = \"rtsp://u:p@192.0.2.1/s\"\n{extra}"
+                ))
+            };
+            assert!(login("").is_ok());
+            let both = login("username = \"u\"\npassword_file = \"/p\"\n").unwrap_err();
+            assert!(both.message.contains("not both"), "{both}");
+            let alone = parse(&format!(
+                "{CAMERA}[cameras.source]\nkind = \"rtsp\"\nurl = \"rtsp://192.0.2.1/s\"\nusername = \"u\"\n"
+            ))
+            .unwrap_err();
+            assert!(alone.message.contains("needs a password"), "{alone}");
+            let config = parse(&format!(
+                "{CAMERA}[cameras.source]\nkind = \"rtsp\"\nurl = \"rtsp://192.0.2.1/s\"\nusername = \"u\"\npassword_credential = \"cam\"\n"
+            ))
+            .unwrap();
+            let login = config.cameras[0].source.get_ref().login().unwrap();
+            assert_eq!(login.password_credential, Some("cam"));
         } else {
             assert!(rtsp.unwrap_err().message.contains("--features video"));
         }

@@ -420,15 +420,15 @@ fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
         }
     }
     for camera in &config.cameras {
-        if let wildfire_watch::config::SourceConfig::Snapshot(source) = camera.source.get_ref() {
-            if source.password_credential.is_some()
+        if let Some(login) = camera.source.get_ref().login() {
+            if login.password_credential.is_some()
                 && std::env::var_os("CREDENTIALS_DIRECTORY").is_none()
             {
                 eprintln!(
                     "note: camera {}: password_credential is read only under systemd ($CREDENTIALS_DIRECTORY unset); not checked",
                     camera.id.get_ref()
                 );
-            } else if let Err(e) = source.load_password() {
+            } else if let Err(e) = login.load() {
                 eprintln!("error: camera {}: {e:#}", camera.id.get_ref());
                 problems += 1;
             }

@@ -81,7 +81,7 @@ pub fn open(camera: &CameraConfig) -> anyhow::Result<Box<dyn Source>> {
         SourceConfig::Rtsp(config) => Ok(Box::new(rtsp::RtspSource::new(
             config,
             camera.grab_timeout(),
-        ))),
+        )?)),
         #[cfg(feature = "v4l2")]
         SourceConfig::V4l2(config) => Ok(Box::new(v4l2::V4l2Source::new(config))),
         #[allow(unreachable_patterns)]

@@ -30,12 +30,29 @@ pub struct RtspSource {
 }
 
 impl RtspSource {
-    pub fn new(config: &RtspConfig, timeout: Duration) -> RtspSource {
-        RtspSource {
-            url: config.url.clone(),
+    /// Fails (with what to do) when the password cannot be read.
+    pub fn new(config: &RtspConfig, timeout: Duration) -> anyhow::Result<RtspSource> {
+        Ok(RtspSource {
+            url: url_with_login(&config.url, config.login().load()?)?,
             timeout,
-        }
+        })
     }
+}
+
+/// `url` with the user name and password put in it, percent-encoded (a
+/// password may hold `@` or `:`), which is how libav takes them. The URL
+/// lives only in memory; messages show it through
+/// [`crate::redact::shown_url_text`].
+fn url_with_login(url: &str, login: Option<(String, String)>) -> anyhow::Result<String> {
+    let Some((user, password)) = login else {
+        return Ok(url.to_string());
+    };
+    let mut with =
+        reqwest::Url::parse(url).map_err(|e| anyhow!("the RTSP url is not a valid URL: {e}"))?;
+    with.set_username(&user)
+        .and_then(|()| with.set_password(Some(&password)))
+        .map_err(|()| anyhow!("the RTSP url cannot carry a user name (it has no host)"))?;
+    Ok(with.into())
 }
 
 impl Source for RtspSource {
@@ -139,6 +156,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_login_from_a_file_goes_into_the_url_encoded() {
+        let url = url_with_login(
+            "rtsp://192.0.2.5:554/Streaming/Channels/102",
+            Some(("wildfire".into(), "p@ss:w/rd".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "rtsp://wildfire:p%40ss%3Aw%2Frd@192.0.2.5:554/Streaming/Channels/102"
+        );
+        let shown = crate::redact::shown_url_text(&url, "the RTSP url");
+        assert_eq!(shown, "rtsp://192.0.2.5:554/Streaming/Channels/102");
+        assert_eq!(
+            url_with_login("rtsp://192.0.2.5/s", None).unwrap(),
+            "rtsp://192.0.2.5/s"
+        );
     }
 
     #[test]

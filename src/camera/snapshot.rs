@@ -45,10 +45,7 @@ impl SnapshotSource {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let url = reqwest::Url::parse(&config.url)
             .with_context(|| format!("snapshot url {:?} is not a valid URL", config.url))?;
-        let credentials = match (&config.username, config.load_password()?) {
-            (Some(user), Some(password)) => Some((user.clone(), password)),
-            _ => None,
-        };
+        let credentials = config.login().load()?;
         let client = reqwest::Client::builder()
             .connect_timeout(timeout)
             .timeout(timeout)
