@@ -238,9 +238,9 @@ pub struct OutboxConfig {
     /// Most undelivered events kept; past it heartbeats go first,
     /// incidents last.
     pub max_events: Spanned<u32>,
-    /// Undelivered events older than this are dropped (logged and counted),
-    /// incidents and `outbox.replaced` excepted: only `max_events` bounds
-    /// them (src/outbox.rs).
+    /// Undelivered heartbeats and tests older than this are dropped (logged
+    /// and counted); incidents, camera and device events are bounded only
+    /// by `max_events` (src/outbox.rs).
     pub max_age_hours: Spanned<f64>,
     /// What `run` does with an outbox it finds damaged at start.
     pub on_damage: OnDamage,

@@ -439,7 +439,7 @@ fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
         problems += 1;
     }
     if config.webhooks.is_empty() {
-        eprintln!("warning: no [[webhooks]]: events wait in the outbox (incidents until taken, others up to [outbox] max_age_hours) and alert nobody until one is added");
+        eprintln!("warning: no [[webhooks]]: events wait in the outbox (heartbeats and tests up to [outbox] max_age_hours, the rest until taken) and alert nobody until one is added");
     }
     if problems > 0 {
         return Ok(ExitCode::from(1));

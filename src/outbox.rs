@@ -36,13 +36,15 @@
 //! camera offline/online and device events, then incidents), so an incident
 //! no endpoint has taken is never dropped to keep a heartbeat; only when the
 //! outbox is all incidents does the
-//! oldest incident make room for a new one. Undelivered events other than
-//! incidents and device events expire when older than `max_age`; those two
-//! never expire, as the age of an event is measured on the device's clock,
-//! and a Pi without a battery-backed clock can run days behind until network
-//! time steps it forward: every alert raised before the step would look days
-//! old and go. (A device event, `outbox.replaced`, is stamped when its outbox
-//! was set aside, maybe long before it is stored.) Only room makes them go.
+//! oldest incident make room for a new one. Undelivered heartbeats and tests
+//! expire when older than `max_age`; incidents, camera and device events
+//! never do, as the age of an event is measured on the device's clock, and a
+//! Pi without a battery-backed clock can run days behind until network time
+//! steps it forward: every alert raised before the step would look days old
+//! and go. (A camera that failed to come up at such a boot, with the link
+//! down, lost its `camera.offline` that way. A device event,
+//! `outbox.replaced`, is stamped when its outbox was set aside, maybe long
+//! before it is stored.) Only room makes them go.
 //! Both are logged and counted. An `incident.updated` not yet delivered is
 //! dropped when a later update or the end of its incident is stored, and a
 //! new incident's start makes retries waiting on a backoff due at once
@@ -1376,7 +1378,7 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
     let cutoff = now - max_age.as_secs_f64();
     let old: Vec<(String, String)> = {
         let mut stmt = tx.prepare(
-            "SELECT id, kind FROM events WHERE created_at < ?1 AND kind NOT IN ('incident', 'device') ORDER BY seq",
+            "SELECT id, kind FROM events WHERE created_at < ?1 AND kind NOT IN ('incident', 'device', 'camera') ORDER BY seq",
         )?;
         let rows = stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
@@ -1389,7 +1391,7 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
     }
     if !old.is_empty() {
         tx.execute(
-            "DELETE FROM events WHERE created_at < ?1 AND kind NOT IN ('incident', 'device')",
+            "DELETE FROM events WHERE created_at < ?1 AND kind NOT IN ('incident', 'device', 'camera')",
             [cutoff],
         )?;
         count(tx, "expired", old.len() as u64)?;
@@ -2100,7 +2102,7 @@ mod tests {
     }
 
     #[test]
-    fn an_incident_stamped_before_the_clock_stepped_forward_is_kept() {
+    fn alerts_stamped_before_the_clock_stepped_forward_are_kept() {
         // A Pi without a clock battery boots days behind; an alert raised
         // before network time steps the clock forward looks days old after.
         let dir = tempfile::tempdir().unwrap();
@@ -2114,15 +2116,23 @@ mod tests {
         outbox
             .enqueue(&event("replaced", EventKind::Device, before_the_step))
             .unwrap();
+        // And a camera going offline at that boot (a camera slow to power
+        // up, the link still down).
         outbox
             .enqueue(&event("camera", EventKind::Camera, before_the_step))
             .unwrap();
-        // The camera event expired as the next event came in; the incident
-        // and the device event stay through later checks too.
+        // A heartbeat that old goes as the next event comes in; the others
+        // stay through later checks too.
+        outbox
+            .enqueue(&event("beat", EventKind::Heartbeat, before_the_step))
+            .unwrap();
+        outbox
+            .enqueue(&event("test", EventKind::Test, now))
+            .unwrap();
         assert_eq!(outbox.expire_old().unwrap(), 0);
         assert_eq!(outbox.head("http://a/").unwrap().unwrap().event.id, "fire");
         let stats = outbox.stats().unwrap();
-        assert_eq!((stats.expired, stats.pending_events), (1, 2));
+        assert_eq!((stats.expired, stats.pending_events), (1, 4));
     }
 
     #[test]
