@@ -993,17 +993,19 @@ impl std::error::Error for Damaged {}
 /// The check reads every page once, which for an outbox of a few thousand
 /// events is a fraction of a second.
 fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
-    let problem = match conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)) {
+    let quick_check = || conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0));
+    // A read error is tried once more: one that stays is a bad block (the
+    // -wal, rewritten most, is where an SD card wears first).
+    let answer = match quick_check() {
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure) => {
+            quick_check()
+        }
+        answer => answer,
+    };
+    let problem = match answer {
         Ok(answer) if answer == "ok" => return Ok(()),
         Ok(answer) => answer,
-        Err(e)
-            if matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
-            ) =>
-        {
-            e.to_string()
-        }
+        Err(e) if is_damage(&e) => e.to_string(),
         Err(e) => {
             return Err(e).with_context(|| format!("cannot read the outbox {}", path.display()))
         }
@@ -1013,6 +1015,23 @@ fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
         problem: problem.split_whitespace().collect::<Vec<_>>().join(" "),
     }
     .into())
+}
+
+/// Whether an error reading the outbox means the file is damaged: SQLite
+/// finds it corrupt or not a database, or the disk fails to read it. A read
+/// error had been a plain error, which no `on_damage` setting covers: the
+/// service stopped at every start, for good, where setting the file aside
+/// (a rename, which reads nothing) keeps the tower watching (power review,
+/// stop 28).
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::NotADatabase
+                | rusqlite::ErrorCode::DatabaseCorrupt
+                | rusqlite::ErrorCode::SystemIoFailure
+        )
+    )
 }
 
 /// A damaged outbox that `run` set aside at start to begin an empty one
@@ -1511,6 +1530,27 @@ fn make_room(tx: &rusqlite::Transaction, max_events: u64, new_seq: i64) -> rusql
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_error_counts_as_damage_and_a_busy_or_full_disk_does_not() {
+        let error = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        for code in [
+            rusqlite::ffi::SQLITE_IOERR_READ,
+            rusqlite::ffi::SQLITE_IOERR_SHORT_READ,
+            rusqlite::ffi::SQLITE_CORRUPT,
+            rusqlite::ffi::SQLITE_NOTADB,
+        ] {
+            assert!(is_damage(&error(code)), "{code}");
+        }
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_CANTOPEN,
+            rusqlite::ffi::SQLITE_READONLY,
+        ] {
+            assert!(!is_damage(&error(code)), "{code}");
+        }
+    }
 
     #[test]
     fn the_queries_that_pick_events_use_an_index_not_a_scan() {
