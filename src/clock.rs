@@ -15,6 +15,15 @@
 //! against its own clock: the `webhook-timestamp` a receiver holds to a
 //! 5-minute tolerance, and that receiver's own check.
 //!
+//! [`steady_s`] is a clock that never steps, for what measures how long
+//! something lasted (a picture unchanged, a camera offline), and
+//! [`StepWatch`] tells the two apart: when network time steps the wall clock
+//! (hours or months, after a boot without it) while an incident runs, the
+//! confirmer moves its times by the step, rather than end a fire still
+//! burning because its last hot frame suddenly looks a day old. The test
+//! offset moves `steady_s` too: to the fault campaign it is time passing,
+//! not a step.
+//!
 //! [`synchronized`] says whether that clock can be trusted yet. A Pi has no
 //! battery-backed clock: it boots at the time it last saved (fake-hwclock) or
 //! at its image's build date, and only network time steps it right. With the
@@ -25,6 +34,7 @@
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Instant;
 
 /// The environment variable that names the test clock's offset file.
 pub const TEST_CLOCK_FILE: &str = "WILDFIRE_WATCH_TEST_CLOCK_FILE";
@@ -40,6 +50,40 @@ pub fn wall_unix() -> f64 {
 /// offset where [`TEST_CLOCK_FILE`] is set.
 pub fn now_unix() -> f64 {
     wall_unix() + test_offset()
+}
+
+/// Seconds on a clock that only moves forward, at the rate of real time
+/// (from the first call), plus the test offset: the wall clock's steps
+/// leave it alone.
+pub fn steady_s() -> f64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() + test_offset()
+}
+
+/// The least difference between the wall clock's and [`steady_s`]'s advance
+/// that counts as a step of the wall clock. Reading the two a few
+/// microseconds apart, and a daemon slewing the clock (at most 0.5 ms a
+/// second), stay far under it; what a step does to the confirmation windows
+/// (50 s and more) starts well above it.
+pub const STEP_MIN_S: f64 = 5.0;
+
+/// Notices steps of the wall clock from readings of it each taken together
+/// with [`steady_s`].
+#[derive(Debug, Default)]
+pub struct StepWatch {
+    last: Option<(f64, f64)>,
+}
+
+impl StepWatch {
+    /// Takes one reading; returns by how many seconds the wall clock stepped
+    /// since the last one (forward positive), if by [`STEP_MIN_S`] or more.
+    pub fn step(&mut self, wall: f64, steady: f64) -> Option<f64> {
+        let step = self
+            .last
+            .map(|(last_wall, last_steady)| (wall - last_wall) - (steady - last_steady));
+        self.last = Some((wall, steady));
+        step.filter(|s| s.abs() >= STEP_MIN_S)
+    }
 }
 
 fn test_offset() -> f64 {
@@ -85,6 +129,20 @@ fn synchronized_within(maxerror_us: libc::c_long) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_is_the_wall_clock_moving_unlike_the_steady_one() {
+        let mut watch = StepWatch::default();
+        assert_eq!(watch.step(1000.0, 10.0), None);
+        // Ten seconds on both: no step; a second of drift: none either.
+        assert_eq!(watch.step(1010.0, 20.0), None);
+        assert_eq!(watch.step(1021.0, 30.0), None);
+        // Network time steps the wall clock a day forward, then back.
+        assert_eq!(watch.step(1021.0 + 86_400.0 + 10.0, 40.0), Some(86_400.0));
+        assert_eq!(watch.step(1041.0, 50.0), Some(-86_400.0));
+        let (a, b) = (steady_s(), steady_s());
+        assert!(b >= a);
+    }
 
     #[test]
     fn the_clock_is_synchronized_while_its_maximum_error_is_under_16_s() {

@@ -350,6 +350,31 @@ impl Confirmer {
         }
     }
 
+    /// The wall clock stepped by `step` seconds (forward positive) since the
+    /// last frame ([`crate::clock::StepWatch`]): every time held moves with
+    /// it, so windows, cooldowns and the time since a running incident's
+    /// last hot frame stay what they were in real time, and its
+    /// `started_at` reads on the new clock as the events' times do. Without
+    /// it a step forward of a day ended a burning fire at the next frame that
+    /// dipped under the keep threshold (`clear_s` looked long past), and held
+    /// its tiles for the cooldown after; a step back held every cooldown
+    /// for the length of the step.
+    pub fn clock_stepped(&mut self, step: f64) {
+        for state in &mut self.classes {
+            for (t, _, _) in &mut state.history {
+                *t += step;
+            }
+            for a in &mut state.active {
+                a.started_at += step;
+                a.last_kept += step;
+                a.last_report += step;
+            }
+            for c in &mut state.cooldowns {
+                c.until += step;
+            }
+        }
+    }
+
     /// Feeds one frame taken at `time` (unix seconds); returns the events it
     /// causes: those of the running incidents, oldest first, then a start.
     pub fn push(&mut self, time: f64, frame: &str, scores: &FrameScores) -> Vec<IncidentEvent> {
@@ -1544,6 +1569,47 @@ mod tests {
         assert_eq!(started.len(), 1, "{started:?}");
         assert_eq!(started[0].phase, IncidentPhase::Started);
         assert_eq!(started[0].time, rfc3339(back + 13.0 * 60.0));
+    }
+
+    #[test]
+    fn a_clock_stepped_forward_mid_fire_neither_ends_it_nor_loses_its_start_history() {
+        let hot = frame(&[((1, 1), 0.9)]);
+        // Under the keep threshold (0.35) for one frame: smoke thinning.
+        let thin = frame(&[((1, 1), 0.3)]);
+        let day = 86_400.0;
+        let feed = |stepped: bool| {
+            let mut c = confirmer();
+            let mut events = Vec::new();
+            for t in 0..2 {
+                events.extend(c.push(1_000.0 + t as f64 * 60.0, "before", &hot));
+            }
+            // Network time steps the clock a day forward between frames.
+            if stepped {
+                c.clock_stepped(day);
+            }
+            events.extend(c.push(1_070.0 + day, "after", &thin));
+            events.extend(c.push(1_130.0 + day, "after", &hot));
+            (events, c)
+        };
+        let phases = |events: &[IncidentEvent]| events.iter().map(|e| e.phase).collect::<Vec<_>>();
+        // Without being told, the confirmer sees a day with no hot frame and
+        // ends a fire that is still burning.
+        assert!(phases(&feed(false).0).contains(&IncidentPhase::Ended));
+        let (events, c) = feed(true);
+        assert!(
+            !phases(&events).contains(&IncidentPhase::Ended),
+            "{events:?}"
+        );
+        // Its start reads on the new clock, as the events' times do.
+        assert_eq!(c.classes[0].active[0].started_at, 1_060.0 + day);
+
+        // A start half confirmed before the step completes after it: one hot
+        // frame, the step, and a second 60 real seconds later.
+        let mut c = confirmer();
+        assert!(c.push(1_000.0, "before", &hot).is_empty());
+        c.clock_stepped(day);
+        let started = c.push(1_060.0 + day, "after", &hot);
+        assert_eq!(phases(&started), [IncidentPhase::Started]);
     }
 
     #[test]

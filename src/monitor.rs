@@ -36,6 +36,7 @@ use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use crate::camera::{self, GrabError, Source, StuckDetector};
+use crate::clock;
 use crate::config::{CameraConfig, Config};
 use crate::confirm::{OpenIncident, RECENT_IDS};
 use crate::delivery::{self, DeliveryOptions, Endpoint, Until};
@@ -95,6 +96,9 @@ pub struct Frame {
     pub image: Arc<RgbImage>,
     /// Unix seconds when its grab began.
     pub captured_at: f64,
+    /// [`clock::steady_s`] at the same moment: the inference thread tells a
+    /// step of the wall clock from time passing by the two.
+    pub steady_at: f64,
     /// Per-camera sequence number, the `frame` of incident events.
     pub seq: u64,
 }
@@ -503,7 +507,7 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
     let mut size: Option<(u32, u32)> = None;
     loop {
         let started = Instant::now();
-        let captured_at = now_unix();
+        let (captured_at, steady_at) = (now_unix(), clock::steady_s());
         shared.liveness.expect_within(index, timeout + SLACK);
         let result = match tokio::time::timeout(timeout, source.grab()).await {
             Ok(r) => r,
@@ -528,7 +532,9 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                 }
                 size = Some(now);
                 let image = Arc::new(image);
-                let stuck_for = stuck.check(&image, captured_at);
+                // Steady time: a step of the wall clock is neither a picture
+                // frozen for a day nor one that just changed.
+                let stuck_for = stuck.check(&image, steady_at);
                 {
                     let mut s = status.lock();
                     s.frames += 1;
@@ -543,6 +549,7 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                 let frame = Frame {
                     image,
                     captured_at,
+                    steady_at,
                     seq,
                 };
                 if shared.mailbox.put(index, frame) {
@@ -622,7 +629,7 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
     }
 }
 
-/// Reports camera `index` offline; returns when.
+/// Reports camera `index` offline; returns when, in [`clock::steady_s`].
 fn go_offline(shared: &Shared, index: usize, reason: &str) -> f64 {
     let camera = &shared.config.cameras[index];
     let at = now_unix();
@@ -635,13 +642,16 @@ fn go_offline(shared: &Shared, index: usize, reason: &str) -> f64 {
         reason,
         at,
     ));
-    at
+    clock::steady_s()
 }
 
 fn go_online(shared: &Shared, index: usize, offline_since: f64) {
     let camera = &shared.config.cameras[index];
     let at = now_unix();
-    let reason = format!("frames again after {:.0} s offline", at - offline_since);
+    let reason = format!(
+        "frames again after {:.0} s offline",
+        clock::steady_s() - offline_since
+    );
     info!("camera {} online: {reason}", camera.id.get_ref());
     shared.state.cameras[index].lock().last_error = None;
     shared.emit(payload::camera_event(
@@ -677,6 +687,8 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
     // no frame comes (a camera lost to the fire it reported).
     let mut unsaved: Vec<Vec<OutgoingEvent>> = vec![Vec::new(); pipelines.len()];
     let mut unsaved_tried = Instant::now();
+    let mut steps: Vec<clock::StepWatch> = Vec::new();
+    steps.resize_with(pipelines.len(), clock::StepWatch::default);
     for (index, camera) in shared.config.cameras.iter().enumerate() {
         saved[index].json = resume_incidents(shared, camera, &mut pipelines[index]);
     }
@@ -703,6 +715,13 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         shared.liveness.expect_within(slot, INFERENCE_LIMIT);
         let camera = &shared.config.cameras[index];
         let status = &shared.state.cameras[index];
+        if let Some(step) = steps[index].step(frame.captured_at, frame.steady_at) {
+            warn!(
+                "camera {}: the clock stepped {step:+.0} s since the last frame (network time?): running incidents, windows and cooldowns move with it",
+                camera.id.get_ref()
+            );
+            pipelines[index].clock_stepped(step);
+        }
         let started = Instant::now();
         let processed = pipelines[index].process(
             &mut detector,
@@ -1058,6 +1077,7 @@ mod tests {
         Frame {
             image: Arc::new(RgbImage::new(1, 1)),
             captured_at: seq as f64,
+            steady_at: seq as f64,
             seq,
         }
     }

@@ -62,6 +62,12 @@ impl CameraPipeline {
         self.confirmer.resume(incidents);
     }
 
+    /// The wall clock stepped by `step` seconds since the last frame
+    /// ([`Confirmer::clock_stepped`]).
+    pub fn clock_stepped(&mut self, step: f64) {
+        self.confirmer.clock_stepped(step);
+    }
+
     /// Scores `image`, taken at `time` (unix seconds) and called `frame`, and
     /// returns its scores with the incident events it causes.
     pub fn process(

@@ -126,7 +126,8 @@ impl StuckDetector {
         }
     }
 
-    /// Looks at a frame taken at `time` (unix seconds). Returns for how many
+    /// Looks at a frame taken at `time` (seconds on [`crate::clock::steady_s`]:
+    /// a step of the wall clock is no change of the picture). Returns for how many
     /// seconds the picture has been unchanged once that reaches `after`.
     pub fn check(&mut self, frame: &RgbImage, time: f64) -> Option<f64> {
         let thumb = thumbnail(frame);
