@@ -43,7 +43,9 @@
 //!
 //! No retry waits longer than `max_backoff_s`, also when the clock steps back
 //! after it was set: delivery is in order, so one long wait would hold back
-//! every alert queued behind it.
+//! every alert queued behind it. Nor longer than it was set for, while the
+//! worker that set it runs: it keeps that deadline on a clock that never
+//! steps, as a step back under `max_backoff_s` would stretch it too.
 //!
 //! The connection has `connect_timeout_s`; the whole exchange, from sending to
 //! the last byte of the answer read, has `response_timeout_s`. At most
@@ -652,6 +654,11 @@ struct Worker {
     writes_refused: bool,
     /// Whether this turn committed a write.
     wrote: bool,
+    /// The event whose retry this worker set, and when that retry is due on
+    /// a clock that never steps: the time stored in the outbox is on the
+    /// wall clock, and a step back of up to `max_backoff_s` would stretch a
+    /// 5-s retry of a new fire, and every alert behind it, by the step.
+    retry_due: Option<(i64, std::time::Instant)>,
 }
 
 /// An attempt the outbox could not record: when its event may go again.
@@ -756,7 +763,13 @@ async fn deliver_next(
     // the clock stepped back since (network time correcting a clock that ran
     // ahead): waiting out the step would hold back every alert behind this
     // one for as long, so it goes now.
-    let wait = pending.next_attempt_at - now_unix();
+    let mut wait = pending.next_attempt_at - now_unix();
+    if let Some((seq, due)) = worker.retry_due {
+        if seq == pending.seq {
+            let steady = due.saturating_duration_since(std::time::Instant::now());
+            wait = wait.min(steady.as_secs_f64());
+        }
+    }
     if wait > 0.0 && wait <= options.max_backoff.as_secs_f64() + 1.0 {
         return Ok(Step::NotDue(Duration::from_secs_f64(wait)));
     }
@@ -787,7 +800,7 @@ async fn deliver_next(
     let refused_for_good = outcome == Outcome::Rejected
         && !(attempt.status == Some(413) && crate::payload::has_snapshot(&pending.event.body));
     let settled = outbox
-        .call(move |outbox| -> Result<()> {
+        .call(move |outbox| -> Result<Option<Duration>> {
             if too_slow
                 && take_picture_out(
                     outbox,
@@ -801,7 +814,7 @@ async fn deliver_next(
                     "a faster link or a longer response_timeout_s keeps pictures",
                 )?
             {
-                return Ok(());
+                return Ok(None);
             }
             if held_already {
                 info!(
@@ -809,9 +822,9 @@ async fn deliver_next(
                     endpoint.shown, pending.event.id
                 );
                 outbox.mark_delivered(&endpoint.url, pending.seq)?;
-                return Ok(());
+                return Ok(None);
             }
-            settle(outbox, &endpoint, &pending, &attempt, &options)?;
+            let delay = settle(outbox, &endpoint, &pending, &attempt, &options)?;
             // A new fire stored while this attempt was out found it due and
             // woke nothing: it goes now, not after the backoff just set.
             if matches!(attempt.outcome, Outcome::Retry { .. })
@@ -821,14 +834,16 @@ async fn deliver_next(
                     "{}: an incident started during the attempt: {} goes again at once",
                     endpoint.shown, pending.event.id
                 );
+                return Ok(None);
             }
-            Ok(())
+            Ok(matches!(attempt.outcome, Outcome::Retry { .. }).then_some(delay))
         })
         .await?;
     match settled {
-        Ok(()) => {
+        Ok(retry) => {
             worker.wrote = true;
             worker.unrecorded = None;
+            worker.retry_due = retry.map(|delay| (seq, std::time::Instant::now() + delay));
             Ok(Step::Went)
         }
         Err(e) if go_on && is_storage_error(&e) => {

@@ -315,6 +315,50 @@ async fn a_retry_set_before_the_clock_stepped_back_does_not_hold_the_queue() {
 }
 
 #[tokio::test]
+async fn a_short_retry_is_not_stretched_by_a_step_back_under_max_backoff() {
+    let (url, seen, arrived) = scripted_server(Arc::new(|n| match n {
+        0 => Reply::Answer(503, vec![("Retry-After", "2".into())], "busy".into()),
+        _ => ok(),
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    outbox.enqueue(&event(0)).unwrap();
+    let options = DeliveryOptions {
+        initial_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(900),
+        ..options()
+    };
+    let worker = tokio::spawn(deliver_all_owned(outbox.clone(), url.clone(), options));
+    arrived.notified().await;
+    // Once the worker has stored its 2-s retry, the clock steps back 800 s:
+    // the stored time is now 802 s ahead, under max_backoff, so only the
+    // worker's own steady deadline keeps the retry at 2 s.
+    let head = loop {
+        let head = outbox.head(&url).unwrap().unwrap();
+        if head.attempts > 0 {
+            break head;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let stepped = head.next_attempt_at + 800.0;
+    let conn = rusqlite::Connection::open(dir.path().join("outbox.sqlite3")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute(
+        "UPDATE deliveries SET next_attempt_at = ?1 WHERE seq = ?2",
+        rusqlite::params![stepped, head.seq],
+    )
+    .unwrap();
+    worker.await.unwrap();
+    assert_eq!(ids(&seen), ["tower-7-e0", "tower-7-e0"]);
+    assert_eq!(outbox.stats().unwrap().delivered, 1);
+}
+
+async fn deliver_all_owned(outbox: Arc<Outbox>, url: String, options: DeliveryOptions) {
+    deliver_all(&outbox, &url, options).await
+}
+
+#[tokio::test]
 async fn an_incident_refused_as_too_large_goes_again_without_its_picture() {
     // Request 0: the incident with its snapshot, refused (an Express
     // receiver's default JSON limit is 100 KB); 1: the same id without the
