@@ -228,6 +228,19 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// "Now" for an HTTP-date `Retry-After`: the answer's own `Date`, where it
+/// has one, as that date was set on the receiver's clock; the device's
+/// clock can be months behind before network time sets it, and read
+/// against it a date 30 s ahead looked months away (held at
+/// `max_backoff_s`, 900 s, on every retry: clock review).
+fn answered_at(headers: &reqwest::header::HeaderMap) -> std::time::SystemTime {
+    headers
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .unwrap_or_else(std::time::SystemTime::now)
+}
+
 /// The delay before retry number `attempts` (1 = the first retry): uniform
 /// between zero and `min(max, initial * 2^(attempts-1))` ("full jitter").
 pub fn backoff(attempts: u32, initial: Duration, max: Duration) -> Duration {
@@ -301,7 +314,7 @@ pub async fn post(
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+        .and_then(|v| parse_retry_after(v, answered_at(response.headers())));
     let redirect = redirect_note(&response, &endpoint.url);
     let (body, error) = read_capped(response, options.max_response_bytes, deadline).await;
     let error = match (redirect, error) {
@@ -939,6 +952,23 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+
+        // A date read against the answer's Date, not a device clock months
+        // behind.
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::DATE,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", answered_at(&headers)),
+            Some(Duration::from_secs(30))
+        );
+        headers.insert(reqwest::header::DATE, "not a date".parse().unwrap());
+        let fallback = answered_at(&headers);
+        assert!(fallback
+            .duration_since(SystemTime::now() - Duration::from_secs(60))
+            .is_ok());
     }
 
     /// A log that tests can read, for the current thread.
