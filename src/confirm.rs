@@ -87,7 +87,7 @@ pub struct ConfirmConfig {
     pub cooldown_s: f64,
     /// Least seconds between two `incident.updated` events of one incident.
     pub update_interval_s: f64,
-    /// Alarm thresholds; absent values take the model's operating thresholds.
+    /// Alarm thresholds, both classes; absent, the model's operating thresholds.
     pub thresholds: Option<PerClass<f32>>,
 }
 
