@@ -306,7 +306,9 @@ pub async fn post(
                 ))
             }
         }
-        Ok(Err(e)) => return no_answer(error_chain(&e)),
+        // Without the URL reqwest appends: a receiver may take a token in it,
+        // and this goes to the journal, the outbox and `test-alert`.
+        Ok(Err(e)) => return no_answer(error_chain(&e.without_url())),
         Ok(Ok(r)) => r,
     };
     let status = response.status().as_u16();
@@ -401,7 +403,10 @@ async fn read_capped(
             Ok(Err(e)) => {
                 return (
                     body,
-                    Some(format!("answer body broken: {}", error_chain(&e))),
+                    Some(format!(
+                        "answer body broken: {}",
+                        error_chain(&e.without_url())
+                    )),
                 )
             }
             Ok(Ok(None)) => return (body, None),

@@ -231,6 +231,29 @@ async fn a_redirect_is_retried_not_followed_and_says_where_it_leads() {
 }
 
 #[tokio::test]
+async fn a_webhook_that_cannot_be_reached_is_logged_without_its_token() {
+    // A port nothing listens on: the link down, as the journal shows it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook?token=s3cret");
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = open_outbox(dir.path(), &url);
+    outbox.enqueue(&event(0)).unwrap();
+    let client = delivery::http_client(&options()).unwrap();
+    let pending = outbox.head(&url).unwrap().unwrap();
+    let attempt = delivery::post(&client, &endpoint(&url), &pending, &options()).await;
+    let shown = attempt.describe();
+    assert!(
+        attempt.status.is_none() && shown.contains("error"),
+        "{shown}"
+    );
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+#[tokio::test]
 async fn a_410_disables_the_endpoint_for_good() {
     let (url, seen, _) =
         scripted_server(Arc::new(|_| Reply::Answer(410, vec![], "gone".into()))).await;
@@ -349,7 +372,11 @@ async fn a_short_retry_is_not_stretched_by_a_step_back_under_max_backoff() {
         rusqlite::params![stepped, head.seq],
     )
     .unwrap();
-    worker.await.unwrap();
+    // Without the steady deadline it would wait the 800 s.
+    tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .expect("the retry waited out the step")
+        .unwrap();
     assert_eq!(ids(&seen), ["tower-7-e0", "tower-7-e0"]);
     assert_eq!(outbox.stats().unwrap().delivered, 1);
 }
