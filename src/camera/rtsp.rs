@@ -49,6 +49,9 @@ fn url_with_login(url: &str, login: Option<(String, String)>) -> anyhow::Result<
     };
     let mut with =
         reqwest::Url::parse(url).map_err(|e| anyhow!("the RTSP url is not a valid URL: {e}"))?;
+    // The url crate encodes `@`, `:` and `/` but keeps `%` as it is, and
+    // libav decodes the login: a `%` of the password itself must go as `%25`.
+    let (user, password) = (user.replace('%', "%25"), password.replace('%', "%25"));
     with.set_username(&user)
         .and_then(|()| with.set_password(Some(&password)))
         .map_err(|()| anyhow!("the RTSP url cannot carry a user name (it has no host)"))?;
@@ -75,7 +78,7 @@ fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
     // Socket I/O timeout, microseconds.
     options.set("timeout", &timeout.as_micros().to_string());
     let mut input = ffmpeg::format::input_with_dictionary(&url, options)
-        .map_err(|e| failed(format!("cannot open the stream: {e}: check the address, the credentials in it and that the camera is up")))?;
+        .map_err(|e| failed(format!("cannot open the stream: {e}: check the address, the user name and password and that the camera is up")))?;
     let stream = input
         .streams()
         .best(Type::Video)
@@ -162,12 +165,12 @@ mod tests {
     fn a_login_from_a_file_goes_into_the_url_encoded() {
         let url = url_with_login(
             "rtsp://192.0.2.5:554/Streaming/Channels/102",
-            Some(("wildfire".into(), "p@ss:w/rd".into())),
+            Some(("wildfire".into(), "p@ss:w/rd%41".into())),
         )
         .unwrap();
         assert_eq!(
             url,
-            "rtsp://wildfire:p%40ss%3Aw%2Frd@192.0.2.5:554/Streaming/Channels/102"
+            "rtsp://wildfire:p%40ss%3Aw%2Frd%2541@192.0.2.5:554/Streaming/Channels/102"
         );
         let shown = crate::redact::shown_url_text(&url, "the RTSP url");
         assert_eq!(shown, "rtsp://192.0.2.5:554/Streaming/Channels/102");
