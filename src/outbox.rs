@@ -1018,20 +1018,25 @@ fn check_intact(conn: &Connection, path: &Path) -> Result<()> {
 }
 
 /// Whether an error reading the outbox means the file is damaged: SQLite
-/// finds it corrupt or not a database, or the disk fails to read it. A read
+/// finds it corrupt or not a database, or the disk fails to read it (not
+/// any I/O error: a healthy outbox must not be set aside for a lock). A read
 /// error had been a plain error, which no `on_damage` setting covers: the
 /// service stopped at every start, for good, where setting the file aside
 /// (a rename, which reads nothing) keeps the tower watching (power review,
 /// stop 28).
 fn is_damage(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(
-            rusqlite::ErrorCode::NotADatabase
-                | rusqlite::ErrorCode::DatabaseCorrupt
-                | rusqlite::ErrorCode::SystemIoFailure
+    use rusqlite::ffi;
+    e.sqlite_error().is_some_and(|e| {
+        matches!(
+            e.code,
+            rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+        ) || matches!(
+            // Only a failed read of the file: a lock, the -shm's mapping or
+            // memory running short says nothing of the data.
+            e.extended_code,
+            ffi::SQLITE_IOERR_READ | ffi::SQLITE_IOERR_SHORT_READ | ffi::SQLITE_IOERR_CORRUPTFS
         )
-    )
+    })
 }
 
 /// A damaged outbox that `run` set aside at start to begin an empty one
@@ -1543,6 +1548,9 @@ mod tests {
             assert!(is_damage(&error(code)), "{code}");
         }
         for code in [
+            rusqlite::ffi::SQLITE_IOERR_SHMMAP,
+            rusqlite::ffi::SQLITE_IOERR_LOCK,
+            rusqlite::ffi::SQLITE_IOERR_NOMEM,
             rusqlite::ffi::SQLITE_BUSY,
             rusqlite::ffi::SQLITE_FULL,
             rusqlite::ffi::SQLITE_CANTOPEN,
