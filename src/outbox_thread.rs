@@ -65,19 +65,26 @@ impl OutboxFigures {
     fn read(outbox: &Outbox) -> OutboxFigures {
         OutboxFigures {
             stats: outbox.stats().map_err(|e| format!("{e:#}")),
-            endpoints: outbox
-                .endpoints()
-                .iter()
-                .map(|url| {
-                    let disabled = outbox.disabled_reason(url).ok().flatten().is_some();
-                    (
-                        crate::redact::shown_url_text(url, "a webhook url"),
-                        disabled,
-                    )
-                })
-                .collect(),
+            endpoints: shown_endpoints(outbox),
         }
     }
+}
+
+/// Each endpoint as `/metrics` labels it, and whether it is disabled: its
+/// URL without secrets, numbered where two differ only in them (one
+/// receiver with a token per control room), since a scrape with two samples
+/// of one label set is refused whole.
+fn shown_endpoints(outbox: &Outbox) -> Vec<(String, bool)> {
+    let mut shown: Vec<(String, bool)> = Vec::new();
+    for (i, url) in outbox.endpoints().iter().enumerate() {
+        let disabled = outbox.disabled_reason(url).ok().flatten().is_some();
+        let mut label = crate::redact::shown_url_text(url, "a webhook url");
+        if shown.iter().any(|(l, _)| *l == label) {
+            label = format!("{label} (webhooks[{i}])");
+        }
+        shown.push((label, disabled));
+    }
+    shown
 }
 
 /// A call on the outbox thread; what it returns, if anything, runs once the
@@ -228,6 +235,32 @@ mod tests {
             body: "{}".into(),
             incident: None,
         }
+    }
+
+    #[test]
+    fn webhooks_that_differ_only_in_a_secret_get_labels_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(
+            &dir.path().join("outbox.sqlite3"),
+            vec![
+                "https://cr.example/hook?token=A".into(),
+                "https://cr.example/hook?token=B".into(),
+            ],
+            100,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let labels: Vec<String> = shown_endpoints(&outbox)
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "https://cr.example/hook?token=***",
+                "https://cr.example/hook?token=*** (webhooks[1])"
+            ]
+        );
     }
 
     #[tokio::test]
