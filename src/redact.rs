@@ -2,7 +2,10 @@
 //! journal, `/healthz`, `/metrics`, `camera.offline` webhooks and the
 //! output of `deliver` and `test-alert`, and either kind can carry a
 //! secret (a camera's `admin:pass@`, Reolink's `&password=`, a receiver's
-//! `?token=`). The URL itself stays as configured wherever it is used.
+//! `?token=`, Azure's `?code=`). The URL itself stays as configured wherever
+//! it is used. A token in the path (Slack's and Discord's webhooks) cannot be
+//! told from a route and is shown: give such a receiver a path without one,
+//! or keep `/metrics` on loopback (its default).
 
 /// `url` without a user name and password, and with the value of every query
 /// parameter that names a secret replaced by `***`.
@@ -15,9 +18,11 @@ pub fn shown_url(url: &reqwest::Url) -> String {
             .query_pairs()
             .map(|(k, v)| {
                 let lower = k.to_ascii_lowercase();
-                let secret = ["pass", "pwd", "token", "key", "secret", "auth", "sig"]
-                    .iter()
-                    .any(|s| lower.contains(s));
+                let secret = [
+                    "pass", "pwd", "token", "key", "secret", "auth", "sig", "code",
+                ]
+                .iter()
+                .any(|s| lower.contains(s));
                 (
                     k.into_owned(),
                     if secret { "***".into() } else { v.into_owned() },
@@ -70,6 +75,13 @@ mod tests {
                 "the webhook"
             ),
             "https://cr.example/hook?token=***&site=hadong"
+        );
+        assert_eq!(
+            shown_url_text(
+                "https://f.azurewebsites.net/api/hook?code=K3y",
+                "the webhook"
+            ),
+            "https://f.azurewebsites.net/api/hook?code=***"
         );
         assert_eq!(
             shown_url_text("not a url s3cret", "the webhook"),
