@@ -1,13 +1,16 @@
 //! The device's clock, with one test-only seam.
 //!
 //! [`now_unix`] is the clock of everything the monitor schedules and stamps:
-//! event times, outbox expiry (`max_age_hours`), retry times and camera
-//! offline/online reasons. The fault campaign (tests/fault_campaign.rs) has to
+//! event times, frame times, outbox expiry (`max_age_hours`) and retry
+//! times (a delivery worker also holds the retry it set to a `std::time::
+//! Instant`, so a step back cannot stretch it). The fault campaign (tests/fault_campaign.rs) has to
 //! show what an hour without a receiver, or ten minutes without a camera, does
 //! to the real binary without waiting that long, so the binary reads
 //! `WILDFIRE_WATCH_TEST_CLOCK_FILE` once at start: when set, it names a file
 //! holding a number of seconds that is added to the wall clock on every read
-//! (the test rewrites it to move time forward). It is for tests only: the
+//! (the test rewrites it to move time forward), and optionally a second
+//! number, added to the wall clock only: a step of it, as network time makes
+//! after a boot without it. It is for tests only: the
 //! systemd unit never sets it, and a file that cannot be read or parsed adds
 //! nothing.
 //!
@@ -49,7 +52,8 @@ pub fn wall_unix() -> f64 {
 /// Unix seconds on the device's clock: the wall clock, plus the test
 /// offset where [`TEST_CLOCK_FILE`] is set.
 pub fn now_unix() -> f64 {
-    wall_unix() + test_offset()
+    let (offset, step) = test_clock();
+    wall_unix() + offset + step
 }
 
 /// Seconds on a clock that only moves forward, at the rate of real time
@@ -57,7 +61,7 @@ pub fn now_unix() -> f64 {
 /// leave it alone.
 pub fn steady_s() -> f64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs_f64() + test_offset()
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() + test_clock().0
 }
 
 /// The least difference between the wall clock's and [`steady_s`]'s advance
@@ -86,17 +90,22 @@ impl StepWatch {
     }
 }
 
-fn test_offset() -> f64 {
+/// The test clock file's two numbers: time passed, and a step of the wall
+/// clock alone; zeros without it (or for what does not parse).
+fn test_clock() -> (f64, f64) {
     static FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
     let Some(path) = FILE.get_or_init(|| std::env::var_os(TEST_CLOCK_FILE).map(PathBuf::from))
     else {
-        return 0.0;
+        return (0.0, 0.0);
     };
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite())
-        .unwrap_or(0.0)
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut numbers = text.split_whitespace().map(|s| {
+        s.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite())
+            .unwrap_or(0.0)
+    });
+    (numbers.next().unwrap_or(0.0), numbers.next().unwrap_or(0.0))
 }
 
 /// Whether the kernel holds the wall clock to network time (NTP, chrony,

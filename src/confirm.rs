@@ -34,7 +34,10 @@
 //! footage, so a cloud lingering for 10 s could page the control room live.)
 //!
 //! The confirmer only sees frame times handed to it, never the wall clock, so
-//! replay at footage time behaves exactly as the live camera did.
+//! replay at footage time behaves exactly as the live camera did; where the
+//! live clock stepped (network time after a boot without it), the monitor
+//! moves the confirmer's times by the step ([`Confirmer::clock_stepped`]),
+//! and a replay of footage stamped across such a step sees a gap instead.
 //!
 //! Running incidents outlive a restart: the monitor saves
 //! [`Confirmer::open_incidents`] and hands them back to [`Confirmer::resume`].

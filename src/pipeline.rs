@@ -2,7 +2,8 @@
 //! mask, the shared detector, and its own temporal confirmer.
 //!
 //! Replay and the live monitor both feed frames through [`CameraPipeline`],
-//! so a recorded sequence and a live camera are judged identically.
+//! so a recorded sequence and a live camera are judged identically (but for
+//! a step of the live clock, [`CameraPipeline::clock_stepped`]).
 
 use anyhow::Result;
 use image::RgbImage;

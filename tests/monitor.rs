@@ -462,6 +462,62 @@ async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
 }
 
 #[tokio::test]
+async fn a_clock_step_forward_does_not_end_a_running_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let webhook = serve_receiver(&store).await;
+    let plume = Arc::new(AtomicBool::new(true));
+    let camera = FakeCamera::start(Auth::Basic, {
+        let plume = plume.clone();
+        move |n| match plume.load(Ordering::SeqCst) {
+            true => fixture_frame(15 + n % 3),
+            false => fixture_frame(4 + n % 4),
+        }
+    })
+    .await;
+    // An incident ends after 60 s without a hot frame.
+    let config = write_config(
+        dir.path(),
+        &webhook,
+        &camera,
+        "basic",
+        &format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0\nclear_s = 60.0\nkeep_factor = 1.0"),
+    );
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "0 0\n").unwrap();
+    let clock_env = clock.to_str().unwrap();
+    let monitor = Monitor::start(&config, &[("WILDFIRE_WATCH_TEST_CLOCK_FILE", clock_env)]);
+    let first = wait_for(
+        "incident.started",
+        incident_ids_once(&store, "incident.started", 1),
+    )
+    .await;
+    // Network time steps the wall clock a day forward, and the smoke thins
+    // for a few frames: seconds, not a day, without a hot frame.
+    let scored = || {
+        let monitor = &monitor;
+        async move {
+            monitor
+                .metric("wildfire_frames_scored_total{camera=\"west\"}")
+                .await
+                .unwrap_or(0.0)
+        }
+    };
+    let before = scored().await;
+    std::fs::write(&clock, "0 86400\n").unwrap();
+    plume.store(false, Ordering::SeqCst);
+    wait_for("four frames after the step", || async {
+        (scored().await >= before + 4.0).then_some(())
+    })
+    .await;
+    assert!(
+        incident_ids(&store, "incident.ended").is_empty(),
+        "a step of the clock ended {first:?}"
+    );
+    assert_eq!(incident_ids(&store, "incident.started"), first);
+}
+
+#[tokio::test]
 async fn a_second_fire_while_an_incident_runs_is_alerted_as_its_own_incident() {
     // Frames two fixture frames wide: on the left a plume from the start
     // (a burn pile the control room already knows of), on the right clear
