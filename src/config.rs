@@ -598,21 +598,16 @@ impl CameraConfig {
         let span = Some(self.source.span());
         let bad = |message: String| Err(at.error(span.clone(), message));
         match self.source.get_ref() {
-            SourceConfig::Snapshot(s) => {
-                match reqwest::Url::parse(&s.url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                    _ => {
-                        return bad(format!(
-                            "{}: url must be an http:// or https:// address with a host, got {:?}",
-                            name("source"),
-                            s.url
-                        ))
-                    }
+            SourceConfig::Snapshot(s) => match reqwest::Url::parse(&s.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => {
+                    return bad(format!(
+                        "{}: url must be an http:// or https:// address with a host, got {:?}",
+                        name("source"),
+                        s.url
+                    ))
                 }
-                if let Err(problem) = s.login().check() {
-                    return bad(format!("{}: {problem}", name("source")));
-                }
-            }
+            },
             SourceConfig::Rtsp(r) => {
                 if !cfg!(feature = "video") {
                     return bad(format!("{}: kind = \"rtsp\" needs a build with video support: rebuild with `cargo build --release --features video` (after `apt-get install libavformat-dev libavcodec-dev libswscale-dev libclang-dev pkg-config`), or use a snapshot URL", name("source")));
@@ -635,9 +630,6 @@ impl CameraConfig {
                         ))
                     }
                 }
-                if let Err(problem) = r.login().check() {
-                    return bad(format!("{}: {problem}", name("source")));
-                }
             }
             SourceConfig::V4l2(v) => {
                 if !cfg!(feature = "v4l2") {
@@ -656,6 +648,9 @@ impl CameraConfig {
                     ));
                 }
             }
+        }
+        if let Some(Err(problem)) = self.source.get_ref().login().map(|l| l.check()) {
+            return bad(format!("{}: {problem}", name("source")));
         }
         Ok(())
     }
@@ -732,23 +727,37 @@ impl Login<'_> {
     }
 }
 
+impl<'a> Login<'a> {
+    fn of(
+        username: &'a Option<String>,
+        password_file: &'a Option<PathBuf>,
+        password_credential: &'a Option<String>,
+    ) -> Login<'a> {
+        Login {
+            username: username.as_deref(),
+            password_file: password_file.as_deref(),
+            password_credential: password_credential.as_deref(),
+        }
+    }
+}
+
 impl SnapshotConfig {
     pub fn login(&self) -> Login<'_> {
-        Login {
-            username: self.username.as_deref(),
-            password_file: self.password_file.as_deref(),
-            password_credential: self.password_credential.as_deref(),
-        }
+        Login::of(
+            &self.username,
+            &self.password_file,
+            &self.password_credential,
+        )
     }
 }
 
 impl RtspConfig {
     pub fn login(&self) -> Login<'_> {
-        Login {
-            username: self.username.as_deref(),
-            password_file: self.password_file.as_deref(),
-            password_credential: self.password_credential.as_deref(),
-        }
+        Login::of(
+            &self.username,
+            &self.password_file,
+            &self.password_credential,
+        )
     }
 }
 

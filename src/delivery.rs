@@ -92,7 +92,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(url: String, secrets: Vec<Secret>) -> Endpoint {
-        let shown = crate::redact::shown_url_text(&url, "the webhook url");
+        let shown = crate::redact::shown_webhook(&url);
         Endpoint {
             url,
             shown,
@@ -107,12 +107,9 @@ impl Endpoint {
             .iter()
             .map(|w| {
                 let url = w.url.get_ref().clone();
-                let secrets = w.load_secrets().with_context(|| {
-                    format!(
-                        "webhook {}",
-                        crate::redact::shown_url_text(&url, "the webhook url")
-                    )
-                })?;
+                let secrets = w
+                    .load_secrets()
+                    .with_context(|| format!("webhook {}", crate::redact::shown_webhook(&url)))?;
                 Ok(Endpoint::new(url, secrets))
             })
             .collect()
@@ -843,9 +840,10 @@ async fn deliver_next(
                 return Ok(None);
             }
             let delay = settle(outbox, &endpoint, &pending, &attempt, &options)?;
+            let retrying = matches!(attempt.outcome, Outcome::Retry { .. });
             // A new fire stored while this attempt was out found it due and
             // woke nothing: it goes now, not after the backoff just set.
-            if matches!(attempt.outcome, Outcome::Retry { .. })
+            if retrying
                 && outbox.retry_now_if_started_since(&endpoint.url, pending.seq, newest_start)?
             {
                 info!(
@@ -854,7 +852,7 @@ async fn deliver_next(
                 );
                 return Ok(None);
             }
-            Ok(matches!(attempt.outcome, Outcome::Retry { .. }).then_some(delay))
+            Ok(retrying.then_some(delay))
         })
         .await?;
     match settled {

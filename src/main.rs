@@ -407,14 +407,14 @@ fn run_check_config(args: CheckConfigArgs) -> Result<ExitCode> {
         {
             eprintln!(
                 "note: {}: secret_credential is read only under systemd ($CREDENTIALS_DIRECTORY unset); not checked",
-                wildfire_watch::redact::shown_url_text(webhook.url.get_ref(), "the webhook url")
+                wildfire_watch::redact::shown_webhook(webhook.url.get_ref())
             );
             continue;
         }
         if let Err(e) = webhook.load_secrets() {
             eprintln!(
                 "error: webhook {}: {e:#}",
-                wildfire_watch::redact::shown_url_text(webhook.url.get_ref(), "the webhook url")
+                wildfire_watch::redact::shown_webhook(webhook.url.get_ref())
             );
             problems += 1;
         }

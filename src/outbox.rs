@@ -538,7 +538,7 @@ impl Outbox {
         // moved URL: what the old one was still owed goes to the new one
         // (the ids are the same, so a receiver that has some drops the
         // repeats). With no new webhook it is dropped, and said so.
-        let shown = |url: &str| crate::redact::shown_url_text(url, "a webhook url");
+        use crate::redact::shown_webhook as shown;
         for (endpoint, n) in stale {
             if new.is_empty() {
                 warn!(
@@ -1414,12 +1414,15 @@ fn offer_unsettled(
     )
 }
 
+/// The events [`expire`] drops, older than `?1`: the kinds that can expire
+/// (the same condition as schema 5's `events_by_age`, so it is used).
+const EXPIRED: &str =
+    "FROM events WHERE created_at < ?1 AND kind NOT IN ('incident', 'device', 'camera')";
+
 fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::Result<u64> {
     let cutoff = now - max_age.as_secs_f64();
     let old: Vec<(String, String)> = {
-        let mut stmt = tx.prepare(
-            "SELECT id, kind FROM events WHERE created_at < ?1 AND kind NOT IN ('incident', 'device', 'camera')",
-        )?;
+        let mut stmt = tx.prepare(&format!("SELECT id, kind {EXPIRED}"))?;
         let rows = stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -1430,10 +1433,7 @@ fn expire(tx: &rusqlite::Transaction, now: f64, max_age: Duration) -> rusqlite::
         );
     }
     if !old.is_empty() {
-        tx.execute(
-            "DELETE FROM events WHERE created_at < ?1 AND kind NOT IN ('incident', 'device', 'camera')",
-            [cutoff],
-        )?;
+        tx.execute(&format!("DELETE {EXPIRED}"), [cutoff])?;
         count(tx, "expired", old.len() as u64)?;
     }
     Ok(old.len() as u64)
@@ -1569,7 +1569,7 @@ mod tests {
             "DELETE FROM events WHERE settled = 1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = events.seq)",
             "SELECT 'x', seq, 0 FROM events WHERE settled = 0 AND NOT EXISTS (SELECT 1 FROM endpoints WHERE endpoint = 'x')",
             "SELECT seq, id, kind FROM events ORDER BY taken DESC, priority ASC, seq ASC LIMIT 3",
-            "SELECT id, kind FROM events WHERE created_at < 5 AND kind NOT IN ('incident', 'device', 'camera')",
+            &format!("SELECT id, kind {EXPIRED}").replace("?1", "5"),
         ] {
             let plan: Vec<String> = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -2096,19 +2096,25 @@ mod tests {
         assert_eq!(outbox.stats().unwrap().delivered, 9);
     }
 
-    #[test]
-    fn when_full_what_a_webhook_already_took_goes_first() {
-        // Webhook a takes everything; b is down. Full of incidents a took,
-        // a new camera event is kept (for both) and the oldest of those
-        // incidents goes.
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = open(dir.path(), 2);
+    /// An outbox for two events, holding two incidents (fire0, fire1).
+    fn full_of_two_fires(dir: &Path) -> (Outbox, f64) {
+        let outbox = open(dir, 2);
         let now = now_unix();
         for id in ["fire0", "fire1"] {
             outbox
                 .enqueue(&event(id, EventKind::Incident, now))
                 .unwrap();
         }
+        (outbox, now)
+    }
+
+    #[test]
+    fn when_full_what_a_webhook_already_took_goes_first() {
+        // Webhook a takes everything; b is down. Full of incidents a took,
+        // a new camera event is kept (for both) and the oldest of those
+        // incidents goes.
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, now) = full_of_two_fires(dir.path());
         assert_eq!(drain(&outbox, "http://a/"), ["fire0", "fire1"]);
         assert!(matches!(
             outbox
@@ -2127,13 +2133,7 @@ mod tests {
         // camera event pushes out fire1 (a control room has it), not fire0
         // (nobody has).
         let dir = tempfile::tempdir().unwrap();
-        let outbox = open(dir.path(), 2);
-        let now = now_unix();
-        for id in ["fire0", "fire1"] {
-            outbox
-                .enqueue(&event(id, EventKind::Incident, now))
-                .unwrap();
-        }
+        let (outbox, now) = full_of_two_fires(dir.path());
         let fire0 = outbox.head("http://a/").unwrap().unwrap();
         outbox.mark_rejected("http://a/", fire0.seq).unwrap();
         assert_eq!(drain(&outbox, "http://a/"), ["fire1"]);

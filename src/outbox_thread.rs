@@ -78,7 +78,7 @@ fn shown_endpoints(outbox: &Outbox) -> Vec<(String, bool)> {
     let mut shown: Vec<(String, bool)> = Vec::new();
     for (i, url) in outbox.endpoints().iter().enumerate() {
         let disabled = outbox.disabled_reason(url).ok().flatten().is_some();
-        let mut label = crate::redact::shown_url_text(url, "a webhook url");
+        let mut label = crate::redact::shown_webhook(url);
         if shown.iter().any(|(l, _)| *l == label) {
             label = format!("{label} (webhooks[{i}])");
         }

@@ -43,6 +43,11 @@ pub fn shown_url_text(url: &str, what: &str) -> String {
     }
 }
 
+/// A webhook's URL as messages show it ([`shown_url_text`]).
+pub fn shown_webhook(url: &str) -> String {
+    shown_url_text(url, "a webhook url")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

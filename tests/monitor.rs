@@ -382,6 +382,17 @@ fn incident_ids_once(
     }
 }
 
+/// A camera showing plume frames while `plume` is set, else clear frames
+/// 4-7 (told apart by `PLUME_NOT_CLEAR`).
+async fn plume_camera(plume: &Arc<AtomicBool>) -> FakeCamera {
+    let plume = plume.clone();
+    FakeCamera::start(Auth::Basic, move |n| match plume.load(Ordering::SeqCst) {
+        true => fixture_frame(15 + n % 3),
+        false => fixture_frame(4 + n % 4),
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
     let dir = tempfile::tempdir().unwrap();
@@ -391,14 +402,7 @@ async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
     // by `PLUME_NOT_CLEAR`. Two hot frames start an incident; one ends
     // after 30 s without a hot frame (keep threshold = alarm threshold).
     let plume = Arc::new(AtomicBool::new(true));
-    let camera = FakeCamera::start(Auth::Basic, {
-        let plume = plume.clone();
-        move |n| match plume.load(Ordering::SeqCst) {
-            true => fixture_frame(15 + n % 3),
-            false => fixture_frame(4 + n % 4),
-        }
-    })
-    .await;
+    let camera = plume_camera(&plume).await;
     let config = write_config(
         dir.path(),
         &webhook,
@@ -467,14 +471,7 @@ async fn a_clock_step_forward_does_not_end_a_running_incident() {
     let store = dir.path().join("store");
     let webhook = serve_receiver(&store).await;
     let plume = Arc::new(AtomicBool::new(true));
-    let camera = FakeCamera::start(Auth::Basic, {
-        let plume = plume.clone();
-        move |n| match plume.load(Ordering::SeqCst) {
-            true => fixture_frame(15 + n % 3),
-            false => fixture_frame(4 + n % 4),
-        }
-    })
-    .await;
+    let camera = plume_camera(&plume).await;
     // An incident ends after 60 s without a hot frame.
     let config = write_config(
         dir.path(),
