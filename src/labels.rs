@@ -58,6 +58,10 @@ impl Labels {
         };
         let unix_time = column("unix_time");
         let mut by_frame = HashMap::new();
+        // The line each frame was labelled on: a second label of the same
+        // frame is refused, where keeping the last one silently turned a
+        // fire frame into a false alarm in the summary.
+        let mut line_of: HashMap<String, usize> = HashMap::new();
         for (i, record) in reader.records().enumerate() {
             let line = i + 2;
             let record =
@@ -106,7 +110,31 @@ impl Labels {
                 },
                 unix_time: time,
             };
-            by_frame.insert(field(frame).to_string(), label);
+            let name = field(frame).to_string();
+            if let Some(first) = line_of.insert(name.clone(), line) {
+                bail!(
+                    "{} lines {first} and {line} both label {name:?}: keep one",
+                    path.display()
+                );
+            }
+            by_frame.insert(name, label);
+        }
+        // `get` finds a frame by its name, then by its name without the
+        // extension: both in the file and one of them is never read.
+        for (name, line) in &line_of {
+            let stem = Some(Path::new(name))
+                .filter(|p| crate::footage::is_image(p))
+                .and_then(|p| p.file_stem()?.to_str());
+            if let Some((stem, first)) = stem
+                .filter(|stem| stem != name)
+                .and_then(|stem| Some((stem, line_of.get(stem)?)))
+            {
+                let (a, b) = ((*first).min(*line), (*first).max(*line));
+                bail!(
+                    "{} lines {a} and {b} both label {name:?} (one as {stem:?}, without its extension): keep one",
+                    path.display()
+                );
+            }
         }
         Ok(Labels { by_frame })
     }
@@ -214,6 +242,22 @@ mod tests {
         writeln!(bad, "frame,smoke,flame\nframe_0000.jpg,yes,0").unwrap();
         let err = format!("{:#}", Labels::read(bad.path()).unwrap_err());
         assert!(err.contains("line 2") && err.contains("smoke"), "{err}");
+
+        for (rows, lines) in [
+            ("a.jpg,1,0\nb.jpg,1,0\na.jpg,0,0", "lines 2 and 4"),
+            ("a.jpg,1,0\nb.jpg,1,0\na,0,0", "lines 2 and 4"),
+            ("a,1,0\na.jpg,0,0", "lines 2 and 3"),
+        ] {
+            let mut twice = tempfile::NamedTempFile::new().unwrap();
+            writeln!(twice, "frame,smoke,flame\n{rows}").unwrap();
+            let err = format!("{:#}", Labels::read(twice.path()).unwrap_err());
+            assert!(err.contains(lines) && err.contains("a.jpg"), "{err}");
+        }
+        // Two frames, `9999999999.jpg` and `9999999999.5.jpg`, by their
+        // names without extensions: no clash.
+        let mut two = tempfile::NamedTempFile::new().unwrap();
+        writeln!(two, "frame,smoke,flame\n9999999999,1,0\n9999999999.5,0,0").unwrap();
+        assert_eq!(Labels::read(two.path()).unwrap().len(), 2);
 
         let mut no_header = tempfile::NamedTempFile::new().unwrap();
         writeln!(no_header, "name,fire\na.jpg,1").unwrap();
