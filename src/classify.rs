@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::detector::{Detector, ViewScore};
-use crate::footage::{decode, is_image};
+use crate::footage::{decode, is_hidden, is_image};
 use crate::model::Class;
 
 /// The result for one image, as printed by `classify --json`.
@@ -63,7 +63,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort_by(|a, b| crate::footage::natural_order(a, b));
-    for path in entries {
+    for path in entries.into_iter().filter(|p| !is_hidden(p)) {
         if path.is_dir() {
             walk(&path, out)?;
         } else if is_image(&path) {

@@ -38,13 +38,24 @@ pub fn is_image(path: &Path) -> bool {
     has_extension(path, &IMAGE_EXTENSIONS)
 }
 
+/// Whether a folder's entry is hidden (its name starts with a dot), and so
+/// not footage: copying frames from a Mac leaves an AppleDouble `._NAME.jpg`
+/// beside each, which counted as an undecodable frame and, by breaking the
+/// folder's name clock, moved every frame onto the 60-s default spacing.
+pub fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
 fn has_extension(path: &Path, list: &[&str]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| list.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// The image files directly inside `dir`, in [`natural_order`].
+/// The image files directly inside `dir`, in [`natural_order`], hidden ones
+/// left out ([`is_hidden`]).
 pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).with_context(|| {
         format!(
@@ -57,7 +68,7 @@ pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
         let path = entry
             .with_context(|| format!("cannot list {}", dir.display()))?
             .path();
-        if path.is_file() && is_image(&path) {
+        if path.is_file() && is_image(&path) && !is_hidden(&path) {
             files.push(path);
         }
     }
@@ -648,6 +659,26 @@ mod tests {
         cut.truncate(cut.len() / 2);
         let err = decode_bytes(&cut).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn a_folder_lists_its_images_but_not_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "1758033040.jpg",
+            "._1758033040.jpg",
+            "1758033050.JPG",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub.jpg")).unwrap();
+        let names: Vec<String> = images_in(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| frame_name(p))
+            .collect();
+        assert_eq!(names, ["1758033040.jpg", "1758033050.JPG"]);
     }
 
     #[test]

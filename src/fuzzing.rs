@@ -553,7 +553,7 @@ pub fn footage_names(data: &[u8]) {
         if path.exists() || std::fs::write(&path, b"").is_err() {
             continue;
         }
-        if footage::is_image(&path) {
+        if footage::is_image(&path) && !footage::is_hidden(&path) {
             expected.push(path);
         }
     }
