@@ -577,12 +577,8 @@ impl CameraConfig {
         if let Err(e) = self.confirm.validate() {
             return Err(at.error(Some(self.id.span()), format!("{}: {e}", name("confirm"))));
         }
-        // The start rule needs `required` hot frames within `window_s`: at a
-        // longer interval no incident could ever start, and nothing else
-        // would say so.
         let (interval, c) = (*self.interval_s.get_ref(), &self.confirm);
-        let needs = (c.required.saturating_sub(1) as f64 * interval).max(c.span_s);
-        if needs > c.window_s {
+        if !c.can_start_at_interval(interval) {
             return Err(at.error(
                 Some(self.interval_s.span()),
                 format!(

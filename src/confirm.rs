@@ -110,6 +110,15 @@ impl Default for ConfirmConfig {
 }
 
 impl ConfirmConfig {
+    /// Whether the start rule can be met by frames `interval_s` apart: its
+    /// `required` hot frames, spanning `span_s`, must fit in `window_s`.
+    /// Farther apart, no incident could ever start, and nothing else would
+    /// say so.
+    pub fn can_start_at_interval(&self, interval_s: f64) -> bool {
+        let needs = (self.required.saturating_sub(1) as f64 * interval_s).max(self.span_s);
+        needs <= self.window_s
+    }
+
     /// Checks the settings make sense, saying which one does not.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.window_s > 0.0 && self.window_s <= 3600.0) {

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::confirm::ConfirmConfig;
 use crate::detector::{Detector, ViewScore};
 use crate::events::{rfc3339, IncidentEvent, IncidentPhase};
-use crate::footage::{times_from_names, Footage};
+use crate::footage::{time_from_name, times_from_names, Footage};
 use crate::labels::{ClassMetrics, ConfusionCounter, FrameLabel, Labels};
 use crate::mask::IgnoreMask;
 use crate::model::{Class, PerClass};
@@ -156,18 +156,36 @@ pub fn replay(
     if let (Footage::Stills(paths), Some(labels)) = (footage, &options.labels) {
         check_labels_name_frames(paths, labels)?;
     }
-    if labels_timed {
-        let times = options
-            .labels
+    if let (true, Some(labels)) = (labels_timed, &options.labels) {
+        // The span of the frames replayed, not of every row: a labels file
+        // often covers more of the day than the folder holds.
+        let times: Vec<f64> = match footage {
+            Footage::Stills(paths) => paths
+                .iter()
+                .filter_map(|p| labels.get(&crate::footage::frame_name(p))?.unix_time)
+                .collect(),
+            _ => labels.iter().filter_map(|(_, l)| l.unix_time).collect(),
+        };
+        let (first, last) = times
             .iter()
-            .flat_map(|l| l.iter().filter_map(|(_, label)| label.unix_time));
-        let (first, last) = times.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), t| {
-            (a.min(t), b.max(t))
-        });
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &t| {
+                (a.min(t), b.max(t))
+            });
+        if first <= last {
+            info!(
+                "frames timed by their labels' unix_time, {} to {} (--interval after the frame before where a label gives none)",
+                rfc3339(first),
+                rfc3339(last)
+            );
+        }
+    } else if !options.times_from_names {
         info!(
-            "frames timed by their labels' unix_time, {} to {} (--interval after the frame before where a label gives none)",
-            rfc3339(first),
-            rfc3339(last)
+            "frames taken {} s apart (--interval){}",
+            options.interval_s,
+            match footage {
+                Footage::Video(_) => " where the video gives no time",
+                _ => "",
+            }
         );
     }
     let named_times = match footage {
@@ -184,16 +202,28 @@ pub fn replay(
                     Some(times)
                 }
                 Err(why) => {
-                    info!(
-                        "frames taken {} s apart, the default (--interval sets it): {why}",
+                    // A folder whose first name gives a time was meant to be
+                    // timed by its names: one name that breaks the clock
+                    // moves every frame onto the default spacing.
+                    let meant = paths
+                        .first()
+                        .is_some_and(|p| time_from_name(&crate::footage::frame_name(p)).is_some());
+                    let message = format!(
+                        "frames taken {} s apart, the default (--interval sets it), not by their names: {why}",
                         options.interval_s
                     );
+                    if meant {
+                        warn!("{message}");
+                    } else {
+                        info!("{message}");
+                    }
                     None
                 }
             }
         }
         _ => None,
     };
+    let mut seen = FramesSeen::default();
     for (index, frame) in footage.frames(options.interval_s)?.enumerate() {
         let label = options
             .labels
@@ -219,6 +249,7 @@ pub fn replay(
         match frame.image {
             Err(e) => warn!("skipping frame {}: {e:#}", record.name),
             Ok(image) => {
+                seen.check(&record.name, time, image.dimensions());
                 let (scores, new_events) =
                     pipeline.process(detector, time, &record.name, &image)?;
                 record.scores = Some(scores.maxima());
@@ -238,6 +269,7 @@ pub fn replay(
         progress.inc(1);
     }
     progress.finish_and_clear();
+    seen.check_spacing(&options.confirm);
     let summary = summarise(&records, &events, &thresholds, options.labels.is_some());
     Ok(ReplayOutcome {
         records,
@@ -245,6 +277,57 @@ pub fn replay(
         summary,
         thresholds,
     })
+}
+
+/// What replay has seen of the decoded frames' times and sizes, to say
+/// where footage defeats the confirmer: live, the clock and the camera keep
+/// these in order, and a replay that breaks them starts incidents late or
+/// never without a word.
+#[derive(Default)]
+struct FramesSeen {
+    last: Option<(f64, (u32, u32))>,
+    gaps: Vec<f64>,
+}
+
+impl FramesSeen {
+    fn check(&mut self, frame: &str, time: f64, size: (u32, u32)) {
+        if let Some((before, was)) = self.last {
+            if time <= before {
+                // The confirmer takes a frame timed before the last one for
+                // a clock stepped back and forgets the frames after it.
+                warn!(
+                    "frame {frame} is timed {}, not after the frame before it ({}): the start rule forgets the frames after it; check the labels' unix_time or the names",
+                    rfc3339(time),
+                    rfc3339(before)
+                );
+            } else {
+                self.gaps.push(time - before);
+            }
+            if size != was {
+                warn!(
+                    "frame {frame} is {}x{} where the frame before it was {}x{}: the start rule starts over, and --ignore shapes are in one size's pixels",
+                    size.0, size.1, was.0, was.1
+                );
+            }
+        }
+        self.last = Some((time, size));
+    }
+
+    /// Warns when the frames' usual spacing is too wide for the start rule
+    /// to be met at all (as `check-config` refuses such an `interval_s`).
+    fn check_spacing(&mut self, confirm: &ConfirmConfig) {
+        if self.gaps.is_empty() {
+            return;
+        }
+        self.gaps.sort_by(f64::total_cmp);
+        let median = self.gaps[self.gaps.len() / 2];
+        if !confirm.can_start_at_interval(median) {
+            warn!(
+                "frames are {median} s apart (the median): at that spacing the start rule's {} hot frames spanning {} s cannot fit in its {} s window, so no incident could start; replay footage at the camera's own spacing",
+                confirm.required, confirm.span_s, confirm.window_s
+            );
+        }
+    }
 }
 
 /// Per class, the highest score over the decoded frames `counts` keeps, as

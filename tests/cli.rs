@@ -183,6 +183,75 @@ fn replay_times_stills_by_their_file_names() {
 }
 
 #[test]
+fn replay_warns_of_footage_the_start_rule_cannot_use() {
+    let replay = |args: &[&std::ffi::OsStr], folder: &Path| {
+        let out = bin()
+            .args(["replay", "--json"])
+            .args(args)
+            .arg(folder)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let starts = json_lines(&out)
+            .iter()
+            .filter(|l| l["type"] == "incident.started")
+            .count();
+        (starts, stderr(&out))
+    };
+    // Three minutes apart, two hot frames never fit in the 150-s window:
+    // the plume is over the threshold in 9 frames and starts nothing.
+    let sparse = hillside_named_by_time(180);
+    let (starts, log) = replay(&[], sparse.path());
+    assert_eq!(starts, 0);
+    assert!(
+        log.contains("frames are 180 s apart") && log.contains("no incident could start"),
+        "{log}"
+    );
+    let (_, log) = replay(&[], hillside_named_by_time(60).path());
+    assert!(!log.contains("apart (the median)"), "{log}");
+
+    // Labels that time a frame before the one before it.
+    let folder = fixture("hillside");
+    let labels = sparse.path().join("back.csv");
+    let mut csv = String::from("frame,smoke,flame,unix_time\n");
+    for i in 0..18u64 {
+        let t = 1_743_476_400 + 60 * if i == 9 { 7 } else { i };
+        csv += &format!("frame_{i:04}.jpg,-1,-1,{t}\n");
+    }
+    std::fs::write(&labels, csv).unwrap();
+    let (_, log) = replay(&["--labels".as_ref(), labels.as_os_str()], &folder);
+    assert!(
+        log.contains(
+            "frame frame_0009.jpg is timed 2025-04-01T03:07:00Z, not after the frame before it"
+        ),
+        "{log}"
+    );
+
+    // A frame of another size in the middle.
+    let mixed = tempfile::tempdir().unwrap();
+    for i in 0..18 {
+        let name = format!("frame_{i:04}.jpg");
+        let from = folder.join(&name);
+        if i == 5 {
+            let image = image::open(&from).unwrap();
+            image
+                .resize_exact(1280, 720, image::imageops::FilterType::Triangle)
+                .save(mixed.path().join(&name))
+                .unwrap();
+        } else {
+            std::fs::copy(from, mixed.path().join(&name)).unwrap();
+        }
+    }
+    let (_, log) = replay(&[], mixed.path());
+    assert!(
+        log.contains("frame frame_0005.jpg is 1280x720 where the frame before it was 640x360")
+            && log
+                .contains("frame frame_0006.jpg is 640x360 where the frame before it was 1280x720"),
+        "{log}"
+    );
+}
+
+#[test]
 fn replay_skips_a_corrupt_frame_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..4 {
