@@ -391,16 +391,36 @@ fn summarise(
             .count(),
     );
 
+    // The earliest positive frame by time (frames named out of time order
+    // are warned of, not reordered).
     let first_positive = records
         .iter()
-        .find(|r| r.label.is_some_and(|l| l.positive()))
-        .map(|r| r.time);
-    let first_true_start = starts
-        .iter()
-        .filter(|e| truth_at_start(e) == Some(true))
-        .filter_map(|e| record_of(&e.frame).map(|r| r.time))
+        .filter(|r| r.label.is_some_and(|l| l.positive()))
+        .map(|r| r.time)
         .reduce(f64::min);
-    summary.time_to_detect_s = Some(match (first_positive, first_true_start) {
+    // The fire is detected by the first incident running at or after its
+    // first positive frame that did not start on a frame labelled clear of
+    // its class (that one is a false alarm). One started on a frame left
+    // unlabelled or unknown (-1) while the fire was already visible, and
+    // still running when the labels say fire, detected it with no delay:
+    // before, it counted as a fire missed.
+    let ended_at = |id: &str| {
+        events
+            .iter()
+            .filter(|e| e.phase == IncidentPhase::Ended && e.incident_id == id)
+            .filter_map(|e| record_of(&e.frame).map(|r| r.time))
+            .reduce(f64::min)
+    };
+    let detected_at = first_positive.and_then(|p| {
+        starts
+            .iter()
+            .filter(|e| truth_at_start(e) != Some(false))
+            .filter_map(|e| Some((record_of(&e.frame)?.time, e)))
+            .filter(|(start, e)| *start >= p || ended_at(&e.incident_id).is_none_or(|end| end > p))
+            .map(|(start, _)| start.max(p))
+            .reduce(f64::min)
+    });
+    summary.time_to_detect_s = Some(match (first_positive, detected_at) {
         (Some(p), Some(s)) => Some(s - p),
         _ => None,
     });
@@ -443,6 +463,80 @@ mod tests {
                 unix_time: None,
             }),
         }
+    }
+
+    /// Frame `name` at `time` with its smoke label (1, 0, -1; None: none).
+    fn timed(name: &str, time: f64, smoke: Option<i8>) -> FrameRecord {
+        FrameRecord {
+            time,
+            ..record(name, Some((0.5, 0.0)), smoke.map(|s| (s, 0)))
+        }
+    }
+
+    fn event(phase: IncidentPhase, incident: &str, frame: &str) -> IncidentEvent {
+        IncidentEvent {
+            phase,
+            id: format!("{incident}.0"),
+            incident_id: incident.into(),
+            camera: "replay".into(),
+            time: String::new(),
+            class: Class::Smoke,
+            started_at: String::new(),
+            peak_score: 0.99,
+            score: 0.99,
+            boxes: Vec::new(),
+            frame: frame.into(),
+        }
+    }
+
+    #[test]
+    fn a_fire_is_detected_by_an_incident_running_when_it_is_first_labelled() {
+        use IncidentPhase::{Ended, Started};
+        let thresholds = PerClass {
+            smoke: 0.97,
+            flame: 0.95,
+        };
+        let detect = |smoke: [Option<i8>; 5], events: &[IncidentEvent]| {
+            let records: Vec<FrameRecord> = smoke
+                .iter()
+                .enumerate()
+                .map(|(i, s)| timed(&format!("f{i}"), 60.0 * i as f64, *s))
+                .collect();
+            let summary = summarise(&records, events, &thresholds, true);
+            (
+                summary.time_to_detect_s.unwrap(),
+                summary.false_alarms.unwrap(),
+            )
+        };
+        let started_at_f1 = [event(Started, "a", "f1")];
+        // Started on the first positive frame, or 60 s after it.
+        let fire = [Some(0), Some(1), Some(1), Some(1), Some(1)];
+        assert_eq!(detect(fire, &started_at_f1), (Some(0.0), 0));
+        assert_eq!(detect(fire, &[event(Started, "a", "f2")]), (Some(60.0), 0));
+        // Started on a frame left unknown or unlabelled while the smoke was
+        // already there, and running when the labels first say fire: found
+        // at once (before, a fire missed).
+        for early in [Some(-1), None] {
+            let fire = [Some(0), early, Some(1), Some(1), Some(1)];
+            assert_eq!(detect(fire, &started_at_f1), (Some(0.0), 0));
+            // Ended before the fire is labelled: it found something else.
+            let ended = [event(Started, "a", "f1"), event(Ended, "a", "f2")];
+            let fire = [Some(0), early, Some(0), Some(1), Some(1)];
+            assert_eq!(detect(fire, &ended), (None, 0));
+        }
+        // Started on a frame labelled clear: a false alarm, which does not
+        // count as finding the fire; a later start does.
+        let fire = [Some(0), Some(0), Some(1), Some(1), Some(1)];
+        assert_eq!(detect(fire, &started_at_f1), (None, 1));
+        let both = [event(Started, "a", "f1"), event(Started, "b", "f3")];
+        assert_eq!(detect(fire, &both), (Some(60.0), 1));
+        // The first positive frame is the earliest by time, not by name.
+        let mut records: Vec<FrameRecord> = (0..3)
+            .map(|i| timed(&format!("f{i}"), 60.0 * i as f64, Some(1)))
+            .collect();
+        records[0].time = 150.0;
+        let summary = summarise(&records, &[event(Started, "a", "f2")], &thresholds, true);
+        assert_eq!(summary.time_to_detect_s, Some(Some(60.0)));
     }
 
     #[test]
