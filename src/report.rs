@@ -1,7 +1,8 @@
 //! The replay report: one self-contained HTML page (`index.html`) with a
 //! timeline of per-frame scores, thresholds, labels and incidents, and
 //! thumbnails of the frames that raised incident events with their boxes drawn
-//! (`alert_<frame>.jpg` beside it).
+//! (`alert_<event id>.jpg` beside it: one per event, since two fires
+//! confirmed on one frame are two incidents with boxes of their own).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -56,11 +57,7 @@ pub fn write_report(dir: &Path, title: &str, outcome: &ReplayOutcome) -> Result<
         let Some(record) = outcome.records.iter().find(|r| r.name == event.frame) else {
             continue;
         };
-        let file = format!(
-            "alert_{}_{}.jpg",
-            event.class.name(),
-            sanitise(&record.name)
-        );
+        let file = format!("alert_{}.jpg", sanitise(&event.id));
         let thumb = thumbnail(record, &event.boxes, event.class)
             .with_context(|| format!("cannot draw the thumbnail of {}", record.name))?;
         thumb
@@ -68,7 +65,7 @@ pub fn write_report(dir: &Path, title: &str, outcome: &ReplayOutcome) -> Result<
             .with_context(|| format!("cannot write {}", dir.join(&file).display()))?;
         let _ = write!(
             html,
-            "<figure><img src=\"{file}\" width=\"{THUMB_WIDTH}\"><figcaption>{phase} {class} at {frame} ({time}), score {score:.3}, peak {peak:.3}</figcaption></figure>",
+            "<figure><img src=\"{file}\" width=\"{THUMB_WIDTH}\"><figcaption>{phase} {class} at {frame} ({time}), score {score:.3}, peak {peak:.3}<br>{id}</figcaption></figure>",
             phase = match event.phase {
                 IncidentPhase::Started => "started",
                 IncidentPhase::Updated => "updated",
@@ -79,6 +76,7 @@ pub fn write_report(dir: &Path, title: &str, outcome: &ReplayOutcome) -> Result<
             time = escape(&event.time),
             score = event.score,
             peak = event.peak_score,
+            id = escape(&event.incident_id),
         );
     }
     html.push_str("</body></html>\n");

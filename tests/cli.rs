@@ -288,22 +288,47 @@ fn replay_skips_a_corrupt_frame_and_goes_on() {
 fn replay_writes_an_html_report() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report");
-    let out = bin()
-        .args(["replay", "--labels"])
-        .arg(fixture("hillside/labels.csv"))
-        .arg("--report")
-        .arg(&report)
-        .arg(fixture("hillside"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let thumbnails_are_one_per_alert = |args: &[&str], folder: &Path| {
+        let out = bin()
+            .args(["replay", "--labels"])
+            .arg(fixture("hillside/labels.csv"))
+            .arg("--report")
+            .arg(&report)
+            .args(args)
+            .arg(folder)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        check_report(&report, &out);
+    };
+    thumbnails_are_one_per_alert(&[], &fixture("hillside"));
+
+    // Two plumes side by side confirm on one frame as two incidents: each
+    // gets its own thumbnail (they once shared one file, the second's).
+    let twice = tempfile::tempdir().unwrap();
+    for i in 0..18 {
+        let name = format!("frame_{i:04}.jpg");
+        let frame = image::open(fixture(&format!("hillside/{name}")))
+            .unwrap()
+            .to_rgb8();
+        let mut wide = image::RgbImage::new(frame.width() * 2, frame.height());
+        image::imageops::replace(&mut wide, &frame, 0, 0);
+        image::imageops::replace(&mut wide, &frame, i64::from(frame.width()), 0);
+        wide.save(twice.path().join(name)).unwrap();
+    }
+    std::fs::remove_dir_all(&report).unwrap();
+    thumbnails_are_one_per_alert(&["--working-resolution", "native"], twice.path());
+}
+
+/// The report in `report` of the replay that printed `out`: a timeline and
+/// one thumbnail per started or updated incident event.
+fn check_report(report: &Path, out: &Output) {
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(
         html.contains("<svg") && html.contains("polyline"),
         "no timeline"
     );
-    // One thumbnail per started or updated incident event.
-    let thumbs = std::fs::read_dir(&report)
+    let thumbs = std::fs::read_dir(report)
         .unwrap()
         .filter(|e| {
             e.as_ref()
