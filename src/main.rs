@@ -6,11 +6,11 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tracing::{warn, Level};
+use tracing::{info, warn, Level};
 
 use wildfire_watch::classify::{classify, collect_images};
 use wildfire_watch::config::Config;
@@ -175,11 +175,19 @@ struct ReplayArgs {
     /// Write an HTML report with a score timeline and alert thumbnails here.
     #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
-    /// Name used in incident ids.
-    #[arg(long, default_value = "replay")]
-    camera: String,
+    /// A `run` configuration file: the footage is judged as its camera would
+    /// be live, by that camera's [cameras.confirm] settings (its thresholds
+    /// included), its ignore shapes and its interval_s (the default for
+    /// --interval).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Name used in incident ids (default `replay`); with --config, the id of
+    /// the camera whose settings to use (needed when it has several).
+    #[arg(long, value_name = "ID")]
+    camera: Option<String>,
     /// Region never to alarm on: x,y,w,h for a rectangle, or "x1,y1 x2,y2 x3,y3 ..."
-    /// for a polygon, in frame pixels. Repeatable.
+    /// for a polygon, in frame pixels. Repeatable; with --config, added to the
+    /// camera's shapes.
     #[arg(long = "ignore", value_name = "SHAPE")]
     ignore: Vec<IgnoreShape>,
     #[command(flatten)]
@@ -306,17 +314,21 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         })?;
     }
     let labels = args.labels.as_deref().map(Labels::read).transpose()?;
+    let camera = ReplayCamera::from_args(&args)?;
     let mut detector = args.model.load()?;
     let options = ReplayOptions {
-        camera: args.camera.clone(),
+        camera: camera.id,
         labels,
-        interval_s: args.interval.unwrap_or(match footage {
-            Footage::Stills(_) => 60.0,
-            Footage::Video(_) => 1.0,
-        }),
+        interval_s: args
+            .interval
+            .or(camera.interval_s)
+            .unwrap_or(match footage {
+                Footage::Stills(_) => 60.0,
+                Footage::Video(_) => 1.0,
+            }),
         times_from_names: args.interval.is_none(),
-        confirm: ConfirmConfig::default(),
-        mask: IgnoreMask::new(args.ignore.clone()).owned_by("--ignore"),
+        confirm: camera.confirm,
+        mask: camera.mask,
         keep_event_frames: args.report.is_some(),
     };
     let stdout = io::stdout();
@@ -375,6 +387,84 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The camera a replay judges footage as: `--camera` alone names it in
+/// incident ids; `--config` gives it the settings of a configured camera.
+struct ReplayCamera {
+    id: String,
+    confirm: ConfirmConfig,
+    mask: IgnoreMask,
+    /// The camera's `interval_s`, from `--config`.
+    interval_s: Option<f64>,
+}
+
+impl ReplayCamera {
+    fn from_args(args: &ReplayArgs) -> Result<ReplayCamera> {
+        let Some(path) = &args.config else {
+            return Ok(ReplayCamera {
+                id: args.camera.clone().unwrap_or_else(|| "replay".into()),
+                confirm: ConfirmConfig::default(),
+                mask: IgnoreMask::new(args.ignore.clone()).owned_by("--ignore"),
+                interval_s: None,
+            });
+        };
+        let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ids = || {
+            config
+                .cameras
+                .iter()
+                .map(|c| c.id.get_ref().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let camera = match (&args.camera, config.cameras.as_slice()) {
+            (_, []) => bail!("{} has no [[cameras]]", path.display()),
+            (None, [only]) => only,
+            (None, _) => bail!(
+                "{} has {} cameras ({}): name the one that took the footage with --camera ID",
+                path.display(),
+                config.cameras.len(),
+                ids()
+            ),
+            (Some(id), cameras) => {
+                cameras
+                    .iter()
+                    .find(|c| c.id.get_ref() == id)
+                    .with_context(|| {
+                        format!(
+                            "{} has no camera {id:?}; its cameras are: {}",
+                            path.display(),
+                            ids()
+                        )
+                    })?
+            }
+        };
+        let id = camera.id.get_ref();
+        let mut shapes: Vec<IgnoreShape> = camera
+            .ignore
+            .iter()
+            .filter_map(|s| s.get_ref().parse().ok())
+            .collect();
+        shapes.extend(args.ignore.iter().cloned());
+        let owner = if args.ignore.is_empty() {
+            format!("camera {id}")
+        } else {
+            format!("camera {id} with --ignore")
+        };
+        info!(
+            "judging the footage as camera {id} of {}: its [cameras.confirm] settings, {} ignore shape(s) and interval_s = {} s",
+            path.display(),
+            camera.ignore.len(),
+            camera.interval_s.get_ref()
+        );
+        Ok(ReplayCamera {
+            id: id.clone(),
+            confirm: camera.confirm.clone(),
+            mask: IgnoreMask::new(shapes).owned_by(&owner),
+            interval_s: Some(*camera.interval_s.get_ref()),
+        })
+    }
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime> {

@@ -68,6 +68,9 @@ pub struct Summary {
     pub decoded: usize,
     pub skipped: usize,
     pub incidents: usize,
+    /// The alarm thresholds the frames were judged by: the model's, or a
+    /// camera's `[cameras.confirm] thresholds` (`--config`).
+    pub thresholds: PerClass<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub false_alarms: Option<usize>,
     /// `Some(None)` is printed as `null`: labelled footage whose fire was missed.
@@ -343,10 +346,15 @@ fn peak(
             .filter(|r| counts(r, class))
             .filter_map(|r| r.scores.map(|s| s.get(class)))
             .reduce(f32::max)
-            .and_then(|v| v.to_string().parse().ok());
+            .map(as_printed);
         peak.set(class, highest);
     }
     peak
+}
+
+/// `v` as the f32 prints it, in an f64 (0.97, not 0.9700000286102295).
+fn as_printed(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
 }
 
 fn summarise(
@@ -365,6 +373,10 @@ fn summarise(
         decoded,
         skipped: records.len() - decoded,
         incidents: starts.len(),
+        thresholds: PerClass {
+            smoke: as_printed(thresholds.smoke),
+            flame: as_printed(thresholds.flame),
+        },
         false_alarms: None,
         time_to_detect_s: None,
         smoke: None,

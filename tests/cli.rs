@@ -252,6 +252,86 @@ fn replay_warns_of_footage_the_start_rule_cannot_use() {
 }
 
 #[test]
+fn replay_judges_footage_by_a_configured_cameras_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tower.toml");
+    let camera = |id: &str, rest: &str| {
+        format!(
+            "[[cameras]]\nid = \"{id}\"\nname = \"{id}\"\nlat = 35.17\nlon = 127.68\nazimuth_deg = 265.0\nfov_deg = 62.0\n\
+             [cameras.source]\nkind = \"snapshot\"\nurl = \"http://192.0.2.1/pic\"\n{rest}"
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nid = \"t\"\nname = \"T\"\n{}{}",
+            camera(
+                "west",
+                "[cameras.confirm]\nthresholds = { smoke = 0.9999, flame = 0.9999 }\n"
+            ),
+            camera("east", "")
+        ),
+    )
+    .unwrap();
+    let replay = |camera: Option<&str>| {
+        let mut command = bin();
+        command
+            .args(["replay", "--json", "--labels"])
+            .arg(fixture("hillside/labels.csv"))
+            .arg("--config")
+            .arg(&config);
+        if let Some(id) = camera {
+            command.args(["--camera", id]);
+        }
+        command.arg(fixture("hillside")).output().unwrap()
+    };
+
+    let out = replay(None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "2 cameras (west, east): name the one that took the footage with --camera ID"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = replay(Some("north"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no camera \"north\""),
+        "{}",
+        stderr(&out)
+    );
+
+    // West's own thresholds quiet the plume: an analyst sees what they cost.
+    let out = replay(Some("west"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["incidents"], 0, "{lines:?}");
+    assert_eq!(summary["thresholds"]["smoke"], 0.9999);
+    assert!(
+        summary["smoke"]["recall"].as_f64().unwrap() < 0.5,
+        "{summary}"
+    );
+    assert!(stderr(&out).contains("judging the footage as camera west"));
+
+    // East has the model's: the plume starts an incident, named for east.
+    let out = replay(Some("east"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let started = lines
+        .iter()
+        .find(|l| l["type"] == "incident.started")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(started["id"].as_str().unwrap().starts_with("east-smoke-"));
+    assert_eq!(
+        lines.last().unwrap()["summary"]["thresholds"]["smoke"],
+        0.97
+    );
+}
+
+#[test]
 fn replay_skips_a_corrupt_frame_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..4 {
