@@ -5,10 +5,20 @@
 //! a handshake per grab but no CPU in between, where keeping the stream open
 //! would decode 25 frames a second only to throw them away, and a stale or
 //! wedged session cannot outlive one grab. libav blocks, so the grab runs on
-//! a blocking thread; the monitor's grab timeout abandons it if it hangs, and
-//! libav's own socket timeout ends it soon after.
+//! a blocking thread, which libav ends itself at the grab timeout: its
+//! interrupt callback asks a deadline on every wait. The socket timeout alone
+//! did not: a camera that keeps the session up but sends no picture (an
+//! encoder frozen behind a live RTSP server, sending only RTCP reports)
+//! held `avformat_find_stream_info` for over 600 s in a review's
+//! measurement, one more thread and camera session every grab, until
+//! tokio's 512 blocking threads were taken (about 3 h) and every camera's
+//! decoding queued behind them. A camera keeps at most one grab in flight
+//! all the same: while one has not returned, the next fails at once.
 
-use std::time::Duration;
+use std::ffi::{c_int, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use ffmpeg::media::Type;
@@ -27,6 +37,9 @@ const MAX_PACKETS_PER_GRAB: usize = 1000;
 pub struct RtspSource {
     url: String,
     timeout: Duration,
+    /// Set while a grab's thread runs (cleared when it returns, even after
+    /// the monitor has abandoned it).
+    in_flight: Arc<AtomicBool>,
 }
 
 impl RtspSource {
@@ -35,6 +48,7 @@ impl RtspSource {
         Ok(RtspSource {
             url: url_with_login(&config.url, config.login().load()?)?,
             timeout,
+            in_flight: Arc::default(),
         })
     }
 }
@@ -61,24 +75,112 @@ fn url_with_login(url: &str, login: Option<(String, String)>) -> anyhow::Result<
 impl Source for RtspSource {
     fn grab(&mut self) -> Grab<'_> {
         let (url, timeout) = (self.url.clone(), self.timeout);
+        let in_flight = self.in_flight.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || grab_one(&url, timeout))
-                .await
-                .map_err(|e| GrabError::Failed(anyhow!("the RTSP thread failed: {e}")))?
+            if in_flight.swap(true, Ordering::SeqCst) {
+                return Err(GrabError::Failed(anyhow!(
+                    "{}: the last grab has not returned yet",
+                    crate::redact::shown_url_text(&url, "the RTSP url")
+                )));
+            }
+            tokio::task::spawn_blocking(move || {
+                let image = grab_one(&url, timeout);
+                in_flight.store(false, Ordering::SeqCst);
+                image
+            })
+            .await
+            .map_err(|e| GrabError::Failed(anyhow!("the RTSP thread failed: {e}")))?
+        })
+    }
+}
+
+/// When libav is to give up a grab: its interrupt callback
+/// ([`past_deadline`]) reads it on every blocking wait.
+struct Deadline(Instant);
+
+extern "C" fn past_deadline(opaque: *mut c_void) -> c_int {
+    // SAFETY: `opaque` is the `Deadline` that `open` was given, which
+    // outlives the context it was set on (`Stream` drops the context first).
+    let deadline = unsafe { &*(opaque as *const Deadline) };
+    c_int::from(Instant::now() >= deadline.0)
+}
+
+/// An open stream and the deadline its interrupt callback reads. Fields drop
+/// in order: the context is closed before its deadline is freed.
+struct Stream {
+    input: ffmpeg::format::context::Input,
+    _deadline: Box<Deadline>,
+}
+
+/// Opens `url` as `ffmpeg::format::input_with_dictionary` does, with an
+/// interrupt callback that ends every wait at `deadline`. (The crate's
+/// `input_with_interrupt` takes no options, and leaks its callback's box on
+/// every call: at a grab every 10 s, the years of a tower add up.)
+fn open(
+    url: &str,
+    options: ffmpeg::Dictionary,
+    deadline: Instant,
+) -> Result<Stream, ffmpeg::Error> {
+    use ffmpeg::ffi;
+    let url = CString::new(url).map_err(|_| ffmpeg::Error::InvalidData)?;
+    let deadline = Box::new(Deadline(deadline));
+    // SAFETY: the calls libavformat documents for opening an input with a
+    // context of one's own: allocated here, freed by avformat_open_input on
+    // failure, and by avformat_close_input (or `Input`'s drop) otherwise.
+    unsafe {
+        let mut context = ffi::avformat_alloc_context();
+        if context.is_null() {
+            return Err(ffmpeg::Error::Other {
+                errno: ffmpeg::error::ENOMEM,
+            });
+        }
+        (*context).interrupt_callback = ffi::AVIOInterruptCB {
+            callback: Some(past_deadline),
+            opaque: &*deadline as *const Deadline as *mut c_void,
+        };
+        let mut options = options.disown();
+        let opened = ffi::avformat_open_input(
+            &mut context,
+            url.as_ptr(),
+            std::ptr::null_mut(),
+            &mut options,
+        );
+        // The options libav did not take, freed.
+        drop(ffmpeg::Dictionary::own(options));
+        if opened != 0 {
+            return Err(ffmpeg::Error::from(opened));
+        }
+        let found = ffi::avformat_find_stream_info(context, std::ptr::null_mut());
+        if found < 0 {
+            ffi::avformat_close_input(&mut context);
+            return Err(ffmpeg::Error::from(found));
+        }
+        Ok(Stream {
+            input: ffmpeg::format::context::Input::wrap(context),
+            _deadline: deadline,
         })
     }
 }
 
 fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
+    let deadline = Instant::now() + timeout;
     let shown = crate::redact::shown_url_text(url, "the RTSP url");
-    let failed = |what: String| GrabError::Failed(anyhow!("{shown}: {what}"));
+    let failed = |what: String| {
+        let what = if Instant::now() >= deadline {
+            format!("no picture within the grab timeout ({} s) ({what}): the camera answers but sends no picture; restart it if this lasts", timeout.as_secs_f64())
+        } else {
+            what
+        };
+        GrabError::Failed(anyhow!("{shown}: {what}"))
+    };
     crate::video::start_libav().map_err(GrabError::Failed)?;
     let mut options = ffmpeg::Dictionary::new();
     options.set("rtsp_transport", "tcp");
     // Socket I/O timeout, microseconds.
     options.set("timeout", &timeout.as_micros().to_string());
-    let mut input = ffmpeg::format::input_with_dictionary(&url, options)
+    let mut stream = open(url, options, deadline)
         .map_err(|e| failed(format!("cannot open the stream: {e}: check the address, the user name and password and that the camera is up")))?;
+    let input = &mut stream.input;
     let stream = input
         .streams()
         .best(Type::Video)
@@ -141,6 +243,84 @@ mod tests {
             .sum();
         let mean = diff as f64 / expected.as_raw().len() as f64;
         assert!(mean < 8.0, "mean difference {mean} from frame 0");
+    }
+
+    /// A loopback "camera" that answers each connection with the start of
+    /// an RTSP reply and then one more header byte every 200 ms, for ever:
+    /// every socket read succeeds well within libav's socket timeout, so
+    /// only the grab's deadline can end it (as with a camera that keeps its
+    /// session up and sends no picture).
+    fn trickling_camera() -> String {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                std::thread::spawn(move || {
+                    let _ = stream.write_all(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nX-Slow: ");
+                    while stream.write_all(b"a").is_ok() {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                });
+            }
+        });
+        format!("rtsp://127.0.0.1:{port}/stream")
+    }
+
+    #[test]
+    fn a_camera_that_answers_but_sends_no_picture_ends_the_grab_at_its_timeout() {
+        let url = trickling_camera();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(grab_one(&url, Duration::from_secs(2))));
+        // Without the deadline the grab never returns (its socket reads all
+        // succeed); 60 s only bounds the test.
+        let grabbed = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the grab was still blocked 60 s after its 2-s timeout");
+        match grabbed {
+            Err(GrabError::Failed(e)) => {
+                let message = format!("{e:#}");
+                assert!(
+                    message.contains("no picture within the grab timeout (2 s)"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_camera_keeps_one_grab_in_flight() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut source = RtspSource {
+            url: trickling_camera(),
+            timeout: Duration::from_secs(2),
+            in_flight: Arc::default(),
+        };
+        runtime.block_on(async {
+            // The monitor abandons a grab at its timeout; here sooner.
+            let abandoned = tokio::time::timeout(Duration::from_millis(300), source.grab()).await;
+            assert!(abandoned.is_err(), "the grab should still be blocked");
+            match source.grab().await {
+                Err(GrabError::Failed(e)) => {
+                    assert!(format!("{e:#}").contains("has not returned yet"), "{e:#}")
+                }
+                other => panic!("{other:?}"),
+            }
+            // Once its thread has ended at the deadline, grabs go again
+            // (and end at theirs).
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            match source.grab().await {
+                Err(GrabError::Failed(e)) => {
+                    assert!(format!("{e:#}").contains("no picture within"), "{e:#}")
+                }
+                other => panic!("{other:?}"),
+            }
+        });
     }
 
     #[test]
