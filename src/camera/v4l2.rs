@@ -4,7 +4,9 @@
 //! nokhwa's camera handle is not `Send` and its calls block, so each device
 //! is owned by one thread of its own that serves grab requests; a grab that
 //! hangs in the driver is abandoned by the monitor's timeout, and the next
-//! grab starts a fresh thread (the hung one is left to the kernel). The
+//! grab starts a fresh thread (the hung one is left to the kernel), until
+//! hung calls have held the device for `WEDGED_AFTER`: the source is then
+//! wedged, and the process stops to free it. The
 //! source holds its thread only between grabs: a grab dropped while waiting
 //! takes the thread with it, so the next request is never queued behind a
 //! call that may never return. MJPEG is
@@ -100,7 +102,20 @@ impl Source for V4l2Source {
             // With no thread kept, any thread alive is one a grab abandoned
             // that has not come back: hung in the driver.
             if self.worker.is_none() && self.threads.load(Ordering::SeqCst) > 0 {
-                self.hung_since.get_or_insert_with(Instant::now);
+                let since = *self.hung_since.get_or_insert_with(Instant::now);
+                // Every grab since has hung too (none came back to be kept):
+                // wedged, without one more thread. Before, only a fresh
+                // thread's failure said so, and a driver that hangs every
+                // call took one thread per grab, for good, until systemd's
+                // TasksMax (about 27 h at the retry ceiling).
+                if since.elapsed() >= self.wedged_after {
+                    return Err(GrabError::Wedged(anyhow!(
+                        "{} capture call(s) hung in the driver have held {:?} for over {:.0} s",
+                        self.threads.load(Ordering::SeqCst),
+                        self.config.device,
+                        self.wedged_after.as_secs_f64()
+                    )));
+                }
             } else if self.worker.is_none() {
                 self.hung_since = None;
             }
@@ -414,6 +429,39 @@ mod tests {
             }
             other => panic!("{:?}", other.map(|f| f.dimensions())),
         }
+    }
+
+    /// Every capture thread hangs in the driver on its first grab.
+    fn always_hangs(_: V4l2Config, requests: mpsc::Receiver<Request>) {
+        for _reply in requests {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_driver_that_hangs_every_call_is_wedged_without_a_thread_per_grab() {
+        let config: V4l2Config = toml::from_str("device = \"/dev/video0\"").unwrap();
+        let mut source = V4l2Source {
+            serve: always_hangs,
+            wedged_after: Duration::from_millis(300),
+            ..V4l2Source::new(&config)
+        };
+        for _ in 0..3 {
+            let hung = tokio::time::timeout(Duration::from_millis(100), source.grab()).await;
+            assert!(hung.is_err(), "every grab should hang");
+        }
+        assert_eq!(source.threads.load(Ordering::SeqCst), 3);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..5 {
+            match tokio::time::timeout(Duration::from_secs(10), source.grab()).await {
+                Ok(Err(GrabError::Wedged(e))) => {
+                    assert!(format!("{e:#}").contains("hung in the driver"), "{e:#}")
+                }
+                Ok(other) => panic!("{:?}", other.map(|f| f.dimensions())),
+                Err(_) => panic!("a grab hung again: a thread more"),
+            }
+        }
+        assert_eq!(source.threads.load(Ordering::SeqCst), 3);
     }
 
     #[test]
