@@ -551,7 +551,8 @@ async fn run_endpoint(
     };
     loop {
         let step = deliver_next(outbox, endpoint, options, client, &mut worker).await;
-        let refused = worker.writes_refused || matches!(&step, Err(e) if is_storage_error(e));
+        let refused =
+            worker.writes_refused || matches!(&step, Err(e) if outbox::is_storage_error(e));
         match (refused, storage_failing) {
             (true, None) if until == Until::Forever => {
                 storage_failing = Some(std::time::Instant::now());
@@ -598,28 +599,12 @@ async fn run_endpoint(
             // worker could not go on without it (logged above); tried again
             // every IDLE_POLL. `deliver` (Until::Idle) stops with the error
             // instead.
-            Err(e) if until == Until::Forever && is_storage_error(&e) => {
+            Err(e) if until == Until::Forever && outbox::is_storage_error(&e) => {
                 tokio::time::sleep(IDLE_POLL).await;
             }
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Whether `error` is the outbox's disk refusing a write: full, or an I/O
-/// error. Nothing was committed; the same call can be tried again.
-fn is_storage_error(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| {
-        matches!(
-            e.downcast_ref::<rusqlite::Error>()
-                .and_then(rusqlite::Error::sqlite_error_code),
-            Some(
-                rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::SystemIoFailure
-                    | rusqlite::ErrorCode::ReadOnly
-            )
-        )
-    })
 }
 
 /// What one turn of an endpoint's worker did.
@@ -732,7 +717,7 @@ async fn deliver_next(
                 worker.settled.clear();
                 worker.wrote = true;
             }
-            Err(e) if is_storage_error(&e) => worker.writes_refused = true,
+            Err(e) if outbox::is_storage_error(&e) => worker.writes_refused = true,
             Err(e) => return Err(e),
         }
     }
@@ -744,7 +729,7 @@ async fn deliver_next(
         .call(move |outbox| -> Result<Turn> {
             let (expired, expiry_refused) = match outbox.expire_old() {
                 Ok(n) => (n > 0, false),
-                Err(e) if go_on && is_storage_error(&e) => (false, true),
+                Err(e) if go_on && outbox::is_storage_error(&e) => (false, true),
                 Err(e) => return Err(e),
             };
             let (head, newest_start) = if outbox.disabled_reason(&url)?.is_some() {
@@ -862,7 +847,7 @@ async fn deliver_next(
             worker.retry_due = retry.map(|delay| (seq, std::time::Instant::now() + delay));
             Ok(Step::Went)
         }
-        Err(e) if go_on && is_storage_error(&e) => {
+        Err(e) if go_on && outbox::is_storage_error(&e) => {
             worker.writes_refused = true;
             if outcome == Outcome::Delivered || held_already {
                 worker.settled.push((seq, true));

@@ -42,7 +42,7 @@ use crate::confirm::{OpenIncident, RECENT_IDS};
 use crate::delivery::{self, DeliveryOptions, Endpoint, Until};
 use crate::detector::Detector;
 use crate::model::Class;
-use crate::outbox::{now_unix, Enqueued, Outbox, OutgoingEvent};
+use crate::outbox::{now_unix, Enqueued, Outbox, OutgoingEvent, Storage};
 use crate::outbox_thread::OutboxHandle;
 use crate::payload::{self, CameraChange};
 use crate::pipeline::CameraPipeline;
@@ -305,7 +305,18 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     )) {
         warn!("cannot tell systemd the start may take longer: {e}");
     }
-    let (mut outbox, set_aside) = Outbox::for_service(&config)?;
+    let (mut outbox, set_aside, storage) = Outbox::for_service(&config)?;
+    // The control room hears first that alerts no longer survive a stop.
+    let in_memory = match storage {
+        Storage::File => None,
+        Storage::InMemory { problem } => {
+            let event = payload::outbox_unavailable(&config.device, &problem, now_unix());
+            outbox
+                .enqueue(&event)
+                .context("cannot store outbox.unavailable in the outbox in memory")?;
+            Some(problem)
+        }
+    };
     // The control room hears of every damaged outbox set aside, first in the
     // new outbox. A copy's notice file is removed only once its event is
     // stored. Should the disk refuse one (full), it and the rest are held in
@@ -352,7 +363,9 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         .iter()
         .map(|c| c.id.get_ref().clone())
         .collect();
-    let state = Arc::new(LiveState::new(ids.clone(), outbox.clone()));
+    let mut state = LiveState::new(ids.clone(), outbox.clone());
+    state.outbox_in_memory = in_memory;
+    let state = Arc::new(state);
     let mut workers: Vec<String> = ids.iter().map(|id| format!("camera {id}")).collect();
     workers.push("inference".into());
     let first_deadline = config

@@ -73,7 +73,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::events::IncidentPhase;
 
@@ -297,6 +297,45 @@ CREATE INDEX events_for_room ON events(taken DESC, priority, seq);
 ",
 ];
 
+/// Where `run`'s outbox keeps its events ([`Outbox::for_service`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Storage {
+    /// In the file at `[outbox] path`, as designed.
+    File,
+    /// In memory, since the disk would not open the file: `problem` says why.
+    InMemory { problem: String },
+}
+
+/// The webhooks, `max_events` and `max_age` that `config` gives the outbox.
+fn configured(config: &crate::config::Config) -> (Vec<String>, u32, Duration) {
+    (
+        config
+            .webhooks
+            .iter()
+            .map(|w| w.url.get_ref().clone())
+            .collect(),
+        *config.outbox.max_events.get_ref(),
+        config.outbox.max_age(),
+    )
+}
+
+/// Whether `error` is the outbox's disk refusing a write: full, read-only,
+/// or an I/O error (SQLite's `-shm` that a full disk cannot make among
+/// them). Nothing was committed; the same call can be tried again.
+pub fn is_storage_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code),
+            Some(
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::ReadOnly
+            )
+        )
+    })
+}
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
@@ -359,15 +398,7 @@ impl Outbox {
                 path.display()
             );
         }
-        let outbox = Outbox {
-            conn: Mutex::new(conn),
-            endpoints,
-            max_events: u64::from(max_events),
-            max_age,
-            commit_delay: Duration::ZERO,
-            refuse_writes: std::sync::atomic::AtomicBool::new(false),
-        };
-        outbox.match_configured_endpoints().map_err(|e| {
+        Outbox::over(conn, endpoints, max_events, max_age).map_err(|e| {
             let read_only = e.chain().any(|c| {
                 matches!(
                     c.downcast_ref::<rusqlite::Error>()
@@ -381,8 +412,44 @@ impl Outbox {
                 ""
             };
             e.context(format!("cannot write to the outbox {}{hint}", path.display()))
-        })?;
+        })
+    }
+
+    /// Counts a start of the service (`starts`), the write that proves the
+    /// disk takes them.
+    fn count_start(&self) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        count(&tx, "starts", 1)?;
+        Ok(self.commit(tx)?)
+    }
+
+    /// The outbox over an open, migrated connection.
+    fn over(
+        conn: Connection,
+        endpoints: Vec<String>,
+        max_events: u32,
+        max_age: Duration,
+    ) -> Result<Outbox> {
+        let outbox = Outbox {
+            conn: Mutex::new(conn),
+            endpoints,
+            max_events: u64::from(max_events),
+            max_age,
+            commit_delay: Duration::ZERO,
+            refuse_writes: std::sync::atomic::AtomicBool::new(false),
+        };
+        outbox.match_configured_endpoints()?;
         Ok(outbox)
+    }
+
+    /// An empty outbox in memory, for `run` when the disk under the outbox
+    /// will not open one ([`Outbox::for_service`]): its events live until
+    /// the process stops.
+    pub fn in_memory(endpoints: Vec<String>, max_events: u32, max_age: Duration) -> Result<Outbox> {
+        let mut conn = Connection::open_in_memory().context("cannot make an outbox in memory")?;
+        migrate(&mut conn, Path::new(":memory:"))?;
+        Outbox::over(conn, endpoints, max_events, max_age)
     }
 
     /// Opens the outbox `[outbox]` describes, for the configured webhooks.
@@ -405,16 +472,8 @@ impl Outbox {
 
     /// [`Outbox::open`] with `[outbox]` and the configured webhooks.
     fn open_configured(config: &crate::config::Config) -> Result<Outbox> {
-        Outbox::open(
-            &config.outbox.path,
-            config
-                .webhooks
-                .iter()
-                .map(|w| w.url.get_ref().clone())
-                .collect(),
-            *config.outbox.max_events.get_ref(),
-            config.outbox.max_age(),
-        )
+        let (endpoints, max_events, max_age) = configured(config);
+        Outbox::open(&config.outbox.path, endpoints, max_events, max_age)
     }
 
     /// [`Outbox::for_config`] for the service: an outbox found damaged is
@@ -425,15 +484,40 @@ impl Outbox {
     /// [`SetAside::reported`]. Only `run` does this: a tower left alone must
     /// keep watching, while `deliver` and `test-alert` are run by a person,
     /// who can be told.
-    pub fn for_service(config: &crate::config::Config) -> Result<(Outbox, Vec<SetAside>)> {
+    ///
+    /// A disk that will not open the outbox at all (full, so SQLite cannot
+    /// make its `-shm`; or remounted read-only, as a worn SD card ends) gives
+    /// an outbox in memory instead, and its problem as `Storage::InMemory`:
+    /// the tower keeps watching and alerting, and the caller tells the
+    /// control room that alerts no longer survive a restart. Before, `run`
+    /// exited, and systemd restarted it every 5 s for good, unwatched.
+    pub fn for_service(config: &crate::config::Config) -> Result<(Outbox, Vec<SetAside>, Storage)> {
         let path = &config.outbox.path;
         // A set-aside a crash cut short is finished before the file is
         // opened: with its log already moved, the file alone may pass the
         // check and be taken for the live outbox, without the log's writes.
         finish_begun(path)?;
         let mut fresh = None;
-        let outbox = match Outbox::open_configured(config) {
+        // Opened, the file must also take a write: on a full disk an outbox
+        // left with its -wal and -shm by a power cut opens, then refuses
+        // every event, which waits in memory and is not sent.
+        let opened = Outbox::open_configured(config).and_then(|outbox| {
+            outbox
+                .count_start()
+                .with_context(|| format!("cannot write to the outbox {}", path.display()))?;
+            Ok(outbox)
+        });
+        let outbox = match opened {
             Ok(outbox) => outbox,
+            Err(error) if error.downcast_ref::<Damaged>().is_none() && is_storage_error(&error) => {
+                let problem = format!("{error:#}");
+                error!(
+                    "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only), then restart the service when /healthz shows no event waiting"
+                );
+                let (endpoints, max_events, max_age) = configured(config);
+                let outbox = Outbox::in_memory(endpoints, max_events, max_age)?;
+                return Ok((outbox, unreported(path), Storage::InMemory { problem }));
+            }
             Err(error) => {
                 let damaged = match (config.outbox.on_damage, error.downcast_ref::<Damaged>()) {
                     (crate::config::OnDamage::SetAside, Some(damaged)) => damaged,
@@ -457,7 +541,7 @@ impl Outbox {
         }) {
             unreported.push(fresh);
         }
-        Ok((outbox, unreported))
+        Ok((outbox, unreported, Storage::File))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -1779,7 +1863,8 @@ mod tests {
         assert!(e.to_string().contains("start the service"), "{e}");
         // `run` finishes the set-aside, starts an empty outbox and owes the
         // control room the one notice.
-        let (outbox, owed) = Outbox::for_service(&config).unwrap();
+        let (outbox, owed, storage) = Outbox::for_service(&config).unwrap();
+        assert_eq!(storage, Storage::File);
         assert_eq!(owed, std::slice::from_ref(&begun));
         assert!(begun.copy.exists());
         assert_eq!(outbox.stats().unwrap().pending_events, 0);

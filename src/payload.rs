@@ -330,6 +330,24 @@ pub fn outbox_replaced(device: &DeviceConfig, set_aside: &SetAside) -> OutgoingE
     )
 }
 
+/// An `outbox.unavailable` event: at start the disk would not open the
+/// outbox (full, or read-only), so `run` keeps its events in memory. They
+/// are sent as usual, but a stop (a power cut) loses the undelivered ones,
+/// so a person should free space or replace the card.
+pub fn outbox_unavailable(device: &DeviceConfig, problem: &str, at: f64) -> OutgoingEvent {
+    device_event(
+        device,
+        EventKind::Device,
+        "outbox.unavailable",
+        unique_id(device, "outbox-unavailable", at),
+        at,
+        json!({
+            "problem": problem,
+            "message": "The device could not open its outbox at start (its disk is full or read-only), so it keeps alerts in memory: they are sent as usual but lost if the device stops or loses power before they are delivered. The device keeps watching. Free space on the device's disk, or replace its storage card, then restart the service.",
+        }),
+    )
+}
+
 /// The frame with the event's boxes drawn, scaled to at most
 /// [`SNAPSHOT_WIDTH`] wide, as base64 JPEG under [`MAX_SNAPSHOT_BYTES`].
 fn snapshot(frame: &RgbImage, event: &IncidentEvent) -> Result<Value> {

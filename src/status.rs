@@ -11,7 +11,7 @@
 //! - `GET /healthz`: JSON with each camera's state, the age of its last frame
 //!   and its last error, and the outbox depth; `200` when every camera is
 //!   online and the outbox is not stuck in one call for [`OUTBOX_LIMIT`],
-//!   else `503` (so `curl -f` and load balancers can use it).
+//!   holds no event in memory and is not itself in memory, else `503` (so `curl -f` and load balancers can use it).
 //! - `GET /metrics`: Prometheus text exposition (format 0.0.4), written here
 //!   by hand: a few counters and gauges do not justify a metrics crate.
 //! - `GET /snapshot/<camera>.jpg`: the camera's latest frame; `404` for an
@@ -119,6 +119,9 @@ pub struct LiveState {
     /// Events the outbox refused (a full disk) that wait in memory: camera
     /// and device events, and incident events (the monitor sets both).
     held: [AtomicUsize; 2],
+    /// Why the outbox is in memory, when the disk would not open it at
+    /// start ([`crate::outbox::Storage::InMemory`]).
+    pub outbox_in_memory: Option<String>,
 }
 
 /// Who holds events in memory, for [`LiveState::set_held`].
@@ -144,6 +147,7 @@ impl LiveState {
             outbox,
             started: Instant::now(),
             held: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            outbox_in_memory: None,
         }
     }
 
@@ -207,6 +211,11 @@ impl LiveState {
         if held > 0 && outbox.get("error").is_none() {
             outbox["error"] = json!(format!(
                 "{held} event(s) wait in memory: the outbox refuses writes (is the disk under [outbox] path full?); they are lost if the service stops"
+            ));
+        }
+        if let Some(problem) = &self.outbox_in_memory {
+            outbox["error"] = json!(format!(
+                "the outbox is in memory, since the disk would not open it at start ({problem}): events are sent, but lost if the service stops; free space on the disk under [outbox] path (or replace a card gone read-only), then restart the service when pending_events is 0"
             ));
         }
         if let Some(stalled) = self.outbox.stalled_for().filter(|s| *s > OUTBOX_LIMIT) {
@@ -346,6 +355,17 @@ impl LiveState {
             "Events the outbox refused (a full disk) that wait in memory, lost if the service stops.",
         );
         let _ = writeln!(out, "wildfire_events_held_in_memory {}", self.held());
+        head(
+            &mut out,
+            "outbox_in_memory",
+            "gauge",
+            "1 when the disk would not open the outbox at start and events live in memory, lost if the service stops.",
+        );
+        let _ = writeln!(
+            out,
+            "wildfire_outbox_in_memory {}",
+            u8::from(self.outbox_in_memory.is_some())
+        );
         let figures = self.outbox.figures();
         if let Ok(s) = &figures.stats {
             for (name, kind, help, v) in [

@@ -671,6 +671,125 @@ impl FireOnAFullDisk {
 }
 
 #[tokio::test]
+async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_memory() {
+    // A clean stop removes the outbox's -wal and -shm; on a full disk SQLite
+    // then cannot make the -shm again, and on a card gone read-only it
+    // cannot write at all. `run` exited at each start, for good.
+    let _one = one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let outbox = disk.0.join("outbox.sqlite3");
+    let store = dir.path().join("store");
+    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+    let fire = Arc::new(AtomicBool::new(false));
+    let camera = FakeCamera::start(Auth::Basic, {
+        let fire = fire.clone();
+        move |n| {
+            fixture_frame(if fire.load(Ordering::SeqCst) {
+                15 + n % 3
+            } else {
+                0
+            })
+        }
+    })
+    .await;
+    let config = write_config_with(
+        dir.path(),
+        &url,
+        &camera,
+        &Setup {
+            interval_s: 0.5,
+            outbox: Some(&outbox),
+            camera_extra:
+                "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
+            ..Setup::default()
+        },
+    );
+    let log = dir.path().join("journal.log");
+    let mut monitor = Monitor::start_logged(&config, &[], &log);
+    wait_for("a frame scored", || async {
+        let scored = monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await;
+        scored.is_some_and(|n| n >= 1.0).then_some(())
+    })
+    .await;
+    assert!(monitor.terminate().await.success());
+
+    for (case, spoil) in [
+        ("full", fill as fn(&Path)),
+        ("read-only", remount_read_only),
+    ] {
+        spoil(&disk.0);
+        let before: HashSet<String> = stored_ids(&store).into_iter().collect();
+        let log = dir.path().join(format!("journal-{case}.log"));
+        let mut monitor = Monitor::start_logged(&config, &[], &log);
+        fire.store(true, Ordering::SeqCst);
+        let arrived = || {
+            stored_events(&store)
+                .iter()
+                .filter(|e| !before.contains(e["id"].as_str().unwrap_or_default()))
+                .map(|e| e["type"].as_str().unwrap_or_default().to_string())
+                .collect::<Vec<String>>()
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !["outbox.unavailable", "incident.started"]
+            .iter()
+            .all(|t| arrived().iter().any(|a| a == t))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{case}: outbox.unavailable and the fire not both delivered: {:?}\n{}",
+                arrived(),
+                journal(&log)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Taken first, before any other event of this start.
+        let taken: Vec<String> = journal(&log)
+            .lines()
+            .filter(|l| l.contains(" took "))
+            .map(String::from)
+            .collect();
+        assert!(
+            taken[0].contains("-outbox-unavailable-"),
+            "{case}: {taken:?}"
+        );
+        let (code, health) = monitor.health().await;
+        assert_eq!(code, 503, "{case}: {health}");
+        assert!(
+            health["outbox"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("the outbox is in memory")),
+            "{case}: {health}"
+        );
+        assert_eq!(monitor.metric("wildfire_outbox_in_memory").await, Some(1.0));
+        assert!(
+            journal(&log).contains("keeping new events in memory instead"),
+            "{case}: {}",
+            journal(&log)
+        );
+        assert!(monitor.terminate().await.success());
+        fire.store(false, Ordering::SeqCst);
+        let _ = std::fs::remove_file(disk.0.join("filler"));
+    }
+}
+
+/// Remounts the tmpfs at `dir` read-only, as the kernel does to an ext4
+/// card that fails (errors=remount-ro).
+fn remount_read_only(dir: &Path) {
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+}
+
+#[tokio::test]
 async fn an_alert_refused_by_a_full_disk_is_stored_when_space_returns_though_its_camera_is_gone() {
     // The fire takes the camera (or its power) right after it is seen: the
     // incident's events wait in memory for the disk, and no later frame of
