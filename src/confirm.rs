@@ -18,10 +18,18 @@
 //! tile in a running incident's region is that fire spreading or drifting
 //! and joins it (the oldest such incident, only); one with a cold tile or
 //! more between it and every running incident's hot tiles is another fire
-//! and starts its own incident by the same rule, one per cluster. The
-//! whole-frame view belongs only to an incident it started, with nothing
-//! running and no tile hot: smoke anywhere lifts it, so it must not hold a
-//! localised incident open. (Until 2026-12 a running
+//! and starts its own incident by the same rule, one per cluster. A region
+//! follows its fire: a cell with no view of the region at the keep
+//! threshold on or beside it for `clear_s` (counted back from the
+//! incident's last frame at that threshold, so a fire that stays put keeps
+//! its region) leaves it, as a whole incident would end, and its cooldown
+//! will not hold that tile. (Before 2026-12-03 a region only grew: a burn
+//! pile that ran for days took in the path of every cloud that drifted past
+//! it, one tile a frame, and a new fire anywhere along that path was only an
+//! `incident.updated` of the burn pile's incident.) The whole-frame view
+//! belongs only to an incident it started, with nothing running and no tile
+//! hot: smoke anywhere lifts it, so it must not hold a localised incident
+//! open. (Until 2026-12 a running
 //! incident took in every hot tile of the frame and was kept alive by any of
 //! them: a smouldering burn pile or a fog bank the control room had already
 //! looked at turned a new fire elsewhere into an `incident.updated` of the old
@@ -181,12 +189,22 @@ struct Active {
     /// Time of the last frame at or above the keep threshold.
     last_kept: f64,
     /// Grid cells hot at the alarm threshold while it ran (its hot tiles and
-    /// their neighbours): its region.
+    /// their neighbours), less those that have since gone cold
+    /// (`kept_at`): its region.
     cells: Vec<bool>,
     /// Its own hot tiles among `cells`. Empty in state saved before
     /// 2026-12-03, or after a change of frame size: `cells` stand in.
     #[serde(default)]
     tiles: Vec<bool>,
+    /// Per grid cell, the time of the last frame in which a view of the
+    /// region at or above the keep threshold looked at the cell or at a
+    /// neighbour of it (the whole-frame view, where it is the incident's,
+    /// looks at every cell). A cell not so looked at within `clear_s` before
+    /// `last_kept` leaves `cells` (and `tiles`). Empty in state saved before
+    /// 2026-12-03, or after a change of frame size: every cell counts as
+    /// looked at on `last_kept`.
+    #[serde(default)]
+    kept_at: Vec<f64>,
     /// Started on the whole-frame view (no tile said where), or carried over
     /// a change of frame size: the whole-frame view is then its view too.
     /// A localised incident is not kept alive by it, as a fire or cloud
@@ -228,6 +246,8 @@ impl OpenIncident {
         let mut lasting = self.clone();
         lasting.state.last_kept = 0.0;
         lasting.state.peak = 0.0;
+        // Its region's cells leaving it show in `cells`.
+        lasting.state.kept_at = Vec::new();
         lasting
     }
 }
@@ -380,6 +400,9 @@ impl Confirmer {
                 a.started_at += step;
                 a.last_kept += step;
                 a.last_report += step;
+                for t in &mut a.kept_at {
+                    *t += step;
+                }
             }
             for c in &mut state.cooldowns {
                 c.until += step;
@@ -409,6 +432,7 @@ impl Confirmer {
                 for a in &mut state.active {
                     a.cells = all.clone();
                     a.tiles = Vec::new();
+                    a.kept_at = Vec::new();
                     a.whole_frame = true;
                 }
             }
@@ -506,10 +530,16 @@ impl ClassState {
                 ));
                 continue;
             }
+            if a.kept_at.len() != a.cells.len() {
+                a.kept_at = vec![a.last_kept; a.cells.len()];
+            }
             // A clock stepped back: otherwise the incident could not end, nor
             // report, until the clock caught up again.
             a.last_kept = a.last_kept.min(time);
             a.last_report = a.last_report.min(time);
+            for t in &mut a.kept_at {
+                *t = t.min(time);
+            }
             // Its smoke spreading or drifting: a cluster with a hot tile in
             // the region (its tiles and their neighbours) joins it. One
             // farther away is another fire, left to the start rule below.
@@ -531,6 +561,33 @@ impl ClassState {
             a.peak = a.peak.max(score);
             if score >= keep {
                 a.last_kept = time;
+            }
+            // The region follows where the fire is now: a cell with no view
+            // at the keep threshold on or beside it for clear_s while the
+            // incident was kept alive elsewhere leaves it, as the whole
+            // incident would end. Without this a chimney or burn pile that
+            // runs for days took in the path of every cloud that drifted
+            // past it, one tile a frame, until a new fire anywhere along it
+            // was only an update of the old incident. The keep threshold,
+            // not the alarm one, as it is what keeps the incident alive: at
+            // the alarm one a fire thinning to between the two emptied its
+            // region clear_s later and ended clear_s after that (test
+            // a_fire_thinning_under_the_alarm_threshold_...). Counted back
+            // from its last frame at keep, not from now, so a fire that
+            // stays put keeps its region (every cell is looked at on that
+            // frame), and one that thins away ends over the region it last
+            // had, which its cooldown then holds. No cooldown holds the cells
+            // it leaves (what heated them never paged on its own), and with
+            // the default window_s under clear_s none of their hot frames is
+            // left in the history.
+            look_over_region(&mut a, scores, class, keep, (time, cols));
+            for cell in 0..a.cells.len() {
+                if a.last_kept - a.kept_at[cell] >= config.clear_s {
+                    a.cells[cell] = false;
+                    if let Some(tile) = a.tiles.get_mut(cell) {
+                        *tile = false;
+                    }
+                }
             }
             if time - a.last_kept >= config.clear_s {
                 a.seq += 1;
@@ -661,6 +718,7 @@ impl ClassState {
                 reported_boxes: boxes.clone(),
                 last_report: time,
                 last_kept: time,
+                kept_at: vec![time; cells.len()],
                 cells,
                 tiles,
                 whole_frame,
@@ -789,6 +847,42 @@ fn region_views<'a>(
         })
 }
 
+/// Marks on `a.kept_at` the cells of `a`'s region that a view of it at or
+/// above `keep` looks at or is beside on the frame of `time`: a tile its
+/// cell and the 8 around it, the incident's whole-frame view every cell.
+fn look_over_region(
+    a: &mut Active,
+    scores: &FrameScores,
+    class: Class,
+    keep: f32,
+    (time, cols): (f64, usize),
+) {
+    let rows = scores.layout.rows.max(1);
+    let mut warm = vec![false; a.cells.len()];
+    for v in region_views(scores, (&a.cells, a.whole_frame), cols) {
+        if v.score(class) < keep {
+            continue;
+        }
+        match scores.layout.grid_pos(v.view) {
+            None => warm.fill(true),
+            Some((r, c)) => {
+                for rr in r.saturating_sub(1)..=(r + 1).min(rows - 1) {
+                    for cc in c.saturating_sub(1)..=(c + 1).min(cols - 1) {
+                        if let Some(w) = warm.get_mut(rr * cols + cc) {
+                            *w = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for ((t, &warm), &cell) in a.kept_at.iter_mut().zip(&warm).zip(&a.cells) {
+        if warm && cell {
+            *t = time;
+        }
+    }
+}
+
 /// The highest score of `class` over the views that look at a region.
 fn region_score(scores: &FrameScores, class: Class, region: (&[bool], bool), cols: usize) -> f32 {
     region_views(scores, region, cols)
@@ -821,8 +915,19 @@ mod tests {
     /// A frame of 3x4 tiles where the listed tiles score the given smoke
     /// probability and everything else 0.01.
     fn frame(hot: &[((usize, usize), f32)]) -> FrameScores {
-        let layout = Layout::new(52, 40, 16, 0.25);
-        assert_eq!((layout.rows, layout.cols), (3, 4));
+        let f = frame_of(Layout::new(52, 40, 16, 0.25), hot);
+        assert_eq!((f.layout.rows, f.layout.cols), (3, 4));
+        f
+    }
+
+    /// [`frame`] 3x8 tiles.
+    fn wide_frame(hot: &[((usize, usize), f32)]) -> FrameScores {
+        let f = frame_of(Layout::new(100, 40, 16, 0.25), hot);
+        assert_eq!((f.layout.rows, f.layout.cols), (3, 8));
+        f
+    }
+
+    fn frame_of(layout: Layout, hot: &[((usize, usize), f32)]) -> FrameScores {
         let views = layout
             .rects
             .iter()
@@ -1216,6 +1321,91 @@ mod tests {
         assert!(events.iter().any(|e| e.phase == IncidentPhase::Updated));
     }
 
+    #[test]
+    fn a_cloud_that_drifted_past_a_long_incident_leaves_no_trail_for_a_fire_to_hide_in() {
+        // A chimney at (1, 0) is hot in every frame and keeps its incident
+        // running (as a steam plume or a farmer's burn may for days). A hot
+        // cloud drifts past it along row 2, one tile a minute, and off the
+        // frame: each of its tiles touches the region, so it joins the
+        // chimney's incident. Five minutes after the cloud left (2, 7), smoke
+        // rises at (1, 7), seven tiles from the chimney: another fire, which
+        // must start an incident of its own, not update the chimney's.
+        let chimney = ((1, 0), 0.9);
+        let mut frames: Vec<FrameScores> = (0..2).map(|_| wide_frame(&[chimney])).collect();
+        frames.extend((1..8).map(|col| wide_frame(&[chimney, ((2, col), 0.9)])));
+        frames.extend((0..4).map(|_| wide_frame(&[chimney])));
+        let fire = wide_frame(&[chimney, ((1, 7), 0.9)]);
+        frames.extend((0..3).map(|_| fire.clone()));
+        let mut c = confirmer();
+        let events = run(&mut c, &frames.iter().collect::<Vec<_>>());
+        let started: Vec<_> = events
+            .iter()
+            .filter(|e| e.phase == IncidentPhase::Started)
+            .collect();
+        let frames_started: Vec<_> = started.iter().map(|e| e.frame.as_str()).collect();
+        assert_eq!(frames_started, ["1", "14"], "{events:?}");
+        let tile = |pos| {
+            let v = fire
+                .views
+                .iter()
+                .find(|v| fire.layout.grid_pos(v.view) == Some(pos));
+            v.unwrap().rect
+        };
+        assert_eq!(started[1].boxes, [tile((1, 7))]);
+        // The chimney's incident runs on, over the chimney's tiles again:
+        // the cells the cloud crossed left its region once clear_s passed
+        // without a view there at the keep threshold.
+        assert_eq!(c.running(Class::Smoke), 2);
+        let chimney_region: Vec<bool> = (0..24).map(|cell| cell % 8 <= 1).collect();
+        assert_eq!(c.open_incidents()[0].state.cells, chimney_region);
+        for e in events
+            .iter()
+            .filter(|e| e.incident_id == started[0].incident_id)
+        {
+            assert!(!e.boxes.contains(&tile((1, 7))), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_fire_creeping_slower_than_clear_s_stays_one_incident_and_its_region_follows_it() {
+        // A plume moves one tile every 4 minutes (longer than clear_s) along
+        // row 1, its old tile going cold: each new tile is beside the one
+        // hot a minute before, so it is the same fire all the way, and its
+        // region comes to be only where it is now and was lately.
+        let mut c = confirmer();
+        let frames: Vec<FrameScores> = (0..32).map(|t| wide_frame(&[((1, t / 4), 0.9)])).collect();
+        let events = run(&mut c, &frames.iter().collect::<Vec<_>>());
+        let phases: Vec<_> = events.iter().map(|e| e.phase).collect();
+        assert_eq!(phases.first(), Some(&IncidentPhase::Started));
+        assert!(
+            phases[1..].iter().all(|p| *p == IncidentPhase::Updated),
+            "{events:?}"
+        );
+        // On (1, 7) since frame 28; (1, 6) last hot on frame 27, 4 minutes
+        // back: its cell stays, beside (1, 7), and the column before it goes.
+        let region: Vec<bool> = (0..24).map(|cell| cell % 8 >= 6).collect();
+        assert_eq!(c.open_incidents()[0].state.cells, region);
+        let tiles: Vec<bool> = (0..24).map(|cell| cell == 14 || cell == 15).collect();
+        assert_eq!(c.open_incidents()[0].state.tiles, tiles);
+    }
+
+    #[test]
+    fn a_fire_thinning_under_the_alarm_threshold_keeps_its_region_and_runs_on() {
+        // Hot at (1, 1) for two frames, then for 15 minutes between the keep
+        // threshold (0.35) and the alarm one (0.5): it runs on over the same
+        // region, as before regions could shrink. (Had only views at the
+        // alarm threshold held a region's cells, every cell would have left
+        // 3 minutes after the last one and the fire ended 3 minutes later.)
+        let mut c = confirmer();
+        let hot = frame(&[((1, 1), 0.9)]);
+        let thin = frame(&[((1, 1), 0.4)]);
+        let frames: Vec<&FrameScores> = [&hot, &hot].into_iter().chain([&thin; 15]).collect();
+        let events = run(&mut c, &frames);
+        assert_eq!(phases(&events), [(IncidentPhase::Started, "1")]);
+        let around: Vec<bool> = (0..12).map(|cell| cell % 4 <= 2).collect();
+        assert_eq!(c.open_incidents()[0].state.cells, around);
+    }
+
     /// `frame(hot)` with the whole-frame view scoring `whole` for smoke.
     fn frame_whole(whole: f32, hot: &[((usize, usize), f32)]) -> FrameScores {
         let mut f = frame(hot);
@@ -1515,6 +1705,34 @@ mod tests {
     }
 
     #[test]
+    fn an_incident_saved_before_its_region_could_shrink_resumes() {
+        // State saved by a version without `kept_at`: its region counts as
+        // looked over on its last hot frame, and it continues and ends as
+        // any resumed incident does.
+        let (saved, id) = saved_after_a_start();
+        let mut json = serde_json::to_value(&saved).unwrap();
+        let state = json[0]["state"].as_object_mut().unwrap();
+        assert!(state.remove("kept_at").is_some());
+        let saved: Vec<OpenIncident> = serde_json::from_value(json).unwrap();
+        let mut c = confirmer();
+        c.resume(saved);
+        assert!(c.push(1_180.0, "back", &frame(&[((1, 1), 0.9)])).is_empty());
+        assert_eq!(c.open_incidents()[0].state.cells, {
+            let mut around = vec![true; 12];
+            around[3] = false;
+            around[7] = false;
+            around[11] = false;
+            around
+        });
+        let mut ended = Vec::new();
+        for t in 1..=3 {
+            ended.extend(c.push(1_180.0 + t as f64 * 60.0, "clear", &frame(&[])));
+        }
+        assert_eq!(phases(&ended), [(IncidentPhase::Ended, "clear")]);
+        assert_eq!(ended[0].incident_id, id);
+    }
+
+    #[test]
     fn an_incident_resumed_after_clear_s_ends_first_and_a_fire_starts_anew() {
         let (saved, id) = saved_after_a_start();
         let mut c = confirmer();
@@ -1612,8 +1830,12 @@ mod tests {
             !phases(&events).contains(&IncidentPhase::Ended),
             "{events:?}"
         );
-        // Its start reads on the new clock, as the events' times do.
+        // Its start reads on the new clock, as the events' times do, and
+        // its region is whole: the day the clock jumped was no day without
+        // smoke on its cells.
         assert_eq!(c.classes[0].active[0].started_at, 1_060.0 + day);
+        let around: Vec<bool> = (0..12).map(|cell| cell % 4 <= 2).collect();
+        assert_eq!(c.classes[0].active[0].cells, around);
 
         // A start half confirmed before the step completes after it: one hot
         // frame, the step, and a second 60 real seconds later.
