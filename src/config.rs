@@ -258,7 +258,9 @@ pub enum OnDamage {
     Stop,
     /// Rename the file (and its `-wal` and `-shm`) aside, start with an
     /// empty outbox, and tell every webhook (`outbox.replaced`) and the
-    /// journal where the copy is: the tower keeps watching.
+    /// journal where the copy is: the tower keeps watching. Copies already
+    /// reported are deleted, oldest first, when the outbox needs their room
+    /// (src/outbox.rs).
     SetAside,
 }
 

@@ -53,7 +53,15 @@
 //! A file SQLite cannot read whole is refused at open ([`Damaged`]), or for
 //! `run` with `[outbox] on_damage = "set_aside"` renamed aside for an empty
 //! outbox, the control room told by an `outbox.replaced` event
-//! ([`Outbox::for_service`], [`SetAside`]).
+//! ([`Outbox::for_service`], [`SetAside`]). Copies are kept until the disk
+//! needs their room (each is as large as its outbox ever grew, up to
+//! ~1.3 GB, and a card damaged again and again would fill, leaving every
+//! later start stopping): then the oldest of those the control room was
+//! told of (no notice left) are deleted with their `-wal` and `-shm`, one
+//! WARN each, before a set-aside while less than twice the damaged file's
+//! size is free ([`room_for`]), and while the outbox cannot be opened or
+//! made for lack of space ([`Outbox::open_making_room`]). A copy still owed
+//! its event and the file being set aside are never deleted.
 //!
 //! The connection is synchronous, and each call that writes waits for an
 //! fsync, which on an SD card can take seconds: async code never calls it
@@ -297,6 +305,40 @@ CREATE INDEX events_for_room ON events(taken DESC, priority, seq);
 ",
 ];
 
+/// [`Outbox::for_service`]'s outbox in memory, when the disk under the
+/// outbox would not open or write it (`error`).
+fn in_memory(
+    config: &crate::config::Config,
+    error: anyhow::Error,
+    fresh: Option<SetAside>,
+) -> Result<(Outbox, Vec<SetAside>, Storage)> {
+    let problem = format!("{error:#}");
+    error!(
+        "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only), then restart the service when /healthz shows no event waiting"
+    );
+    let (endpoints, max_events, max_age) = configured(config);
+    let outbox = Outbox::in_memory(endpoints, max_events, max_age)?;
+    Ok((
+        outbox,
+        owed(&config.outbox.path, fresh),
+        Storage::InMemory { problem },
+    ))
+}
+
+/// The copies beside `path` whose `outbox.replaced` is owed: those with a
+/// notice, and `fresh` (set aside by this start) even if its notice is gone
+/// since (a person tidying up): still told, from memory.
+fn owed(path: &Path, fresh: Option<SetAside>) -> Vec<SetAside> {
+    let mut owed = unreported(path);
+    if let Some(fresh) = fresh.filter(|f| {
+        owed.iter()
+            .all(|u| u.copy.file_name() != f.copy.file_name())
+    }) {
+        owed.push(fresh);
+    }
+    owed
+}
+
 /// Where `run`'s outbox keeps its events ([`Outbox::for_service`]).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Storage {
@@ -498,50 +540,72 @@ impl Outbox {
         // check and be taken for the live outbox, without the log's writes.
         finish_begun(path)?;
         let mut fresh = None;
-        // Opened, the file must also take a write: on a full disk an outbox
-        // left with its -wal and -shm by a power cut opens, then refuses
-        // every event, which waits in memory and is not sent.
-        let opened = Outbox::open_configured(config).and_then(|outbox| {
-            outbox
-                .count_start()
-                .with_context(|| format!("cannot write to the outbox {}", path.display()))?;
-            Ok(outbox)
-        });
-        let outbox = match opened {
-            Ok(outbox) => outbox,
-            Err(error) if error.downcast_ref::<Damaged>().is_none() && is_storage_error(&error) => {
-                let problem = format!("{error:#}");
-                error!(
-                    "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only), then restart the service when /healthz shows no event waiting"
-                );
-                let (endpoints, max_events, max_age) = configured(config);
-                let outbox = Outbox::in_memory(endpoints, max_events, max_age)?;
-                return Ok((outbox, unreported(path), Storage::InMemory { problem }));
-            }
+        let opened = match Outbox::open_making_room(config) {
             Err(error) => {
                 let damaged = match (config.outbox.on_damage, error.downcast_ref::<Damaged>()) {
                     (crate::config::OnDamage::SetAside, Some(damaged)) => damaged,
+                    (_, None) if is_storage_error(&error) => {
+                        return in_memory(config, error, fresh)
+                    }
                     _ => return Err(error),
                 };
-                let set_aside = begin(damaged, now_unix())?;
+                prune_copies(path, room_for(path), free_space);
+                // No room even for its notice: watched all the same, from
+                // memory; the next start tries the set-aside again.
+                let set_aside = match begin(damaged, now_unix()) {
+                    Ok(set_aside) => set_aside,
+                    Err(e) => return in_memory(config, e, fresh),
+                };
                 finish(&set_aside, path)?;
                 // Logged before the new outbox is made, which can fail too.
                 log_set_aside(path, &set_aside);
                 fresh = Some(set_aside);
-                Outbox::open_configured(config)?
+                Outbox::open_making_room(config)
             }
+            opened => opened,
         };
-        let mut unreported = unreported(path);
-        // Its notice gone since (a person tidying up): still told, from
-        // memory.
-        if let Some(fresh) = fresh.filter(|f| {
-            unreported
-                .iter()
-                .all(|u| u.copy.file_name() != f.copy.file_name())
-        }) {
-            unreported.push(fresh);
+        let outbox = match opened {
+            Ok(outbox) => outbox,
+            Err(error) if is_storage_error(&error) => return in_memory(config, error, fresh),
+            Err(error) => return Err(error),
+        };
+        Ok((outbox, owed(path, fresh), Storage::File))
+    }
+
+    /// [`Outbox::open_configured`], then a write to it: on a full disk an
+    /// outbox left with its -wal and -shm by a power cut opens, then refuses
+    /// every event, which waits in memory and is not sent.
+    fn open_writable(config: &crate::config::Config) -> Result<Outbox> {
+        let outbox = Outbox::open_configured(config)?;
+        outbox.count_start().with_context(|| {
+            format!(
+                "cannot write to the outbox {}",
+                config.outbox.path.display()
+            )
+        })?;
+        Ok(outbox)
+    }
+
+    /// [`Outbox::open_writable`] for `run`; with `[outbox] on_damage =
+    /// "set_aside"`, an outbox that cannot be opened or made for lack of
+    /// space gets the room of reported copies, oldest first, one at a time
+    /// until it opens or none is left ([`delete_oldest_reported`]): a start
+    /// that set a file aside and then could not make the new outbox had left
+    /// every later start stopping on a full disk.
+    fn open_making_room(config: &crate::config::Config) -> Result<Outbox> {
+        loop {
+            match Outbox::open_writable(config) {
+                Err(e)
+                    if config.outbox.on_damage == crate::config::OnDamage::SetAside
+                        && is_full(&e)
+                        && delete_oldest_reported(
+                            &config.outbox.path,
+                            "the outbox cannot be opened or made for lack of space",
+                        )
+                        .is_some() => {}
+                opened => return opened,
+            }
         }
-        Ok((outbox, unreported, Storage::File))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -1394,6 +1458,150 @@ fn log_set_aside(path: &Path, set_aside: &SetAside) {
     );
 }
 
+/// The room [`Outbox::for_service`] wants free under the outbox at `path`
+/// before setting the damaged file there aside: twice its size, with its
+/// `-wal` and `-shm`.
+///
+/// The file never shrinks (no auto_vacuum), so its size is the most this
+/// tower's outbox has needed; the empty one that replaces it, under the same
+/// `max_events`, grows back towards it (10,000 events of up to ~130 KB:
+/// ~1.3 GB), hence once its size. Once more for what else writes there
+/// while it grows: its `-wal`, the journal, an outbox that grows past the old
+/// one. On a 16 GB card with ~4 GB of system and 1.3 GB copies, that keeps
+/// about 6 copies (12 GB - 1.3 GB live - 2.6 GB free); nothing is deleted
+/// while that much is free. (An empty outbox itself takes ~130 KB: file,
+/// `-wal` and `-shm` measured on tmpfs; [`Outbox::open_making_room`] frees
+/// that where twice a tiny damaged file is not enough.)
+fn room_for(path: &Path) -> u64 {
+    ["", SIDE_FILES[0], SIDE_FILES[1]]
+        .iter()
+        .filter_map(|s| std::fs::metadata(with_suffix(path, s)).ok())
+        .map(|m| m.len())
+        .sum::<u64>()
+        .saturating_mul(2)
+}
+
+/// Bytes free to the service under the folder of `path` (`statvfs`), if it
+/// can tell.
+fn free_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let folder = std::ffi::CString::new(folder_of(path).as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs only writes the struct it is given, and the path is a
+    // NUL-terminated string that outlives the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(folder.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// Whether `e` says the disk is full: SQLite's "database or disk is full",
+/// a `-shm` it could not grow (what a full tmpfs gives at open), or the OS's
+/// "no space left".
+fn is_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error)
+            .is_some_and(|e| {
+                e.code == rusqlite::ErrorCode::DiskFull
+                    || e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+            })
+            || c.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
+    })
+}
+
+/// Deletes the oldest reported copies beside the outbox at `path` while
+/// `free` says less than `needed` bytes are free there; returns them. Never
+/// a copy still owed its `outbox.replaced`, nor the outbox itself.
+fn prune_copies(path: &Path, needed: u64, free: impl Fn(&Path) -> Option<u64>) -> Vec<PathBuf> {
+    let mut deleted = Vec::new();
+    while let Some(short) = free(path).filter(|f| *f < needed) {
+        let why = format!(
+            "{short} bytes free under [outbox] path, under twice the size of the damaged outbox now set aside ({needed} bytes)"
+        );
+        match delete_oldest_reported(path, &why) {
+            Some(copy) => deleted.push(copy),
+            None => break,
+        }
+    }
+    deleted
+}
+
+/// The copies set aside beside the outbox at `path` whose `outbox.replaced`
+/// is stored (no notice left), oldest first (by modification time, then
+/// name), each with its size and that of its `-wal` and `-shm`.
+fn reported_copies(path: &Path) -> Vec<(PathBuf, u64)> {
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    let prefix = format!("{}{DAMAGED}", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(folder_of(path)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, PathBuf, u64)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|f| {
+                f.starts_with(&prefix)
+                    && ![NOTICE, ".partial", SIDE_FILES[0], SIDE_FILES[1]]
+                        .iter()
+                        .any(|s| f.ends_with(s))
+            })
+        })
+        .map(|e| e.path())
+        .filter(|copy| {
+            [NOTICE, ".notice.partial"]
+                .iter()
+                .all(|s| !with_suffix(copy, s).exists())
+        })
+        .filter_map(|copy| {
+            let modified = std::fs::metadata(&copy).and_then(|m| m.modified()).ok()?;
+            let size = ["", SIDE_FILES[0], SIDE_FILES[1]]
+                .iter()
+                .filter_map(|s| std::fs::metadata(with_suffix(&copy, s)).ok())
+                .map(|m| m.len())
+                .sum();
+            Some((modified, copy, size))
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(_, copy, size)| (copy, size))
+        .collect()
+}
+
+/// Deletes the oldest reported copy beside the outbox at `path`, with its
+/// `-wal` and `-shm`, and logs one WARN naming it, its size and `why`;
+/// returns it, or `None` where there is none (or it could not be deleted).
+fn delete_oldest_reported(path: &Path, why: &str) -> Option<PathBuf> {
+    let (copy, size) = reported_copies(path).into_iter().next()?;
+    // The log and the index first: a copy is never left without its main
+    // file while they remain.
+    for suffix in [SIDE_FILES[0], SIDE_FILES[1], ""] {
+        if let Err(e) = std::fs::remove_file(with_suffix(&copy, suffix)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(
+                    "cannot delete {}{suffix} to make room for the outbox: {e}",
+                    copy.display()
+                );
+                return None;
+            }
+        }
+    }
+    if let Err(e) = sync_folder(path) {
+        warn!("cannot sync the folder of {}: {e}", path.display());
+    }
+    warn!(
+        "deleted {} ({:.1} MB with its -wal and -shm), a damaged outbox set aside at an earlier start whose outbox.replaced was stored, the oldest such copy: {why}",
+        copy.display(),
+        size as f64 / 1e6
+    );
+    Some(copy)
+}
+
 /// The copies set aside beside the outbox at `path` whose `outbox.replaced`
 /// is not stored yet, in the order they were set aside.
 fn unreported(path: &Path) -> Vec<SetAside> {
@@ -1894,6 +2102,88 @@ mod tests {
         assert!(e.to_string().contains("nothing was moved"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), b"main");
         assert!(unreported(&path).is_empty());
+    }
+
+    /// The rule [`Outbox::for_service`] applies before a set-aside, on a
+    /// disk simulated through [`prune_copies`]'s free-space seam: 100 KB,
+    /// less what the folder holds.
+    #[test]
+    fn a_set_aside_short_of_room_deletes_the_oldest_reported_copies_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let name = |n: &str| dir.path().join(format!("outbox.sqlite3.damaged-{n}"));
+        let disk = |path: &Path| {
+            let used: u64 = std::fs::read_dir(folder_of(path))
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum();
+            Some(100_000u64.saturating_sub(used))
+        };
+        let now = std::time::SystemTime::now();
+        let write = |p: &Path, bytes: usize, age_s: u64| {
+            std::fs::write(p, vec![b'x'; bytes]).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(now - Duration::from_secs(age_s))
+                .unwrap();
+        };
+        // The damaged outbox, 20 KB: 40 KB wanted free.
+        write(&path, 20_000, 0);
+        assert_eq!(room_for(&path), 40_000);
+        // The oldest copy of all is still owed its outbox.replaced.
+        let owed = name("20250101T000000Z");
+        write(&owed, 30_000, 400);
+        write(&with_suffix(&owed, NOTICE), 0, 400);
+        // Reported copies, oldest first; by name "-10" sorts before "-2".
+        let oldest = name("20250201T000000Z");
+        write(&oldest, 10_000, 300);
+        write(&with_suffix(&oldest, "-wal"), 5_000, 300);
+        write(&with_suffix(&oldest, "-shm"), 1_000, 300);
+        let older = name("20250201T000000Z-2");
+        write(&older, 10_000, 200);
+        let newest = name("20250201T000000Z-10");
+        write(&newest, 10_000, 100);
+        assert_eq!(disk(&path), Some(14_000));
+
+        // Enough free, or no way to tell: nothing goes.
+        assert!(prune_copies(&path, 14_000, disk).is_empty());
+        assert!(prune_copies(&path, 40_000, |_| None).is_empty());
+        // Short: the oldest reported copies go, with their side files,
+        // until there is room (16 KB, then 10 KB more); the newest stays.
+        assert_eq!(
+            prune_copies(&path, 40_000, disk),
+            [oldest.clone(), older.clone()]
+        );
+        assert_eq!(disk(&path), Some(40_000));
+        assert!(!with_suffix(&oldest, "-wal").exists() && !with_suffix(&oldest, "-shm").exists());
+        assert!(newest.exists());
+        // Never enough: every reported copy goes, never the owed one nor the
+        // damaged file, and it stops.
+        assert_eq!(
+            prune_copies(&path, u64::MAX, disk),
+            std::slice::from_ref(&newest)
+        );
+        assert!(owed.exists() && with_suffix(&owed, NOTICE).exists());
+        assert_eq!(std::fs::read(&path).unwrap().len(), 20_000);
+        assert!(reported_copies(&path).is_empty());
+
+        // What a full disk says at open counts as full; damage does not.
+        let sqlite = |code| {
+            anyhow::Error::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+            .context("cannot open the outbox")
+        };
+        assert!(is_full(&sqlite(rusqlite::ffi::SQLITE_FULL)));
+        assert!(is_full(&sqlite(rusqlite::ffi::SQLITE_IOERR_SHMSIZE)));
+        assert!(is_full(&anyhow::Error::from(
+            std::io::Error::from_raw_os_error(libc::ENOSPC)
+        )));
+        assert!(!is_full(&sqlite(rusqlite::ffi::SQLITE_CORRUPT)));
+        assert!(!is_full(&sqlite(rusqlite::ffi::SQLITE_IOERR_READ)));
     }
 
     #[test]

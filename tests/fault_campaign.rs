@@ -9,7 +9,7 @@
 //!   or the service stopped;
 //! - the camera gone for ten simulated minutes, then back;
 //! - the outbox removed or damaged before a start, refused or (when so
-//!   configured) set aside.
+//!   configured) set aside, also on a disk full of earlier copies.
 //!
 //! Each scenario is its own test and prints a `FIGURES` line (the README's
 //! "Fault campaign" table is copied from them). `cargo test` runs a short
@@ -1151,4 +1151,195 @@ async fn a_damaged_outbox_is_set_aside_and_the_tower_keeps_watching_when_so_conf
         damaged.len(),
         errors[0]
     );
+}
+
+/// [`Monitor::start_logged`], failing with the journal where `run` stops
+/// before it serves its status.
+fn start_or_show_journal(config: &Path, log: &Path) -> Monitor {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Monitor::start_logged(config, &[], log)
+    }))
+    .unwrap_or_else(|_| panic!("run did not start:\n{}", journal(log)))
+}
+
+/// Writes `bytes` over and over to `path` until the disk is full.
+fn fill_with(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    while f.write_all(bytes).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// The `outbox.replaced` events at the receiver once there are `n`, failing
+/// with the journal if `run` stops first.
+async fn replaced_events(
+    monitor: &mut Monitor,
+    store: &Path,
+    log: &Path,
+    n: usize,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + common::PATIENCE;
+    loop {
+        if let Some(status) = monitor.child.try_wait().unwrap() {
+            panic!("run stopped ({status}):\n{}", journal(log));
+        }
+        let events = events_of_type(store, "outbox.replaced");
+        if events.len() >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {n} outbox.replaced:\n{}",
+            journal(log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The notice of a copy whose `outbox.replaced` is not stored yet.
+const OWED_NOTICE: &str = r#"{"problem": "database disk image is malformed", "at": 1740787200.0,
+    "clock_synchronized": true, "tag": "0badf00d"}"#;
+
+/// A card damaged again and again fills with copies (each as large as the
+/// outbox ever grew: up to ~1.3 GB at max_events = 10000), and the next
+/// damage could not be set aside: `run` stopped at every start. The oldest
+/// copies the control room was told of make room; the newest of them, one
+/// still owed its `outbox.replaced`, and the damaged file are kept.
+#[tokio::test]
+async fn a_damaged_outbox_on_a_disk_full_of_old_copies_is_set_aside_after_deleting_the_oldest_reported(
+) {
+    let _one = one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let store = dir.path().join("store");
+    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(n % 4)).await;
+    let outbox = disk.0.join("outbox.sqlite3");
+    let config = write_config_with(
+        dir.path(),
+        &url,
+        &camera,
+        &Setup {
+            outbox: Some(&outbox),
+            outbox_extra: "on_damage = \"set_aside\"",
+            ..Setup::default()
+        },
+    );
+    let copy = |stamp: &str| disk.0.join(format!("outbox.sqlite3.damaged-{stamp}"));
+    let mb = |n: usize| vec![b'c'; n << 20];
+    // The rest of the system on the card.
+    std::fs::write(disk.0.join("system"), mb(3)).unwrap();
+    // Two copies reported at earlier starts (no notice left), the oldest
+    // with its log, and one whose outbox.replaced is still owed.
+    let oldest = copy("20250101T000000Z");
+    std::fs::write(&oldest, mb(8)).unwrap();
+    std::fs::write(with(&oldest, "-wal"), mb(1)).unwrap();
+    let newer = copy("20250201T000000Z");
+    std::fs::write(&newer, mb(1)).unwrap();
+    let owed = copy("20250301T000000Z");
+    std::fs::write(&owed, mb(1)).unwrap();
+    std::fs::write(with(&owed, ".notice"), OWED_NOTICE).unwrap();
+    // Damaged again, filling what is left (~2 MB).
+    fill_with(&outbox, b"this is not an outbox ");
+    let damaged = std::fs::read(&outbox).unwrap();
+
+    let log = dir.path().join("run.log");
+    let mut monitor = start_or_show_journal(&config, &log);
+    let replaced = replaced_events(&mut monitor, &store, &log, 2).await;
+    wait_for("a scored frame", || async {
+        (monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await?
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(monitor.terminate().await.success());
+
+    assert_eq!(replaced[0]["set_aside_as"], owed.to_str().unwrap());
+    let fresh = PathBuf::from(replaced[1]["set_aside_as"].as_str().unwrap());
+    assert_eq!(std::fs::read(&fresh).unwrap(), damaged, "the copy changed");
+    assert_eq!(integrity(&outbox), "ok");
+    // Only the oldest reported copy went, with its log: 9 MB was enough.
+    assert!(!oldest.exists() && !with(&oldest, "-wal").exists());
+    assert!(newer.exists() && owed.exists());
+    let journal = journal(&log);
+    let deleted: Vec<&str> = journal.lines().filter(|l| l.contains("deleted")).collect();
+    assert_eq!(deleted.len(), 1, "{journal}");
+    assert!(
+        deleted[0].contains("WARN") && deleted[0].contains(&*oldest.to_string_lossy()),
+        "{deleted:?}"
+    );
+    println!(
+        "FIGURES set_aside_on_a_full_disk: damaged {} bytes set aside, both outbox.replaced delivered; journal: {}",
+        damaged.len(),
+        deleted[0]
+    );
+}
+
+/// A start that set the damaged file aside but could not make the new
+/// outbox for lack of space (before the rule above, or a disk filled since)
+/// left the next starts stopping on it: the reported copies give their room,
+/// oldest first, until the outbox can be made.
+#[tokio::test]
+async fn an_outbox_that_cannot_be_made_for_lack_of_space_gets_the_room_of_reported_copies() {
+    let _one = one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let store = dir.path().join("store");
+    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(n % 4)).await;
+    let outbox = disk.0.join("outbox.sqlite3");
+    let config = write_config_with(
+        dir.path(),
+        &url,
+        &camera,
+        &Setup {
+            outbox: Some(&outbox),
+            outbox_extra: "on_damage = \"set_aside\"",
+            ..Setup::default()
+        },
+    );
+    let copy = |stamp: &str| disk.0.join(format!("outbox.sqlite3.damaged-{stamp}"));
+    // Set aside by the start that then could not make the outbox: owed.
+    let owed = copy("20250301T000000Z");
+    std::fs::write(&owed, vec![b'c'; 1 << 20]).unwrap();
+    std::fs::write(with(&owed, ".notice"), OWED_NOTICE).unwrap();
+    // An older copy, reported, that fills the disk.
+    let reported = copy("20250101T000000Z");
+    fill_with(&reported, b"an old outbox ");
+    let size = std::fs::metadata(&reported).unwrap().len();
+
+    let log = dir.path().join("run.log");
+    let mut monitor = start_or_show_journal(&config, &log);
+    let replaced = replaced_events(&mut monitor, &store, &log, 1).await;
+    assert!(monitor.terminate().await.success());
+    assert_eq!(replaced[0]["set_aside_as"], owed.to_str().unwrap());
+    assert!(!reported.exists());
+    assert!(owed.exists());
+    assert_eq!(integrity(&outbox), "ok");
+    let journal = journal(&log);
+    let deleted: Vec<&str> = journal.lines().filter(|l| l.contains("deleted")).collect();
+    assert_eq!(deleted.len(), 1, "{journal}");
+    assert!(
+        deleted[0].contains("WARN") && deleted[0].contains(&*reported.to_string_lossy()),
+        "{deleted:?}"
+    );
+    println!(
+        "FIGURES outbox_made_on_a_full_disk: a reported copy of {size} bytes deleted, outbox.replaced delivered; journal: {}",
+        deleted[0]
+    );
+}
+
+/// `path` with `suffix` added to its name.
+fn with(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
