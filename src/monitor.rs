@@ -319,9 +319,11 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
     };
     // The control room hears of every damaged outbox set aside, first in the
     // new outbox. A copy's notice file is removed only once its event is
-    // stored. Should the disk refuse one (full), it and the rest are held in
-    // memory like any other event, in order, and their notices stay: the
-    // next start sends them again under the same ids.
+    // stored on disk: in an outbox in memory a stop loses it, and a copy
+    // without a notice counts as reported, so the disk may reclaim it.
+    // Should the disk refuse one (full), it and the rest are held in memory
+    // like any other event, in order, and their notices stay: the next
+    // start sends them again under the same ids.
     let mut unstored = Vec::new();
     for set_aside in &set_aside {
         let event = payload::outbox_replaced(&config.device, set_aside);
@@ -330,7 +332,10 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
             continue;
         }
         match outbox.enqueue(&event) {
-            Ok(Enqueued::Stored { .. } | Enqueued::AlreadyQueued) => set_aside.reported(),
+            Ok(Enqueued::Stored { .. } | Enqueued::AlreadyQueued) if in_memory.is_none() => {
+                set_aside.reported()
+            }
+            Ok(Enqueued::Stored { .. } | Enqueued::AlreadyQueued) => {}
             Ok(Enqueued::DroppedFull) => warn!(
                 "{} did not fit in the outbox (full of incidents); its notice stays for the next start",
                 event.id

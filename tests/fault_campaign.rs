@@ -1337,6 +1337,53 @@ async fn an_outbox_that_cannot_be_made_for_lack_of_space_gets_the_room_of_report
     );
 }
 
+/// A disk full of something else than copies: nothing to delete, so `run`
+/// keeps its outbox in memory and sends the owed `outbox.replaced` from
+/// there. The copy's notice must stay: a stop would lose the event, and a
+/// copy without a notice counts as reported, which the next start short of
+/// room may delete unannounced.
+#[tokio::test]
+async fn a_notice_stays_while_its_outbox_replaced_is_only_in_memory() {
+    let _one = one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let store = dir.path().join("store");
+    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(n % 4)).await;
+    let outbox = disk.0.join("outbox.sqlite3");
+    let config = write_config_with(
+        dir.path(),
+        &url,
+        &camera,
+        &Setup {
+            outbox: Some(&outbox),
+            outbox_extra: "on_damage = \"set_aside\"",
+            ..Setup::default()
+        },
+    );
+    let owed = disk.0.join("outbox.sqlite3.damaged-20250301T000000Z");
+    std::fs::write(&owed, vec![b'c'; 1 << 20]).unwrap();
+    std::fs::write(with(&owed, ".notice"), OWED_NOTICE).unwrap();
+    fill_with(&disk.0.join("other-files"), b"not an outbox ");
+
+    let log = dir.path().join("run.log");
+    let mut monitor = start_or_show_journal(&config, &log);
+    let replaced = replaced_events(&mut monitor, &store, &log, 1).await;
+    assert_eq!(replaced[0]["set_aside_as"], owed.to_str().unwrap());
+    assert_eq!(events_of_type(&store, "outbox.unavailable").len(), 1);
+    assert_eq!(monitor.metric("wildfire_outbox_in_memory").await, Some(1.0));
+    assert!(monitor.terminate().await.success());
+    assert!(owed.exists());
+    assert!(
+        with(&owed, ".notice").exists(),
+        "the notice went with its event only in memory:\n{}",
+        journal(&log)
+    );
+}
+
 /// `path` with `suffix` added to its name.
 fn with(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
