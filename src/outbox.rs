@@ -4,7 +4,11 @@
 //! An event is committed here before any network I/O, so an alert survives a
 //! crash or a power cut the moment [`Outbox::enqueue`] returns, and after a
 //! restart undelivered events go out again under the same id (at-least-once
-//! delivery; receivers drop duplicates by id).
+//! delivery; receivers drop duplicates by id). The one exception is `run`
+//! on a disk that will not open or write the file (full, or gone read-only):
+//! it keeps an outbox in memory instead ([`Outbox::for_service`],
+//! [`Storage::InMemory`], at most [`IN_MEMORY_MAX_EVENTS`]), whose events are
+//! sent as usual but lost at a stop, and says so to the control room first.
 //!
 //! Tables: `events` (one row per event, `seq` is creation order; `settled`
 //! once some endpoint took it or refused it for good, `taken` once some
@@ -12,8 +16,9 @@
 //! `deliveries` (one row per event and endpoint while that endpoint has not
 //! taken it), `endpoints` (endpoints a receiver disabled with `410 Gone`),
 //! `known_endpoints` (every endpoint the outbox was opened for), `counters`
-//! (events delivered, expired, dropped, superseded, rejected; they survive
-//! restarts), `open_incidents` (each camera's running incidents, saved with
+//! (events delivered, expired, dropped, superseded, rejected, and the
+//! service's `starts`, whose count is the write that proves the disk takes
+//! them; they survive restarts), `open_incidents` (each camera's running incidents, saved with
 //! the events they cause, so a restart continues them: src/confirm.rs) and
 //! `started_incidents` (the ids of the last 1,000 incidents started, so a
 //! restart never gives one again).
@@ -92,7 +97,8 @@ pub enum EventKind {
     Test,
     /// `camera.offline` and `camera.online`.
     Camera,
-    /// `outbox.replaced`: the device itself needs a person.
+    /// `outbox.replaced`, `outbox.unavailable`: the device itself needs a
+    /// person.
     Device,
     Heartbeat,
     Snapshot,
@@ -305,9 +311,22 @@ CREATE INDEX events_for_room ON events(taken DESC, priority, seq);
 ",
 ];
 
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Unix seconds now, on the device's clock (src/clock.rs).
+pub use crate::clock::now_unix;
+
+/// The most events an outbox in memory holds: 500 incidents with pictures
+/// (~130 KB each) are 65 MB, where the configured `max_events` (10,000 by
+/// default, ~1.3 GB) would have a long outage end in the kernel killing a
+/// 1 GB Pi's service, and the restart in memory again with nothing. When it
+/// is full, the lowest priority events go first, as on disk.
+pub const IN_MEMORY_MAX_EVENTS: u32 = 500;
+
 /// [`Outbox::for_service`]'s outbox in memory, when the disk under the
 /// outbox would not open or write it (`error`).
-fn in_memory(
+fn keep_in_memory(
     config: &crate::config::Config,
     error: anyhow::Error,
     fresh: Option<SetAside>,
@@ -317,7 +336,7 @@ fn in_memory(
         "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only), then restart the service when /healthz shows no event waiting"
     );
     let (endpoints, max_events, max_age) = configured(config);
-    let outbox = Outbox::in_memory(endpoints, max_events, max_age)?;
+    let outbox = Outbox::in_memory(endpoints, max_events.min(IN_MEMORY_MAX_EVENTS), max_age)?;
     Ok((
         outbox,
         owed(&config.outbox.path, fresh),
@@ -377,12 +396,6 @@ pub fn is_storage_error(error: &anyhow::Error) -> bool {
         )
     })
 }
-
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
-
-/// Unix seconds now, on the device's clock (src/clock.rs).
-pub use crate::clock::now_unix;
 
 impl Outbox {
     /// Opens (creating if needed) the outbox at `path` for these endpoints.
@@ -544,8 +557,8 @@ impl Outbox {
             Err(error) => {
                 let damaged = match (config.outbox.on_damage, error.downcast_ref::<Damaged>()) {
                     (crate::config::OnDamage::SetAside, Some(damaged)) => damaged,
-                    (_, None) if is_storage_error(&error) => {
-                        return in_memory(config, error, fresh)
+                    (_, None) if disk_refuses(path, &error) => {
+                        return keep_in_memory(config, error, fresh)
                     }
                     _ => return Err(error),
                 };
@@ -554,7 +567,7 @@ impl Outbox {
                 // memory; the next start tries the set-aside again.
                 let set_aside = match begin(damaged, now_unix()) {
                     Ok(set_aside) => set_aside,
-                    Err(e) => return in_memory(config, e, fresh),
+                    Err(e) => return keep_in_memory(config, e, fresh),
                 };
                 finish(&set_aside, path)?;
                 // Logged before the new outbox is made, which can fail too.
@@ -566,7 +579,9 @@ impl Outbox {
         };
         let outbox = match opened {
             Ok(outbox) => outbox,
-            Err(error) if is_storage_error(&error) => return in_memory(config, error, fresh),
+            Err(error) if disk_refuses(path, &error) => {
+                return keep_in_memory(config, error, fresh)
+            }
             Err(error) => return Err(error),
         };
         Ok((outbox, owed(path, fresh), Storage::File))
@@ -1481,9 +1496,29 @@ fn room_for(path: &Path) -> u64 {
         .saturating_mul(2)
 }
 
-/// Bytes free to the service under the folder of `path` (`statvfs`), if it
-/// can tell.
-fn free_space(path: &Path) -> Option<u64> {
+/// Whether the disk under `path`, not the service's setup, refuses the
+/// outbox: full, failing, or mounted read-only. SQLite says "read-only" too
+/// of a file or folder the service user may not write (a file `sudo` made,
+/// a path outside the unit's StateDirectory): an install mistake, for which
+/// `run` stops and says what to fix, rather than send someone up the
+/// mountain to replace a card.
+fn disk_refuses(path: &Path, error: &anyhow::Error) -> bool {
+    let read_only = error.chain().any(|e| {
+        e.downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code)
+            == Some(rusqlite::ErrorCode::ReadOnly)
+    });
+    is_storage_error(error) && (!read_only || mounted_read_only(path))
+}
+
+/// Whether the file system holding the folder of `path` is mounted
+/// read-only (`statvfs`), as the kernel remounts a failing ext4 card.
+fn mounted_read_only(path: &Path) -> bool {
+    statvfs(path).is_some_and(|stat| stat.f_flag & libc::ST_RDONLY != 0)
+}
+
+/// `statvfs` of the folder of `path`, if it can tell.
+fn statvfs(path: &Path) -> Option<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt as _;
     let folder = std::ffi::CString::new(folder_of(path).as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs only writes the struct it is given, and the path is a
@@ -1492,7 +1527,16 @@ fn free_space(path: &Path) -> Option<u64> {
     if unsafe { libc::statvfs(folder.as_ptr(), &mut stat) } != 0 {
         return None;
     }
-    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    Some(stat)
+}
+
+/// Bytes free to the service under the folder of `path` (`statvfs`), if it
+/// can tell.
+// The block counts are u64 here and on aarch64, u32 on a 32-bit Pi OS.
+#[allow(clippy::useless_conversion)]
+fn free_space(path: &Path) -> Option<u64> {
+    let stat = statvfs(path)?;
+    Some(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
 }
 
 /// Whether `e` says the disk is full: SQLite's "database or disk is full",
@@ -1531,6 +1575,24 @@ fn prune_copies(path: &Path, needed: u64, free: impl Fn(&Path) -> Option<u64>) -
 /// The copies set aside beside the outbox at `path` whose `outbox.replaced`
 /// is stored (no notice left), oldest first (by modification time, then
 /// name), each with its size and that of its `-wal` and `-shm`.
+/// Whether `rest`, after `OUTBOX.damaged-`, is what [`begin`] names a copy:
+/// a stamp (`20250101T000000Z`) and maybe `-N`. Anything else beside the
+/// copies (a person's `.recovered` database, an archive of one, a side
+/// file or a notice) is not a copy, and never deleted.
+fn is_copy_stamp(rest: &str) -> bool {
+    let (stamp, n) = rest.split_at(rest.len().min(16));
+    let stamp = stamp.as_bytes();
+    let digits = |r: std::ops::Range<usize>| stamp[r].iter().all(u8::is_ascii_digit);
+    stamp.len() == 16
+        && digits(0..8)
+        && stamp[8] == b'T'
+        && digits(9..15)
+        && stamp[15] == b'Z'
+        && (n.is_empty()
+            || n.strip_prefix('-')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+}
+
 fn reported_copies(path: &Path) -> Vec<(PathBuf, u64)> {
     let Some(name) = path.file_name() else {
         return Vec::new();
@@ -1543,12 +1605,10 @@ fn reported_copies(path: &Path) -> Vec<(PathBuf, u64)> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter(|e| {
-            e.file_name().to_str().is_some_and(|f| {
-                f.starts_with(&prefix)
-                    && ![NOTICE, ".partial", SIDE_FILES[0], SIDE_FILES[1]]
-                        .iter()
-                        .any(|s| f.ends_with(s))
-            })
+            e.file_name()
+                .to_str()
+                .and_then(|f| f.strip_prefix(&prefix))
+                .is_some_and(is_copy_stamp)
         })
         .map(|e| e.path())
         .filter(|copy| {
@@ -2145,7 +2205,13 @@ mod tests {
         write(&older, 10_000, 200);
         let newest = name("20250201T000000Z-10");
         write(&newest, 10_000, 100);
-        assert_eq!(disk(&path), Some(14_000));
+        // A person's work beside the copies, older than all: never a copy.
+        let recovered = name("20250201T000000Z.recovered");
+        write(&recovered, 1_000, 500);
+        let archive = name("20250201T000000Z-2.tar.gz");
+        write(&archive, 1_000, 500);
+        assert_eq!(disk(&path), Some(12_000));
+        let disk = |path: &Path| disk(path).map(|free| free + 2_000);
 
         // Enough free, or no way to tell: nothing goes.
         assert!(prune_copies(&path, 14_000, disk).is_empty());
@@ -2166,6 +2232,7 @@ mod tests {
             std::slice::from_ref(&newest)
         );
         assert!(owed.exists() && with_suffix(&owed, NOTICE).exists());
+        assert!(recovered.exists() && archive.exists());
         assert_eq!(std::fs::read(&path).unwrap().len(), 20_000);
         assert!(reported_copies(&path).is_empty());
 
@@ -2182,6 +2249,20 @@ mod tests {
         assert!(is_full(&anyhow::Error::from(
             std::io::Error::from_raw_os_error(libc::ENOSPC)
         )));
+        // `run` keeps watching from memory where the disk refuses the
+        // outbox; "read-only" on a disk mounted writable is a file or folder
+        // the service may not write, an install mistake to stop on.
+        assert!(disk_refuses(&path, &sqlite(rusqlite::ffi::SQLITE_FULL)));
+        assert!(disk_refuses(
+            &path,
+            &sqlite(rusqlite::ffi::SQLITE_IOERR_SHMSIZE)
+        ));
+        assert!(!mounted_read_only(&path));
+        assert!(!disk_refuses(
+            &path,
+            &sqlite(rusqlite::ffi::SQLITE_READONLY)
+        ));
+        assert!(!disk_refuses(&path, &sqlite(rusqlite::ffi::SQLITE_CORRUPT)));
         assert!(!is_full(&sqlite(rusqlite::ffi::SQLITE_CORRUPT)));
         assert!(!is_full(&sqlite(rusqlite::ffi::SQLITE_IOERR_READ)));
     }
