@@ -84,13 +84,22 @@ impl Source for RtspSource {
                 )));
             }
             tokio::task::spawn_blocking(move || {
-                let image = grab_one(&url, timeout);
-                in_flight.store(false, Ordering::SeqCst);
-                image
+                let _in_flight = InFlight(in_flight);
+                grab_one(&url, timeout)
             })
             .await
             .map_err(|e| GrabError::Failed(anyhow!("the RTSP thread failed: {e}")))?
         })
+    }
+}
+
+/// Clears a camera's in-flight flag when its grab's thread ends, by a panic
+/// too: a flag left set would fail every later grab, for good.
+struct InFlight(Arc<AtomicBool>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -167,7 +176,7 @@ fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
     let shown = crate::redact::shown_url_text(url, "the RTSP url");
     let failed = |what: String| {
         let what = if Instant::now() >= deadline {
-            format!("no picture within the grab timeout ({} s) ({what}): the camera answers but sends no picture; restart it if this lasts", timeout.as_secs_f64())
+            format!("no picture within the grab timeout ({} s) ({what}): the camera did not answer, or answered without a picture; check that it is up, and restart it if this lasts", timeout.as_secs_f64())
         } else {
             what
         };
@@ -181,12 +190,12 @@ fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
     let mut stream = open(url, options, deadline)
         .map_err(|e| failed(format!("cannot open the stream: {e}: check the address, the user name and password and that the camera is up")))?;
     let input = &mut stream.input;
-    let stream = input
+    let video = input
         .streams()
         .best(Type::Video)
         .ok_or_else(|| failed("the stream has no video".into()))?;
-    let index = stream.index();
-    let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+    let index = video.index();
+    let context = ffmpeg::codec::context::Context::from_parameters(video.parameters())
         .map_err(|e| failed(format!("cannot read the codec: {e}")))?;
     let mut decoder = context
         .decoder()
@@ -194,11 +203,11 @@ fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
         .map_err(|e| failed(format!("no decoder for this stream's codec: {e}")))?;
     let mut converter = RgbConverter::default();
     let mut frame = Video::empty();
-    for (packets, (stream, packet)) in input.packets().enumerate() {
+    for (packets, (of, packet)) in input.packets().enumerate() {
         if packets >= MAX_PACKETS_PER_GRAB {
             break;
         }
-        if stream.index() != index || decoder.send_packet(&packet).is_err() {
+        if of.index() != index || decoder.send_packet(&packet).is_err() {
             continue;
         }
         if decoder.receive_frame(&mut frame).is_ok() {
