@@ -212,7 +212,7 @@ pub fn replay(
                         .first()
                         .is_some_and(|p| time_from_name(&crate::footage::frame_name(p)).is_some());
                     let message = format!(
-                        "frames taken {} s apart, the default (--interval sets it), not by their names: {why}",
+                        "frames taken {} s apart (--interval, or --config's interval_s, sets it), not by their names: {why}",
                         options.interval_s
                     );
                     if meant {
@@ -299,7 +299,7 @@ impl FramesSeen {
                 // The confirmer takes a frame timed before the last one for
                 // a clock stepped back and forgets the frames after it.
                 warn!(
-                    "frame {frame} is timed {}, not after the frame before it ({}): the start rule forgets the frames after it; check the labels' unix_time or the names",
+                    "frame {frame} is timed {}, not after the frame before it ({}): the start rule counts seconds (and drops frames timed after a frame it is given), so incidents start late or not at all; check the labels' unix_time or the names",
                     rfc3339(time),
                     rfc3339(before)
                 );
