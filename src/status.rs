@@ -11,7 +11,8 @@
 //! - `GET /healthz`: JSON with each camera's state, the age of its last frame
 //!   and its last error, and the outbox depth; `200` when every camera is
 //!   online and the outbox is not stuck in one call for [`OUTBOX_LIMIT`],
-//!   holds no event in memory and is not itself in memory, else `503` (so `curl -f` and load balancers can use it).
+//!   holds no event in memory and is not itself in memory, else `503` (so
+//!   `curl -f` and load balancers can use it).
 //! - `GET /metrics`: Prometheus text exposition (format 0.0.4), written here
 //!   by hand: a few counters and gauges do not justify a metrics crate.
 //! - `GET /snapshot/<camera>.jpg`: the camera's latest frame; `404` for an
