@@ -686,16 +686,8 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
     // then cannot make the -shm again, and on a card gone read-only it
     // cannot write at all. `run` exited at each start, for good.
     let _one = one_at_a_time().await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
-        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
-        return;
-    };
-    let outbox = disk.0.join("outbox.sqlite3");
-    let store = dir.path().join("store");
-    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
     let fire = Arc::new(AtomicBool::new(false));
-    let camera = FakeCamera::start(Auth::Basic, {
+    let frames = {
         let fire = fire.clone();
         move |n| {
             fixture_frame(if fire.load(Ordering::SeqCst) {
@@ -704,22 +696,19 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
                 0
             })
         }
-    })
-    .await;
-    let config = write_config_with(
-        dir.path(),
-        &url,
-        &camera,
-        &Setup {
-            interval_s: 0.5,
-            outbox: Some(&outbox),
-            camera_extra:
-                "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
-            ..Setup::default()
-        },
-    );
+    };
+    let setup = Setup {
+        interval_s: 0.5,
+        camera_extra:
+            "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
+        ..Setup::default()
+    };
+    let Some(site) = SmallDiskSite::new(frames, setup).await else {
+        return;
+    };
+    let (config, store, disk, dir) = (&site.config, &site.store, &site.disk, &site.dir);
     let log = dir.path().join("journal.log");
-    let mut monitor = Monitor::start_logged(&config, &[], &log);
+    let mut monitor = Monitor::start_logged(config, &[], &log);
     wait_for("a frame scored", || async {
         let scored = monitor
             .metric("wildfire_frames_scored_total{camera=\"west\"}")
@@ -734,12 +723,12 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
         ("read-only", remount_read_only),
     ] {
         spoil(&disk.0);
-        let before: HashSet<String> = stored_ids(&store).into_iter().collect();
+        let before: HashSet<String> = stored_ids(store).into_iter().collect();
         let log = dir.path().join(format!("journal-{case}.log"));
-        let mut monitor = Monitor::start_logged(&config, &[], &log);
+        let mut monitor = Monitor::start_logged(config, &[], &log);
         fire.store(true, Ordering::SeqCst);
         let arrived = || {
-            stored_events(&store)
+            stored_events(store)
                 .iter()
                 .filter(|e| !before.contains(e["id"].as_str().unwrap_or_default()))
                 .map(|e| e["type"].as_str().unwrap_or_default().to_string())
@@ -794,33 +783,28 @@ async fn a_run_on_an_outbox_in_memory_goes_back_to_the_file_once_the_disk_has_ro
     // file again and nothing waits in memory, `run` stops by itself for
     // systemd to start it again on the file (before, only a person did).
     let _one = one_at_a_time().await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
-        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+    let setup = Setup {
+        interval_s: 0.5,
+        ..Setup::default()
+    };
+    let Some(site) = SmallDiskSite::new(|_| fixture_frame(0), setup).await else {
         return;
     };
-    let outbox = disk.0.join("outbox.sqlite3");
-    let store = dir.path().join("store");
-    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
-    let camera = FakeCamera::start(Auth::Basic, |_| fixture_frame(0)).await;
-    let config = write_config_with(
-        dir.path(),
-        &url,
-        &camera,
-        &Setup {
-            interval_s: 0.5,
-            outbox: Some(&outbox),
-            ..Setup::default()
-        },
+    let (config, outbox, store, disk, dir) = (
+        &site.config,
+        &site.outbox,
+        &site.store,
+        &site.disk,
+        &site.dir,
     );
     let log = dir.path().join("journal.log");
-    let mut monitor = Monitor::start_logged(&config, &[], &log);
+    let mut monitor = Monitor::start_logged(config, &[], &log);
     assert!(monitor.terminate().await.success());
     fill(&disk.0);
     let recheck = [(wildfire_watch::monitor::DISK_RECHECK_ENV, "300")];
-    let mut monitor = Monitor::start_logged(&config, &recheck, &log);
+    let mut monitor = Monitor::start_logged(config, &recheck, &log);
     wait_for("outbox.unavailable delivered", || async {
-        (!events_of_type(&store, "outbox.unavailable").is_empty()).then_some(())
+        (!events_of_type(store, "outbox.unavailable").is_empty()).then_some(())
     })
     .await;
     // While the disk is full it stays, in memory.
@@ -850,10 +834,67 @@ async fn a_run_on_an_outbox_in_memory_goes_back_to_the_file_once_the_disk_has_ro
         "{}",
         journal(&log)
     );
-    let mut monitor = Monitor::start_logged(&config, &[], &log);
+    let mut monitor = Monitor::start_logged(config, &[], &log);
     assert_eq!(monitor.metric("wildfire_outbox_in_memory").await, Some(0.0));
     assert!(monitor.terminate().await.success());
-    assert_eq!(integrity(&outbox), "ok");
+    assert_eq!(integrity(outbox), "ok");
+}
+
+/// A monitor's surroundings with its outbox on a 16 MB tmpfs: a reference
+/// receiver storing into `store` and a camera. `None` where a tmpfs cannot
+/// be mounted (not root). Fields drop in order: the camera, then the tmpfs,
+/// then the folder under it.
+struct SmallDiskSite {
+    config: PathBuf,
+    outbox: PathBuf,
+    store: PathBuf,
+    _camera: FakeCamera,
+    disk: SmallDisk,
+    dir: tempfile::TempDir,
+}
+
+impl SmallDiskSite {
+    /// With the camera sending `frames` and `setup`'s configuration.
+    async fn new(
+        frames: impl Fn(usize) -> Vec<u8> + Send + Sync + 'static,
+        setup: Setup<'_>,
+    ) -> Option<SmallDiskSite> {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
+            eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+            return None;
+        };
+        let outbox = disk.0.join("outbox.sqlite3");
+        let store = dir.path().join("store");
+        let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+        let camera = FakeCamera::start(Auth::Basic, frames).await;
+        let config = write_config_with(
+            dir.path(),
+            &url,
+            &camera,
+            &Setup {
+                outbox: Some(&outbox),
+                ..setup
+            },
+        );
+        Some(SmallDiskSite {
+            config,
+            outbox,
+            store,
+            _camera: camera,
+            disk,
+            dir,
+        })
+    }
+
+    /// With `on_damage = "set_aside"` and the hillside frames.
+    async fn setting_aside() -> Option<SmallDiskSite> {
+        let setup = Setup {
+            outbox_extra: "on_damage = \"set_aside\"",
+            ..Setup::default()
+        };
+        SmallDiskSite::new(|n| fixture_frame(n % 4), setup).await
+    }
 }
 
 /// Remounts the tmpfs at `dir` read-only, as the kernel does to an ext4
@@ -1287,24 +1328,15 @@ const OWED_NOTICE: &str = r#"{"problem": "database disk image is malformed", "at
 async fn a_damaged_outbox_on_a_disk_full_of_old_copies_is_set_aside_after_deleting_the_oldest_reported(
 ) {
     let _one = one_at_a_time().await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
-        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+    let Some(site) = SmallDiskSite::setting_aside().await else {
         return;
     };
-    let store = dir.path().join("store");
-    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
-    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(n % 4)).await;
-    let outbox = disk.0.join("outbox.sqlite3");
-    let config = write_config_with(
-        dir.path(),
-        &url,
-        &camera,
-        &Setup {
-            outbox: Some(&outbox),
-            outbox_extra: "on_damage = \"set_aside\"",
-            ..Setup::default()
-        },
+    let (config, outbox, store, disk, dir) = (
+        &site.config,
+        &site.outbox,
+        &site.store,
+        &site.disk,
+        &site.dir,
     );
     let copy = |stamp: &str| disk.0.join(format!("outbox.sqlite3.damaged-{stamp}"));
     let mb = |n: usize| vec![b'c'; n << 20];
@@ -1321,12 +1353,12 @@ async fn a_damaged_outbox_on_a_disk_full_of_old_copies_is_set_aside_after_deleti
     std::fs::write(&owed, mb(1)).unwrap();
     std::fs::write(with(&owed, ".notice"), OWED_NOTICE).unwrap();
     // Damaged again, filling what is left (~2 MB).
-    fill_with(&outbox, b"this is not an outbox ");
-    let damaged = std::fs::read(&outbox).unwrap();
+    fill_with(outbox, b"this is not an outbox ");
+    let damaged = std::fs::read(outbox).unwrap();
 
     let log = dir.path().join("run.log");
-    let mut monitor = start_or_show_journal(&config, &log);
-    let replaced = replaced_events(&mut monitor, &store, &log, 2).await;
+    let mut monitor = start_or_show_journal(config, &log);
+    let replaced = replaced_events(&mut monitor, store, &log, 2).await;
     wait_for("a scored frame", || async {
         (monitor
             .metric("wildfire_frames_scored_total{camera=\"west\"}")
@@ -1340,7 +1372,7 @@ async fn a_damaged_outbox_on_a_disk_full_of_old_copies_is_set_aside_after_deleti
     assert_eq!(replaced[0]["set_aside_as"], owed.to_str().unwrap());
     let fresh = PathBuf::from(replaced[1]["set_aside_as"].as_str().unwrap());
     assert_eq!(std::fs::read(&fresh).unwrap(), damaged, "the copy changed");
-    assert_eq!(integrity(&outbox), "ok");
+    assert_eq!(integrity(outbox), "ok");
     // Only the oldest reported copy went, with its log: 9 MB was enough.
     assert!(!oldest.exists() && !with(&oldest, "-wal").exists());
     assert!(newer.exists() && owed.exists());
@@ -1365,24 +1397,15 @@ async fn a_damaged_outbox_on_a_disk_full_of_old_copies_is_set_aside_after_deleti
 #[tokio::test]
 async fn an_outbox_that_cannot_be_made_for_lack_of_space_gets_the_room_of_reported_copies() {
     let _one = one_at_a_time().await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
-        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+    let Some(site) = SmallDiskSite::setting_aside().await else {
         return;
     };
-    let store = dir.path().join("store");
-    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
-    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(n % 4)).await;
-    let outbox = disk.0.join("outbox.sqlite3");
-    let config = write_config_with(
-        dir.path(),
-        &url,
-        &camera,
-        &Setup {
-            outbox: Some(&outbox),
-            outbox_extra: "on_damage = \"set_aside\"",
-            ..Setup::default()
-        },
+    let (config, outbox, store, disk, dir) = (
+        &site.config,
+        &site.outbox,
+        &site.store,
+        &site.disk,
+        &site.dir,
     );
     let copy = |stamp: &str| disk.0.join(format!("outbox.sqlite3.damaged-{stamp}"));
     // Set aside by the start that then could not make the outbox: owed.
@@ -1395,13 +1418,13 @@ async fn an_outbox_that_cannot_be_made_for_lack_of_space_gets_the_room_of_report
     let size = std::fs::metadata(&reported).unwrap().len();
 
     let log = dir.path().join("run.log");
-    let mut monitor = start_or_show_journal(&config, &log);
-    let replaced = replaced_events(&mut monitor, &store, &log, 1).await;
+    let mut monitor = start_or_show_journal(config, &log);
+    let replaced = replaced_events(&mut monitor, store, &log, 1).await;
     assert!(monitor.terminate().await.success());
     assert_eq!(replaced[0]["set_aside_as"], owed.to_str().unwrap());
     assert!(!reported.exists());
     assert!(owed.exists());
-    assert_eq!(integrity(&outbox), "ok");
+    assert_eq!(integrity(outbox), "ok");
     let journal = journal(&log);
     let deleted: Vec<&str> = journal.lines().filter(|l| l.contains("deleted")).collect();
     assert_eq!(deleted.len(), 1, "{journal}");
@@ -1423,35 +1446,20 @@ async fn an_outbox_that_cannot_be_made_for_lack_of_space_gets_the_room_of_report
 #[tokio::test]
 async fn a_notice_stays_while_its_outbox_replaced_is_only_in_memory() {
     let _one = one_at_a_time().await;
-    let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "16m") else {
-        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+    let Some(site) = SmallDiskSite::setting_aside().await else {
         return;
     };
-    let store = dir.path().join("store");
-    let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
-    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(n % 4)).await;
-    let outbox = disk.0.join("outbox.sqlite3");
-    let config = write_config_with(
-        dir.path(),
-        &url,
-        &camera,
-        &Setup {
-            outbox: Some(&outbox),
-            outbox_extra: "on_damage = \"set_aside\"",
-            ..Setup::default()
-        },
-    );
+    let (config, store, disk, dir) = (&site.config, &site.store, &site.disk, &site.dir);
     let owed = disk.0.join("outbox.sqlite3.damaged-20250301T000000Z");
     std::fs::write(&owed, vec![b'c'; 1 << 20]).unwrap();
     std::fs::write(with(&owed, ".notice"), OWED_NOTICE).unwrap();
     fill_with(&disk.0.join("other-files"), b"not an outbox ");
 
     let log = dir.path().join("run.log");
-    let mut monitor = start_or_show_journal(&config, &log);
-    let replaced = replaced_events(&mut monitor, &store, &log, 1).await;
+    let mut monitor = start_or_show_journal(config, &log);
+    let replaced = replaced_events(&mut monitor, store, &log, 1).await;
     assert_eq!(replaced[0]["set_aside_as"], owed.to_str().unwrap());
-    assert_eq!(events_of_type(&store, "outbox.unavailable").len(), 1);
+    assert_eq!(events_of_type(store, "outbox.unavailable").len(), 1);
     assert_eq!(monitor.metric("wildfire_outbox_in_memory").await, Some(1.0));
     assert!(monitor.terminate().await.success());
     assert!(owed.exists());
