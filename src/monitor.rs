@@ -21,11 +21,7 @@
 //!   and systemd notification: `READY=1` once the model is loaded and the
 //!   outbox open, `WATCHDOG=1` only while every camera task and the inference
 //!   thread keep their deadlines (see [`crate::sdnotify`]) and no outbox call
-//!   has run for [`OUTBOX_LIMIT`];
-//! - with the outbox in memory (a disk that would not open it at start:
-//!   [`Storage::InMemory`]), a look every [`DISK_RECHECK`] that stops the
-//!   monitor, for systemd to start it again on the file, once the disk takes
-//!   the file and nothing waits in memory ([`back_to_disk`]).
+//!   has run for [`OUTBOX_LIMIT`].
 //!
 //! The frame's capture wall time (when its grab began) is the event time.
 
@@ -89,17 +85,6 @@ fn test_delay(var: &str) -> Option<Duration> {
     let ms = std::env::var(var).ok()?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ms))
 }
-/// How often `run`, with its outbox in memory, looks whether the disk takes
-/// the file again ([`back_to_disk`]): often enough that a tower whose disk
-/// was full for a moment at boot is durable again within minutes, and each
-/// look is one open of the file.
-const DISK_RECHECK: Duration = Duration::from_secs(600);
-/// How long a stop to go back to the outbox file waits for delivery to send
-/// what the last frame raised ([`back_to_disk`]).
-const BACK_TO_DISK_DRAIN: Duration = Duration::from_secs(30);
-/// Test seam: [`DISK_RECHECK`] in milliseconds.
-pub const DISK_RECHECK_ENV: &str = "WILDFIRE_WATCH_TEST_DISK_RECHECK_MS";
-
 /// Events the outbox refused (a full disk) are kept in memory, at most this
 /// many, and stored as soon as it takes writes again.
 const MAX_HELD: usize = 100;
@@ -384,7 +369,6 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         .map(|c| c.id.get_ref().clone())
         .collect();
     let mut state = LiveState::new(ids.clone(), outbox.clone());
-    let outbox_in_memory = in_memory.is_some();
     state.outbox_in_memory = in_memory;
     let state = Arc::new(state);
     let mut workers: Vec<String> = ids.iter().map(|id| format!("camera {id}")).collect();
@@ -461,24 +445,9 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("cannot tell systemd we are ready: {e}");
     }
 
-    let back_on_disk = {
-        let shared = shared.clone();
-        async move {
-            match outbox_in_memory {
-                true => back_to_disk(shared).await,
-                false => std::future::pending().await,
-            }
-        }
-    };
-
-    let (mut inference_ended, mut going_back) = (false, false);
+    let mut inference_ended = false;
     let outcome = tokio::select! {
         r = shutdown_signal() => r.map(|name| info!("{name}: stopping")),
-        () = back_on_disk => {
-            info!("the disk under [outbox] path takes the outbox again and nothing waits in memory: stopping, for systemd to start the service again on the file");
-            going_back = true;
-            Ok(())
-        }
         r = &mut inference_done => {
             inference_ended = true;
             Err(match r {
@@ -520,22 +489,6 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
             OUTBOX_DRAIN.as_secs()
         ),
     }
-    // The frame being scored at the stop may have raised an event since
-    // the outbox in memory was last found empty: delivery, still running,
-    // gets a while to send it before the process ends with it.
-    if going_back {
-        let deadline = Instant::now() + BACK_TO_DISK_DRAIN;
-        while !is_quiet(&shared).await {
-            if Instant::now() > deadline {
-                error!(
-                    "events raised while stopping to go back to the outbox file were not delivered within {} s and are lost",
-                    BACK_TO_DISK_DRAIN.as_secs()
-                );
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
     let lost: Vec<String> = (shared.held.lock().unwrap_or_else(|e| e.into_inner()))
         .iter()
         .map(|e| e.id.clone())
@@ -546,34 +499,6 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         );
     }
     outcome
-}
-
-/// Returns once `run`, with its outbox in memory, can go back to the file
-/// without losing anything: the file opens and takes a write again, and
-/// nothing waits in memory (no event for a webhook, no incident running,
-/// nothing held). Until then its alerts would not survive a stop, where
-/// before only a person restarting the service ended that.
-async fn back_to_disk(shared: Arc<Shared>) {
-    let every = test_delay(DISK_RECHECK_ENV).unwrap_or(DISK_RECHECK);
-    loop {
-        tokio::time::sleep(every).await;
-        // The file first (an open, slow on a card), then the quick look, so
-        // little can arrive between the look and the stop.
-        let probe = shared.clone();
-        let takes = tokio::task::spawn_blocking(move || Outbox::file_takes_writes(&probe.config));
-        if !takes.await.unwrap_or(false) {
-            continue;
-        }
-        if is_quiet(&shared).await {
-            return;
-        }
-    }
-}
-
-/// Whether nothing waits in `run`'s outbox or in memory ([`Outbox::is_quiet`]).
-async fn is_quiet(shared: &Shared) -> bool {
-    let quiet = shared.outbox.call(|outbox| outbox.is_quiet()).await;
-    matches!(quiet, Ok(Ok(true))) && shared.state.held() == 0
 }
 
 async fn shutdown_signal() -> Result<&'static str> {

@@ -8,8 +8,7 @@
 //! on a disk that will not open or write the file (full, or gone read-only):
 //! it keeps an outbox in memory instead ([`Outbox::for_service`],
 //! [`Storage::InMemory`], at most [`IN_MEMORY_MAX_EVENTS`]), whose events are
-//! sent as usual but lost at a stop, and says so to the control room first;
-//! it goes back to the file once the disk takes it and nothing waits.
+//! sent as usual but lost at a stop, and says so to the control room first.
 //!
 //! Tables: `events` (one row per event, `seq` is creation order; `settled`
 //! once some endpoint took it or refused it for good, `taken` once some
@@ -334,7 +333,7 @@ fn keep_in_memory(
 ) -> Result<(Outbox, Vec<SetAside>, Storage)> {
     let problem = format!("{error:#}");
     error!(
-        "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only): run goes back to the file by itself once it takes writes and nothing waits in memory"
+        "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only), then restart the service when /healthz shows no event waiting"
     );
     let (endpoints, max_events, max_age) = configured(config);
     let outbox = Outbox::in_memory(endpoints, max_events.min(IN_MEMORY_MAX_EVENTS), max_age)?;
@@ -545,8 +544,7 @@ impl Outbox {
     /// make its `-shm`; or remounted read-only, as a worn SD card ends) gives
     /// an outbox in memory instead, and its problem as `Storage::InMemory`:
     /// the tower keeps watching and alerting, and the caller tells the
-    /// control room that alerts no longer survive a restart (until `run`
-    /// goes back to the file: [`Outbox::file_takes_writes`]). Before, `run`
+    /// control room that alerts no longer survive a restart. Before, `run`
     /// exited, and systemd restarted it every 5 s for good, unwatched.
     pub fn for_service(config: &crate::config::Config) -> Result<(Outbox, Vec<SetAside>, Storage)> {
         let path = &config.outbox.path;
@@ -601,26 +599,6 @@ impl Outbox {
             )
         })?;
         Ok(outbox)
-    }
-
-    /// Whether the file at `[outbox] path` opens and takes a write now: for
-    /// `run` with its outbox in memory ([`Storage::InMemory`]), to go back
-    /// to it once the disk has room (or a new card). Nothing is set aside
-    /// and nothing made room for here: a damaged file says no.
-    pub fn file_takes_writes(config: &crate::config::Config) -> bool {
-        unreported(&config.outbox.path)
-            .iter()
-            .all(|s| !s.begun_on(&config.outbox.path))
-            && Outbox::open_writable(config).is_ok()
-    }
-
-    /// Whether nothing would be lost with this outbox: no event waits for a
-    /// webhook and no camera has an incident running.
-    pub fn is_quiet(&self) -> Result<bool> {
-        let running: i64 =
-            self.conn()
-                .query_row("SELECT COUNT(*) FROM open_incidents", [], |r| r.get(0))?;
-        Ok(running == 0 && self.stats()?.pending_events == 0)
     }
 
     /// [`Outbox::open_writable`] for `run`; with `[outbox] on_damage =

@@ -216,7 +216,7 @@ impl LiveState {
         }
         if let Some(problem) = &self.outbox_in_memory {
             outbox["error"] = json!(format!(
-                "the outbox is in memory, since the disk would not open it at start ({problem}): events are sent, but lost if the service stops; free space on the disk under [outbox] path (or replace a card gone read-only): the service goes back to the file by itself within 10 minutes of that, once nothing waits in memory"
+                "the outbox is in memory, since the disk would not open it at start ({problem}): events are sent, but lost if the service stops; free space on the disk under [outbox] path (or replace a card gone read-only), then restart the service when pending_events is 0"
             ));
         }
         if let Some(stalled) = self.outbox.stalled_for().filter(|s| *s > OUTBOX_LIMIT) {

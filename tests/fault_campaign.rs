@@ -777,69 +777,6 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
     }
 }
 
-#[tokio::test]
-async fn a_run_on_an_outbox_in_memory_goes_back_to_the_file_once_the_disk_has_room() {
-    // Kept in memory, alerts do not survive a stop: once the disk takes the
-    // file again and nothing waits in memory, `run` stops by itself for
-    // systemd to start it again on the file (before, only a person did).
-    let _one = one_at_a_time().await;
-    let setup = Setup {
-        interval_s: 0.5,
-        ..Setup::default()
-    };
-    let Some(site) = SmallDiskSite::new(|_| fixture_frame(0), setup).await else {
-        return;
-    };
-    let (config, outbox, store, disk, dir) = (
-        &site.config,
-        &site.outbox,
-        &site.store,
-        &site.disk,
-        &site.dir,
-    );
-    let log = dir.path().join("journal.log");
-    let mut monitor = Monitor::start_logged(config, &[], &log);
-    assert!(monitor.terminate().await.success());
-    fill(&disk.0);
-    let recheck = [(wildfire_watch::monitor::DISK_RECHECK_ENV, "300")];
-    let mut monitor = Monitor::start_logged(config, &recheck, &log);
-    wait_for("outbox.unavailable delivered", || async {
-        (!events_of_type(store, "outbox.unavailable").is_empty()).then_some(())
-    })
-    .await;
-    // While the disk is full it stays, in memory.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        monitor.child.try_wait().unwrap().is_none(),
-        "{}",
-        journal(&log)
-    );
-    assert_eq!(monitor.metric("wildfire_outbox_in_memory").await, Some(1.0));
-    std::fs::remove_file(disk.0.join("filler")).unwrap();
-    let deadline = Instant::now() + common::PATIENCE;
-    let stopped = loop {
-        if let Some(status) = monitor.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run did not stop by itself:\n{}",
-            journal(&log)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(stopped.success(), "{}", journal(&log));
-    assert!(
-        journal(&log).contains("takes the outbox again and nothing waits in memory"),
-        "{}",
-        journal(&log)
-    );
-    let mut monitor = Monitor::start_logged(config, &[], &log);
-    assert_eq!(monitor.metric("wildfire_outbox_in_memory").await, Some(0.0));
-    assert!(monitor.terminate().await.success());
-    assert_eq!(integrity(outbox), "ok");
-}
-
 /// A monitor's surroundings with its outbox on a 16 MB tmpfs: a reference
 /// receiver storing into `store` and a camera. `None` where a tmpfs cannot
 /// be mounted (not root). Fields drop in order: the camera, then the tmpfs,
