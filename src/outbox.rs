@@ -333,7 +333,7 @@ fn keep_in_memory(
 ) -> Result<(Outbox, Vec<SetAside>, Storage)> {
     let problem = format!("{error:#}");
     error!(
-        "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only), then restart the service when /healthz shows no event waiting"
+        "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only; or, where the disk is fine, let the unit write there: the shipped one writes only under /var/lib/wildfire-watch), then restart the service when /healthz shows no event waiting"
     );
     let (endpoints, max_events, max_age) = configured(config);
     let outbox = Outbox::in_memory(endpoints, max_events.min(IN_MEMORY_MAX_EVENTS), max_age)?;
@@ -1572,16 +1572,15 @@ fn prune_copies(path: &Path, needed: u64, free: impl Fn(&Path) -> Option<u64>) -
     deleted
 }
 
-/// The copies set aside beside the outbox at `path` whose `outbox.replaced`
-/// is stored (no notice left), oldest first (by modification time, then
-/// name), each with its size and that of its `-wal` and `-shm`.
 /// Whether `rest`, after `OUTBOX.damaged-`, is what [`begin`] names a copy:
 /// a stamp (`20250101T000000Z`) and maybe `-N`. Anything else beside the
 /// copies (a person's `.recovered` database, an archive of one, a side
-/// file or a notice) is not a copy, and never deleted.
+/// file or a notice) is not a copy, and never deleted. Read as bytes: a
+/// name with a multi-byte character where the stamp ends must not panic
+/// every start that prunes.
 fn is_copy_stamp(rest: &str) -> bool {
+    let rest = rest.as_bytes();
     let (stamp, n) = rest.split_at(rest.len().min(16));
-    let stamp = stamp.as_bytes();
     let digits = |r: std::ops::Range<usize>| stamp[r].iter().all(u8::is_ascii_digit);
     stamp.len() == 16
         && digits(0..8)
@@ -1589,10 +1588,13 @@ fn is_copy_stamp(rest: &str) -> bool {
         && digits(9..15)
         && stamp[15] == b'Z'
         && (n.is_empty()
-            || n.strip_prefix('-')
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+            || n.strip_prefix(b"-")
+                .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit)))
 }
 
+/// The copies set aside beside the outbox at `path` whose `outbox.replaced`
+/// is stored (no notice left), oldest first (by modification time, then
+/// name), each with its size and that of its `-wal` and `-shm`.
 fn reported_copies(path: &Path) -> Vec<(PathBuf, u64)> {
     let Some(name) = path.file_name() else {
         return Vec::new();
@@ -2210,6 +2212,7 @@ mod tests {
         write(&recovered, 1_000, 500);
         let archive = name("20250201T000000Z-2.tar.gz");
         write(&archive, 1_000, 500);
+        assert!(!is_copy_stamp("20250101-résumé") && is_copy_stamp("20250101T000000Z-3"));
         assert_eq!(disk(&path), Some(12_000));
         let disk = |path: &Path| disk(path).map(|free| free + 2_000);
 
