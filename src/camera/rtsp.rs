@@ -83,8 +83,11 @@ impl Source for RtspSource {
                     crate::redact::shown_url_text(&url, "the RTSP url")
                 )));
             }
+            // Made before the thread: a closure that never runs (a runtime
+            // shutting down) drops it all the same.
+            let in_flight = InFlight(in_flight);
             tokio::task::spawn_blocking(move || {
-                let _in_flight = InFlight(in_flight);
+                let _in_flight = in_flight;
                 grab_one(&url, timeout)
             })
             .await
