@@ -668,13 +668,15 @@ impl CameraConfig {
 
     /// The ignore shapes as a mask (they were checked when the file was read).
     pub fn ignore_mask(&self) -> IgnoreMask {
-        IgnoreMask::new(
-            self.ignore
-                .iter()
-                .filter_map(|s| s.get_ref().parse().ok())
-                .collect(),
-        )
-        .owned_by(&format!("camera {}", self.id.get_ref()))
+        IgnoreMask::new(self.ignore_shapes()).owned_by(&format!("camera {}", self.id.get_ref()))
+    }
+
+    /// The ignore shapes, parsed (they were checked when the file was read).
+    pub fn ignore_shapes(&self) -> Vec<IgnoreShape> {
+        self.ignore
+            .iter()
+            .filter_map(|s| s.get_ref().parse().ok())
+            .collect()
     }
 }
 

@@ -803,15 +803,23 @@ fn hot_clusters(
             let mut cells = vec![false; rows * cols];
             for (r, c) in cluster {
                 own[r * cols + c] = true;
-                for rr in r.saturating_sub(1)..=(r + 1).min(rows - 1) {
-                    for cc in c.saturating_sub(1)..=(c + 1).min(cols - 1) {
-                        cells[rr * cols + cc] = true;
-                    }
-                }
+                mark_around(&mut cells, (r, c), grid);
             }
             Cluster { tiles: own, cells }
         })
         .collect()
+}
+
+/// Marks on `cells` (a `grid` of rows and columns) the tile at `(r, c)`
+/// and the 8 around it.
+fn mark_around(cells: &mut [bool], (r, c): (usize, usize), (rows, cols): (usize, usize)) {
+    for rr in r.saturating_sub(1)..=(r + 1).min(rows - 1) {
+        for cc in c.saturating_sub(1)..=(c + 1).min(cols - 1) {
+            if let Some(cell) = cells.get_mut(rr * cols + cc) {
+                *cell = true;
+            }
+        }
+    }
 }
 
 fn union(into: &mut [bool], cells: &[bool]) {
@@ -865,15 +873,7 @@ fn look_over_region(
         }
         match scores.layout.grid_pos(v.view) {
             None => warm.fill(true),
-            Some((r, c)) => {
-                for rr in r.saturating_sub(1)..=(r + 1).min(rows - 1) {
-                    for cc in c.saturating_sub(1)..=(c + 1).min(cols - 1) {
-                        if let Some(w) = warm.get_mut(rr * cols + cc) {
-                            *w = true;
-                        }
-                    }
-                }
-            }
+            Some(tile) => mark_around(&mut warm, tile, (rows, cols)),
         }
     }
     for ((t, &warm), &cell) in a.kept_at.iter_mut().zip(&warm).zip(&a.cells) {

@@ -441,11 +441,7 @@ impl ReplayCamera {
             }
         };
         let id = camera.id.get_ref();
-        let mut shapes: Vec<IgnoreShape> = camera
-            .ignore
-            .iter()
-            .filter_map(|s| s.get_ref().parse().ok())
-            .collect();
+        let mut shapes = camera.ignore_shapes();
         shapes.extend(args.ignore.iter().cloned());
         let owner = if args.ignore.is_empty() {
             format!("camera {id}")

@@ -384,15 +384,12 @@ fn configured(config: &crate::config::Config) -> (Vec<String>, u32, Duration) {
 /// or an I/O error (SQLite's `-shm` that a full disk cannot make among
 /// them). Nothing was committed; the same call can be tried again.
 pub fn is_storage_error(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| {
+    sqlite_errors(error).any(|e| {
         matches!(
-            e.downcast_ref::<rusqlite::Error>()
-                .and_then(rusqlite::Error::sqlite_error_code),
-            Some(
-                rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::SystemIoFailure
-                    | rusqlite::ErrorCode::ReadOnly
-            )
+            e.code,
+            rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::ReadOnly
         )
     })
 }
@@ -454,11 +451,10 @@ impl Outbox {
             );
         }
         Outbox::over(conn, endpoints, max_events, max_age).map_err(|e| {
-            let read_only = e.chain().any(|c| {
+            let read_only = sqlite_errors(&e).any(|c| {
                 matches!(
-                    c.downcast_ref::<rusqlite::Error>()
-                        .and_then(rusqlite::Error::sqlite_error_code),
-                    Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied)
+                    c.code,
+                    rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied
                 )
             });
             let hint = if read_only {
@@ -1098,13 +1094,19 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// held the write lock past [`BUSY_TIMEOUT`]. Nothing was changed; the same
 /// call can be tried again later.
 pub fn is_busy(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| {
+    sqlite_errors(error).any(|e| {
         matches!(
-            e.downcast_ref::<rusqlite::Error>()
-                .and_then(rusqlite::Error::sqlite_error_code),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            e.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
         )
     })
+}
+
+/// What SQLite said, in each link of `error`'s chain that is its error.
+fn sqlite_errors(error: &anyhow::Error) -> impl Iterator<Item = rusqlite::ffi::Error> + '_ {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<rusqlite::Error>()?.sqlite_error().copied())
 }
 
 /// Begins a transaction that may write. IMMEDIATE takes the write lock at
@@ -1488,12 +1490,16 @@ fn log_set_aside(path: &Path, set_aside: &SetAside) {
 /// `-wal` and `-shm` measured on tmpfs; [`Outbox::open_making_room`] frees
 /// that where twice a tiny damaged file is not enough.)
 fn room_for(path: &Path) -> u64 {
+    size_with_side_files(path).saturating_mul(2)
+}
+
+/// The bytes of the database at `path` with its `-wal` and `-shm`.
+fn size_with_side_files(path: &Path) -> u64 {
     ["", SIDE_FILES[0], SIDE_FILES[1]]
         .iter()
         .filter_map(|s| std::fs::metadata(with_suffix(path, s)).ok())
         .map(|m| m.len())
-        .sum::<u64>()
-        .saturating_mul(2)
+        .sum()
 }
 
 /// Whether the disk under `path`, not the service's setup, refuses the
@@ -1503,11 +1509,7 @@ fn room_for(path: &Path) -> u64 {
 /// `run` stops and says what to fix, rather than send someone up the
 /// mountain to replace a card.
 fn disk_refuses(path: &Path, error: &anyhow::Error) -> bool {
-    let read_only = error.chain().any(|e| {
-        e.downcast_ref::<rusqlite::Error>()
-            .and_then(rusqlite::Error::sqlite_error_code)
-            == Some(rusqlite::ErrorCode::ReadOnly)
-    });
+    let read_only = sqlite_errors(error).any(|e| e.code == rusqlite::ErrorCode::ReadOnly);
     is_storage_error(error) && (!read_only || mounted_read_only(path))
 }
 
@@ -1543,15 +1545,12 @@ fn free_space(path: &Path) -> Option<u64> {
 /// a `-shm` it could not grow (what a full tmpfs gives at open), or the OS's
 /// "no space left".
 fn is_full(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<rusqlite::Error>()
-            .and_then(rusqlite::Error::sqlite_error)
-            .is_some_and(|e| {
-                e.code == rusqlite::ErrorCode::DiskFull
-                    || e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
-            })
-            || c.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
+    sqlite_errors(e).any(|e| {
+        e.code == rusqlite::ErrorCode::DiskFull
+            || e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+    }) || e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
     })
 }
 
@@ -1620,11 +1619,7 @@ fn reported_copies(path: &Path) -> Vec<(PathBuf, u64)> {
         })
         .filter_map(|copy| {
             let modified = std::fs::metadata(&copy).and_then(|m| m.modified()).ok()?;
-            let size = ["", SIDE_FILES[0], SIDE_FILES[1]]
-                .iter()
-                .filter_map(|s| std::fs::metadata(with_suffix(&copy, s)).ok())
-                .map(|m| m.len())
-                .sum();
+            let size = size_with_side_files(&copy);
             Some((modified, copy, size))
         })
         .collect();
