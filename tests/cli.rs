@@ -113,9 +113,8 @@ fn hillside_named_by_time(seconds_apart: u64) -> tempfile::TempDir {
     dir
 }
 
-/// `replay --json ARGS FOLDER`, which must succeed: the frame and time of
-/// its first `incident.started`, and its log.
-fn first_start(args: &[&std::ffi::OsStr], folder: &Path) -> (String, String, String) {
+/// `replay --json ARGS FOLDER`, which must succeed.
+fn replay_json(args: &[&std::ffi::OsStr], folder: &Path) -> Output {
     let out = bin()
         .args(["replay", "--json"])
         .args(args)
@@ -123,6 +122,13 @@ fn first_start(args: &[&std::ffi::OsStr], folder: &Path) -> (String, String, Str
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+/// [`replay_json`]: the frame and time of its first `incident.started`,
+/// and its log.
+fn first_start(args: &[&std::ffi::OsStr], folder: &Path) -> (String, String, String) {
+    let out = replay_json(args, folder);
     let lines = json_lines(&out);
     let started = lines
         .iter()
@@ -185,13 +191,7 @@ fn replay_times_stills_by_their_file_names() {
 #[test]
 fn replay_warns_of_footage_the_start_rule_cannot_use() {
     let replay = |args: &[&std::ffi::OsStr], folder: &Path| {
-        let out = bin()
-            .args(["replay", "--json"])
-            .args(args)
-            .arg(folder)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        let out = replay_json(args, folder);
         let starts = json_lines(&out)
             .iter()
             .filter(|l| l["type"] == "incident.started")

@@ -824,6 +824,20 @@ impl SmallDiskSite {
         })
     }
 
+    /// The name of a copy of the outbox set aside at `stamp`.
+    fn copy(&self, stamp: &str) -> PathBuf {
+        self.disk.0.join(format!("outbox.sqlite3.damaged-{stamp}"))
+    }
+
+    /// A copy set aside at `stamp`, 1 MB, whose `outbox.replaced` is owed
+    /// (its notice beside it).
+    fn owed_copy(&self, stamp: &str) -> PathBuf {
+        let owed = self.copy(stamp);
+        std::fs::write(&owed, vec![b'c'; 1 << 20]).unwrap();
+        std::fs::write(with(&owed, ".notice"), OWED_NOTICE).unwrap();
+        owed
+    }
+
     /// With `on_damage = "set_aside"` and the hillside frames.
     async fn setting_aside() -> Option<SmallDiskSite> {
         let setup = Setup {
@@ -1275,7 +1289,7 @@ async fn a_damaged_outbox_on_a_disk_full_of_old_copies_is_set_aside_after_deleti
         &site.disk,
         &site.dir,
     );
-    let copy = |stamp: &str| disk.0.join(format!("outbox.sqlite3.damaged-{stamp}"));
+    let copy = |stamp: &str| site.copy(stamp);
     let mb = |n: usize| vec![b'c'; n << 20];
     // The rest of the system on the card.
     std::fs::write(disk.0.join("system"), mb(3)).unwrap();
@@ -1286,9 +1300,7 @@ async fn a_damaged_outbox_on_a_disk_full_of_old_copies_is_set_aside_after_deleti
     std::fs::write(with(&oldest, "-wal"), mb(1)).unwrap();
     let newer = copy("20250201T000000Z");
     std::fs::write(&newer, mb(1)).unwrap();
-    let owed = copy("20250301T000000Z");
-    std::fs::write(&owed, mb(1)).unwrap();
-    std::fs::write(with(&owed, ".notice"), OWED_NOTICE).unwrap();
+    let owed = site.owed_copy("20250301T000000Z");
     // Damaged again, filling what is left (~2 MB).
     fill_with(outbox, b"this is not an outbox ");
     let damaged = std::fs::read(outbox).unwrap();
@@ -1313,17 +1325,11 @@ async fn a_damaged_outbox_on_a_disk_full_of_old_copies_is_set_aside_after_deleti
     // Only the oldest reported copy went, with its log: 9 MB was enough.
     assert!(!oldest.exists() && !with(&oldest, "-wal").exists());
     assert!(newer.exists() && owed.exists());
-    let journal = journal(&log);
-    let deleted: Vec<&str> = journal.lines().filter(|l| l.contains("deleted")).collect();
-    assert_eq!(deleted.len(), 1, "{journal}");
-    assert!(
-        deleted[0].contains("WARN") && deleted[0].contains(&*oldest.to_string_lossy()),
-        "{deleted:?}"
-    );
+    let deleted = one_deletion(&log, &oldest);
     println!(
         "FIGURES set_aside_on_a_full_disk: damaged {} bytes set aside, both outbox.replaced delivered; journal: {}",
         damaged.len(),
-        deleted[0]
+        deleted
     );
 }
 
@@ -1337,20 +1343,11 @@ async fn an_outbox_that_cannot_be_made_for_lack_of_space_gets_the_room_of_report
     let Some(site) = SmallDiskSite::setting_aside().await else {
         return;
     };
-    let (config, outbox, store, disk, dir) = (
-        &site.config,
-        &site.outbox,
-        &site.store,
-        &site.disk,
-        &site.dir,
-    );
-    let copy = |stamp: &str| disk.0.join(format!("outbox.sqlite3.damaged-{stamp}"));
+    let (config, outbox, store, dir) = (&site.config, &site.outbox, &site.store, &site.dir);
     // Set aside by the start that then could not make the outbox: owed.
-    let owed = copy("20250301T000000Z");
-    std::fs::write(&owed, vec![b'c'; 1 << 20]).unwrap();
-    std::fs::write(with(&owed, ".notice"), OWED_NOTICE).unwrap();
+    let owed = site.owed_copy("20250301T000000Z");
     // An older copy, reported, that fills the disk.
-    let reported = copy("20250101T000000Z");
+    let reported = site.copy("20250101T000000Z");
     fill_with(&reported, b"an old outbox ");
     let size = std::fs::metadata(&reported).unwrap().len();
 
@@ -1362,16 +1359,10 @@ async fn an_outbox_that_cannot_be_made_for_lack_of_space_gets_the_room_of_report
     assert!(!reported.exists());
     assert!(owed.exists());
     assert_eq!(integrity(outbox), "ok");
-    let journal = journal(&log);
-    let deleted: Vec<&str> = journal.lines().filter(|l| l.contains("deleted")).collect();
-    assert_eq!(deleted.len(), 1, "{journal}");
-    assert!(
-        deleted[0].contains("WARN") && deleted[0].contains(&*reported.to_string_lossy()),
-        "{deleted:?}"
-    );
+    let deleted = one_deletion(&log, &reported);
     println!(
         "FIGURES outbox_made_on_a_full_disk: a reported copy of {size} bytes deleted, outbox.replaced delivered; journal: {}",
-        deleted[0]
+        deleted
     );
 }
 
@@ -1387,9 +1378,7 @@ async fn a_notice_stays_while_its_outbox_replaced_is_only_in_memory() {
         return;
     };
     let (config, store, disk, dir) = (&site.config, &site.store, &site.disk, &site.dir);
-    let owed = disk.0.join("outbox.sqlite3.damaged-20250301T000000Z");
-    std::fs::write(&owed, vec![b'c'; 1 << 20]).unwrap();
-    std::fs::write(with(&owed, ".notice"), OWED_NOTICE).unwrap();
+    let owed = site.owed_copy("20250301T000000Z");
     fill_with(&disk.0.join("other-files"), b"not an outbox ");
 
     let log = dir.path().join("run.log");
@@ -1405,6 +1394,19 @@ async fn a_notice_stays_while_its_outbox_replaced_is_only_in_memory() {
         "the notice went with its event only in memory:\n{}",
         journal(&log)
     );
+}
+
+/// The journal line at `log` that says `copy` was deleted, the only
+/// deletion, at `WARN`.
+fn one_deletion(log: &Path, copy: &Path) -> String {
+    let journal = journal(log);
+    let deleted: Vec<&str> = journal.lines().filter(|l| l.contains("deleted")).collect();
+    assert_eq!(deleted.len(), 1, "{journal}");
+    assert!(
+        deleted[0].contains("WARN") && deleted[0].contains(&*copy.to_string_lossy()),
+        "{deleted:?}"
+    );
+    deleted[0].to_string()
 }
 
 /// `path` with `suffix` added to its name.
