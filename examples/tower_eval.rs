@@ -69,6 +69,10 @@ struct Args {
     /// The split written by models/tower_split.py.
     #[arg(long)]
     split: Option<PathBuf>,
+    /// This project's boxes for smoke the pool left unlabelled, added to
+    /// boxes.jsonl's [default: models/tower_extra_boxes.jsonl].
+    #[arg(long)]
+    extra_boxes: Option<PathBuf>,
     /// Pixels around masks and boxes in which a tile or crop is not a negative.
     #[arg(long, default_value_t = 32)]
     margin: u32,
@@ -317,9 +321,31 @@ fn default_datasets() -> PathBuf {
     )
 }
 
-/// The frames of the validation groups, in labels.csv order. Frames whose
-/// smoke is unknown (-1) are left out.
-fn validation_frames(root: &Path, split: &Path) -> Result<Vec<Frame>> {
+/// Adds the boxes of a boxes.jsonl file to `boxes`, after those a frame
+/// already has.
+fn read_boxes(path: &Path, boxes: &mut BTreeMap<String, Vec<(String, NormBox)>>) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let b: BoxLine = serde_json::from_str(line)
+            .with_context(|| format!("line {} of {} is not valid", n + 1, path.display()))?;
+        let list = b
+            .boxes
+            .into_iter()
+            .map(|(c, xc, yc, w, h)| (c, (xc, yc, w, h)));
+        boxes.entry(b.file).or_default().extend(list);
+    }
+    Ok(())
+}
+
+/// The frames of the validation groups, in labels.csv order, with the
+/// pool's boxes and then `extra_boxes`' (smoke the pool left unlabelled).
+/// Frames whose smoke is unknown (-1) are left out.
+fn validation_frames(root: &Path, split: &Path, extra_boxes: &Path) -> Result<Vec<Frame>> {
     #[derive(Deserialize)]
     struct Split {
         groups: BTreeMap<String, String>,
@@ -344,21 +370,18 @@ fn validation_frames(root: &Path, split: &Path) -> Result<Vec<Frame>> {
         )
     })?;
     let mut boxes = BTreeMap::new();
-    let box_text = std::fs::read_to_string(root.join("boxes.jsonl"))
-        .with_context(|| format!("cannot read boxes.jsonl in {}", root.display()))?;
-    for line in box_text.lines().filter(|l| !l.trim().is_empty()) {
-        let b: BoxLine =
-            serde_json::from_str(line).context("a line of boxes.jsonl is not valid")?;
-        let list = b
-            .boxes
-            .into_iter()
-            .map(|(c, xc, yc, w, h)| (c, (xc, yc, w, h)));
-        boxes.insert(b.file, list.collect());
+    read_boxes(&root.join("boxes.jsonl"), &mut boxes)?;
+    let mut extra = BTreeMap::new();
+    read_boxes(extra_boxes, &mut extra)?;
+    let mut unmatched: Vec<String> = extra.keys().cloned().collect();
+    for (file, list) in extra {
+        boxes.entry(file).or_default().extend(list);
     }
     let mut frames = Vec::new();
     for row in reader.deserialize() {
         let row: Row =
             row.with_context(|| format!("a row of {} is not valid", labels.display()))?;
+        unmatched.retain(|f| *f != row.file);
         let Some(side) = split.groups.get(&row.split_hint) else {
             bail!(
                 "{}: group {} is not in the split; rerun models/tower_split.py after changing towersmoke",
@@ -382,6 +405,12 @@ fn validation_frames(root: &Path, split: &Path) -> Result<Vec<Frame>> {
             file: row.file,
         });
     }
+    ensure!(
+        unmatched.is_empty(),
+        "{} names frames that towersmoke does not hold: {}; fix its file names",
+        extra_boxes.display(),
+        unmatched.join(", ")
+    );
     ensure!(!frames.is_empty(), "the split has no validation frames");
     Ok(frames)
 }
@@ -554,7 +583,10 @@ fn main() -> Result<()> {
         .split
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tower_split.json"));
-    let frames = validation_frames(&datasets.join("towersmoke"), &split)?;
+    let extra_boxes = args.extra_boxes.clone().unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tower_extra_boxes.jsonl")
+    });
+    let frames = validation_frames(&datasets.join("towersmoke"), &split, &extra_boxes)?;
     let mut detector = Detector::load(
         &ModelSource::from_arg(args.model.as_deref()),
         DetectorOptions {
@@ -816,6 +848,65 @@ mod tests {
         let p = prf(&[0.9, 0.4], &[0.95, 0.1], 0.5);
         assert_eq!((p.tp, p.fp, p.fn_), (1, 1, 1));
         assert_eq!(best_f1(&[0.9, 0.4], &[0.95, 0.1]).threshold, 0.4);
+    }
+
+    /// A towersmoke folder of two validation frames (one with a pool box) and its split.
+    fn tiny_pool(dir: &Path) -> PathBuf {
+        std::fs::write(
+            dir.join("labels.csv"),
+            "file,smoke,flame,source,license,split_hint\n\
+             images/a.jpg,1,-1,s,l,group:g\nimages/b.jpg,1,-1,s,l,group:g\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("boxes.jsonl"),
+            r#"{"file": "images/a.jpg", "boxes": [["smoke", 0.5, 0.5, 0.1, 0.1]]}"#,
+        )
+        .unwrap();
+        let split = dir.join("split.json");
+        std::fs::write(&split, r#"{"groups": {"group:g": "val"}}"#).unwrap();
+        split
+    }
+
+    #[test]
+    fn extra_boxes_add_to_the_pools_and_must_name_its_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let split = tiny_pool(dir.path());
+        let extra = dir.path().join("extra.jsonl");
+        std::fs::write(
+            &extra,
+            r#"{"file": "images/a.jpg", "boxes": [["distant-smoke", 0.18, 0.35, 0.36, 0.2]]}"#,
+        )
+        .unwrap();
+        let frames = validation_frames(dir.path(), &split, &extra).unwrap();
+        let classes: Vec<&str> = frames[0].boxes.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(classes, ["smoke", "distant-smoke"]);
+        assert!(frames[1].boxes.is_empty());
+        // A box on a frame the pool does not hold is a typo, not a label.
+        std::fs::write(
+            &extra,
+            r#"{"file": "images/c.jpg", "boxes": [["distant-smoke", 0.18, 0.35, 0.36, 0.2]]}"#,
+        )
+        .unwrap();
+        let Err(err) = validation_frames(dir.path(), &split, &extra) else {
+            panic!("a box on a frame the pool does not hold was taken");
+        };
+        assert!(err.to_string().contains("images/c.jpg"), "{err}");
+    }
+
+    #[test]
+    fn a_distant_smoke_box_keeps_negatives_and_the_crop_away_without_being_smoke() {
+        // The plume of plume_map on the right, an unlabelled distant plume boxed on the left (0..230,
+        // 120..216): the left strip is no longer a crop, and a tile on that box is left out, not a
+        // positive.
+        let plume = rect(300, 200, 10, 100);
+        let mut mask = GrayImage::new(640, 480);
+        mask.put_pixel(305, 250, image::Luma([255]));
+        let map = SmokeMap::new(640, 480, Some(&mask), vec![plume], &[rect(0, 120, 230, 96)]);
+        assert_eq!(map.label(rect(0, 0, 224, 224), 32), Label::Unknown);
+        assert_eq!(map.clear_crop(224, 32), Some(rect(342, 0, 298, 480)));
+        let clear = SmokeMap::new(640, 480, Some(&mask), vec![plume], &[]);
+        assert_eq!(clear.label(rect(0, 0, 224, 224), 32), Label::Neg);
     }
 
     #[test]

@@ -68,7 +68,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import CLASSES, check_decoder, load_index, load_rgb, load_scene_negatives, load_tower_index, \
-    TowerSmokeMap, TOWER_SPLIT, \
+    TowerSmokeMap, TOWER_EXTRA_BOXES, TOWER_SPLIT, \
     tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, camera_artifacts, tower_view, \
     tower_smoke_crop, tower_photometric, sheared_plume, EXTRA_BOXES  # noqa: E402
 from views import frame_rect, make_views, to_tensor, working_size, OVERLAP  # noqa: E402
@@ -407,7 +407,9 @@ def file_sha1(path):
 
 
 def split_sha():
-    return file_sha1(TOWER_SPLIT)
+    """Keys the tower segments: the split, and this project's extra tower boxes, which move validation tiles
+    and crops (a stale cache would score the old validation silently)."""
+    return file_sha1(TOWER_SPLIT) + file_sha1(TOWER_EXTRA_BOXES)[:10]
 
 
 def cache_segment(args, net, key, gen):
