@@ -621,6 +621,19 @@ def load_state(net, path, imagenet=True):
         log("weights from", path)
 
 
+def wise(net, start, a):
+    """Weight-space ensembling of a fine-tune with its start (WiSE-FT, Wortsman et al. 2022): every float
+    weight becomes a x start + (1 - a) x fine-tuned. The pixel stage starts from the cached stages' network,
+    so the two lie in one basin and the mean is a network of its own, not an average of two strangers (two
+    independent runs averaged lost flame recall, models/README.md). 2026.12.04.1: a = 0.5 kept the tower
+    gain of four pixel epochs and gave back flame recall they had cost (models/README.md)."""
+    if a == 0:
+        return
+    mixed = {k: a * start[k] + (1 - a) * v if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    net.load_state_dict(mixed)
+    log(f"weights: {a} x the pixel stage's start + {1 - a:g} x its end (--pixel-wise)")
+
+
 def train_pixels(net, items, tower_items, scene_items, args):
     """The pixel stage (--pixel-epochs, after the cached stages): blocks[--pixel-from-block:], conv_head
     and the head fine-tuned on pixel views cut and augmented afresh each epoch (pixel_samples), BatchNorm
@@ -1052,6 +1065,9 @@ def main():
     ap.add_argument("--pixel-from-block", type=int, default=5,
                     help="the first backbone block the pixel stage trains (0-15; blocks before it stay frozen)")
     ap.add_argument("--pixel-lr", type=float, default=5e-5, help="pixel stage learning rate (the head's: 3x)")
+    ap.add_argument("--pixel-wise", type=float, default=0.0, metavar="A",
+                    help="after the pixel stage, weigh its starting weights A and its own 1 - A (WiSE-FT: keeps "
+                         "more of what the start knew, flame for one; 0 = the fine-tuned weights alone)")
     ap.add_argument("--pixel-firesmoke", type=float, default=0.25,
                     help="fraction of the firesmoke training images the pixel stage cuts again each epoch")
     ap.add_argument("--working-long-side", type=lambda v: None if v == "native" else int(v), default=960,
@@ -1084,6 +1100,8 @@ def main():
         ap.error("--pixel-epochs needs --mode top, --towersmoke > 0 and the flame-context and Abonia masks off")
     if not 0 <= args.pixel_from_block <= 15:
         ap.error("--pixel-from-block must be 0-15")
+    if not 0 <= args.pixel_wise < 1:
+        ap.error("--pixel-wise must be at least 0 and under 1 (1 would undo the pixel stage)")
     if args.pixel_only and not (args.state and args.pixel_epochs > 0):
         ap.error("--pixel-only needs --state (the weights to go on from) and --pixel-epochs > 0")
     if args.imagenet_bn and not (args.state or "").endswith(".onnx"):
@@ -1115,7 +1133,9 @@ def main():
         net.load_state_dict(torch.load(args.imagenet_bn), strict=False)
     if args.pixel_only:
         load_state(net, args.state, imagenet=args.imagenet_bn is None)
+        start = {k: v.clone() for k, v in net.state_dict().items()}
         train_pixels(net, items, tower_items, scene_items, args)
+        wise(net, start, args.pixel_wise)
         os.makedirs(args.out, exist_ok=True)
         torch.save(net.state_dict(), os.path.join(args.out, "state.pt"))
         log(f"pixel stage alone done in {time.time() - t_start:.0f}s: {os.path.join(args.out, 'state.pt')}")
@@ -1180,7 +1200,9 @@ def main():
             train_top(net, C, np.concatenate([tr] + [hard] * args.hard_negatives), args, epochs=args.hard_epochs,
                       lr_scale=0.3, pos_weight=pos_weights(C, tr))
     if args.pixel_epochs > 0:
+        start = {k: v.clone() for k, v in net.state_dict().items()}
         train_pixels(net, items[:n_firesmoke], tower_items, scene_items, args)
+        wise(net, start, args.pixel_wise)
     if args.pixel_epochs > 0 or args.state:  # a state may have moved any block, so the cached trunk is stale
         P = predict_pixels(args, net, feature_segments(args, items[:n_firesmoke], tower_items, scene_items), C, va)
     else:
