@@ -316,7 +316,15 @@ fn replay_judges_footage_by_a_configured_cameras_settings() {
     );
     assert!(stderr(&out).contains("judging the footage as camera west"));
 
-    // East has the model's: the plume starts an incident, named for east.
+    // East has the model's (its sidecar's): the plume starts an incident, named for east.
+    let sidecar: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/wildfire-tiles.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
     let out = replay(Some("east"));
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = json_lines(&out);
@@ -327,7 +335,7 @@ fn replay_judges_footage_by_a_configured_cameras_settings() {
     assert!(started["id"].as_str().unwrap().starts_with("east-smoke-"));
     assert_eq!(
         lines.last().unwrap()["summary"]["thresholds"]["smoke"],
-        0.97
+        sidecar["thresholds"]["smoke"]
     );
 }
 
