@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""wildfire-watch tile classifier: one-command, seeded, CPU-only training recipe.
+"""wildfire-watch tile classifier: seeded training recipe (CPU; the pixel stage also on a CUDA device).
 
     python models/train.py --cache DIR --scene-negatives RMN --train-seed 1   # from the repo root, in a
                                                                              # venv of models/requirements.txt
 
 where RMN is the rm-n fire that ../shared/datasets/rebuild/rmn_sequence.py rebuilds (its
-hpwren_20160604_rm-n-mobo-c folder, outside the repository). That command reproduces the shipped
-models/wildfire-tiles.onnx + .json (version 2026.12.02.7; also writes models/train_report.json). With
+hpwren_20160604_rm-n-mobo-c folder, outside the repository). That command reproduces model 2026.12.02.7
+(models/wildfire-tiles.onnx + .json and models/train_report.json), the start of the shipped 2026.12.04.1:
+its pixel stage (--pixel-only on models/device_bundle.py's data, --pixel-wise 0.5) and the run that scores
+it (--state) are the two commands after it in models/README.md, Training recipe. With
 --towersmoke-photometric 0, no --train-seed and --version 2026.12.02.6 it reproduces the model before; without
 --scene-negatives as well and with --version 2026.12.02.5, the one before that. The defaults: --data
 ../shared/datasets --out models/ --mode top --epochs 5 --extra-boxes 1 --flip 1 --zoom 3000 --zoom-synth 1500
