@@ -61,12 +61,6 @@ def write_rows(path, fields, rows):
         w.writerows(rows)
 
 
-def mkdirs(*parts):
-    path = os.path.join(*parts)
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
 def write_boxes(src, dst, files):
     with open(src) as f, open(dst, "w") as out:
         for line in f:
@@ -110,9 +104,9 @@ def main():
     train = [it for it in load_tower_index(a.data) if it["split"] == "train"]
     # every row and box, the validation frames' too (without their images): the pixel stage reads the
     # training frames alone, and load_tower_index checks TOWER_EXTRA_BOXES against the whole list
-    shutil.copyfile(os.path.join(src, "labels.csv"), os.path.join(mkdirs(ds, "towersmoke"), "labels.csv"))
-    shutil.copyfile(os.path.join(src, "boxes.jsonl"), os.path.join(ds, "towersmoke", "boxes.jsonl"))
     os.makedirs(os.path.join(ds, "towersmoke", "masks"))
+    for name in ("labels.csv", "boxes.jsonl"):
+        shutil.copyfile(os.path.join(src, name), os.path.join(ds, "towersmoke", name))
     shrunk = 0
     for it in train:
         mask_dst = it["mask"] and os.path.join(ds, "towersmoke", "masks", os.path.basename(it["mask"]))
@@ -149,11 +143,10 @@ def main():
     for d in a.scene_negatives:
         name = os.path.basename(os.path.normpath(d))
         keep = {os.path.basename(it["path"]) for it in load_scene_negatives(a.data, [d], a.scene_negatives_before)}
-        fields, rows = rows_of(os.path.join(d, "labels.csv"))
-        rows = [r for r in rows if r["frame"] in keep]
+        fields, all_rows = rows_of(os.path.join(d, "labels.csv"))
+        rows = [r for r in all_rows if r["frame"] in keep]
         # the rule needs the first smoke frame to count from: keep it as a row, without its image
-        first_smoke = min((r for r in rows_of(os.path.join(d, "labels.csv"))[1] if r["smoke"] == "1"),
-                          key=lambda r: int(r["unix_time"]))
+        first_smoke = min((r for r in all_rows if r["smoke"] == "1"), key=lambda r: int(r["unix_time"]))
         write_rows(os.path.join(a.out, "scene", name, "labels.csv"), fields, rows + [first_smoke])
         for r in rows:
             copy_frame(os.path.join(d, r["frame"]), os.path.join(a.out, "scene", name, r["frame"]),

@@ -119,43 +119,46 @@ def load_onnx_weights(net, path):
     convolution before it; the BatchNorm's running statistics and scale are put back at the values of
     `net` (ImageNet's: they are frozen in every stage, and the scale is the only part a stage can move) and
     the convolution and BatchNorm shift are solved from the folded weights, so the network computes what
-    the file does. Returns the largest weight difference of the frozen trunk against `net`'s (ImageNet's)
-    own: 0 up to float rounding when the file was trained from these ImageNet weights."""
+    the file does. Returns the largest weight difference of the stem, which no stage trains (the pixel stage
+    can move every block), against `net`'s (ImageNet's) own: 0 up to float rounding when the file was trained
+    from these ImageNet weights."""
     import onnx
     from onnx import numpy_helper
     model = onnx.load(path)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+    def tensor(name):
+        return torch.from_numpy(inits[name].copy())  # onnx's arrays are read-only
     b = net.b
-    trunk_diff = 0.0
+    stem_diff = 0.0
     with torch.no_grad():
         for node in model.graph.node:
             if node.op_type != "Conv" or not node.name.startswith("/net/"):
                 continue
             path_ = node.name.removeprefix("/net/").removesuffix("/Conv")
             if path_ == "proj":
-                net.proj.weight.copy_(torch.from_numpy(inits[node.input[1]].copy()))
-                net.proj.bias.copy_(torch.from_numpy(inits[node.input[2]].copy()))
+                net.proj.weight.copy_(tensor(node.input[1]))
+                net.proj.bias.copy_(tensor(node.input[2]))
                 continue
-            owner, conv_name = (b, path_) if "/" not in path_ else (b.get_submodule(path_.split("/")[0]),
-                                                                     path_.split("/")[1])
+            block, _, conv_name = path_.rpartition("/")  # "_blocks.7/_expand_conv" or "_conv_stem"
+            owner = b.get_submodule(block) if block else b
             conv, bn = getattr(owner, conv_name), getattr(owner, BN_OF_CONV[conv_name])
-            w_f, b_f = torch.from_numpy(inits[node.input[1]].copy()), torch.from_numpy(inits[node.input[2]].copy())
+            w_f, b_f = tensor(node.input[1]), tensor(node.input[2])
             s = torch.sqrt(bn.running_var + bn.eps) / bn.weight  # folded = conv * weight / sqrt(var + eps)
             w = w_f * s.view(-1, 1, 1, 1)
             beta = b_f + bn.running_mean / s
-            if path_ == "_conv_stem" or (path_.startswith("_blocks.") and int(path_.split("/")[0][8:]) < SPLIT):
-                trunk_diff = max(trunk_diff, float((w - conv.weight).abs().max()),
-                                 float((beta - bn.bias).abs().max()))
+            if conv_name == "_conv_stem":
+                stem_diff = max(float((w - conv.weight).abs().max()), float((beta - bn.bias).abs().max()))
             conv.weight.copy_(w)
             bn.bias.copy_(beta)
         gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
-        net.fc.weight.copy_(torch.from_numpy(inits[gemm.input[1]].copy()))
-        net.fc.bias.copy_(torch.from_numpy(inits[gemm.input[2]].copy()))
-    return trunk_diff
+        net.fc.weight.copy_(tensor(gemm.input[1]))
+        net.fc.bias.copy_(tensor(gemm.input[2]))
+    return stem_diff
 
 
 def batchnorm_state(net):
-    """The BatchNorm entries of `net`'s state (running statistics, scale and shift, about 0.2 MB): with
+    """The BatchNorm entries of `net`'s state (running statistics, scale and shift, about 0.3 MB): with
     load_onnx_weights they rebuild the network of an exported file without the ImageNet weights package,
     on a machine that lacks it (train.py --imagenet-bn)."""
-    return {k: v for k, v in net.state_dict().items() if "._bn" in k or k.startswith("b._bn")}
+    return {k: v for k, v in net.state_dict().items() if "._bn" in k}

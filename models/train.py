@@ -610,14 +610,16 @@ def pixel_samples(items, tower_items, scene_items, T, args, rng):
 
 def load_state(net, path, imagenet=True):
     """Weights to go on from: a state a run saved (state_RUN.pt) or an exported ONNX file (net.py
-    load_onnx_weights). When `net` holds the ImageNet weights (`imagenet`), an ONNX file's frozen trunk must
-    match them: this recipe never trains it."""
+    load_onnx_weights). When `net` holds the ImageNet weights (`imagenet`), an ONNX file's stem must match
+    them: no stage of this recipe trains it (the pixel stage can move every block, 2026.12.04.1 blocks 5-15)."""
     if path.endswith(".onnx"):
-        trunk_diff = load_onnx_weights(net, path)
-        if imagenet and trunk_diff > 1e-4:
-            raise ValueError(f"{path}: its frozen blocks differ from ImageNet's by up to {trunk_diff:.2g}; "
-                             "it was not trained by this recipe, or --imagenet-bn is not ImageNet's")
-        log(f"weights from {path}" + (f" (frozen trunk within {trunk_diff:.1e} of ImageNet's)" if imagenet else ""))
+        stem_diff = load_onnx_weights(net, path)
+        # 2026.12.02.7's stem is ImageNet's within 2.4e-7; 2026.12.04.1's within 7.7e-4, its state having come
+        # back from the accelerator in float16. Weights from elsewhere differ by far more.
+        if imagenet and stem_diff > 1e-2:
+            raise ValueError(f"{path}: its stem differs from ImageNet's by up to {stem_diff:.2g}; "
+                             "it was not trained by this recipe")
+        log(f"weights from {path}" + (f" (stem within {stem_diff:.1e} of ImageNet's)" if imagenet else ""))
     else:
         net.load_state_dict(torch.load(path))
         log("weights from", path)
@@ -639,10 +641,12 @@ def wise(net, start, a):
 def train_pixels(net, items, tower_items, scene_items, args):
     """The pixel stage (--pixel-epochs, after the cached stages): blocks[--pixel-from-block:], conv_head
     and the head fine-tuned on pixel views cut and augmented afresh each epoch (pixel_samples), BatchNorm
-    statistics frozen, at --pixel-lr (the head at 3x) warmed up over 50 steps and decayed linearly to 0."""
+    statistics frozen, at --pixel-lr (the head at 3x) warmed up over 50 steps and decayed linearly to 0; then,
+    with --pixel-wise, averaged with the weights it started from (wise)."""
     seed = (args.seed if args.train_seed is None else args.train_seed) + 1000
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
     dev = torch.device(args.device)
     net.to(dev)
     b = net.b
@@ -685,6 +689,7 @@ def train_pixels(net, items, tower_items, scene_items, args):
         log(f"pixel epoch {ep + 1}/{args.pixel_epochs} loss {tot / nb:.4f} ({time.time() - t0:.0f}s)")
         del X
     net.to("cpu")
+    wise(net, start, args.pixel_wise)
     net.eval()
 
 
@@ -1108,8 +1113,6 @@ def main():
         ap.error("--pixel-only needs --state (the weights to go on from) and --pixel-epochs > 0")
     if args.imagenet_bn and not (args.state or "").endswith(".onnx"):
         ap.error("--imagenet-bn rebuilds the network from an exported file: give --state a .onnx file")
-    if args.cache is None and args.pixel_only:
-        args.cache = args.out  # nothing is cached; pixel_only writes its weights to --out
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -1135,9 +1138,7 @@ def main():
         net.load_state_dict(torch.load(args.imagenet_bn), strict=False)
     if args.pixel_only:
         load_state(net, args.state, imagenet=args.imagenet_bn is None)
-        start = {k: v.clone() for k, v in net.state_dict().items()}
         train_pixels(net, items, tower_items, scene_items, args)
-        wise(net, start, args.pixel_wise)
         os.makedirs(args.out, exist_ok=True)
         torch.save(net.state_dict(), os.path.join(args.out, "state.pt"))
         log(f"pixel stage alone done in {time.time() - t_start:.0f}s: {os.path.join(args.out, 'state.pt')}")
@@ -1202,9 +1203,7 @@ def main():
             train_top(net, C, np.concatenate([tr] + [hard] * args.hard_negatives), args, epochs=args.hard_epochs,
                       lr_scale=0.3, pos_weight=pos_weights(C, tr))
     if args.pixel_epochs > 0:
-        start = {k: v.clone() for k, v in net.state_dict().items()}
         train_pixels(net, items[:n_firesmoke], tower_items, scene_items, args)
-        wise(net, start, args.pixel_wise)
     if args.pixel_epochs > 0 or args.state:  # a state may have moved any block, so the cached trunk is stale
         P = predict_pixels(args, net, feature_segments(args, items[:n_firesmoke], tower_items, scene_items), C, va)
     else:
