@@ -1,9 +1,11 @@
 //! Webhook delivery: takes events from the outbox and POSTs them, signed, to
 //! each control room, retrying until they are taken or expire.
 //!
-//! Per endpoint, events go strictly in creation order: the oldest undelivered
-//! event is retried until it is settled before the next one is tried. How an
-//! answer settles an attempt:
+//! Per endpoint, events go one at a time, incidents first: the oldest
+//! undelivered incident event, else the oldest undelivered event, is retried
+//! until it is settled before the next one is tried ([`Outbox::head`]: after
+//! a long outage a new fire does not wait behind the camera events queued
+//! meanwhile). How an answer settles an attempt:
 //!
 //! - `2xx`: delivered.
 //! - `410 Gone`: the endpoint is disabled (logged, counted, kept across
@@ -721,9 +723,13 @@ async fn deliver_next(
             Err(e) => return Err(e),
         }
     }
-    let (url, after) = (
+    let (url, skip) = (
         endpoint.url.clone(),
-        worker.settled.last().map(|(seq, _)| *seq),
+        worker
+            .settled
+            .iter()
+            .map(|(seq, _)| *seq)
+            .collect::<Vec<i64>>(),
     );
     let turn = outbox
         .call(move |outbox| -> Result<Turn> {
@@ -735,7 +741,7 @@ async fn deliver_next(
             let (head, newest_start) = if outbox.disabled_reason(&url)?.is_some() {
                 (None, None)
             } else {
-                (outbox.head_after(&url, after)?, outbox.newest_start()?)
+                (outbox.head_skipping(&url, &skip)?, outbox.newest_start()?)
             };
             Ok(Turn {
                 head,

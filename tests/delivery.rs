@@ -58,6 +58,16 @@ fn event(i: usize) -> OutgoingEvent {
     }
 }
 
+/// Event `i` as a camera event (`camera.offline`).
+fn camera_event(i: usize) -> OutgoingEvent {
+    OutgoingEvent {
+        id: format!("tower-7-c{i}"),
+        kind: EventKind::Camera,
+        body: format!("{{\"type\":\"camera.offline\",\"id\":\"tower-7-c{i}\",\"n\":{i}}}"),
+        ..event(i)
+    }
+}
+
 /// Runs the worker until the outbox is idle, within [`PATIENCE`].
 async fn deliver_all(outbox: &Arc<Outbox>, url: &str, options: DeliveryOptions) {
     tokio::time::timeout(
@@ -768,12 +778,13 @@ async fn a_sender_killed_mid_delivery_loses_nothing_and_resends_under_the_same_i
 /// writes were refused.
 async fn deliver_three_on_a_full_disk(
     script: common::Script,
+    events: [OutgoingEvent; 3],
 ) -> (Arc<Outbox>, tempfile::TempDir, Vec<String>) {
     let (url, seen, _) = scripted_server(script).await;
     let dir = tempfile::tempdir().unwrap();
     let outbox = Arc::new(open_outbox(dir.path(), &url));
-    for i in 0..3 {
-        outbox.enqueue(&event(i)).unwrap();
+    for e in &events {
+        outbox.enqueue(e).unwrap();
     }
     outbox.refuse_writes(true);
     let worker = tokio::spawn(delivery::run(
@@ -810,7 +821,8 @@ async fn deliver_three_on_a_full_disk(
 async fn with_the_disk_full_delivery_goes_on_and_sends_nothing_twice() {
     // The receiver takes everything: each stored event goes once, in
     // order, and what was taken is recorded once the disk takes writes.
-    let (outbox, _dir, sent) = deliver_three_on_a_full_disk(Arc::new(|_| ok())).await;
+    let (outbox, _dir, sent) =
+        deliver_three_on_a_full_disk(Arc::new(|_| ok()), [event(0), event(1), event(2)]).await;
     assert_eq!(sent, ["tower-7-e0", "tower-7-e1", "tower-7-e2"]);
     assert_eq!(outbox.stats().unwrap().delivered, 3);
 }
@@ -819,15 +831,53 @@ async fn with_the_disk_full_delivery_goes_on_and_sends_nothing_twice() {
 async fn with_the_disk_full_a_refused_event_holds_back_nothing_and_goes_once() {
     // The receiver refuses e0 for good (400) and takes the rest: e0 is not
     // sent again, e1 and e2 go, and all three are settled once writes work.
-    let (outbox, _dir, sent) = deliver_three_on_a_full_disk(Arc::new(|n| {
-        if n == 0 {
-            Reply::Answer(400, vec![], "bad".into())
-        } else {
-            ok()
-        }
-    }))
+    let (outbox, _dir, sent) = deliver_three_on_a_full_disk(
+        Arc::new(|n| {
+            if n == 0 {
+                Reply::Answer(400, vec![], "bad".into())
+            } else {
+                ok()
+            }
+        }),
+        [event(0), event(1), event(2)],
+    )
     .await;
     assert_eq!(sent, ["tower-7-e0", "tower-7-e1", "tower-7-e2"]);
     let stats = outbox.stats().unwrap();
     assert_eq!((stats.rejected, stats.delivered), (1, 2));
+}
+
+#[tokio::test]
+async fn with_the_disk_full_an_incident_goes_first_and_the_rest_follow_once() {
+    // An incident stored after a camera event goes first; the worker then
+    // goes back to the older camera event, past the incident it holds as
+    // taken in memory, and on to the newer one: none twice, none left.
+    let (outbox, _dir, sent) = deliver_three_on_a_full_disk(
+        Arc::new(|_| ok()),
+        [camera_event(0), event(1), camera_event(2)],
+    )
+    .await;
+    assert_eq!(sent, ["tower-7-e1", "tower-7-c0", "tower-7-c2"]);
+    assert_eq!(outbox.stats().unwrap().delivered, 3);
+}
+
+#[tokio::test]
+async fn after_an_outage_a_new_fire_goes_before_the_camera_events_queued_earlier() {
+    // A camera that lost power again and again while the link was down left
+    // 300 events; the fire that follows reaches the control room first,
+    // and the camera events follow in the order they were raised.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let url = serve_receiver(&store).await;
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    for i in 0..300 {
+        outbox.enqueue(&camera_event(i)).unwrap();
+    }
+    outbox.enqueue(&event(300)).unwrap();
+    outbox.enqueue(&camera_event(301)).unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    let arrived = stored_ids(&store);
+    let mut expected = vec!["tower-7-e300".to_string()];
+    expected.extend((0..300).chain([301]).map(|i| format!("tower-7-c{i}")));
+    assert_eq!(arrived, expected);
 }
