@@ -9,7 +9,9 @@
 //! answers on `[status] listen`:
 //!
 //! - `GET /healthz`: JSON with each camera's state, the age of its last frame
-//!   and its last error, and the outbox depth; `200` when every camera is
+//!   and its last error, the outbox depth and whether network time holds the
+//!   clock (shown, not judged: a tower booted with its link down is
+//!   unsynchronized for as long, and is watching); `200` when every camera is
 //!   online and the outbox is not stuck in one call for [`OUTBOX_LIMIT`],
 //!   holds no event in memory and is not itself in memory, else `503` (so
 //!   `curl -f` and load balancers can use it).
@@ -230,6 +232,7 @@ impl LiveState {
             json!({
                 "status": if healthy { "ok" } else { "degraded" },
                 "uptime_s": self.started.elapsed().as_secs(),
+                "clock_synchronized": crate::clock::synchronized(),
                 "cameras": cameras,
                 "outbox": outbox,
             }),
@@ -429,6 +432,19 @@ impl LiveState {
                 "wildfire_endpoint_disabled{{endpoint=\"{}\"}} {}",
                 escape(url),
                 u8::from(*disabled)
+            );
+        }
+        if let Some(synchronized) = crate::clock::synchronized() {
+            head(
+                &mut out,
+                "clock_synchronized",
+                "gauge",
+                "1 while network time holds the system clock; at 0 events are stamped on an unset clock and receivers that check webhook-timestamp refuse them until it is set.",
+            );
+            let _ = writeln!(
+                out,
+                "wildfire_clock_synchronized {}",
+                u8::from(synchronized)
             );
         }
         out

@@ -134,6 +134,7 @@ async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
     assert_eq!(health["cameras"][0]["state"], "online");
     assert!(health["cameras"][0]["last_frame_age_s"].as_f64().unwrap() >= 0.0);
     assert!(health["outbox"]["pending_events"].is_u64());
+    assert_eq!(health["clock_synchronized"], synchronized, "{health}");
 
     let metrics = monitor.metrics().await;
     for series in [
@@ -152,6 +153,10 @@ async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
         assert!(metrics.contains(series), "no {series:?} in\n{metrics}");
     }
     assert!(monitor.metric("wildfire_delivered_total").await.unwrap() >= 2.0);
+    assert_eq!(
+        monitor.metric("wildfire_clock_synchronized").await,
+        synchronized.as_bool().map(|s| f64::from(u8::from(s)))
+    );
 
     let (status, jpeg) = monitor.get("/snapshot/west.jpg").await;
     assert_eq!(status, 200);
