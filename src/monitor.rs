@@ -42,7 +42,7 @@ use crate::confirm::{OpenIncident, RECENT_IDS};
 use crate::delivery::{self, DeliveryOptions, Endpoint, Until};
 use crate::detector::Detector;
 use crate::model::Class;
-use crate::outbox::{now_unix, Enqueued, Outbox, OutgoingEvent, Storage};
+use crate::outbox::{self, now_unix, Enqueued, Outbox, OutgoingEvent, Storage};
 use crate::outbox_thread::OutboxHandle;
 use crate::payload::{self, CameraChange};
 use crate::pipeline::CameraPipeline;
@@ -64,6 +64,24 @@ const INFERENCE_STOP: Duration = Duration::from_secs(10);
 /// TimeoutStopSec (30 s), so a slow disk's error is logged before systemd
 /// kills the process.
 const OUTBOX_DRAIN: Duration = Duration::from_secs(15);
+
+/// How often `run`, with its outbox in memory, looks whether the disk takes
+/// the file again ([`file_outbox_back`]). Each look is a `statvfs`, and only
+/// when that finds room, an open of the file (checked whole, as at a start).
+const FILE_OUTBOX_CHECK: Duration = Duration::from_secs(300);
+/// Room wanted on that disk before going back, besides twice the bytes held
+/// in memory (written once into the file, once into its log): about 60
+/// alerts with pictures, so that a disk with a few kilobytes free, which
+/// would take the copy and then refuse the next alert, is not taken for one
+/// that is back.
+const FILE_OUTBOX_SPARE: u64 = 8 << 20;
+/// A stop's whole budget, inside the unit's TimeoutStopSec (30 s): what is
+/// left of it after the inference thread and the outbox drain goes to
+/// storing an outbox in memory in the file.
+const STOP_BUDGET: Duration = Duration::from_secs(28);
+/// Test seam: milliseconds between [`file_outbox_back`]'s looks, for
+/// tests/fault_campaign.rs, which cannot wait 5 minutes.
+pub const FILE_CHECK_ENV: &str = "WILDFIRE_WATCH_TEST_FILE_CHECK_MS";
 
 /// How long a start may take to open (and check) the outbox before systemd
 /// gives up on it: 10 minutes, a gigabyte read at under 2 MB/s.
@@ -445,9 +463,22 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("cannot tell systemd we are ready: {e}");
     }
 
+    // With the outbox in memory, a disk that takes the file again ends the
+    // run: the stop below stores what memory holds in the file, and systemd
+    // (Restart=always) starts the service again on it.
+    let back_to_file = async {
+        if shared.state.outbox_in_memory.is_some() {
+            file_outbox_back(&shared).await
+        } else {
+            std::future::pending().await
+        }
+    };
     let mut inference_ended = false;
     let outcome = tokio::select! {
         r = shutdown_signal() => r.map(|name| info!("{name}: stopping")),
+        why = back_to_file => Err(anyhow!(
+            "{why}: stopping, to be started again on the outbox file (systemd restarts the service; the events kept in memory are stored in the file first)"
+        )),
         r = &mut inference_done => {
             inference_ended = true;
             Err(match r {
@@ -463,6 +494,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         Some(r) = tasks.join_next() => Err(anyhow!("a camera or timer task ended: {r:?}")),
     };
     let _ = sdnotify::notify("STOPPING=1");
+    let stopping = Instant::now();
     stop.store(true, Ordering::Relaxed);
     tasks.abort_all();
     // The frame being scored may be the one that confirms a fire: its
@@ -498,7 +530,81 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
             "stopping with events the outbox could not store: {lost:?} are lost; free space on the disk under [outbox] path"
         );
     }
+    if shared.state.outbox_in_memory.is_some() {
+        store_memory_in_file(&shared, STOP_BUDGET.saturating_sub(stopping.elapsed())).await;
+    }
     outcome
+}
+
+/// Waits, with the outbox in memory, until the disk under `[outbox] path`
+/// takes the file again ([`Outbox::file_takes_writes`]: not read-only, room
+/// for twice what memory holds and [`FILE_OUTBOX_SPARE`], the file opens and
+/// commits a write); returns what it found. The look runs on a blocking
+/// thread: opening checks the whole file, which can take minutes on a card,
+/// and the outbox thread must go on storing alerts meanwhile.
+async fn file_outbox_back(shared: &Arc<Shared>) -> String {
+    let every = test_delay(FILE_CHECK_ENV).unwrap_or(FILE_OUTBOX_CHECK);
+    let mut last_refusal = String::new();
+    loop {
+        tokio::time::sleep(every).await;
+        let held = match shared.outbox.call(|memory| memory.held_bytes()).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) | Err(e) => {
+                warn!("cannot measure the outbox in memory: {e:#}");
+                continue;
+            }
+        };
+        let needed = held.saturating_mul(2).saturating_add(FILE_OUTBOX_SPARE);
+        let look = tokio::task::spawn_blocking({
+            let shared = shared.clone();
+            move || Outbox::file_takes_writes(&shared.config, needed)
+        })
+        .await;
+        match look {
+            Ok(Ok(())) => {
+                return format!(
+                    "the disk under [outbox] path takes the outbox file {} again",
+                    shared.config.outbox.path.display()
+                )
+            }
+            Ok(Err(e)) => {
+                let refusal = format!("{e:#}");
+                if refusal != last_refusal {
+                    info!("the outbox stays in memory: {refusal}");
+                    last_refusal = refusal;
+                }
+            }
+            Err(e) => warn!("the look at the outbox file failed: {e}"),
+        }
+    }
+}
+
+/// At a stop with the outbox in memory, stores what it holds in the file at
+/// `[outbox] path` ([`Outbox::copy_into`]), if the disk takes it now, within
+/// `budget`: the next start sends those events and continues those
+/// incidents. A copy cut short by the budget (systemd then kills the
+/// process) commits nothing; what memory held is lost, as it was before.
+async fn store_memory_in_file(shared: &Arc<Shared>, budget: Duration) {
+    let copy = shared.outbox.call({
+        let shared = shared.clone();
+        move |memory| -> Result<outbox::Copied> {
+            let file = Outbox::for_config(&shared.config)?;
+            memory.copy_into(&file)
+        }
+    });
+    match tokio::time::timeout(budget, copy).await {
+        Ok(Ok(Ok(copied))) => info!(
+            "stored the {} event(s) and the running incidents of {} camera(s) kept in memory in the outbox file: the next start sends them",
+            copied.events, copied.cameras_with_running_incidents
+        ),
+        Ok(Ok(Err(e)) | Err(e)) => error!(
+            "the outbox is in memory and the file still refuses it ({e:#}): what memory holds is lost at this stop"
+        ),
+        Err(_) => error!(
+            "storing the outbox in memory in the file took over {:.0} s: what memory holds may be lost at this stop",
+            budget.as_secs_f64()
+        ),
+    }
 }
 
 async fn shutdown_signal() -> Result<&'static str> {

@@ -8,7 +8,10 @@
 //! on a disk that will not open or write the file (full, or gone read-only):
 //! it keeps an outbox in memory instead ([`Outbox::for_service`],
 //! [`Storage::InMemory`], at most [`IN_MEMORY_MAX_EVENTS`]), whose events are
-//! sent as usual but lost at a stop, and says so to the control room first.
+//! sent as usual, and says so to the control room first. Once the disk takes
+//! the file again ([`Outbox::file_takes_writes`]), and at any stop before,
+//! what memory holds is stored in the file ([`Outbox::copy_into`]); a power
+//! cut or a crash meanwhile loses it.
 //!
 //! Tables: `events` (one row per event, `seq` is creation order; `settled`
 //! once some endpoint took it or refused it for good, `taken` once some
@@ -195,6 +198,14 @@ pub enum Enqueued {
     DroppedFull,
 }
 
+/// What [`Outbox::copy_into`] stored in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Copied {
+    /// Events stored (not counting those the file held already).
+    pub events: usize,
+    pub cameras_with_running_incidents: usize,
+}
+
 /// Counts kept across restarts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OutboxStats {
@@ -343,7 +354,7 @@ fn keep_in_memory(
 ) -> Result<(Outbox, Vec<SetAside>, Storage)> {
     let problem = format!("{error:#}");
     error!(
-        "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only; or, where the disk is fine, let the unit write there: the shipped one writes only under /var/lib/wildfire-watch), then restart the service when /healthz shows no event waiting"
+        "{problem}: keeping new events in memory instead, where they are sent as usual but lost at a stop (events stored before stay in the file, sent after a start that can write it); free space on the disk under [outbox] path (or replace a card gone read-only; or, where the disk is fine, let the unit write there: the shipped one writes only under /var/lib/wildfire-watch), and the service goes back to the file by itself once the disk takes it, storing what memory holds there first"
     );
     let (endpoints, max_events, max_age) = configured(config);
     let outbox = Outbox::in_memory(endpoints, max_events.min(IN_MEMORY_MAX_EVENTS), max_age)?;
@@ -789,6 +800,98 @@ impl Outbox {
         self.commit(tx)
             .context("cannot commit the events and running incidents to the outbox")?;
         Ok(enqueued)
+    }
+
+    /// Stores what this outbox (one in memory: [`Outbox::in_memory`]) still
+    /// holds into `file`, in one transaction of `file`, so a stop keeps all
+    /// of it or none: every event some endpoint is still owed, under its id
+    /// (an endpoint that took it already may get it again, as after any
+    /// crash: receivers drop repeats by id), each camera's running
+    /// incidents and the ids of the incidents started lately. For `run`,
+    /// whose outbox in memory would otherwise be lost at its stop, once the
+    /// disk takes the file again (src/monitor.rs).
+    pub fn copy_into(&self, file: &Outbox) -> Result<Copied> {
+        let (events, running, started) = {
+            let conn = self.conn();
+            let events = conn
+                .prepare(
+                    "SELECT id, kind, created_at, body, 0, 0, incident_id, phase
+                     FROM events ORDER BY seq",
+                )?
+                .query_map([], |r| event_from_row(r, 0))?
+                .collect::<rusqlite::Result<Vec<OutgoingEvent>>>()?;
+            let running = conn
+                .prepare("SELECT camera, state FROM open_incidents")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+            let started = conn
+                .prepare("SELECT incident_id FROM started_incidents ORDER BY rowid")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            (events, running, started)
+        };
+        let now = now_unix();
+        let mut conn = file.conn();
+        let tx = write_transaction(&mut conn)?;
+        for id in &started {
+            remember_started(&tx, id)?;
+        }
+        let mut stored = 0;
+        for event in &events {
+            if let Enqueued::Stored { .. } = file.insert_event(&tx, event, now)? {
+                stored += 1;
+            }
+        }
+        for (camera, state) in &running {
+            tx.execute(
+                "INSERT OR REPLACE INTO open_incidents (camera, state, saved_at) VALUES (?1, ?2, ?3)",
+                params![camera, state, now],
+            )?;
+        }
+        file.commit(tx)
+            .context("cannot commit the events kept in memory to the outbox file")?;
+        Ok(Copied {
+            events: stored,
+            cameras_with_running_incidents: running.len(),
+        })
+    }
+
+    /// The bytes of the events this outbox holds (their bodies): what
+    /// [`Outbox::copy_into`] would write.
+    pub fn held_bytes(&self) -> Result<u64> {
+        let bytes: i64 = self.conn().query_row(
+            "SELECT COALESCE(SUM(length(body)), 0) FROM events",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(bytes.max(0) as u64)
+    }
+
+    /// Whether `run`, keeping its outbox in memory, can go back to the file
+    /// at `[outbox] path`: its disk is not mounted read-only, has `needed`
+    /// bytes free, and the file opens (checked whole, as at a start) and
+    /// commits a write (the `returns_to_file` counter). `Err` says why not.
+    pub fn file_takes_writes(config: &crate::config::Config, needed: u64) -> Result<()> {
+        let path = &config.outbox.path;
+        if mounted_read_only(path) {
+            anyhow::bail!("the disk under {} is mounted read-only", path.display());
+        }
+        if let Some(free) = free_space(path).filter(|free| *free < needed) {
+            anyhow::bail!(
+                "{:.1} MB free under {}, {:.1} MB wanted",
+                free as f64 / 1e6,
+                folder_of(path).display(),
+                needed as f64 / 1e6
+            );
+        }
+        let outbox = Outbox::for_config(config)?;
+        let mut conn = outbox.conn();
+        let tx = write_transaction(&mut conn)?;
+        count(&tx, "returns_to_file", 1)?;
+        outbox
+            .commit(tx)
+            .with_context(|| format!("cannot write to the outbox {}", path.display()))?;
+        Ok(())
     }
 
     /// The ids, newest first, of at most `n` incidents started lately whose
@@ -1760,8 +1863,20 @@ fn first_owed(conn: &Connection, sql: &str, endpoint: &str, skip: &[i64]) -> Res
 }
 
 fn pending_from_row(r: &rusqlite::Row) -> rusqlite::Result<Pending> {
-    let incident_id: Option<String> = r.get(7)?;
-    let phase: Option<String> = r.get(8)?;
+    Ok(Pending {
+        seq: r.get(0)?,
+        event: event_from_row(r, 1)?,
+        attempts: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+        next_attempt_at: r.get(6)?,
+    })
+}
+
+/// The event in columns `at..`: id, kind, created_at, body, then (at
+/// `at + 6` and `at + 7`) incident_id and phase, as [`SELECT_PENDING`] and
+/// [`Outbox::copy_into`] select them.
+fn event_from_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<OutgoingEvent> {
+    let incident_id: Option<String> = r.get(at + 6)?;
+    let phase: Option<String> = r.get(at + 7)?;
     let incident = match (
         incident_id,
         phase.as_deref().and_then(IncidentPhase::from_name),
@@ -1769,17 +1884,12 @@ fn pending_from_row(r: &rusqlite::Row) -> rusqlite::Result<Pending> {
         (Some(id), Some(phase)) => Some(IncidentRef { id, phase }),
         _ => None,
     };
-    Ok(Pending {
-        seq: r.get(0)?,
-        event: OutgoingEvent {
-            id: r.get(1)?,
-            kind: EventKind::from_name(&r.get::<_, String>(2)?),
-            created_at: r.get(3)?,
-            body: r.get(4)?,
-            incident,
-        },
-        attempts: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
-        next_attempt_at: r.get(6)?,
+    Ok(OutgoingEvent {
+        id: r.get(at)?,
+        kind: EventKind::from_name(&r.get::<_, String>(at + 1)?),
+        created_at: r.get(at + 2)?,
+        body: r.get(at + 3)?,
+        incident,
     })
 }
 
@@ -2410,6 +2520,101 @@ mod tests {
             Some("[\"flame\"]")
         );
         assert_eq!(outbox.stats().unwrap().pending_events, 2);
+    }
+
+    #[test]
+    fn an_outbox_in_memory_is_stored_in_the_file_whole_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoints = vec!["http://a/".to_string(), "http://b/".to_string()];
+        let memory = Outbox::in_memory(endpoints, 100, Duration::from_secs(3600)).unwrap();
+        let now = now_unix();
+        // a took the camera event, b not yet; the fire is owed to both and
+        // still burning; an older incident, delivered to both, is gone but
+        // for its id.
+        let old = incident_event("west-smoke-1.0", "west-smoke-1", IncidentPhase::Started);
+        memory.enqueue(&old).unwrap();
+        for endpoint in ["http://a/", "http://b/"] {
+            drain(&memory, endpoint);
+        }
+        memory
+            .enqueue(&event("offline", EventKind::Camera, now))
+            .unwrap();
+        let taken = memory.head("http://a/").unwrap().unwrap();
+        memory.mark_delivered("http://a/", taken.seq).unwrap();
+        let fire = incident_event("west-smoke-2.0", "west-smoke-2", IncidentPhase::Started);
+        memory
+            .record(std::slice::from_ref(&fire), "west", Some("[\"running\"]"))
+            .unwrap();
+        let held = memory.held_bytes().unwrap();
+        assert_eq!(held, (taken.event.body.len() + fire.body.len()) as u64);
+
+        // The file already holds an event of its own.
+        let file = open(dir.path(), 100);
+        file.enqueue(&event("before", EventKind::Heartbeat, now))
+            .unwrap();
+        let copied = memory.copy_into(&file).unwrap();
+        assert_eq!(
+            copied,
+            Copied {
+                events: 2,
+                cameras_with_running_incidents: 1
+            }
+        );
+        // Again: nothing twice.
+        assert_eq!(memory.copy_into(&file).unwrap().events, 0);
+        drop(file);
+
+        let file = open(dir.path(), 100);
+        assert_eq!(
+            drain(&file, "http://a/"),
+            ["west-smoke-2.0", "before", "offline"]
+        );
+        assert_eq!(
+            drain(&file, "http://b/"),
+            ["west-smoke-2.0", "before", "offline"]
+        );
+        let fire_in_file = file
+            .head("http://a/")
+            .unwrap()
+            .map(|p| p.event)
+            .unwrap_or(fire.clone());
+        assert_eq!(fire_in_file, fire);
+        assert_eq!(
+            file.open_incidents("west").unwrap().as_deref(),
+            Some("[\"running\"]")
+        );
+        assert_eq!(
+            file.started_incident_ids("west-", 10).unwrap(),
+            ["west-smoke-2", "west-smoke-1"]
+        );
+    }
+
+    #[test]
+    fn the_file_is_not_taken_back_while_its_disk_lacks_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let config = crate::config::Config::parse(
+            Path::new("test.toml"),
+            &format!(
+                "[device]\nid = \"t\"\nname = \"t\"\n[outbox]\npath = {:?}\n",
+                path.display().to_string()
+            ),
+        )
+        .unwrap();
+        let refused = Outbox::file_takes_writes(&config, u64::MAX).unwrap_err();
+        assert!(format!("{refused:#}").contains("MB wanted"), "{refused:#}");
+        assert!(!path.exists(), "a disk without room was written to");
+        Outbox::file_takes_writes(&config, 1).unwrap();
+        let outbox = open(dir.path(), 100);
+        let returns: i64 = outbox
+            .conn()
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'returns_to_file'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(returns, 1);
     }
 
     #[test]

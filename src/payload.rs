@@ -343,7 +343,7 @@ pub fn outbox_unavailable(device: &DeviceConfig, problem: &str, at: f64) -> Outg
         at,
         json!({
             "problem": problem,
-            "message": "The device could not open its outbox at start (its disk is full or read-only), so it keeps alerts in memory: they are sent as usual but lost if the device stops or loses power before they are delivered. The device keeps watching. Free space on the device's disk, or replace its storage card (the problem says which; a folder the service may not write is an installation to fix), then restart the service.",
+            "message": "The device could not open its outbox at start (its disk is full or read-only), so it keeps alerts in memory: they are sent as usual but lost if the device loses power or fails before they are delivered. The device keeps watching. Free space on the device's disk, or replace its storage card (the problem says which; a folder the service may not write is an installation to fix): the device then goes back to its disk by itself, within 5 minutes, keeping those alerts.",
         }),
     )
 }

@@ -218,7 +218,7 @@ impl LiveState {
         }
         if let Some(problem) = &self.outbox_in_memory {
             outbox["error"] = json!(format!(
-                "the outbox is in memory, since the disk would not open it at start ({problem}): events are sent, but lost if the service stops; free space on the disk under [outbox] path (or replace a card gone read-only), then restart the service when pending_events is 0"
+                "the outbox is in memory, since the disk would not open it at start ({problem}): events are sent, but lost at a power cut or a crash; free space on the disk under [outbox] path (or replace a card gone read-only): the service then stores them in the file and starts again on it by itself (it looks every 5 minutes)"
             ));
         }
         if let Some(stalled) = self.outbox.stalled_for().filter(|s| *s > OUTBOX_LIMIT) {
@@ -363,7 +363,7 @@ impl LiveState {
             &mut out,
             "outbox_in_memory",
             "gauge",
-            "1 when the disk would not open the outbox at start and events live in memory, lost if the service stops.",
+            "1 when the disk would not open the outbox at start and events live in memory, lost at a power cut or a crash.",
         );
         let _ = writeln!(
             out,

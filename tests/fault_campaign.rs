@@ -794,6 +794,116 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
     }
 }
 
+#[tokio::test]
+async fn an_outbox_in_memory_goes_back_to_the_file_once_its_disk_has_room_and_keeps_its_alert() {
+    // The disk was full at the start, so the outbox is in memory; a fire
+    // starts while the receiver is down, so its alert waits there. Room
+    // comes back: `run` stops by itself, stores the alert and the running
+    // incident in the file, and the next start delivers that alert and
+    // continues that incident, where before a stop lost both.
+    let _one = one_at_a_time().await;
+    let fire = Arc::new(AtomicBool::new(false));
+    let frames = {
+        let fire = fire.clone();
+        move |n| {
+            fixture_frame(if fire.load(Ordering::SeqCst) {
+                15 + n % 3
+            } else {
+                0
+            })
+        }
+    };
+    let setup = Setup {
+        interval_s: 0.5,
+        camera_extra:
+            "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
+        ..Setup::default()
+    };
+    let Some(site) = SmallDiskSite::new(frames, setup).await else {
+        return;
+    };
+    let (config, store, disk, dir) = (&site.config, &site.store, &site.disk, &site.dir);
+    // A first start makes the file; a clean stop removes its -shm, which
+    // the full disk then cannot make again.
+    let mut monitor = Monitor::start_logged(config, &[], &dir.path().join("journal.log"));
+    wait_for("a frame scored", || async {
+        let scored = monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await;
+        scored.is_some_and(|n| n >= 1.0).then_some(())
+    })
+    .await;
+    assert!(monitor.terminate().await.success());
+
+    fill(&disk.0);
+    site.receiver_down.store(true, Ordering::SeqCst);
+    let log = dir.path().join("journal-memory.log");
+    let check = [(wildfire_watch::monitor::FILE_CHECK_ENV, "300")];
+    let mut monitor = Monitor::start_logged(config, &check, &log);
+    fire.store(true, Ordering::SeqCst);
+    let started = wait_for("the fire's alert failing to go from memory", || async {
+        journal(&log).lines().find_map(|l| {
+            let id = l.split("did not take ").nth(1)?.split(' ').next()?;
+            id.contains("-smoke-").then(|| id.to_string())
+        })
+    })
+    .await;
+    assert!(journal(&log).contains("keeping new events in memory instead"));
+    // Still full: the look refuses it, and the tower keeps watching.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        monitor.child.try_wait().unwrap().is_none(),
+        "{}",
+        journal(&log)
+    );
+    assert!(
+        journal(&log).contains("the outbox stays in memory"),
+        "{}",
+        journal(&log)
+    );
+
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let status = wait_for("run to stop by itself", || {
+        let exited = monitor.child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    let text = journal(&log);
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("takes the outbox file"), "{text}");
+    assert!(
+        text.contains("kept in memory in the outbox file: the next start sends them"),
+        "{text}"
+    );
+    assert!(events_of_type(store, "incident.started").is_empty());
+
+    // systemd would start it again; the alert goes, and the fire, still
+    // burning, goes on as the same incident.
+    site.receiver_down.store(false, Ordering::SeqCst);
+    let log = dir.path().join("journal-file.log");
+    let mut monitor = Monitor::start_logged(config, &[], &log);
+    // Both wait in the file; the incident goes first.
+    let arrived = wait_for("the events kept in memory delivered", || async {
+        let starts = events_of_type(store, "incident.started");
+        let notices = events_of_type(store, "outbox.unavailable");
+        (!starts.is_empty() && !notices.is_empty()).then_some(starts)
+    })
+    .await;
+    assert_eq!(arrived[0]["id"], started.as_str(), "{arrived:?}");
+    let (code, health) = monitor.health().await;
+    assert_eq!(code, 200, "{health}\n{}", journal(&log));
+    assert_eq!(monitor.metric("wildfire_outbox_in_memory").await, Some(0.0));
+    // A few more frames of the fire: no second start.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        events_of_type(store, "incident.started").len(),
+        1,
+        "{}",
+        journal(&log)
+    );
+    assert!(monitor.terminate().await.success());
+}
+
 /// A monitor's surroundings with its outbox on a 16 MB tmpfs: a reference
 /// receiver storing into `store` and a camera. `None` where a tmpfs cannot
 /// be mounted (not root). Fields drop in order: the camera, then the tmpfs,
@@ -802,6 +912,8 @@ struct SmallDiskSite {
     config: PathBuf,
     outbox: PathBuf,
     store: PathBuf,
+    /// While set, the receiver closes every connection unanswered.
+    receiver_down: Arc<AtomicBool>,
     _camera: FakeCamera,
     disk: SmallDisk,
     dir: tempfile::TempDir,
@@ -820,7 +932,8 @@ impl SmallDiskSite {
         };
         let outbox = disk.0.join("outbox.sqlite3");
         let store = dir.path().join("store");
-        let (url, _) = receiver(&store, Arc::new(AtomicBool::new(false)), 0).await;
+        let receiver_down = Arc::new(AtomicBool::new(false));
+        let (url, _) = receiver(&store, receiver_down.clone(), 0).await;
         let camera = FakeCamera::start(Auth::Basic, frames).await;
         let config = write_config_with(
             dir.path(),
@@ -835,6 +948,7 @@ impl SmallDiskSite {
             config,
             outbox,
             store,
+            receiver_down,
             _camera: camera,
             disk,
             dir,
