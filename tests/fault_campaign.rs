@@ -233,6 +233,17 @@ fn assert_in_delivery_order(seen: &[Seen], committed: &BTreeMap<String, i64>) {
     }
 }
 
+/// Waits until `monitor` has scored a frame of camera `west`.
+async fn a_frame_scored(monitor: &Monitor) {
+    wait_for("a frame scored", || async {
+        let scored = monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await;
+        scored.is_some_and(|n| n >= 1.0).then_some(())
+    })
+    .await;
+}
+
 /// Sets the simulated clock: the binary adds `seconds` to its wall clock.
 fn set_clock(file: &Path, seconds: f64) {
     let tmp = file.with_extension("tmp");
@@ -665,13 +676,7 @@ impl FireOnAFullDisk {
         );
         let log = dir.path().join("journal.log");
         let monitor = Monitor::start_logged(&config, &[], &log);
-        wait_for("a frame scored", || async {
-            let scored = monitor
-                .metric("wildfire_frames_scored_total{camera=\"west\"}")
-                .await;
-            scored.is_some_and(|n| n >= 1.0).then_some(())
-        })
-        .await;
+        a_frame_scored(&monitor).await;
         fill(&disk.0);
         fire.store(true, Ordering::SeqCst);
         Some(FireOnAFullDisk {
@@ -703,37 +708,10 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
     // then cannot make the -shm again, and on a card gone read-only it
     // cannot write at all. `run` exited at each start, for good.
     let _one = one_at_a_time().await;
-    let fire = Arc::new(AtomicBool::new(false));
-    let frames = {
-        let fire = fire.clone();
-        move |n| {
-            fixture_frame(if fire.load(Ordering::SeqCst) {
-                15 + n % 3
-            } else {
-                0
-            })
-        }
-    };
-    let setup = Setup {
-        interval_s: 0.5,
-        camera_extra:
-            "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
-        ..Setup::default()
-    };
-    let Some(site) = SmallDiskSite::new(frames, setup).await else {
+    let Some((site, fire)) = SmallDiskSite::stopped_with_fire_switch().await else {
         return;
     };
     let (config, store, disk, dir) = (&site.config, &site.store, &site.disk, &site.dir);
-    let log = dir.path().join("journal.log");
-    let mut monitor = Monitor::start_logged(config, &[], &log);
-    wait_for("a frame scored", || async {
-        let scored = monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await;
-        scored.is_some_and(|n| n >= 1.0).then_some(())
-    })
-    .await;
-    assert!(monitor.terminate().await.success());
 
     for (case, spoil) in [
         ("full", fill as fn(&Path)),
@@ -802,38 +780,10 @@ async fn an_outbox_in_memory_goes_back_to_the_file_once_its_disk_has_room_and_ke
     // incident in the file, and the next start delivers that alert and
     // continues that incident, where before a stop lost both.
     let _one = one_at_a_time().await;
-    let fire = Arc::new(AtomicBool::new(false));
-    let frames = {
-        let fire = fire.clone();
-        move |n| {
-            fixture_frame(if fire.load(Ordering::SeqCst) {
-                15 + n % 3
-            } else {
-                0
-            })
-        }
-    };
-    let setup = Setup {
-        interval_s: 0.5,
-        camera_extra:
-            "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
-        ..Setup::default()
-    };
-    let Some(site) = SmallDiskSite::new(frames, setup).await else {
+    let Some((site, fire)) = SmallDiskSite::stopped_with_fire_switch().await else {
         return;
     };
     let (config, store, disk, dir) = (&site.config, &site.store, &site.disk, &site.dir);
-    // A first start makes the file; a clean stop removes its -shm, which
-    // the full disk then cannot make again.
-    let mut monitor = Monitor::start_logged(config, &[], &dir.path().join("journal.log"));
-    wait_for("a frame scored", || async {
-        let scored = monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await;
-        scored.is_some_and(|n| n >= 1.0).then_some(())
-    })
-    .await;
-    assert!(monitor.terminate().await.success());
 
     fill(&disk.0);
     site.receiver_down.store(true, Ordering::SeqCst);
@@ -953,6 +903,37 @@ impl SmallDiskSite {
             disk,
             dir,
         })
+    }
+
+    /// The fixture's sky, or its plume while the returned switch is set,
+    /// under a start rule that confirms the plume within a second or two;
+    /// after a first start that made the outbox file and a clean stop, which
+    /// removes its -wal and -shm (a full disk then cannot make the -shm
+    /// again, and a start finds the file unwritable).
+    async fn stopped_with_fire_switch() -> Option<(SmallDiskSite, Arc<AtomicBool>)> {
+        let fire = Arc::new(AtomicBool::new(false));
+        let frames = {
+            let fire = fire.clone();
+            move |n| {
+                fixture_frame(if fire.load(Ordering::SeqCst) {
+                    15 + n % 3
+                } else {
+                    0
+                })
+            }
+        };
+        let setup = Setup {
+            interval_s: 0.5,
+            camera_extra:
+                "[cameras.confirm]\nthresholds = { smoke = 0.96, flame = 0.95 }\nspan_s = 0.5",
+            ..Setup::default()
+        };
+        let site = SmallDiskSite::new(frames, setup).await?;
+        let log = site.dir.path().join("journal.log");
+        let mut monitor = Monitor::start_logged(&site.config, &[], &log);
+        a_frame_scored(&monitor).await;
+        assert!(monitor.terminate().await.success());
+        Some((site, fire))
     }
 
     /// The name of a copy of the outbox set aside at `stamp`.
