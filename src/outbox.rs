@@ -358,6 +358,14 @@ fn keep_in_memory(
     );
     let (endpoints, max_events, max_age) = configured(config);
     let outbox = Outbox::in_memory(endpoints, max_events.min(IN_MEMORY_MAX_EVENTS), max_age)?;
+    match outbox.remember_from_file(&config.outbox.path) {
+        Ok((ids, cameras)) => info!(
+            "read from the outbox file: {ids} incident id(s) started lately, running incidents of {cameras} camera(s)"
+        ),
+        Err(e) => warn!(
+            "cannot read the outbox file either ({e:#}): incidents running before this start begin again, and an incident may repeat the id of one from before a power cut"
+        ),
+    }
     Ok((
         outbox,
         owed(&config.outbox.path, fresh),
@@ -854,6 +862,44 @@ impl Outbox {
             events: stored,
             cameras_with_running_incidents: running.len(),
         })
+    }
+
+    /// Takes into this outbox (one in memory) the ids of the incidents
+    /// started lately and each camera's running incidents from the file at
+    /// `path`, read through a read-only connection, which a full or
+    /// read-only disk allows (SQLite keeps a reader's WAL index in memory
+    /// where it cannot make the `-shm`; `immutable`, which skips the WAL,
+    /// read the full-disk fault test's file as malformed). A start on a full
+    /// or read-only disk then continues the
+    /// fires the last run was following, under their ids, rather than
+    /// starting them again, and gives no new incident an id the control
+    /// room already has (ids are camera, class and second, and a Pi without
+    /// network time boots to the same saved time). Returns how many ids and
+    /// cameras it took.
+    pub fn remember_from_file(&self, path: &Path) -> Result<(usize, usize)> {
+        let file = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot read the outbox {}", path.display()))?;
+        let started = file
+            .prepare("SELECT incident_id FROM started_incidents ORDER BY rowid")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        let running = file
+            .prepare("SELECT camera, state, saved_at FROM open_incidents")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<Vec<(String, String, f64)>>>()?;
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        for id in &started {
+            remember_started(&tx, id)?;
+        }
+        for (camera, state, saved_at) in &running {
+            tx.execute(
+                "INSERT OR REPLACE INTO open_incidents (camera, state, saved_at) VALUES (?1, ?2, ?3)",
+                params![camera, state, saved_at],
+            )?;
+        }
+        self.commit(tx)?;
+        Ok((started.len(), running.len()))
     }
 
     /// The bytes of the events this outbox holds (their bodies): what
@@ -2587,6 +2633,43 @@ mod tests {
             file.started_incident_ids("west-", 10).unwrap(),
             ["west-smoke-2", "west-smoke-1"]
         );
+    }
+
+    #[test]
+    fn an_outbox_in_memory_remembers_the_files_incidents_without_writing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        {
+            let file = open(dir.path(), 100);
+            let fire = incident_event("west-smoke-1.0", "west-smoke-1", IncidentPhase::Started);
+            file.record(&[fire], "west", Some("[\"running\"]")).unwrap();
+        }
+        // Closed cleanly: no -wal or -shm left, as on a disk that then
+        // filled up.
+        assert!(!with_suffix(&path, SIDE_FILES[1]).exists());
+        let before = std::fs::read(&path).unwrap();
+        let memory =
+            Outbox::in_memory(vec!["http://a/".into()], 100, Duration::from_secs(3600)).unwrap();
+        assert_eq!(memory.remember_from_file(&path).unwrap(), (1, 1));
+        assert_eq!(
+            memory.started_incident_ids("west-", 10).unwrap(),
+            ["west-smoke-1"]
+        );
+        assert_eq!(
+            memory.open_incidents("west").unwrap().as_deref(),
+            Some("[\"running\"]")
+        );
+        // Read-only: the file is as it was (where the disk lets it, SQLite
+        // makes the -shm of a reader; on a full or read-only one it cannot,
+        // and reads all the same: tests/fault_campaign.rs).
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was written"
+        );
+        assert!(memory
+            .remember_from_file(&dir.path().join("none.sqlite3"))
+            .is_err());
     }
 
     #[test]

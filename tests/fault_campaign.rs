@@ -766,6 +766,12 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
             "{case}: {}",
             journal(&log)
         );
+        // The file, unwritable, is still read for the incidents it follows.
+        assert!(
+            journal(&log).contains("read from the outbox file: "),
+            "{case}: {}",
+            journal(&log)
+        );
         assert!(monitor.terminate().await.success());
         fire.store(false, Ordering::SeqCst);
         let _ = std::fs::remove_file(disk.0.join("filler"));
