@@ -474,11 +474,15 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         }
     };
     let mut inference_ended = false;
+    let mut file_back = None;
     let outcome = tokio::select! {
         r = shutdown_signal() => r.map(|name| info!("{name}: stopping")),
-        why = back_to_file => Err(anyhow!(
-            "{why}: stopping, to be started again on the outbox file (systemd restarts the service; the events kept in memory are stored in the file first)"
-        )),
+        (why, file) = back_to_file => {
+            file_back = Some(file);
+            Err(anyhow!(
+                "{why}: stopping, to be started again on the outbox file (systemd restarts the service; the events kept in memory are stored in the file first)"
+            ))
+        }
         r = &mut inference_done => {
             inference_ended = true;
             Err(match r {
@@ -531,7 +535,8 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         );
     }
     if shared.state.outbox_in_memory.is_some() {
-        store_memory_in_file(&shared, STOP_BUDGET.saturating_sub(stopping.elapsed())).await;
+        let budget = STOP_BUDGET.saturating_sub(stopping.elapsed());
+        store_memory_in_file(&shared, file_back, budget).await;
     }
     outcome
 }
@@ -539,10 +544,12 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
 /// Waits, with the outbox in memory, until the disk under `[outbox] path`
 /// takes the file again ([`Outbox::file_takes_writes`]: not read-only, room
 /// for twice what memory holds and [`FILE_OUTBOX_SPARE`], the file opens and
-/// commits a write); returns what it found. The look runs on a blocking
-/// thread: opening checks the whole file, which can take minutes on a card,
-/// and the outbox thread must go on storing alerts meanwhile.
-async fn file_outbox_back(shared: &Arc<Shared>) -> String {
+/// commits a write); returns what it found, and the file opened. The look
+/// runs on a blocking thread: opening checks the whole file, which can take
+/// minutes on a card, and the outbox thread must go on storing alerts
+/// meanwhile. The stop copies into the file this look opened, rather than
+/// check it again inside the stop's budget.
+async fn file_outbox_back(shared: &Arc<Shared>) -> (String, Outbox) {
     let every = test_delay(FILE_CHECK_ENV).unwrap_or(FILE_OUTBOX_CHECK);
     let mut last_refusal = String::new();
     loop {
@@ -561,11 +568,12 @@ async fn file_outbox_back(shared: &Arc<Shared>) -> String {
         })
         .await;
         match look {
-            Ok(Ok(())) => {
-                return format!(
+            Ok(Ok(file)) => {
+                let why = format!(
                     "the disk under [outbox] path takes the outbox file {} again",
                     shared.config.outbox.path.display()
-                )
+                );
+                return (why, file);
             }
             Ok(Err(e)) => {
                 let refusal = format!("{e:#}");
@@ -582,13 +590,18 @@ async fn file_outbox_back(shared: &Arc<Shared>) -> String {
 /// At a stop with the outbox in memory, stores what it holds in the file at
 /// `[outbox] path` ([`Outbox::copy_into`]), if the disk takes it now, within
 /// `budget`: the next start sends those events and continues those
-/// incidents. A copy cut short by the budget (systemd then kills the
-/// process) commits nothing; what memory held is lost, as it was before.
-async fn store_memory_in_file(shared: &Arc<Shared>, budget: Duration) {
+/// incidents. `file` is the file [`file_outbox_back`] opened, where it ended
+/// the run; a stop for another reason opens it here. A copy cut short by the
+/// budget (systemd then kills the process) commits nothing; what memory held
+/// is lost, as it was before.
+async fn store_memory_in_file(shared: &Arc<Shared>, file: Option<Outbox>, budget: Duration) {
     let copy = shared.outbox.call({
         let shared = shared.clone();
         move |memory| -> Result<outbox::Copied> {
-            let file = Outbox::for_config(&shared.config)?;
+            let file = match file {
+                Some(file) => file,
+                None => Outbox::for_config(&shared.config)?,
+            };
             memory.copy_into(&file)
         }
     });

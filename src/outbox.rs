@@ -916,8 +916,9 @@ impl Outbox {
     /// Whether `run`, keeping its outbox in memory, can go back to the file
     /// at `[outbox] path`: its disk is not mounted read-only, has `needed`
     /// bytes free, and the file opens (checked whole, as at a start) and
-    /// commits a write (the `returns_to_file` counter). `Err` says why not.
-    pub fn file_takes_writes(config: &crate::config::Config, needed: u64) -> Result<()> {
+    /// commits a write (the `returns_to_file` counter). Returns the file
+    /// opened; `Err` says why not.
+    pub fn file_takes_writes(config: &crate::config::Config, needed: u64) -> Result<Outbox> {
         let path = &config.outbox.path;
         if mounted_read_only(path) {
             anyhow::bail!("the disk under {} is mounted read-only", path.display());
@@ -931,13 +932,15 @@ impl Outbox {
             );
         }
         let outbox = Outbox::for_config(config)?;
-        let mut conn = outbox.conn();
-        let tx = write_transaction(&mut conn)?;
-        count(&tx, "returns_to_file", 1)?;
-        outbox
-            .commit(tx)
-            .with_context(|| format!("cannot write to the outbox {}", path.display()))?;
-        Ok(())
+        {
+            let mut conn = outbox.conn();
+            let tx = write_transaction(&mut conn)?;
+            count(&tx, "returns_to_file", 1)?;
+            outbox
+                .commit(tx)
+                .with_context(|| format!("cannot write to the outbox {}", path.display()))?;
+        }
+        Ok(outbox)
     }
 
     /// The ids, newest first, of at most `n` incidents started lately whose
@@ -2684,10 +2687,12 @@ mod tests {
             ),
         )
         .unwrap();
-        let refused = Outbox::file_takes_writes(&config, u64::MAX).unwrap_err();
+        let Err(refused) = Outbox::file_takes_writes(&config, u64::MAX) else {
+            panic!("a disk without room was taken back");
+        };
         assert!(format!("{refused:#}").contains("MB wanted"), "{refused:#}");
         assert!(!path.exists(), "a disk without room was written to");
-        Outbox::file_takes_writes(&config, 1).unwrap();
+        drop(Outbox::file_takes_writes(&config, 1).unwrap());
         let outbox = open(dir.path(), 100);
         let returns: i64 = outbox
             .conn()
