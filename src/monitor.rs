@@ -21,7 +21,11 @@
 //!   and systemd notification: `READY=1` once the model is loaded and the
 //!   outbox open, `WATCHDOG=1` only while every camera task and the inference
 //!   thread keep their deadlines (see [`crate::sdnotify`]) and no outbox call
-//!   has run for [`OUTBOX_LIMIT`].
+//!   has run for [`OUTBOX_LIMIT`];
+//! - with the outbox in memory (a disk that would not open it at the
+//!   start), a look every 5 minutes for the disk's return
+//!   ([`file_outbox_back`]), which ends the run; any stop then stores what
+//!   memory holds in the file first ([`store_memory_in_file`]).
 //!
 //! The frame's capture wall time (when its grab began) is the event time.
 
