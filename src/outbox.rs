@@ -2192,6 +2192,29 @@ mod tests {
         .unwrap()
     }
 
+    /// An outbox in `dir` (webhooks a and b) holding `events`, stored in
+    /// this order now.
+    fn holding(dir: &Path, events: &[(&str, EventKind)]) -> Outbox {
+        let outbox = open(dir, 100);
+        for (id, kind) in events {
+            outbox.enqueue(&event(id, *kind, now_unix())).unwrap();
+        }
+        outbox
+    }
+
+    /// A configuration whose outbox is at `path`, with `outbox` (lines of
+    /// `[outbox]`) added.
+    fn config_for(path: &Path, outbox: &str) -> crate::config::Config {
+        crate::config::Config::parse(
+            Path::new("test.toml"),
+            &format!(
+                "[device]\nid = \"t\"\nname = \"T\"\n[outbox]\npath = {:?}\n{outbox}",
+                path.to_str().unwrap()
+            ),
+        )
+        .unwrap()
+    }
+
     fn user_version(path: &Path) -> u32 {
         Connection::open(path)
             .unwrap()
@@ -2341,14 +2364,7 @@ mod tests {
     fn only_run_opens_an_outbox_whose_set_aside_was_cut_short_and_finishes_it_first() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.sqlite3");
-        let config = crate::config::Config::parse(
-            Path::new("test.toml"),
-            &format!(
-                "[device]\nid = \"t\"\nname = \"T\"\n[outbox]\npath = {:?}\non_damage = \"set_aside\"\n",
-                path.to_str().unwrap()
-            ),
-        )
-        .unwrap();
+        let config = config_for(&path, "on_damage = \"set_aside\"\n");
         std::fs::write(&path, b"this is not an outbox ".repeat(200)).unwrap();
         let damaged = Damaged {
             path: path.clone(),
@@ -2679,14 +2695,7 @@ mod tests {
     fn the_file_is_not_taken_back_while_its_disk_lacks_room() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.sqlite3");
-        let config = crate::config::Config::parse(
-            Path::new("test.toml"),
-            &format!(
-                "[device]\nid = \"t\"\nname = \"t\"\n[outbox]\npath = {:?}\n",
-                path.display().to_string()
-            ),
-        )
-        .unwrap();
+        let config = config_for(&path, "");
         let Err(refused) = Outbox::file_takes_writes(&config, u64::MAX) else {
             panic!("a disk without room was taken back");
         };
@@ -2970,24 +2979,23 @@ mod tests {
     #[test]
     fn incidents_go_before_other_events_and_each_kind_keeps_its_order() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = open(dir.path(), 100);
-        let now = now_unix();
-        for (id, kind) in [
-            ("offline0", EventKind::Camera),
-            ("beat", EventKind::Heartbeat),
-            ("fire0", EventKind::Incident),
-            ("online0", EventKind::Camera),
-            ("fire1", EventKind::Incident),
-        ] {
-            outbox.enqueue(&event(id, kind, now)).unwrap();
-        }
+        let outbox = holding(
+            dir.path(),
+            &[
+                ("offline0", EventKind::Camera),
+                ("beat", EventKind::Heartbeat),
+                ("fire0", EventKind::Incident),
+                ("online0", EventKind::Camera),
+                ("fire1", EventKind::Incident),
+            ],
+        );
         // Webhook a takes the first incident; one stored meanwhile still
         // goes before the older camera events.
         let head = outbox.head("http://a/").unwrap().unwrap();
         assert_eq!(head.event.id, "fire0");
         outbox.mark_delivered("http://a/", head.seq).unwrap();
         outbox
-            .enqueue(&event("fire2", EventKind::Incident, now))
+            .enqueue(&event("fire2", EventKind::Incident, now_unix()))
             .unwrap();
         assert_eq!(
             drain(&outbox, "http://a/"),
@@ -3002,16 +3010,15 @@ mod tests {
     #[test]
     fn the_head_skips_what_a_webhook_took_while_the_disk_was_full() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = open(dir.path(), 100);
-        let now = now_unix();
-        for (id, kind) in [
-            ("offline0", EventKind::Camera),
-            ("fire0", EventKind::Incident),
-            ("online0", EventKind::Camera),
-            ("fire1", EventKind::Incident),
-        ] {
-            outbox.enqueue(&event(id, kind, now)).unwrap();
-        }
+        let outbox = holding(
+            dir.path(),
+            &[
+                ("offline0", EventKind::Camera),
+                ("fire0", EventKind::Incident),
+                ("online0", EventKind::Camera),
+                ("fire1", EventKind::Incident),
+            ],
+        );
         let mut taken = Vec::new();
         let mut order = Vec::new();
         while let Some(p) = outbox.head_skipping("http://a/", &taken).unwrap() {
