@@ -198,6 +198,42 @@ pub enum Enqueued {
     DroppedFull,
 }
 
+/// The incidents an outbox follows: the ids of those started lately, oldest
+/// first, and each camera's running incidents (camera, state, saved_at), as
+/// one outbox hands them to another ([`Outbox::copy_into`],
+/// [`Outbox::remember_from_file`]).
+struct Followed {
+    started: Vec<String>,
+    running: Vec<(String, String, f64)>,
+}
+
+impl Followed {
+    fn read(conn: &Connection) -> rusqlite::Result<Followed> {
+        let started = conn
+            .prepare("SELECT incident_id FROM started_incidents ORDER BY rowid")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        let running = conn
+            .prepare("SELECT camera, state, saved_at FROM open_incidents")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<Vec<(String, String, f64)>>>()?;
+        Ok(Followed { started, running })
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+        for id in &self.started {
+            remember_started(tx, id)?;
+        }
+        for (camera, state, saved_at) in &self.running {
+            tx.execute(
+                "INSERT OR REPLACE INTO open_incidents (camera, state, saved_at) VALUES (?1, ?2, ?3)",
+                params![camera, state, saved_at],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// What [`Outbox::copy_into`] stored in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Copied {
@@ -819,48 +855,31 @@ impl Outbox {
     /// whose outbox in memory would otherwise be lost at its stop, once the
     /// disk takes the file again (src/monitor.rs).
     pub fn copy_into(&self, file: &Outbox) -> Result<Copied> {
-        let (events, running, started) = {
+        let (events, followed) = {
             let conn = self.conn();
             let events = conn
                 .prepare(
-                    "SELECT id, kind, created_at, body, 0, 0, incident_id, phase
-                     FROM events ORDER BY seq",
+                    "SELECT id, kind, created_at, body, incident_id, phase FROM events ORDER BY seq",
                 )?
-                .query_map([], |r| event_from_row(r, 0))?
+                .query_map([], event_from_row)?
                 .collect::<rusqlite::Result<Vec<OutgoingEvent>>>()?;
-            let running = conn
-                .prepare("SELECT camera, state FROM open_incidents")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
-            let started = conn
-                .prepare("SELECT incident_id FROM started_incidents ORDER BY rowid")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            (events, running, started)
+            (events, Followed::read(&conn)?)
         };
         let now = now_unix();
         let mut conn = file.conn();
         let tx = write_transaction(&mut conn)?;
-        for id in &started {
-            remember_started(&tx, id)?;
-        }
+        followed.write(&tx)?;
         let mut stored = 0;
         for event in &events {
             if let Enqueued::Stored { .. } = file.insert_event(&tx, event, now)? {
                 stored += 1;
             }
         }
-        for (camera, state) in &running {
-            tx.execute(
-                "INSERT OR REPLACE INTO open_incidents (camera, state, saved_at) VALUES (?1, ?2, ?3)",
-                params![camera, state, now],
-            )?;
-        }
         file.commit(tx)
             .context("cannot commit the events kept in memory to the outbox file")?;
         Ok(Copied {
             events: stored,
-            cameras_with_running_incidents: running.len(),
+            cameras_with_running_incidents: followed.running.len(),
         })
     }
 
@@ -879,27 +898,12 @@ impl Outbox {
     pub fn remember_from_file(&self, path: &Path) -> Result<(usize, usize)> {
         let file = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .with_context(|| format!("cannot read the outbox {}", path.display()))?;
-        let started = file
-            .prepare("SELECT incident_id FROM started_incidents ORDER BY rowid")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        let running = file
-            .prepare("SELECT camera, state, saved_at FROM open_incidents")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<Vec<(String, String, f64)>>>()?;
+        let followed = Followed::read(&file)?;
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
-        for id in &started {
-            remember_started(&tx, id)?;
-        }
-        for (camera, state, saved_at) in &running {
-            tx.execute(
-                "INSERT OR REPLACE INTO open_incidents (camera, state, saved_at) VALUES (?1, ?2, ?3)",
-                params![camera, state, saved_at],
-            )?;
-        }
+        followed.write(&tx)?;
         self.commit(tx)?;
-        Ok((started.len(), running.len()))
+        Ok((followed.started.len(), followed.running.len()))
     }
 
     /// The bytes of the events this outbox holds (their bodies): what
@@ -1879,8 +1883,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 
 /// An endpoint's delivery of an event with the event, as [`pending_from_row`]
 /// reads it; a `WHERE` on `d` (deliveries) and `e` (events) follows.
-const SELECT_PENDING: &str = "SELECT e.seq, e.id, e.kind, e.created_at, e.body, d.attempts,
-        d.next_attempt_at, e.incident_id, e.phase
+const SELECT_PENDING: &str = "SELECT e.id, e.kind, e.created_at, e.body, e.incident_id, e.phase,
+        e.seq, d.attempts, d.next_attempt_at
     FROM deliveries d JOIN events e ON e.seq = d.seq";
 
 /// The seqs owed to endpoint `?1`, oldest first, at most `?2`: of incident
@@ -1913,19 +1917,19 @@ fn first_owed(conn: &Connection, sql: &str, endpoint: &str, skip: &[i64]) -> Res
 
 fn pending_from_row(r: &rusqlite::Row) -> rusqlite::Result<Pending> {
     Ok(Pending {
-        seq: r.get(0)?,
-        event: event_from_row(r, 1)?,
-        attempts: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
-        next_attempt_at: r.get(6)?,
+        event: event_from_row(r)?,
+        seq: r.get(6)?,
+        attempts: r.get::<_, i64>(7)?.clamp(0, i64::from(u32::MAX)) as u32,
+        next_attempt_at: r.get(8)?,
     })
 }
 
-/// The event in columns `at..`: id, kind, created_at, body, then (at
-/// `at + 6` and `at + 7`) incident_id and phase, as [`SELECT_PENDING`] and
-/// [`Outbox::copy_into`] select them.
-fn event_from_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<OutgoingEvent> {
-    let incident_id: Option<String> = r.get(at + 6)?;
-    let phase: Option<String> = r.get(at + 7)?;
+/// The event in a row's first six columns: id, kind, created_at, body,
+/// incident_id and phase, as [`SELECT_PENDING`] and [`Outbox::copy_into`]
+/// select them.
+fn event_from_row(r: &rusqlite::Row) -> rusqlite::Result<OutgoingEvent> {
+    let incident_id: Option<String> = r.get(4)?;
+    let phase: Option<String> = r.get(5)?;
     let incident = match (
         incident_id,
         phase.as_deref().and_then(IncidentPhase::from_name),
@@ -1934,10 +1938,10 @@ fn event_from_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<OutgoingEven
         _ => None,
     };
     Ok(OutgoingEvent {
-        id: r.get(at)?,
-        kind: EventKind::from_name(&r.get::<_, String>(at + 1)?),
-        created_at: r.get(at + 2)?,
-        body: r.get(at + 3)?,
+        id: r.get(0)?,
+        kind: EventKind::from_name(&r.get::<_, String>(1)?),
+        created_at: r.get(2)?,
+        body: r.get(3)?,
         incident,
     })
 }
