@@ -51,7 +51,8 @@ Stages (all deterministic for a given --seed on one machine; another CPU can rou
   4b. with --pixel-epochs N (off in the shipped recipe), the pixel stage: blocks from --pixel-from-block on,
      conv_head and the head fine-tuned on pixels, views cut afresh each epoch with scale, photometric and
      mirror augmentation (tower frames, scene negatives, a share of firesmoke and of the sky segment); the
-     validation views are then cut again and scored from pixels. About 13-16 min per epoch on 2 cores.
+     validation views are then cut again and scored from pixels. About 13-16 min per epoch on 2 cores (stop 28);
+     2026.12.04.1's stage (blocks 5-15, on the bundle) took 17-24 min an epoch there, 80 min for its 4 (2026-12-04).
      With --state FILE.onnx it goes on from an exported model (net.py load_onnx_weights) instead of the
      cached stages; with --pixel-only it runs alone, without caches or validation, on --device, for a
      machine that holds only the training side of the data (models/device_bundle.py)
