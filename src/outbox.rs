@@ -381,6 +381,84 @@ pub use crate::clock::now_unix;
 /// is full, the lowest priority events go first, as on disk.
 pub const IN_MEMORY_MAX_EVENTS: u32 = 500;
 
+/// A connection that reads the outbox file at `path` on a disk that takes
+/// no write, full or mounted read-only, and writes nothing into it. Each
+/// state of the disk and of the file's `-wal` and `-shm` (both removed when
+/// the last connection closes, both left by a kill or a power cut) needs its
+/// own way in, so the three are tried in turn (each measured with the
+/// bundled SQLite 3.54 on a full and on a read-only tmpfs, in both states):
+///
+/// 1. Read-write, in exclusive locking mode, which keeps the WAL index in
+///    this connection's memory instead of the `-shm`: a plain reader must
+///    size a `-shm` of 32 KB, which a full disk refuses (SQLITE_IOERR_SHMSIZE:
+///    stop 31's CI run, where the file was closed cleanly). No checkpoint at
+///    close, so no page is written: at most an empty `-wal` is made.
+/// 2. A plain reader, for a disk mounted read-only, where the exclusive lock
+///    of 1 cannot be had (SQLITE_IOERR_LOCK): it reads where the last run
+///    left its `-shm`, as when a card goes read-only under a running service.
+/// 3. `immutable`, which reads the file alone: on a read-only disk after a
+///    clean stop no `-shm` can be made, and the file alone then holds all
+///    (the last close moved the WAL into it). A `-wal` without its `-shm`,
+///    which a kill does not leave, would be skipped: the file as of the
+///    last checkpoint.
+fn open_unwritable(path: &Path) -> Result<Connection> {
+    if !path.is_file() {
+        anyhow::bail!("no such file");
+    }
+    type Way = fn(&Path) -> rusqlite::Result<Connection>;
+    let ways: [(&str, Way); 3] = [
+        ("exclusive", open_exclusive),
+        ("reader", open_reader),
+        ("immutable", open_immutable),
+    ];
+    let mut failed = Vec::new();
+    for (way, open) in ways {
+        // Opening reads nothing: a first query shows whether this way reads.
+        let read = open(path).and_then(|conn| {
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            Ok(conn)
+        });
+        match read {
+            Ok(conn) => return Ok(conn),
+            Err(e) => failed.push(format!("{way}: {e}")),
+        }
+    }
+    anyhow::bail!("{}", failed.join("; "))
+}
+
+/// [`open_unwritable`]'s first way.
+fn open_exclusive(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
+    conn.pragma_update(None, "locking_mode", "exclusive")?;
+    Ok(conn)
+}
+
+/// [`open_unwritable`]'s second way.
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+}
+
+/// [`open_unwritable`]'s third way.
+fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
+    // A URI: its path escapes what SQLite would read as query or
+    // fragment.
+    let name = path
+        .to_str()
+        .ok_or_else(|| rusqlite::Error::InvalidPath(path.to_path_buf()))?;
+    let escaped = name
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    Connection::open_with_flags(
+        format!("file:{escaped}?immutable=1"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )
+}
+
 /// [`Outbox::for_service`]'s outbox in memory, when the disk under the
 /// outbox would not open or write it (`error`).
 fn keep_in_memory(
@@ -885,18 +963,14 @@ impl Outbox {
 
     /// Takes into this outbox (one in memory) the ids of the incidents
     /// started lately and each camera's running incidents from the file at
-    /// `path`, read through a read-only connection, which a full or
-    /// read-only disk allows (SQLite keeps a reader's WAL index in memory
-    /// where it cannot make the `-shm`; `immutable`, which skips the WAL,
-    /// read the full-disk fault test's file as malformed). A start on a full
-    /// or read-only disk then continues the
-    /// fires the last run was following, under their ids, rather than
-    /// starting them again, and gives no new incident an id the control
-    /// room already has (ids are camera, class and second, and a Pi without
-    /// network time boots to the same saved time). Returns how many ids and
-    /// cameras it took.
+    /// `path`, without writing it ([`open_unwritable`]). A start on a full
+    /// or read-only disk then continues the fires the last run was
+    /// following, under their ids, rather than starting them again, and
+    /// gives no new incident an id the control room already has (ids are
+    /// camera, class and second, and a Pi without network time boots to the
+    /// same saved time). Returns how many ids and cameras it took.
     pub fn remember_from_file(&self, path: &Path) -> Result<(usize, usize)> {
-        let file = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        let file = open_unwritable(path)
             .with_context(|| format!("cannot read the outbox {}", path.display()))?;
         let followed = Followed::read(&file)?;
         let mut conn = self.conn();
@@ -2693,6 +2767,27 @@ mod tests {
         assert!(memory
             .remember_from_file(&dir.path().join("none.sqlite3"))
             .is_err());
+    }
+
+    #[test]
+    fn the_immutable_way_reads_a_file_whose_name_sqlite_would_split() {
+        // The last way in for a read-only disk names the file by URI.
+        let dir = tempfile::tempdir().unwrap();
+        let name = dir.path().join("out?box#1%2.sqlite3");
+        {
+            let file = Outbox::open(
+                &name,
+                vec!["http://a/".into()],
+                100,
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+            let fire = incident_event("west-smoke-1.0", "west-smoke-1", IncidentPhase::Started);
+            file.record(&[fire], "west", Some("[\"running\"]")).unwrap();
+        }
+        let conn = open_immutable(&name).unwrap();
+        assert_eq!(Followed::read(&conn).unwrap().started.len(), 1);
+        assert!(open_immutable(&dir.path().join("out")).is_err());
     }
 
     #[test]

@@ -704,19 +704,43 @@ impl FireOnAFullDisk {
 
 #[tokio::test]
 async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_memory() {
-    // A clean stop removes the outbox's -wal and -shm; on a full disk SQLite
-    // then cannot make the -shm again, and on a card gone read-only it
-    // cannot write at all. `run` exited at each start, for good.
+    // On a full disk SQLite cannot size a -shm, and on a card gone read-only
+    // it cannot write at all: `run` exited at each start, for good. Each
+    // state of the file's -wal and -shm is its own case for reading the
+    // file: removed by the last connection's close, or left by a kill.
     let _one = one_at_a_time().await;
     let Some((site, fire)) = SmallDiskSite::stopped_with_fire_switch().await else {
         return;
     };
     let (config, store, disk, dir) = (&site.config, &site.store, &site.disk, &site.dir);
+    let outbox = disk.0.join("outbox.sqlite3");
+    let side_files = || ["-wal", "-shm"].map(|s| with(&outbox, s).exists());
 
-    for (case, spoil) in [
-        ("full", fill as fn(&Path)),
-        ("read-only", remount_read_only),
+    for (case, spoil, killed) in [
+        ("full, closed", fill as fn(&Path), false),
+        ("full, killed", fill, true),
+        ("read-only", remount_read_only, true),
     ] {
+        // A file of its own, following no fire: a fire the last case
+        // stored would continue here rather than start.
+        for side in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(with(&outbox, side));
+        }
+        let mut monitor = Monitor::start(config, &[]);
+        a_frame_scored(&monitor).await;
+        if killed {
+            monitor.kill();
+            assert_eq!(side_files(), [true, true], "{case}");
+        } else {
+            assert!(monitor.terminate().await.success());
+            // The last connection to close, once it has read the file,
+            // moves the WAL into it and removes both.
+            let conn = Connection::open(&outbox).unwrap();
+            conn.query_row("SELECT count(*) FROM events", [], |_| Ok(()))
+                .unwrap();
+            drop(conn);
+            assert_eq!(side_files(), [false, false], "{case}");
+        }
         spoil(&disk.0);
         let before: HashSet<String> = stored_ids(store).into_iter().collect();
         let log = dir.path().join(format!("journal-{case}.log"));
@@ -774,6 +798,7 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
         );
         assert!(monitor.terminate().await.success());
         fire.store(false, Ordering::SeqCst);
+        remount_writable(&disk.0);
         let _ = std::fs::remove_file(disk.0.join("filler"));
     }
 }
@@ -913,9 +938,7 @@ impl SmallDiskSite {
 
     /// The fixture's sky, or its plume while the returned switch is set,
     /// under a start rule that confirms the plume within a second or two;
-    /// after a first start that made the outbox file and a clean stop, which
-    /// removes its -wal and -shm (a full disk then cannot make the -shm
-    /// again, and a start finds the file unwritable).
+    /// after a first start that made the outbox file and a stop.
     async fn stopped_with_fire_switch() -> Option<(SmallDiskSite, Arc<AtomicBool>)> {
         let fire = Arc::new(AtomicBool::new(false));
         let frames = {
@@ -969,8 +992,16 @@ impl SmallDiskSite {
 /// Remounts the tmpfs at `dir` read-only, as the kernel does to an ext4
 /// card that fails (errors=remount-ro).
 fn remount_read_only(dir: &Path) {
+    remount(dir, "remount,ro");
+}
+
+fn remount_writable(dir: &Path) {
+    remount(dir, "remount,rw");
+}
+
+fn remount(dir: &Path, options: &str) {
     let remounted = Command::new("mount")
-        .args(["-o", "remount,ro"])
+        .args(["-o", options])
         .arg(dir)
         .status()
         .unwrap();
