@@ -1757,10 +1757,16 @@ fn size_with_side_files(path: &Path) -> u64 {
 /// of a file or folder the service user may not write (a file `sudo` made,
 /// a path outside the unit's StateDirectory): an install mistake, for which
 /// `run` stops and says what to fix, rather than send someone up the
-/// mountain to replace a card.
+/// mountain to replace a card. A disk mounted read-only refuses whatever
+/// SQLite calls it: a file closed cleanly there, with no `-shm` left and
+/// none to be made, "cannot open" (SQLITE_CANTOPEN), and `run` stopped for
+/// good.
 fn disk_refuses(path: &Path, error: &anyhow::Error) -> bool {
+    if mounted_read_only(path) {
+        return true;
+    }
     let read_only = sqlite_errors(error).any(|e| e.code == rusqlite::ErrorCode::ReadOnly);
-    is_storage_error(error) && (!read_only || mounted_read_only(path))
+    is_storage_error(error) && !read_only
 }
 
 /// Whether the file system holding the folder of `path` is mounted

@@ -719,7 +719,8 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
     for (case, spoil, killed) in [
         ("full, closed", fill as fn(&Path), false),
         ("full, killed", fill, true),
-        ("read-only", remount_read_only, true),
+        ("read-only, closed", remount_read_only, false),
+        ("read-only, killed", remount_read_only, true),
     ] {
         // A file of its own, following no fire: a fire the last case
         // stored would continue here rather than start.
