@@ -1083,7 +1083,7 @@ impl Outbox {
         match &event.incident {
             Some(r) if r.phase == IncidentPhase::Started => {
                 remember_started(tx, &r.id)?;
-                wake_waiting(tx, now, &event.id)?;
+                wake_waiting(tx, &self.endpoints, now, &event.id)?;
             }
             Some(r) => supersede_updates(tx, &r.id, seq)?,
             None => {}
@@ -2108,16 +2108,33 @@ fn remember_started(tx: &rusqlite::Transaction, incident_id: &str) -> rusqlite::
     Ok(())
 }
 
-/// Makes the oldest delivery still owed to each endpoint due now, where it
-/// was waiting out a retry: a new incident has started (see [`IncidentRef`]).
-/// Its backoff goes on growing from its attempts if this try fails too.
-fn wake_waiting(tx: &rusqlite::Transaction, now: f64, id: &str) -> rusqlite::Result<()> {
-    let woken = tx.execute(
-        "UPDATE deliveries SET next_attempt_at = ?1
-         WHERE next_attempt_at > ?1
-           AND seq = (SELECT MIN(d.seq) FROM deliveries d WHERE d.endpoint = deliveries.endpoint)",
-        [now],
-    )?;
+/// Makes the delivery each of `endpoints` sends next ([`Outbox::head`])
+/// due now, where it was waiting out a retry: a new incident has started
+/// (see [`IncidentRef`]). Its backoff goes on growing from its attempts if
+/// this try fails too. (It woke the oldest delivery owed, which stopped
+/// being the one sent next when incidents went first: after an outage, with
+/// a heartbeat older than the incident retrying, a new fire waited out that
+/// incident's backoff, up to `max_backoff_s`.)
+fn wake_waiting(
+    tx: &rusqlite::Transaction,
+    endpoints: &[String],
+    now: f64,
+    id: &str,
+) -> Result<()> {
+    let mut woken = 0;
+    for endpoint in endpoints {
+        let next = match first_owed(tx, FIRST_OWED_INCIDENT, endpoint, &[])? {
+            Some(seq) => Some(seq),
+            None => first_owed(tx, FIRST_OWED, endpoint, &[])?,
+        };
+        if let Some(seq) = next {
+            woken += tx.execute(
+                "UPDATE deliveries SET next_attempt_at = ?1
+                 WHERE endpoint = ?2 AND seq = ?3 AND next_attempt_at > ?1",
+                params![now, endpoint, seq],
+            )?;
+        }
+    }
     if woken > 0 {
         info!("{id} is a new incident: {woken} webhook(s) waiting out a retry try again now");
     }
@@ -2898,6 +2915,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = open(dir.path(), 100);
         let now = now_unix();
+        // Older than the fire, as after an outage: the incident is sent
+        // first all the same, and it is the one woken.
+        outbox
+            .enqueue(&event("camera-1", EventKind::Camera, now - 60.0))
+            .unwrap();
         outbox
             .enqueue(&incident_event("x.1", "x", IncidentPhase::Started))
             .unwrap();
