@@ -625,11 +625,35 @@ enum Step {
 /// not cost the control room its picture.
 pub const TIMEOUTS_BEFORE_NO_PICTURE: u32 = 3;
 
-/// The attempts in a row of one event (by `seq`) that timed out.
+/// The attempts in a row of one event, or of one incident's events, that
+/// timed out.
 #[derive(Default)]
 struct TimeoutsInARow {
-    seq: i64,
+    of: TimedOut,
     count: u32,
+}
+
+/// What [`TimeoutsInARow`] counts for. An incident's updates count together:
+/// on a link too slow for a picture, a growing fire stores its next update
+/// (every `update_interval_s`, 60 s) before the one out times out a third
+/// time (about 100 s) and drops it, and a count kept per event began again
+/// at every update, so none was ever delivered, and everything behind
+/// them, heartbeats and camera events, waited for the fire's end.
+#[derive(Default, PartialEq)]
+enum TimedOut {
+    #[default]
+    Nothing,
+    Event(i64),
+    Incident(String),
+}
+
+impl TimedOut {
+    fn of(pending: &Pending) -> TimedOut {
+        match &pending.event.incident {
+            Some(incident) => TimedOut::Incident(incident.id.clone()),
+            None => TimedOut::Event(pending.seq),
+        }
+    }
 }
 
 /// What an endpoint's worker keeps between attempts.
@@ -781,11 +805,9 @@ async fn deliver_next(
     }
     let attempt = post(client, endpoint, &pending, options).await;
     let timeouts = &mut worker.timeouts;
-    if timeouts.seq != pending.seq {
-        *timeouts = TimeoutsInARow {
-            seq: pending.seq,
-            count: 0,
-        };
+    let of = TimedOut::of(&pending);
+    if timeouts.of != of {
+        *timeouts = TimeoutsInARow { of, count: 0 };
     }
     timeouts.count = if attempt.timed_out {
         timeouts.count + 1

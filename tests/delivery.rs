@@ -20,7 +20,8 @@ use common::{
 };
 
 use wildfire_watch::delivery::{self, DeliveryOptions, Endpoint, Outcome, Until};
-use wildfire_watch::outbox::{now_unix, EventKind, Outbox, OutgoingEvent};
+use wildfire_watch::events::IncidentPhase;
+use wildfire_watch::outbox::{now_unix, EventKind, IncidentRef, Outbox, OutgoingEvent};
 use wildfire_watch::outbox_thread::OutboxHandle;
 use wildfire_watch::webhook::Secret;
 
@@ -485,6 +486,65 @@ async fn an_incident_that_times_out_three_times_goes_on_without_its_picture() {
     );
     let stats = outbox.stats().unwrap();
     assert_eq!((stats.delivered, stats.failed_attempts), (2, 2));
+}
+
+#[tokio::test]
+async fn updates_of_a_growing_fire_count_their_timeouts_together() {
+    // A link too slow for a picture, and a fire that grows: its next update
+    // is stored while the one out times out, and drops it. The timeouts
+    // count for the incident, so the third takes the picture out of the
+    // update then at the head, and the receiver gets the fire's news.
+    let update = |n: usize| {
+        OutgoingEvent {
+        id: format!("tower-7-u{n}"),
+        body: format!(
+            "{{\"type\":\"incident.updated\",\"id\":\"tower-7-u{n}\",\"snapshot\":{{\"data\":\"{}\"}}}}",
+            "A".repeat(50_000)
+        ),
+        incident: Some(IncidentRef {
+            id: "tower-7-smoke".into(),
+            phase: IncidentPhase::Updated,
+        }),
+        ..event(n)
+    }
+    };
+    // The outbox, opened once the server's URL is known.
+    let opened: Arc<std::sync::OnceLock<Arc<Outbox>>> = Arc::default();
+    let grows = {
+        let opened = opened.clone();
+        move |n: usize| {
+            // The fire grows while the second attempt is out.
+            if n == 1 {
+                opened.get().unwrap().enqueue(&update(2)).unwrap();
+            }
+            if n < delivery::TIMEOUTS_BEFORE_NO_PICTURE as usize {
+                Reply::Silent
+            } else {
+                ok()
+            }
+        }
+    };
+    let (url, seen, _) = scripted_server(Arc::new(grows)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = opened.get_or_init(|| Arc::new(open_outbox(dir.path(), &url)));
+    outbox.enqueue(&update(1)).unwrap();
+    let options = DeliveryOptions {
+        response_timeout: Duration::from_millis(300),
+        ..options()
+    };
+    deliver_all(outbox, &url, options).await;
+    let seen = seen.lock().unwrap().clone();
+    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["tower-7-u1", "tower-7-u1", "tower-7-u2", "tower-7-u2"]
+    );
+    let taken: serde_json::Value = serde_json::from_str(&seen[3].body).unwrap();
+    assert!(
+        taken["snapshot"].is_null(),
+        "the picture went again ({} bytes)",
+        seen[3].body.len()
+    );
 }
 
 #[tokio::test]
