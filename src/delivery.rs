@@ -27,7 +27,11 @@
 //!   picture (`"snapshot": null`, `snapshot_error` saying why), to every
 //!   endpoint that has not taken it yet. A body of up to ~130 KB is over some
 //!   frameworks' defaults (100 KB in Express's JSON parser), and an alert
-//!   without its picture beats none.
+//!   without its picture beats none. So does any other refusal for good of
+//!   a body with a picture (below; `409` aside): a receiver that caps the
+//!   body's size and answers `400` (Go's `MaxBytesReader` with
+//!   `http.Error(w, err, 400)`), or one whose schema refuses the snapshot
+//!   with `422`, dropped the alert.
 //! - [`TIMEOUTS_BEFORE_NO_PICTURE`] attempts in a row of an incident with a
 //!   snapshot that got no answer within `response_timeout_s`: it goes on
 //!   without the picture, as for a `413`. Sending the body is part of that
@@ -38,10 +42,10 @@
 //! - `409` to an incident whose picture was taken out (above): taken. Ids
 //!   are never reused, so the other body the receiver holds under this id
 //!   is the one with the picture, stored by an attempt it answered too late.
-//! - any other `4xx` (`400`, `409`, `422`, a `413` to a body with no picture
-//!   to take out, ...): the receiver refuses
-//!   this event for good; it is dropped for this endpoint (logged, counted)
-//!   and the next one goes.
+//! - any other `4xx` (`400`, `409`, `422`, ...) to a body with no picture
+//!   to take out, or taken out already (`409` whatever the body): the
+//!   receiver refuses this event for good; it is dropped for this endpoint
+//!   (logged, counted) and the next one goes.
 //!
 //! No retry waits longer than `max_backoff_s`, also when the clock steps back
 //! after it was set: delivery is in order, so one long wait would hold back
@@ -444,17 +448,22 @@ pub fn settle(
             Ok(Duration::ZERO)
         }
         Outcome::Rejected => {
-            if attempt.status == Some(413)
-                && take_picture_out(
-                    outbox,
-                    endpoint,
-                    pending,
-                    &format!(
-                        "a webhook refused the {}-byte body as too large (413)",
-                        pending.event.body.len()
-                    ),
+            let size = pending.event.body.len();
+            let (cause, hint) = match attempt.status {
+                Some(413) => (
+                    format!("a webhook refused the {size}-byte body as too large (413)"),
                     "raise the receiver's request size limit to get pictures",
-                )?
+                ),
+                status => (
+                    format!(
+                        "a webhook refused the {size}-byte body with its picture for good ({})",
+                        status.unwrap_or_default()
+                    ),
+                    "the receiver's logs say why it refused the body with the picture",
+                ),
+            };
+            if refusal_takes_picture_out(attempt.status)
+                && take_picture_out(outbox, endpoint, pending, &cause, hint)?
             {
                 return Ok(Duration::ZERO);
             }
@@ -823,10 +832,11 @@ async fn deliver_next(
     let (seq, attempts, outcome) = (pending.seq, pending.attempts, attempt.outcome.clone());
     let (endpoint, options) = (endpoint.clone(), options.clone());
     let (initial, max) = (options.initial_backoff, options.max_backoff);
-    // A refusal for good can wait in memory; a 413 to a body with a picture
+    // A refusal for good can wait in memory; one of a body with a picture
     // cannot (its picture is yet to be taken out).
     let refused_for_good = outcome == Outcome::Rejected
-        && !(attempt.status == Some(413) && crate::payload::has_snapshot(&pending.event.body));
+        && !(refusal_takes_picture_out(attempt.status)
+            && crate::payload::has_snapshot(&pending.event.body));
     let settled = outbox
         .call(move |outbox| -> Result<Option<Duration>> {
             if too_slow
@@ -905,7 +915,15 @@ async fn deliver_next(
     }
 }
 
-/// Takes the picture out of `pending` (a `413`, or
+/// Whether a refusal for good with `status` of a body with a picture sends
+/// it again without the picture: every answer but `409`, whose receiver
+/// holds another body under this id (see `held_already`); not a refusal
+/// made here, with no answer (an id that cannot be a header).
+fn refusal_takes_picture_out(status: Option<u16>) -> bool {
+    matches!(status, Some(s) if s != 409)
+}
+
+/// Takes the picture out of `pending` (a refusal for good, or
 /// [`TIMEOUTS_BEFORE_NO_PICTURE`] attempts without an answer: `cause`); it
 /// stays due, so it goes again at once. Returns false, changing nothing,
 /// when it has no picture. The reason goes into the body every webhook

@@ -435,6 +435,57 @@ async fn an_incident_refused_as_too_large_goes_again_without_its_picture() {
 }
 
 #[tokio::test]
+async fn an_incident_refused_for_good_with_its_picture_goes_again_without_it() {
+    // A receiver that caps the body's size and answers 400 (Go's
+    // MaxBytesReader), or refuses the snapshot with 422: each incident goes
+    // again without its picture and is taken; an event with no picture to
+    // take out is dropped as before.
+    let (url, seen, _) = scripted_server(Arc::new(|n| match n {
+        0 | 4 => Reply::Answer(400, vec![], "http: request body too large".into()),
+        2 => Reply::Answer(422, vec![], "snapshot: invalid".into()),
+        _ => ok(),
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    let picture = "A".repeat(20_000);
+    for i in 0..2 {
+        outbox
+            .enqueue(&OutgoingEvent {
+                body: format!(
+                    "{{\"type\":\"incident.started\",\"id\":\"tower-7-e{i}\",\"snapshot\":{{\"data\":\"{picture}\"}}}}"
+                ),
+                ..event(i)
+            })
+            .unwrap();
+    }
+    outbox.enqueue(&event(2)).unwrap();
+    deliver_all(&outbox, &url, options()).await;
+    let seen = seen.lock().unwrap().clone();
+    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e1",
+            "tower-7-e1",
+            "tower-7-e2"
+        ]
+    );
+    for (resent, status) in [(&seen[1], "400"), (&seen[3], "422")] {
+        let resent: serde_json::Value = serde_json::from_str(&resent.body).unwrap();
+        assert!(resent["snapshot"].is_null(), "{resent}");
+        assert!(
+            resent["snapshot_error"].as_str().unwrap().contains(status),
+            "{resent}"
+        );
+    }
+    let stats = outbox.stats().unwrap();
+    assert_eq!((stats.delivered, stats.rejected), (2, 1));
+}
+
+#[tokio::test]
 async fn an_incident_that_times_out_three_times_goes_on_without_its_picture() {
     // A link too slow to carry the picture within response_timeout_s: the
     // first three attempts get no answer, then the receiver answers.
