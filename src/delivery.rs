@@ -23,6 +23,9 @@
 //!   (the receiver refuses the signature's timestamp with `401`), a secret
 //!   being rotated, a proxy or a receiver being redeployed. Dropping on them
 //!   would empty the outbox of every alert within seconds, one after another.
+//!   A `401` dated (`Date`) more than the signature's tolerance from the
+//!   device's clock goes again at once, signed with the receiver's time
+//!   ([`Endpoint::follow_receiver_clock`]).
 //! - `413` to an incident with a snapshot: it goes again at once without the
 //!   picture (`"snapshot": null`, `snapshot_error` saying why), to every
 //!   endpoint that has not taken it yet. A body of up to ~130 KB is over some
@@ -69,6 +72,7 @@
 //! ([`OutboxHandle`]): in `run` they share the async thread with every
 //! camera and the watchdog, which must not wait for an fsync.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +98,11 @@ pub struct Endpoint {
     /// receiver may take a token in its query.
     pub shown: String,
     pub secrets: Vec<Secret>,
+    /// Seconds added to the device's clock for the signature's timestamp:
+    /// 0, or how far the receiver's clock is ahead once a `401` showed the
+    /// two too far apart ([`Endpoint::follow_receiver_clock`]). Shared by
+    /// the clones of this endpoint.
+    signing_offset_s: Arc<AtomicI64>,
 }
 
 impl Endpoint {
@@ -103,7 +112,56 @@ impl Endpoint {
             url,
             shown,
             secrets,
+            signing_offset_s: Arc::default(),
         }
+    }
+
+    /// The timestamp to sign with now: the device's clock, or the
+    /// receiver's where they differ past its tolerance.
+    fn signing_time(&self) -> i64 {
+        crate::clock::wall_unix().floor() as i64 + self.signing_offset_s.load(Ordering::Relaxed)
+    }
+
+    /// After a `401` whose answer was dated `receiver_ahead_s` ahead of the
+    /// device's clock: signs with the receiver's time from now on where the
+    /// two are further apart than the receiver's tolerance, with the
+    /// device's own where they are not (network time has set it since).
+    /// Returns whether that changed how this endpoint is signed for, and so
+    /// whether the refused event should go again at once.
+    ///
+    /// A Pi has no clock battery: after a power cut it boots to the time
+    /// it last saved, and where the link lets HTTPS through but not network
+    /// time (an APN that only reaches the control room's host), every
+    /// signature was refused as stale and every alert waited, retried,
+    /// until someone set the clock. Only a `401` moves the offset: an answer
+    /// the receiver took shows its verifier agrees with the device, whatever
+    /// a proxy in front of it writes in `Date`.
+    fn follow_receiver_clock(&self, receiver_ahead_s: Option<i64>) -> bool {
+        let Some(ahead) = receiver_ahead_s else {
+            return false;
+        };
+        let offset = if ahead.abs() > webhook::TOLERANCE_S {
+            ahead
+        } else {
+            0
+        };
+        let before = self.signing_offset_s.swap(offset, Ordering::Relaxed);
+        if before == offset {
+            return false;
+        }
+        if offset == 0 {
+            info!(
+                "{}: the device's clock agrees with the receiver's again: signing with it",
+                self.shown
+            );
+        } else {
+            warn!(
+                "{}: refused (401) with an answer dated {offset} s from the device's clock, past the signature's {} s tolerance: signing with the receiver's time until the device's clock is set (network time)",
+                self.shown,
+                webhook::TOLERANCE_S
+            );
+        }
+        true
     }
 
     /// The configured webhooks with their secrets read.
@@ -185,6 +243,9 @@ pub struct Attempt {
     /// No answer came within `response_timeout_s` (sending the body
     /// included), although a connection was made.
     pub timed_out: bool,
+    /// How far the answer's `Date` is ahead of the device's clock, in
+    /// seconds, where it has one.
+    pub receiver_ahead_s: Option<i64>,
 }
 
 impl Attempt {
@@ -237,11 +298,15 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
 /// against it a date 30 s ahead looked months away (held at
 /// `max_backoff_s`, 900 s, on every retry: clock review).
 fn answered_at(headers: &reqwest::header::HeaderMap) -> std::time::SystemTime {
+    receiver_date(headers).unwrap_or_else(std::time::SystemTime::now)
+}
+
+/// The answer's `Date`, if it has a valid one.
+fn receiver_date(headers: &reqwest::header::HeaderMap) -> Option<std::time::SystemTime> {
     headers
         .get(reqwest::header::DATE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
-        .unwrap_or_else(std::time::SystemTime::now)
 }
 
 /// The delay before retry number `attempts` (1 = the first retry): uniform
@@ -261,8 +326,9 @@ pub async fn post(
     options: &DeliveryOptions,
 ) -> Attempt {
     let event = &pending.event;
-    // The receiver holds this to its own clock: the real one (src/clock.rs).
-    let timestamp = crate::clock::wall_unix().floor() as i64;
+    // The receiver holds this to its own clock: the real one (src/clock.rs),
+    // or the receiver's where they disagree.
+    let timestamp = endpoint.signing_time();
     let signature = webhook::sign(
         &endpoint.secrets,
         &event.id,
@@ -290,6 +356,7 @@ pub async fn post(
                         event.id
                     )),
                     timed_out: false,
+                    receiver_ahead_s: None,
                 }
             }
         }
@@ -320,6 +387,12 @@ pub async fn post(
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, answered_at(response.headers())));
+    let receiver_ahead_s = receiver_date(response.headers()).map(|date| {
+        let date = date
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        (date - crate::clock::wall_unix()).round() as i64
+    });
     let redirect = redirect_note(&response, &endpoint.url);
     let (body, error) = read_capped(response, options.max_response_bytes, deadline).await;
     let error = match (redirect, error) {
@@ -339,6 +412,7 @@ pub async fn post(
         body_preview: preview,
         error,
         timed_out: false,
+        receiver_ahead_s,
     }
 }
 
@@ -372,6 +446,7 @@ fn no_answer(error: String) -> Attempt {
         body_preview: String::new(),
         error: Some(error),
         timed_out: false,
+        receiver_ahead_s: None,
     }
 }
 
@@ -620,7 +695,7 @@ async fn run_endpoint(
 
 /// What one turn of an endpoint's worker did.
 enum Step {
-    /// An attempt was made and settled.
+    /// An attempt was made and settled, or left due to go again at once.
     Went,
     /// The oldest event is not due for this long.
     NotDue(Duration),
@@ -813,6 +888,10 @@ async fn deliver_next(
         return Ok(Step::NotDue(Duration::from_secs_f64(wait)));
     }
     let attempt = post(client, endpoint, &pending, options).await;
+    if attempt.status == Some(401) && endpoint.follow_receiver_clock(attempt.receiver_ahead_s) {
+        // Left due: it goes again at once, signed anew.
+        return Ok(Step::Went);
+    }
     let timeouts = &mut worker.timeouts;
     let of = TimedOut::of(&pending);
     if timeouts.of != of {

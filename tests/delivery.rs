@@ -203,6 +203,58 @@ async fn retry_after_sets_the_next_attempt_between_the_backoff_bounds() {
 }
 
 #[tokio::test]
+async fn a_device_clock_a_day_behind_signs_with_the_receivers_time_after_a_401() {
+    // A Pi booted to the time it saved before a day without power, with no
+    // network time: the receiver refuses the stale signature, in an answer
+    // dated by its own clock. The event goes again at once, signed with the
+    // receiver's time, and so do the next ones; when the device's clock is
+    // right again (here: a 401 dated by it), it signs with its own.
+    let day = 86_400;
+    let dated = |ahead: u64| {
+        vec![(
+            "Date",
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(ahead)),
+        )]
+    };
+    let (url, seen, _) = scripted_server(Arc::new(move |n| match n {
+        0 => Reply::Answer(401, dated(day), "webhook-timestamp is stale".into()),
+        3 => Reply::Answer(401, dated(0), "webhook-timestamp is ahead".into()),
+        _ => ok(),
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open_outbox(dir.path(), &url));
+    for i in 0..4 {
+        outbox.enqueue(&event(i)).unwrap();
+    }
+    deliver_all(&outbox, &url, options()).await;
+    let seen = seen.lock().unwrap().clone();
+    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "tower-7-e0",
+            "tower-7-e0",
+            "tower-7-e1",
+            "tower-7-e2",
+            "tower-7-e2",
+            "tower-7-e3"
+        ]
+    );
+    let ahead: Vec<i64> = seen
+        .iter()
+        .map(|s| ((s.timestamp - now_unix() as i64) as f64 / day as f64).round() as i64)
+        .collect();
+    assert_eq!(
+        ahead,
+        [0, 1, 1, 1, 0, 0],
+        "days ahead of the device's clock"
+    );
+    // The retries went at once: neither 401 counts as a failed attempt.
+    assert_eq!(outbox.stats().unwrap().failed_attempts, 0);
+}
+
+#[tokio::test]
 async fn a_redirect_is_retried_not_followed_and_says_where_it_leads() {
     let (url, seen, _) = scripted_server(Arc::new(|_| {
         Reply::Answer(

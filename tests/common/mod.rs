@@ -123,6 +123,8 @@ pub struct Seen {
     pub id: String,
     pub body: String,
     pub signature_ok: bool,
+    /// The signature's timestamp (0 where it is missing or not a number).
+    pub timestamp: i64,
 }
 
 /// What a hand-written server does with request number `n` (0-based).
@@ -226,6 +228,7 @@ async fn handle_scripted(
             id: id.clone(),
             body: body.clone(),
             signature_ok,
+            timestamp: timestamp.parse().unwrap_or(0),
         });
         seen.len() - 1
     };
