@@ -25,7 +25,7 @@
 //!   would empty the outbox of every alert within seconds, one after another.
 //!   A `401` dated (`Date`) more than the signature's tolerance from the
 //!   device's clock goes again at once, signed with the receiver's time
-//!   ([`Endpoint::follow_receiver_clock`]).
+//!   (`Endpoint::follow_receiver_clock`).
 //! - `413` to an incident with a snapshot: it goes again at once without the
 //!   picture (`"snapshot": null`, `snapshot_error` saying why), to every
 //!   endpoint that has not taken it yet. A body of up to ~130 KB is over some
