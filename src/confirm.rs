@@ -7,7 +7,8 @@
 //! seconds, the newest included, and those hot frames span at least
 //! `span_s` seconds. While it runs, a lower keep threshold (`keep_factor` x
 //! alarm) reached by a view of its region holds it alive; once its region has
-//! not reached that for `clear_s` seconds it ends. For `cooldown_s` seconds
+//! not reached that for `clear_s` seconds it ends. Time with no frame (a gap
+//! over `window_s`: the camera out) does not count ([`Confirmer::push`]). For `cooldown_s` seconds
 //! after that, the tiles that were hot while it ran cannot start a new
 //! incident of that class, so one flickering cloud does not page the control
 //! room every few minutes; smoke on any other tile, the one beside them
@@ -292,6 +293,8 @@ pub struct Confirmer {
     config: ConfirmConfig,
     classes: Vec<ClassState>,
     grid: (usize, usize),
+    /// When the last frame was taken, for the gaps of a camera outage.
+    last_frame: Option<f64>,
 }
 
 impl Confirmer {
@@ -314,6 +317,7 @@ impl Confirmer {
             config,
             classes,
             grid: (0, 0),
+            last_frame: None,
         }
     }
 
@@ -392,6 +396,9 @@ impl Confirmer {
     /// its tiles for the cooldown after; a step back held every cooldown
     /// for the length of the step.
     pub fn clock_stepped(&mut self, step: f64) {
+        if let Some(t) = &mut self.last_frame {
+            *t += step;
+        }
         for state in &mut self.classes {
             for (t, _, _) in &mut state.history {
                 *t += step;
@@ -413,6 +420,10 @@ impl Confirmer {
     /// Feeds one frame taken at `time` (unix seconds); returns the events it
     /// causes: those of the running incidents, oldest first, then a start.
     pub fn push(&mut self, time: f64, frame: &str, scores: &FrameScores) -> Vec<IncidentEvent> {
+        if let Some(gap) = self.last_frame.map(|t| time - t) {
+            self.outage(gap);
+        }
+        self.last_frame = Some(time);
         let layout = &scores.layout;
         let grid = (layout.rows.max(1), layout.cols.max(1));
         if grid != self.grid {
@@ -478,6 +489,30 @@ impl Confirmer {
             ));
         }
         events
+    }
+}
+
+impl Confirmer {
+    /// A gap of `gap` seconds since the last frame: longer than `window_s`,
+    /// the camera was out (offline, or its frames refused), and its running
+    /// incidents' times move forward by the gap, so that only time seen
+    /// counts towards `clear_s`. Otherwise the first frame after an outage
+    /// longer than `clear_s` ended a burning fire if it showed no smoke (a
+    /// rebooted camera's first frame is often black or wrongly exposed), and
+    /// the cooldown held the fire's own tiles for `cooldown_s` more: the
+    /// control room heard it ended, and of the fire again 10 minutes after
+    /// the camera was back (review). A restart of the monitor is another
+    /// case: its incidents, resumed, end unseen ([`ClassState::step`]).
+    fn outage(&mut self, gap: f64) {
+        if gap <= self.config.window_s {
+            return;
+        }
+        for a in self.classes.iter_mut().flat_map(|s| s.active.iter_mut()) {
+            a.last_kept += gap;
+            for t in &mut a.kept_at {
+                *t += gap;
+            }
+        }
     }
 }
 
@@ -1183,6 +1218,40 @@ mod tests {
     }
 
     #[test]
+    fn a_camera_outage_does_not_count_towards_the_end_of_a_fire() {
+        // A camera grabbing every 10 s: an incident starts at 50 s; the
+        // camera is out from 100 s to 400 s (longer than clear_s) and its
+        // first frame back is black. The fire, hot again from the next
+        // frame, stays the one incident; once it is gone, it ends clear_s
+        // of frames later, as without the outage.
+        let mut c = confirmer();
+        let hot = frame(&[((1, 1), 0.9)]);
+        let black = frame(&[]);
+        let mut frames: Vec<(f64, &FrameScores)> = Vec::new();
+        frames.extend((0..=10).map(|i| (i as f64 * 10.0, &hot)));
+        frames.push((400.0, &black));
+        frames.extend((41..=60).map(|i| (i as f64 * 10.0, &hot)));
+        frames.extend((61..=90).map(|i| (i as f64 * 10.0, &black)));
+        let mut events = Vec::new();
+        for (t, f) in frames {
+            events.extend(c.push(t, &format!("t{t}"), f));
+        }
+        let phases: Vec<(IncidentPhase, String)> = events
+            .iter()
+            .filter(|e| e.phase != IncidentPhase::Updated)
+            .map(|e| (e.phase, e.frame.clone()))
+            .collect();
+        // Last kept at 600 s: ended at 780 s.
+        assert_eq!(
+            phases,
+            [
+                (IncidentPhase::Started, "t50".to_string()),
+                (IncidentPhase::Ended, "t780".to_string())
+            ]
+        );
+    }
+
+    #[test]
     fn cooldown_holds_back_the_same_region() {
         let mut c = confirmer_with(ConfirmConfig {
             cooldown_s: 300.0,
@@ -1822,9 +1891,13 @@ mod tests {
             (events, c)
         };
         let phases = |events: &[IncidentEvent]| events.iter().map(|e| e.phase).collect::<Vec<_>>();
-        // Without being told, the confirmer sees a day with no hot frame and
-        // ends a fire that is still burning.
-        assert!(phases(&feed(false).0).contains(&IncidentPhase::Ended));
+        // Without being told, the confirmer takes the day for a camera
+        // outage, which does not end the fire (before outages were, it saw a
+        // day with no hot frame and ended it), but its start reads a day
+        // before the times of its events.
+        let (events, c) = feed(false);
+        assert!(!phases(&events).contains(&IncidentPhase::Ended));
+        assert_eq!(c.classes[0].active[0].started_at, 1_060.0);
         let (events, c) = feed(true);
         assert!(
             !phases(&events).contains(&IncidentPhase::Ended),
