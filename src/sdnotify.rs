@@ -29,9 +29,14 @@ pub fn notify(state: &str) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Sends `state` to the notification socket `path`.
+/// Sends `state` to the notification socket `path`, without waiting: the
+/// monitor calls this on its runtime's one thread, and a send that blocked
+/// (the manager not reading, its queue full) stalled every camera,
+/// `/healthz` and delivery with it. A message refused so is an error, which
+/// the watchdog task logs; the next ping is another try.
 fn notify_to(path: &std::ffi::OsStr, state: &str) -> io::Result<()> {
     let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
     let bytes = path.as_encoded_bytes();
     let addr = match bytes.strip_prefix(b"@") {
         Some(name) => {
@@ -99,6 +104,25 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manager_that_does_not_read_refuses_a_message_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let _unread = UnixDatagram::bind(&path).unwrap();
+        // On a thread, so that a send that blocks fails the test, not hangs it.
+        let (done, refused) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let error = (0..100_000)
+                .find_map(|_| notify_to(path.as_os_str(), "WATCHDOG=1").err())
+                .map(|e| e.kind());
+            let _ = done.send(error);
+        });
+        let refused = refused
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a send blocked on a full queue");
+        assert_eq!(refused, Some(io::ErrorKind::WouldBlock));
+    }
 
     #[test]
     fn a_worker_past_its_deadline_is_overdue() {
