@@ -845,6 +845,11 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
         shared.liveness.expect_within(slot, IDLE_WAIT + SLACK);
         if unsaved_tried.elapsed() >= HELD_RETRY {
             unsaved_tried = Instant::now();
+            // It may commit to the outbox, as a frame does: held to a
+            // frame's limit. Held to the idle wait's 16 s, a commit that a
+            // worn card took 20 s over left the watchdog unfed, and systemd
+            // killed the service mid-fire (tests/monitor.rs).
+            shared.liveness.expect_within(slot, INFERENCE_LIMIT);
             retry_unsaved(shared, &pipelines, &mut saved, &mut unsaved);
             shared
                 .state

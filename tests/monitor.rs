@@ -20,8 +20,8 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use common::live::{
-    events_of_type, fixture_frame, small_frame, wait_for, write_config, Auth, FakeCamera, Monitor,
-    PASSWORD, USER,
+    events_of_type, fixture_frame, small_frame, wait_for, write_config, write_config_with, Auth,
+    FakeCamera, Monitor, Setup, PASSWORD, USER,
 };
 use common::{ok, scripted_server, serve_receiver, Reply, Seen, PATIENCE};
 use wildfire_watch::camera::snapshot::SnapshotSource;
@@ -821,6 +821,74 @@ async fn a_stalled_outbox_stalls_no_camera_status_answer_or_watchdog_ping() {
     .await;
     let mut monitor = monitor;
     assert!(monitor.terminate().await.success());
+}
+
+/// A running incident's per-frame fields (its last hot frame) are saved once
+/// a minute; where no frame comes in that minute (a camera grabbing every
+/// 40 s here, or one lost to the fire), the inference thread saves them
+/// between frames (`retry_unsaved`). Every commit takes 25 s, as on a worn
+/// SD card. That save is held to the inference thread's limit for a frame
+/// (180 s), where it was held to the 16 s of its idle wait: the watchdog went
+/// unfed 16 s into the save, and systemd killed the service mid-fire, once a
+/// minute for as long as the card stayed slow.
+#[tokio::test]
+async fn a_slow_save_of_a_running_incident_between_frames_keeps_the_watchdog_fed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let webhook = serve_receiver(&store).await;
+    // One plume frame throughout: the incident's region stays as it is, so
+    // only its per-frame fields change, and a frame saves them only once
+    // the minute is up (a changed region is saved at once).
+    let camera = FakeCamera::start(Auth::Basic, |_| fixture_frame(15)).await;
+    let config = write_config_with(
+        dir.path(),
+        &webhook,
+        &camera,
+        &Setup {
+            // Frames f0, f1 (which starts the incident), f2 40 s later (its
+            // last hot frame moves, 40 s after the save: not due yet), and
+            // the minute is up before f3: the save falls between frames.
+            interval_s: 40.0,
+            camera_extra: &format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0"),
+            ..Setup::default()
+        },
+    );
+    // Nobody reads the pings: what matters is whether the monitor withholds
+    // them, which its journal says.
+    let notify_path = dir.path().join("notify.sock");
+    let _notify = UnixDatagram::bind(&notify_path).unwrap();
+    let log = dir.path().join("run.log");
+    let _monitor = Monitor::start_logged(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+            (wildfire_watch::monitor::COMMIT_DELAY_ENV, "25000"),
+        ],
+        &log,
+    );
+    // The running incident as saved in the outbox, once it is.
+    let outbox = dir.path().join("outbox.sqlite3");
+    let saved = move || -> Option<String> {
+        let conn = rusqlite::Connection::open(&outbox).ok()?;
+        conn.query_row(
+            "SELECT state FROM open_incidents WHERE camera = 'west'",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    let started = wait_for("the incident saved with its start", || async { saved() }).await;
+    let later = wait_for("the incident saved again, with f2's time", || async {
+        saved().filter(|s| *s != started)
+    })
+    .await;
+    assert_ne!(later, started);
+    let journal = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !journal.contains("not feeding the systemd watchdog"),
+        "{journal}"
+    );
 }
 
 /// A stop while the frame that confirms a fire is still in flight (a frame
