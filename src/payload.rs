@@ -236,8 +236,18 @@ fn device_event_stamped(
     }
 }
 
-/// A `test` event, as sent by `wildfire-watch test-alert`.
+/// A `test` event, as sent by `wildfire-watch test-alert`. It carries a
+/// picture as large as an incident's can be ([`test_picture`]): a limit on
+/// the size of a body between the device and the control room (a
+/// framework's default, a firewall's rule that answers `403` to bodies over
+/// 8 KB) then shows when the installer runs `test-alert`, not on the first
+/// fire. With a test body of a few hundred bytes, `test-alert` passed where
+/// every alert with its picture was refused.
 pub fn test_event(device: &DeviceConfig, created_at: f64) -> OutgoingEvent {
+    let (snapshot, snapshot_error) = match test_picture() {
+        Ok(picture) => (picture, Value::Null),
+        Err(e) => (Value::Null, Value::String(format!("{e:#}"))),
+    };
     device_event(
         device,
         EventKind::Test,
@@ -245,9 +255,44 @@ pub fn test_event(device: &DeviceConfig, created_at: f64) -> OutgoingEvent {
         unique_id(device, "test", created_at),
         created_at,
         json!({
-            "message": "Test alert from wildfire-watch: no fire. If you can read this, alerts reach you.",
+            "message": "Test alert from wildfire-watch: no fire. If you can read this, alerts reach you. Its snapshot is a test picture (noise) as large as an alert's can be.",
+            "snapshot": snapshot,
+            "snapshot_error": snapshot_error,
         }),
     )
+}
+
+/// A snapshot as large as an incident's can be: noise, which JPEG cannot
+/// shrink, in as many rows as fit under [`MAX_SNAPSHOT_BYTES`] at the
+/// snapshot's first quality (grey below), so that it goes as it is. The same
+/// every time.
+fn test_picture() -> Result<Value> {
+    let (width, height) = (SNAPSHOT_WIDTH, SNAPSHOT_WIDTH * 9 / 16);
+    let picture = |rows: u32| {
+        RgbImage::from_fn(width, height, |x, y| {
+            if y >= rows {
+                return Rgb([128, 128, 128]);
+            }
+            // A hash of the pixel's place (xorshift32 of it).
+            let mut h = (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663)) | 1;
+            h ^= h << 13;
+            h ^= h >> 17;
+            h ^= h << 5;
+            let [r, g, b, _] = h.to_le_bytes();
+            Rgb([r, g, b])
+        })
+    };
+    // The most noisy rows that fit: fitting only grows fewer rows.
+    let (mut fits, mut over) = (0, height + 1);
+    while over - fits > 1 {
+        let rows = (fits + over) / 2;
+        if jpeg(&picture(rows), SNAPSHOT_QUALITY)?.len() <= MAX_SNAPSHOT_BYTES {
+            fits = rows;
+        } else {
+            over = rows;
+        }
+    }
+    encoded(&picture(fits))
 }
 
 /// A `heartbeat` event: the device is alive; `status` is free-form JSON
@@ -365,20 +410,24 @@ fn snapshot(frame: &RgbImage, event: &IncidentEvent) -> Result<Value> {
     for b in &event.boxes {
         draw_rect(&mut drawn, b, colour, thickness);
     }
+    encoded(&drawn)
+}
+
+/// `frame` scaled to at most [`SNAPSHOT_WIDTH`] wide, as base64 JPEG under
+/// [`MAX_SNAPSHOT_BYTES`], with its sizes.
+fn encoded(frame: &RgbImage) -> Result<Value> {
+    let (frame_width, frame_height) = frame.dimensions();
     let mut width = frame_width.min(SNAPSHOT_WIDTH);
     let mut quality = SNAPSHOT_QUALITY;
     loop {
         let height =
             ((u64::from(frame_height) * u64::from(width)) / u64::from(frame_width)).max(1) as u32;
         let small = if width == frame_width {
-            drawn.clone()
+            frame.clone()
         } else {
-            imageops::resize(&drawn, width, height, imageops::FilterType::Triangle)
+            imageops::resize(frame, width, height, imageops::FilterType::Triangle)
         };
-        let mut jpeg = Vec::new();
-        JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), quality)
-            .encode_image(&small)
-            .context("cannot encode the snapshot as JPEG")?;
+        let jpeg = jpeg(&small, quality)?;
         if jpeg.len() <= MAX_SNAPSHOT_BYTES || width <= 160 {
             return Ok(json!({
                 "content_type": "image/jpeg",
@@ -395,6 +444,15 @@ fn snapshot(frame: &RgbImage, event: &IncidentEvent) -> Result<Value> {
             width = width * 3 / 4;
         }
     }
+}
+
+/// `picture` as JPEG at `quality`.
+fn jpeg(picture: &RgbImage, quality: u8) -> Result<Vec<u8>> {
+    let mut jpeg = Vec::new();
+    JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), quality)
+        .encode_image(picture)
+        .context("cannot encode the snapshot as JPEG")?;
+    Ok(jpeg)
 }
 
 #[cfg(test)]
@@ -624,5 +682,36 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
         let v: Value = serde_json::from_str(&outbox_replaced(&device, &stamped).body).unwrap();
         assert_eq!(v["clock_synchronized"], true);
         assert_eq!(v["id"], "tower-7-outbox-replaced-20250401T030900Z-0badf00d");
+    }
+
+    #[test]
+    fn a_test_alert_is_as_large_as_the_largest_alert() {
+        // Its picture is a JPEG near the snapshot's limit, the same every
+        // time; a receiver refusing it gets it again without, as an alert.
+        let (device, _) = tower_7();
+        let test = test_event(&device, 0.0);
+        let v: Value = serde_json::from_str(&test.body).unwrap();
+        let jpeg = BASE64
+            .decode(v["snapshot"]["data"].as_str().unwrap())
+            .unwrap();
+        assert!(
+            jpeg.len() > MAX_SNAPSHOT_BYTES * 9 / 10 && jpeg.len() <= MAX_SNAPSHOT_BYTES,
+            "{} bytes",
+            jpeg.len()
+        );
+        let picture = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!(
+            (picture.width(), picture.height()),
+            (
+                v["snapshot"]["width"].as_u64().unwrap() as u32,
+                v["snapshot"]["height"].as_u64().unwrap() as u32
+            )
+        );
+        assert!(v["snapshot_error"].is_null());
+        assert_eq!(
+            v["snapshot"],
+            serde_json::from_str::<Value>(&test_event(&device, 0.0).body).unwrap()["snapshot"]
+        );
+        assert!(has_snapshot(&test.body));
     }
 }

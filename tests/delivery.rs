@@ -382,6 +382,37 @@ async fn events_no_webhook_could_take_go_out_once_test_alert_re_enables_it() {
 }
 
 #[tokio::test]
+async fn test_alert_finds_a_size_limit_on_the_way_before_a_fire_does() {
+    // A firewall in front of the receiver that answers 403 to any body over
+    // 8 KB (AWS WAF's common rule set): test-alert fails, as the first
+    // alert with its picture would, where a test of a few hundred bytes
+    // passed.
+    let (url, seen, _) = scripted_server(Arc::new(|_| {
+        Reply::Answer(403, vec![], "<html>403 Forbidden</html>".into())
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &url);
+    let binary = env!("CARGO_BIN_EXE_wildfire-watch");
+    let test_alert = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binary)
+            .args(["test-alert", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&test_alert.stdout);
+    assert_eq!(test_alert.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("403"), "{stdout}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].body.len() > 120_000, "{} bytes", seen[0].body.len());
+    assert!(seen[0].signature_ok);
+}
+
+#[tokio::test]
 async fn a_retry_set_before_the_clock_stepped_back_does_not_hold_the_queue() {
     let (url, seen, _) = scripted_server(Arc::new(|_| ok())).await;
     let dir = tempfile::tempdir().unwrap();
