@@ -336,6 +336,20 @@ async fn a_410_disables_the_endpoint_for_good() {
     assert_eq!(outbox.stats().unwrap().endpoints_disabled, 1);
 }
 
+/// `wildfire-watch test-alert --config config`, run to its end.
+async fn test_alert(config: PathBuf) -> std::process::Output {
+    let binary = env!("CARGO_BIN_EXE_wildfire-watch");
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binary)
+            .args(["test-alert", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn events_no_webhook_could_take_go_out_once_test_alert_re_enables_it() {
     // The receiver answers 410 once (a misconfigured route), then is fixed.
@@ -357,16 +371,7 @@ async fn events_no_webhook_could_take_go_out_once_test_alert_re_enables_it() {
     outbox.enqueue(&event(1)).unwrap();
     assert_eq!(outbox.stats().unwrap().pending_events, 2);
 
-    let binary = env!("CARGO_BIN_EXE_wildfire-watch");
-    let test_alert = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(binary)
-            .args(["test-alert", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let test_alert = test_alert(config).await;
     let stdout = String::from_utf8_lossy(&test_alert.stdout);
     assert!(test_alert.status.success(), "{stdout}");
     assert!(stdout.contains("re-enabled"), "{stdout}");
@@ -393,16 +398,7 @@ async fn test_alert_finds_a_size_limit_on_the_way_before_a_fire_does() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &url);
-    let binary = env!("CARGO_BIN_EXE_wildfire-watch");
-    let test_alert = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(binary)
-            .args(["test-alert", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let test_alert = test_alert(config).await;
     let stdout = String::from_utf8_lossy(&test_alert.stdout);
     assert_eq!(test_alert.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("403"), "{stdout}");
