@@ -593,8 +593,8 @@ async fn file_outbox_back(shared: &Arc<Shared>) -> (String, Outbox) {
 
 /// At a stop with the outbox in memory, stores what it holds in the file at
 /// `[outbox] path` ([`Outbox::copy_into`]), if the disk takes it now, within
-/// `budget`: the next start sends those events and continues those
-/// incidents. `file` is the file [`file_outbox_back`] opened, where it ended
+/// `budget`, and after it an `outbox.restored` event: the next start sends
+/// those events and continues those incidents. `file` is the file [`file_outbox_back`] opened, where it ended
 /// the run; a stop for another reason opens it here. A copy cut short by the
 /// budget (systemd then kills the process) commits nothing; what memory held
 /// is lost, as it was before.
@@ -606,7 +606,15 @@ async fn store_memory_in_file(shared: &Arc<Shared>, file: Option<Outbox>, budget
                 Some(file) => file,
                 None => Outbox::for_config(&shared.config)?,
             };
-            memory.copy_into(&file)
+            let copied = memory.copy_into(&file)?;
+            // What memory held is safe whether or not this notice is.
+            let problem = shared.state.outbox_in_memory.as_deref().unwrap_or_default();
+            let restored =
+                payload::outbox_restored(&shared.config.device, problem, copied.events, now_unix());
+            if let Err(e) = file.enqueue(&restored) {
+                warn!("cannot store {} in the outbox file: {e:#}", restored.id);
+            }
+            Ok(copied)
         }
     });
     match tokio::time::timeout(budget, copy).await {

@@ -1,6 +1,8 @@
 //! Webhook bodies: what a control room receives for an incident, a test, a
 //! heartbeat, a camera going offline or online, and an outbox replaced
-//! ([`outbox_replaced`]), built into [`OutgoingEvent`]s for the outbox.
+//! ([`outbox_replaced`]), kept in memory ([`outbox_unavailable`]) or back on
+//! its disk ([`outbox_restored`]), built into [`OutgoingEvent`]s for the
+//! outbox.
 //!
 //! Every body is a JSON object with `type`, `id` (the `webhook-id` header),
 //! `timestamp` (RFC 3339, when the event happened, on the device's clock),
@@ -393,6 +395,32 @@ pub fn outbox_unavailable(device: &DeviceConfig, problem: &str, at: f64) -> Outg
     )
 }
 
+/// An `outbox.restored` event: the outbox kept in memory since a start
+/// (`problem`, its `outbox.unavailable`) is back in its file, with the
+/// `stored_events` it still held, and the next start runs on the file. The
+/// control room, told by `outbox.unavailable` that a power cut would lose
+/// alerts, is told when that is over, as `camera.online` follows
+/// `camera.offline`.
+pub fn outbox_restored(
+    device: &DeviceConfig,
+    problem: &str,
+    stored_events: usize,
+    at: f64,
+) -> OutgoingEvent {
+    device_event(
+        device,
+        EventKind::Device,
+        "outbox.restored",
+        unique_id(device, "outbox-restored", at),
+        at,
+        json!({
+            "problem": problem,
+            "stored_events": stored_events,
+            "message": "The device's outbox is back on its disk: the events it kept in memory are stored there and sent as usual, and a power cut no longer loses them. Nothing to do.",
+        }),
+    )
+}
+
 /// The frame with the event's boxes drawn, scaled to at most
 /// [`SNAPSHOT_WIDTH`] wide, as base64 JPEG under [`MAX_SNAPSHOT_BYTES`].
 fn snapshot(frame: &RgbImage, event: &IncidentEvent) -> Result<Value> {
@@ -622,6 +650,12 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
                 EventKind::Device,
                 "tower-7-outbox-replaced-",
             ),
+            (
+                outbox_restored(&device, "disk full", 3, at),
+                "outbox.restored",
+                EventKind::Device,
+                "tower-7-outbox-restored-",
+            ),
         ];
         let camera = camera_event(
             &device,
@@ -662,9 +696,14 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
         assert_eq!(v["set_aside_as"], set_aside.copy.display().to_string());
         assert_eq!(v["problem"], "file is not a database");
         let v: Value = serde_json::from_str(&events[3].0.body).unwrap();
+        assert_eq!(
+            (v["problem"].as_str(), v["stored_events"].as_u64()),
+            (Some("disk full"), Some(3))
+        );
+        let v: Value = serde_json::from_str(&events[4].0.body).unwrap();
         assert_eq!(v["camera"]["id"], "cam-n");
         assert_eq!(v["reason"], "refused");
-        assert!(!events[3].0.body.contains("192.0.2.1"));
+        assert!(!events[4].0.body.contains("192.0.2.1"));
         // Two in the same second (a crash loop) differ: a reused id with
         // another body would be refused by the receiver and dropped.
         assert_ne!(test_event(&device, at).id, test_event(&device, at).id);

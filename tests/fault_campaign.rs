@@ -858,14 +858,28 @@ async fn an_outbox_in_memory_goes_back_to_the_file_once_its_disk_has_room_and_ke
     site.receiver_down.store(false, Ordering::SeqCst);
     let log = dir.path().join("journal-file.log");
     let mut monitor = Monitor::start_logged(config, &[], &log);
-    // Both wait in the file; the incident goes first.
-    let arrived = wait_for("the events kept in memory delivered", || async {
+    // Both wait in the file, the incident first, and after them the notice
+    // that the outbox is back on its disk.
+    let (arrived, restored) = wait_for("the events kept in memory delivered", || async {
         let starts = events_of_type(store, "incident.started");
         let notices = events_of_type(store, "outbox.unavailable");
-        (!starts.is_empty() && !notices.is_empty()).then_some(starts)
+        let restored = events_of_type(store, "outbox.restored");
+        (!starts.is_empty() && !notices.is_empty() && !restored.is_empty())
+            .then_some((starts, restored))
     })
     .await;
     assert_eq!(arrived[0]["id"], started.as_str(), "{arrived:?}");
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert!(
+        restored[0]["stored_events"].as_u64() >= Some(2),
+        "{restored:?}"
+    );
+    assert!(
+        restored[0]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("outbox")),
+        "{restored:?}"
+    );
     let (code, health) = monitor.health().await;
     assert_eq!(code, 200, "{health}\n{}", journal(&log));
     assert_eq!(monitor.metric("wildfire_outbox_in_memory").await, Some(0.0));
