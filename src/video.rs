@@ -142,6 +142,35 @@ impl RgbConverter {
     }
 }
 
+/// A stream's next packet (`read` is `Packet::read` on it), or `None` at
+/// its end. "Not now" (`EAGAIN`) is tried again after 10 ms, until
+/// `deadline` where there is one (an RTSP grab's); any other error ends the grab, as the `ffmpeg` tool ends an
+/// input. ffmpeg-next's own iterator (`Input::packets`) tries again after
+/// any error but the end, at once and for ever: an error that repeats (a
+/// connection reset, or libav's interrupt answering every read past the
+/// deadline) would spin the grab's thread at full speed for good, and with
+/// one grab in flight per camera, leave the camera offline until a restart;
+/// a replay of a file on a disk failing under it would never end.
+pub fn read_packet(
+    mut read: impl FnMut(&mut ffmpeg::Packet) -> Result<(), ffmpeg::Error>,
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<ffmpeg::Packet>, ffmpeg::Error> {
+    let not_now = ffmpeg::Error::Other {
+        errno: ffmpeg::error::EAGAIN,
+    };
+    loop {
+        let mut packet = ffmpeg::Packet::empty();
+        match read(&mut packet) {
+            Ok(()) => return Ok(Some(packet)),
+            Err(ffmpeg::Error::Eof) => return Ok(None),
+            Err(e) if e == not_now && deadline.is_none_or(|d| std::time::Instant::now() < d) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl Iterator for VideoFrames {
     type Item = FootageFrame;
 
@@ -153,14 +182,15 @@ impl Iterator for VideoFrames {
             if self.eof_sent {
                 return None;
             }
-            let next = self
-                .input
-                .packets()
-                .next()
-                .map(|(stream, packet)| (stream.index(), packet));
+            let input = &mut self.input;
+            let (next, error) = match read_packet(|packet| packet.read(input), None) {
+                Ok(next) => (next, None),
+                // Read as the end, then said: what was decoded still counts.
+                Err(e) => (None, Some(e)),
+            };
             match next {
-                Some((stream, packet)) => {
-                    if stream != self.stream {
+                Some(packet) => {
+                    if packet.stream() != self.stream {
                         continue;
                     }
                     if let Err(e) = self.decoder.send_packet(&packet) {
@@ -176,8 +206,67 @@ impl Iterator for VideoFrames {
                     self.eof_sent = true;
                     let _ = self.decoder.send_eof();
                     self.drain_decoder();
+                    if let Some(e) = error {
+                        self.pending.push_back(FootageFrame {
+                            name: "read_error".into(),
+                            offset_s: None,
+                            image: Err(anyhow!("cannot read the video further: {e}")),
+                        });
+                    }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_error_ends_the_stream_where_ffmpeg_nexts_iterator_tried_again_for_ever() {
+        let far = None;
+        // An error that repeats: one read, and the grab ends with it.
+        let mut reads = 0;
+        let read = read_packet(
+            |_| {
+                reads += 1;
+                Err(ffmpeg::Error::Exit)
+            },
+            far,
+        );
+        assert!(matches!(read, Err(ffmpeg::Error::Exit)));
+        assert_eq!(reads, 1);
+        // The end of the stream.
+        assert!(matches!(
+            read_packet(|_| Err(ffmpeg::Error::Eof), far),
+            Ok(None)
+        ));
+        // "Not now" is tried again, until the deadline.
+        let mut reads = 0;
+        let read = read_packet(
+            |_| {
+                reads += 1;
+                match reads {
+                    1..=3 => Err(ffmpeg::Error::Other {
+                        errno: ffmpeg::error::EAGAIN,
+                    }),
+                    _ => Ok(()),
+                }
+            },
+            far,
+        );
+        assert!(matches!(read, Ok(Some(_))));
+        assert_eq!(reads, 4);
+        let past = Some(std::time::Instant::now());
+        let read = read_packet(
+            |_| {
+                Err(ffmpeg::Error::Other {
+                    errno: ffmpeg::error::EAGAIN,
+                })
+            },
+            past,
+        );
+        assert!(read.is_err());
     }
 }

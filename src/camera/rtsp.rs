@@ -207,7 +207,7 @@ fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
     let mut converter = RgbConverter::default();
     let mut frame = Video::empty();
     for _ in 0..MAX_PACKETS_PER_GRAB {
-        let packet = match read_packet(|packet| packet.read(input), deadline) {
+        let packet = match crate::video::read_packet(|packet| packet.read(input), Some(deadline)) {
             Ok(Some(packet)) => packet,
             Ok(None) => return Err(failed("the stream ended before a picture".into())),
             Err(e) => return Err(failed(format!("cannot read the stream: {e}"))),
@@ -222,34 +222,6 @@ fn grab_one(url: &str, timeout: Duration) -> Result<RgbImage, GrabError> {
     Err(failed(format!(
         "no picture decoded from the first {MAX_PACKETS_PER_GRAB} packets"
     )))
-}
-
-/// The stream's next packet (`read` is `Packet::read` on it), or `None` at
-/// its end. "Not now" (`EAGAIN`) is tried again after 10 ms until
-/// `deadline`; any other error ends the grab, as the `ffmpeg` tool ends an
-/// input. ffmpeg-next's own iterator (`Input::packets`) tries again after
-/// any error but the end, at once and for ever: an error that repeats (a
-/// connection reset, or libav's interrupt answering every read past the
-/// deadline) would spin the grab's thread at full speed for good, and with
-/// one grab in flight per camera, leave the camera offline until a restart.
-fn read_packet(
-    mut read: impl FnMut(&mut ffmpeg::Packet) -> Result<(), ffmpeg::Error>,
-    deadline: Instant,
-) -> Result<Option<ffmpeg::Packet>, ffmpeg::Error> {
-    let not_now = ffmpeg::Error::Other {
-        errno: ffmpeg::error::EAGAIN,
-    };
-    loop {
-        let mut packet = ffmpeg::Packet::empty();
-        match read(&mut packet) {
-            Ok(()) => return Ok(Some(packet)),
-            Err(ffmpeg::Error::Eof) => return Ok(None),
-            Err(e) if e == not_now && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -285,53 +257,6 @@ mod tests {
             .sum();
         let mean = diff as f64 / expected.as_raw().len() as f64;
         assert!(mean < 8.0, "mean difference {mean} from frame 0");
-    }
-
-    #[test]
-    fn a_read_error_ends_the_grab_where_libavs_iterator_tried_again_for_ever() {
-        let far = Instant::now() + Duration::from_secs(3600);
-        // An error that repeats: one read, and the grab ends with it.
-        let mut reads = 0;
-        let read = read_packet(
-            |_| {
-                reads += 1;
-                Err(ffmpeg::Error::Exit)
-            },
-            far,
-        );
-        assert!(matches!(read, Err(ffmpeg::Error::Exit)));
-        assert_eq!(reads, 1);
-        // The end of the stream.
-        assert!(matches!(
-            read_packet(|_| Err(ffmpeg::Error::Eof), far),
-            Ok(None)
-        ));
-        // "Not now" is tried again, until the deadline.
-        let mut reads = 0;
-        let read = read_packet(
-            |_| {
-                reads += 1;
-                match reads {
-                    1..=3 => Err(ffmpeg::Error::Other {
-                        errno: ffmpeg::error::EAGAIN,
-                    }),
-                    _ => Ok(()),
-                }
-            },
-            far,
-        );
-        assert!(matches!(read, Ok(Some(_))));
-        assert_eq!(reads, 4);
-        let past = Instant::now();
-        let read = read_packet(
-            |_| {
-                Err(ffmpeg::Error::Other {
-                    errno: ffmpeg::error::EAGAIN,
-                })
-            },
-            past,
-        );
-        assert!(read.is_err());
     }
 
     /// A loopback "camera" that answers each connection with the start of
