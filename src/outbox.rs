@@ -963,7 +963,7 @@ impl Outbox {
 
     /// Takes into this outbox (one in memory) the ids of the incidents
     /// started lately and each camera's running incidents from the file at
-    /// `path`, without writing it ([`open_unwritable`]). A start on a full
+    /// `path`, without writing it (`open_unwritable`). A start on a full
     /// or read-only disk then continues the fires the last run was
     /// following, under their ids, rather than starting them again, and
     /// gives no new incident an id the control room already has (ids are

@@ -239,7 +239,7 @@ fn device_event_stamped(
 }
 
 /// A `test` event, as sent by `wildfire-watch test-alert`. It carries a
-/// picture as large as an incident's can be ([`test_picture`]): a limit on
+/// picture as large as an incident's can be (`test_picture`): a limit on
 /// the size of a body between the device and the control room (a
 /// framework's default, a firewall's rule that answers `403` to bodies over
 /// 8 KB) then shows when the installer runs `test-alert`, not on the first
