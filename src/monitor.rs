@@ -1136,6 +1136,10 @@ async fn heartbeat_task(shared: Arc<Shared>) {
             "version": env!("CARGO_PKG_VERSION"),
             "cameras": cameras,
             "outbox_depth": outbox.as_ref().map(|s| s.pending_events),
+            // Whether a power cut would lose what the outbox holds: a start
+            // on a good disk after one says it is over, which no
+            // `outbox.restored` does (memory was lost with the power).
+            "outbox_in_memory": shared.state.outbox_in_memory.is_some(),
         });
         shared.emit(payload::heartbeat(
             &shared.config.device,

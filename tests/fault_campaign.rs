@@ -749,13 +749,13 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
                 .collect::<Vec<String>>()
         };
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !["outbox.unavailable", "incident.started"]
+        while !["outbox.unavailable", "incident.started", "heartbeat"]
             .iter()
             .all(|t| arrived().iter().any(|a| a == t))
         {
             assert!(
                 Instant::now() < deadline,
-                "{case}: outbox.unavailable and the fire not both delivered: {:?}\n{}",
+                "{case}: outbox.unavailable, the fire and a heartbeat not all delivered: {:?}\n{}",
                 arrived(),
                 journal(&log)
             );
@@ -784,6 +784,15 @@ async fn a_start_on_a_full_or_read_only_disk_keeps_watching_with_the_outbox_in_m
             journal(&log).contains("keeping new events in memory instead"),
             "{case}: {}",
             journal(&log)
+        );
+        // Its heartbeats say so, where a power cut would lose what it holds.
+        let heartbeat = stored_events(store).into_iter().find(|e| {
+            e["type"] == "heartbeat" && !before.contains(e["id"].as_str().unwrap_or_default())
+        });
+        assert_eq!(
+            heartbeat.as_ref().map(|h| &h["status"]["outbox_in_memory"]),
+            Some(&serde_json::json!(true)),
+            "{case}: {heartbeat:?}"
         );
         // The file, unwritable, is still read for the incidents it follows.
         assert!(

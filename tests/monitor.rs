@@ -116,6 +116,7 @@ async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
     // heartbeat went out at start as well.
     let heartbeats = events_of_type(&store, "heartbeat");
     assert_eq!(heartbeats.len(), 1);
+    assert_eq!(heartbeats[0]["status"]["outbox_in_memory"], false);
     // Each says whether network time had set the clock, as the kernel
     // tells this test process (a bool on Linux).
     let synchronized = serde_json::json!(wildfire_watch::clock::synchronized());
