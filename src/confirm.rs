@@ -194,7 +194,7 @@ struct Active {
     /// (`kept_at`): its region.
     cells: Vec<bool>,
     /// Its own hot tiles among `cells`. Empty in state saved before
-    /// 2026-12-03, or after a change of frame size: `cells` stand in.
+    /// 2026-12-03, or on a frame of a new size: `cells` stand in.
     #[serde(default)]
     tiles: Vec<bool>,
     /// Per grid cell, the time of the last frame in which a view of the
@@ -202,12 +202,12 @@ struct Active {
     /// neighbour of it (the whole-frame view, where it is the incident's,
     /// looks at every cell). A cell not so looked at within `clear_s` before
     /// `last_kept` leaves `cells` (and `tiles`). Empty in state saved before
-    /// 2026-12-03, or after a change of frame size: every cell counts as
+    /// 2026-12-03, or on a frame of a new size: every cell counts as
     /// looked at on `last_kept`.
     #[serde(default)]
     kept_at: Vec<f64>,
-    /// Started on the whole-frame view (no tile said where), or carried over
-    /// a change of frame size: the whole-frame view is then its view too.
+    /// Started on the whole-frame view (no tile said where), or on the frame
+    /// of a new size that ends it: the whole-frame view is then its view too.
     /// A localised incident is not kept alive by it, as a fire or cloud
     /// elsewhere lifts it as well.
     #[serde(default)]
@@ -216,6 +216,9 @@ struct Active {
     /// frames stopped.
     #[serde(skip)]
     resumed: bool,
+    /// Its frames changed size: it ends unseen on this frame ([`Confirmer::push`]).
+    #[serde(skip)]
+    outsized: bool,
 }
 
 /// A running incident as a restart keeps it (the monitor stores it in the
@@ -428,7 +431,14 @@ impl Confirmer {
         let grid = (layout.rows.max(1), layout.cols.max(1));
         if grid != self.grid {
             // A new frame size: old cells mean nothing any more. Running
-            // incidents' regions and cooldowns now cover the whole frame.
+            // incidents end unseen on this frame, as after a restart longer
+            // than clear_s: no cooldown, so a fire still burning starts again
+            // by the start rule, over the cells it has now. (They were carried
+            // on over the whole frame, whose region then took in every new
+            // fire for clear_s, and kept it: a fire that broke out within 3
+            // minutes of a camera's firmware reset, beside a burn pile's
+            // incident, was only ever an update of the burn pile's.)
+            // Cooldowns now cover the whole frame.
             self.grid = grid;
             let all = vec![true; grid.0 * grid.1];
             for state in &mut self.classes {
@@ -445,6 +455,7 @@ impl Confirmer {
                     a.tiles = Vec::new();
                     a.kept_at = Vec::new();
                     a.whole_frame = true;
+                    a.outsized = true;
                 }
             }
         }
@@ -549,12 +560,13 @@ impl ClassState {
         let mut claimed = vec![false; clusters.len()];
         for mut a in std::mem::take(&mut self.active) {
             let resumed = std::mem::take(&mut a.resumed);
-            if resumed && (time - a.last_kept >= config.clear_s || time < a.last_kept) {
+            if a.outsized || resumed && (time - a.last_kept >= config.clear_s || time < a.last_kept)
+            {
                 // The monitor was down for longer than clear_s (or for a time
-                // unknown, its clock now behind the last hot frame): the
-                // incident ended unseen, whatever this frame shows. No
-                // cooldown, as nobody saw it end: a fire still burning starts
-                // anew.
+                // unknown, its clock now behind the last hot frame), or the
+                // frame changed size: the incident ended unseen, whatever
+                // this frame shows. No cooldown, as nobody saw it end: a fire
+                // still burning starts anew.
                 a.seq += 1;
                 let score = region_score(scores, class, (&a.cells, a.whole_frame), cols);
                 events.push(event(
@@ -758,6 +770,7 @@ impl ClassState {
                 tiles,
                 whole_frame,
                 resumed: false,
+                outsized: false,
             };
             events.push(event(IncidentPhase::Started, &a, score, boxes));
             self.active.push(a);
@@ -1020,6 +1033,41 @@ mod tests {
     /// Each event's phase and frame name.
     fn phases(events: &[IncidentEvent]) -> Vec<(IncidentPhase, &str)> {
         events.iter().map(|e| (e.phase, e.frame.as_str())).collect()
+    }
+
+    #[test]
+    fn a_change_of_frame_size_ends_running_incidents_and_each_fire_starts_on_its_own() {
+        // A burn pile's incident runs; the camera comes back from a firmware
+        // reset at another size, and a fire breaks out beside the pile at
+        // once. The pile's incident ends unseen, and the fire and the pile,
+        // each on its own tiles, start incidents of their own.
+        let mut c = confirmer();
+        let pile = ((1, 1), 0.9);
+        let before = frame(&[pile]);
+        let after = wide_frame(&[pile, ((1, 6), 0.9)]);
+        let events = run(&mut c, &[&before, &before, &before, &after, &after, &after]);
+        let pile_id = events[0].incident_id.clone();
+        assert_eq!(
+            phases(&events)[..2],
+            [(IncidentPhase::Started, "1"), (IncidentPhase::Ended, "3")]
+        );
+        assert_eq!(events[1].incident_id, pile_id);
+        let started: Vec<&IncidentEvent> = events[2..]
+            .iter()
+            .filter(|e| e.phase == IncidentPhase::Started)
+            .collect();
+        assert_eq!(started.len(), 2, "{events:?}");
+        assert!(started.iter().all(|e| e.incident_id != pile_id));
+        // The fire's own incident is over the fire's tile, not the pile's.
+        let fire_tile = after.layout.frame_rect(
+            (0..after.layout.rects.len())
+                .find(|&v| after.layout.grid_pos(v) == Some((1, 6)))
+                .unwrap(),
+        );
+        assert!(
+            started.iter().any(|e| e.boxes == [fire_tile]),
+            "{started:?}"
+        );
     }
 
     #[test]
