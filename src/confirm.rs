@@ -8,7 +8,8 @@
 //! `span_s` seconds. While it runs, a lower keep threshold (`keep_factor` x
 //! alarm) reached by a view of its region holds it alive; once its region has
 //! not reached that for `clear_s` seconds it ends. Time with no frame (a gap
-//! over `window_s`: the camera out) does not count ([`Confirmer::push`]). For `cooldown_s` seconds
+//! over `window_s`: the camera out) does not count ([`Confirmer::push`]).
+//! For `cooldown_s` seconds
 //! after that, the tiles that were hot while it ran cannot start a new
 //! incident of that class, so one flickering cloud does not page the control
 //! room every few minutes; smoke on any other tile, the one beside them
@@ -216,9 +217,6 @@ struct Active {
     /// frames stopped.
     #[serde(skip)]
     resumed: bool,
-    /// Its frames changed size: it ends unseen on this frame ([`Confirmer::push`]).
-    #[serde(skip)]
-    outsized: bool,
 }
 
 /// A running incident as a restart keeps it (the monitor stores it in the
@@ -429,7 +427,8 @@ impl Confirmer {
         self.last_frame = Some(time);
         let layout = &scores.layout;
         let grid = (layout.rows.max(1), layout.cols.max(1));
-        if grid != self.grid {
+        let resized = grid != self.grid;
+        if resized {
             // A new frame size: old cells mean nothing any more. Running
             // incidents end unseen on this frame, as after a restart longer
             // than clear_s: no cooldown, so a fire still burning starts again
@@ -455,7 +454,6 @@ impl Confirmer {
                     a.tiles = Vec::new();
                     a.kept_at = Vec::new();
                     a.whole_frame = true;
-                    a.outsized = true;
                 }
             }
         }
@@ -497,6 +495,7 @@ impl Confirmer {
                 grid.1,
                 (time, frame, scores),
                 (&clusters, whole_frame_hot),
+                resized,
             ));
         }
         events
@@ -529,7 +528,9 @@ impl Confirmer {
 
 impl ClassState {
     /// Runs one frame, already in the history, through the running incidents
-    /// and then through the start rule.
+    /// and then through the start rule. `resized`: the frame is the first of
+    /// a new size, on which the running incidents end unseen
+    /// ([`Confirmer::push`]).
     fn step(
         &mut self,
         config: &ConfirmConfig,
@@ -537,6 +538,7 @@ impl ClassState {
         cols: usize,
         (time, frame, scores): (f64, &str, &FrameScores),
         (clusters, whole_frame_hot): (&[Cluster], bool),
+        resized: bool,
     ) -> Vec<IncidentEvent> {
         let class = self.class;
         let keep = self.alarm * config.keep_factor;
@@ -560,8 +562,7 @@ impl ClassState {
         let mut claimed = vec![false; clusters.len()];
         for mut a in std::mem::take(&mut self.active) {
             let resumed = std::mem::take(&mut a.resumed);
-            if a.outsized || resumed && (time - a.last_kept >= config.clear_s || time < a.last_kept)
-            {
+            if resized || resumed && (time - a.last_kept >= config.clear_s || time < a.last_kept) {
                 // The monitor was down for longer than clear_s (or for a time
                 // unknown, its clock now behind the last hot frame), or the
                 // frame changed size: the incident ended unseen, whatever
@@ -770,7 +771,6 @@ impl ClassState {
                 tiles,
                 whole_frame,
                 resumed: false,
-                outsized: false,
             };
             events.push(event(IncidentPhase::Started, &a, score, boxes));
             self.active.push(a);

@@ -594,8 +594,9 @@ async fn file_outbox_back(shared: &Arc<Shared>) -> (String, Outbox) {
 /// At a stop with the outbox in memory, stores what it holds in the file at
 /// `[outbox] path` ([`Outbox::copy_into`]), if the disk takes it now, within
 /// `budget`, and after it an `outbox.restored` event: the next start sends
-/// those events and continues those incidents. `file` is the file [`file_outbox_back`] opened, where it ended
-/// the run; a stop for another reason opens it here. A copy cut short by the
+/// those events and continues those incidents. `file` is the file
+/// [`file_outbox_back`] opened, where it ended the run; a stop for another
+/// reason opens it here. A copy cut short by the
 /// budget (systemd then kills the process) commits nothing; what memory held
 /// is lost, as it was before.
 async fn store_memory_in_file(shared: &Arc<Shared>, file: Option<Outbox>, budget: Duration) {

@@ -144,8 +144,8 @@ impl RgbConverter {
 
 /// A stream's next packet (`read` is `Packet::read` on it), or `None` at
 /// its end. "Not now" (`EAGAIN`) is tried again after 10 ms, until
-/// `deadline` where there is one (an RTSP grab's); any other error ends the grab, as the `ffmpeg` tool ends an
-/// input. ffmpeg-next's own iterator (`Input::packets`) tries again after
+/// `deadline` where there is one (an RTSP grab's); any other error ends the
+/// reading, as the `ffmpeg` tool ends an input. ffmpeg-next's own iterator (`Input::packets`) tries again after
 /// any error but the end, at once and for ever: an error that repeats (a
 /// connection reset, or libav's interrupt answering every read past the
 /// deadline) would spin the grab's thread at full speed for good, and with

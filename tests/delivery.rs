@@ -228,10 +228,8 @@ async fn a_device_clock_a_day_behind_signs_with_the_receivers_time_after_a_401()
         outbox.enqueue(&event(i)).unwrap();
     }
     deliver_all(&outbox, &url, options()).await;
-    let seen = seen.lock().unwrap().clone();
-    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
-        ids,
+        ids(&seen),
         [
             "tower-7-e0",
             "tower-7-e0",
@@ -241,6 +239,7 @@ async fn a_device_clock_a_day_behind_signs_with_the_receivers_time_after_a_401()
             "tower-7-e3"
         ]
     );
+    let seen = seen.lock().unwrap().clone();
     let ahead: Vec<i64> = seen
         .iter()
         .map(|s| ((s.timestamp - now_unix() as i64) as f64 / day as f64).round() as i64)
@@ -498,9 +497,8 @@ async fn an_incident_refused_as_too_large_goes_again_without_its_picture() {
         .unwrap();
     outbox.enqueue(&event(1)).unwrap();
     deliver_all(&outbox, &url, options()).await;
+    assert_eq!(ids(&seen), ["tower-7-e0", "tower-7-e0", "tower-7-e1"]);
     let seen = seen.lock().unwrap().clone();
-    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(ids, ["tower-7-e0", "tower-7-e0", "tower-7-e1"]);
     assert!(seen.iter().all(|s| s.signature_ok));
     let resent: serde_json::Value = serde_json::from_str(&seen[1].body).unwrap();
     assert_eq!(resent["type"], "incident.started");
@@ -540,10 +538,8 @@ async fn an_incident_refused_for_good_with_its_picture_goes_again_without_it() {
     }
     outbox.enqueue(&event(2)).unwrap();
     deliver_all(&outbox, &url, options()).await;
-    let seen = seen.lock().unwrap().clone();
-    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
-        ids,
+        ids(&seen),
         [
             "tower-7-e0",
             "tower-7-e0",
@@ -552,6 +548,7 @@ async fn an_incident_refused_for_good_with_its_picture_goes_again_without_it() {
             "tower-7-e2"
         ]
     );
+    let seen = seen.lock().unwrap().clone();
     for (resent, status) in [(&seen[1], "400"), (&seen[3], "422")] {
         let resent: serde_json::Value = serde_json::from_str(&resent.body).unwrap();
         assert!(resent["snapshot"].is_null(), "{resent}");
@@ -593,10 +590,8 @@ async fn an_incident_that_times_out_three_times_goes_on_without_its_picture() {
         ..options()
     };
     deliver_all(&outbox, &url, options).await;
-    let seen = seen.lock().unwrap().clone();
-    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
-        ids,
+        ids(&seen),
         [
             "tower-7-e0",
             "tower-7-e0",
@@ -605,6 +600,7 @@ async fn an_incident_that_times_out_three_times_goes_on_without_its_picture() {
             "tower-7-e1"
         ]
     );
+    let seen = seen.lock().unwrap().clone();
     let taken: serde_json::Value = serde_json::from_str(&seen[3].body).unwrap();
     assert!(taken["snapshot"].is_null(), "{taken}");
     assert!(
@@ -663,12 +659,11 @@ async fn updates_of_a_growing_fire_count_their_timeouts_together() {
         ..options()
     };
     deliver_all(outbox, &url, options).await;
-    let seen = seen.lock().unwrap().clone();
-    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
-        ids,
+        ids(&seen),
         ["tower-7-u1", "tower-7-u1", "tower-7-u2", "tower-7-u2"]
     );
+    let seen = seen.lock().unwrap().clone();
     let taken: serde_json::Value = serde_json::from_str(&seen[3].body).unwrap();
     assert!(
         taken["snapshot"].is_null(),
@@ -942,10 +937,8 @@ async fn a_sender_killed_mid_delivery_loses_nothing_and_resends_under_the_same_i
     .unwrap();
     assert!(status.success());
 
-    let seen = seen.lock().unwrap().clone();
-    let ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
-        ids,
+        ids(&seen),
         [
             "tower-7-e0",
             "tower-7-e1",
@@ -954,6 +947,7 @@ async fn a_sender_killed_mid_delivery_loses_nothing_and_resends_under_the_same_i
             "tower-7-e3"
         ]
     );
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen[1].body, seen[2].body);
     assert!(seen.iter().all(|s| s.signature_ok));
     let outbox = open_outbox(dir.path(), &url);
