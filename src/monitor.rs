@@ -839,6 +839,13 @@ fn inference_loop(shared: &Shared, mut detector: Detector, stop: &AtomicBool) ->
     let mut unsaved_tried = Instant::now();
     let mut steps: Vec<clock::StepWatch> = Vec::new();
     steps.resize_with(pipelines.len(), clock::StepWatch::default);
+    // Reading the running incidents waits for the outbox thread, which may
+    // be committing the start's heartbeat or camera events first: held to a
+    // frame's limit, as a frame's commit is. Held to the start's deadline
+    // (grab timeout + 15 s), a worn card's 25-s commit ahead of the read
+    // left the watchdog unfed at a start where the heartbeat went first
+    // (CI, tests/monitor.rs).
+    shared.liveness.expect_within(slot, INFERENCE_LIMIT);
     for (index, camera) in shared.config.cameras.iter().enumerate() {
         saved[index].json = resume_incidents(shared, camera, &mut pipelines[index]);
     }

@@ -831,7 +831,10 @@ async fn a_stalled_outbox_stalls_no_camera_status_answer_or_watchdog_ping() {
 /// SD card. That save is held to the inference thread's limit for a frame
 /// (180 s), where it was held to the 16 s of its idle wait: the watchdog went
 /// unfed 16 s into the save, and systemd killed the service mid-fire, once a
-/// minute for as long as the card stayed slow.
+/// minute for as long as the card stayed slow. The start too: its read of
+/// the running incidents waits for the outbox thread, which may be
+/// committing the first heartbeat (25 s) first; that read was held to the
+/// start's 20 s. Which goes first is a race: CI's run lost it.
 #[tokio::test]
 async fn a_slow_save_of_a_running_incident_between_frames_keeps_the_watchdog_fed() {
     let dir = tempfile::tempdir().unwrap();
