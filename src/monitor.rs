@@ -692,10 +692,12 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                     s.latest = Some(image.clone());
                 }
                 // A picture judged unchanged is reported, and still scored:
-                // the thumbnail comparison cannot tell a frozen encoder from
-                // a still night with a distant fire starting in it (an 80 px
-                // flame in a 1080p frame moves the 32x18 thumbnail's mean by
-                // about 0.5 grey levels, under the default tolerance of 1).
+                // the comparison cannot tell a frozen encoder from a still
+                // night smoothed by the camera's noise reduction with a
+                // distant fire starting in it (an 80 px flame in a 1080p
+                // frame covers 16 of the 5,184 sampled pixels: brighter by
+                // 150 grey levels, it moves their mean by about 0.5, under
+                // the default tolerance of 1).
                 let frame = Frame {
                     image,
                     captured_at,

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use image::{imageops, RgbImage};
+use image::RgbImage;
 
 use crate::config::{CameraConfig, SourceConfig};
 
@@ -100,13 +100,22 @@ pub fn retry_delay(failures: u32, interval: Duration, max: Duration) -> Duration
     crate::delivery::backoff(failures, interval, max.max(interval))
 }
 
-/// Thumbnail size compared by [`StuckDetector`].
-const THUMB: (u32, u32) = (32, 18);
+/// How many pixels across and down [`StuckDetector`] compares.
+const SAMPLES: (u32, u32) = (96, 54);
 
 /// Notices a picture that stops changing: a frozen encoder, a camera serving
-/// a cached JPEG. Frames are compared as small grey thumbnails, so sensor
-/// noise and JPEG artefacts stay under the tolerance while a real scene
-/// (clouds, light, leaves) moves above it within minutes.
+/// a cached JPEG. Such a picture repeats its pixels (a cached JPEG, byte for
+/// byte; a frozen encoder, its last decoded frame), while a live sensor's
+/// noise moves every pixel between any two frames, day or night. So frames
+/// are compared pixel by pixel at a grid of points, not averaged: the mean
+/// absolute grey-level difference of 96x54 points was at least 2.2 between
+/// any two frames up to 10 minutes apart (three HPWREN tower cameras, one
+/// frame a minute: both shared sequences and the rebuilt rm-n fire), and
+/// 0.03 or less between a frame and its own JPEG re-encode. The 32x18
+/// thumbnails compared before averaged that noise away: on rm-n (a calm
+/// day) the thumbnail stayed within 1 grey level of one frame for 10
+/// minutes twice, so the camera was reported offline twice, once in the
+/// minutes of the fire's ignition.
 pub struct StuckDetector {
     tolerance: f64,
     after: Duration,
@@ -115,8 +124,9 @@ pub struct StuckDetector {
 }
 
 impl StuckDetector {
-    /// `tolerance`: mean absolute grey-level difference under which frames
-    /// are the same; `after`: how long unchanged before the camera is stuck.
+    /// `tolerance`: mean absolute grey-level difference of the sampled
+    /// pixels under which frames are the same picture; `after`: how long
+    /// unchanged before the camera is stuck.
     pub fn new(tolerance: f64, after: Duration) -> StuckDetector {
         StuckDetector {
             tolerance,
@@ -130,14 +140,14 @@ impl StuckDetector {
     /// a step of the wall clock is no change of the picture). Returns for how many
     /// seconds the picture has been unchanged once that reaches `after`.
     pub fn check(&mut self, frame: &RgbImage, time: f64) -> Option<f64> {
-        let thumb = thumbnail(frame);
+        let samples = grey_samples(frame);
         match &self.reference {
-            Some(reference) if mean_abs_diff(reference, &thumb) < self.tolerance => {
+            Some(reference) if mean_abs_diff(reference, &samples) < self.tolerance => {
                 let unchanged = time - self.since;
                 (unchanged >= self.after.as_secs_f64()).then_some(unchanged)
             }
             _ => {
-                self.reference = Some(thumb);
+                self.reference = Some(samples);
                 self.since = time;
                 None
             }
@@ -145,9 +155,26 @@ impl StuckDetector {
     }
 }
 
-fn thumbnail(frame: &RgbImage) -> Vec<u8> {
-    let grey = imageops::grayscale(frame);
-    imageops::resize(&grey, THUMB.0, THUMB.1, imageops::FilterType::Triangle).into_raw()
+/// The grey level (Rec. 709 luma, as `image`'s grayscale) of the pixel at
+/// the centre of each cell of a [`SAMPLES`] grid over `frame`.
+fn grey_samples(frame: &RgbImage) -> Vec<u8> {
+    let (width, height) = frame.dimensions();
+    if width == 0 || height == 0 {
+        return Vec::new();
+    }
+    let centre = |cell: u32, cells: u32, size: u32| {
+        ((u64::from(cell) * 2 + 1) * u64::from(size) / (u64::from(cells) * 2)) as u32
+    };
+    let mut samples = Vec::with_capacity((SAMPLES.0 * SAMPLES.1) as usize);
+    for row in 0..SAMPLES.1 {
+        let y = centre(row, SAMPLES.1, height);
+        for column in 0..SAMPLES.0 {
+            let [r, g, b] = frame.get_pixel(centre(column, SAMPLES.0, width), y).0;
+            let luma = (2126 * u32::from(r) + 7152 * u32::from(g) + 722 * u32::from(b)) / 10_000;
+            samples.push(luma as u8);
+        }
+    }
+    samples
 }
 
 fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
@@ -183,6 +210,64 @@ mod tests {
         assert_eq!(stuck.check(&other, 1700.0), None);
         assert_eq!(stuck.check(&other, 2000.0), None);
         assert_eq!(stuck.check(&other, 2300.0), Some(600.0));
+    }
+
+    /// Adds fresh noise of -4..=3 grey levels to every channel of every
+    /// pixel: two such frames differ by about 2.6 levels a pixel, as real
+    /// tower frames of a still scene do (2.2 to 3.9, [`StuckDetector`]).
+    fn with_sensor_noise(frame: &RgbImage, brighter: u8, state: &mut u64) -> RgbImage {
+        let mut noisy = frame.clone();
+        for p in noisy.pixels_mut() {
+            p.0 = p.0.map(|v| {
+                *state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let noise = (*state >> 61) as i16 - 4;
+                (i16::from(v) + i16::from(brighter) + noise).clamp(0, 255) as u8
+            });
+        }
+        noisy
+    }
+
+    /// A still scene seen live, a frame a minute for an hour: the same
+    /// picture under fresh sensor noise, brightening half a grey level every
+    /// 10 minutes, is never stuck. Compared as 32x18 thumbnails, the noise
+    /// averaged away and it was stuck at minute 10, as the rm-n tower camera
+    /// was on a calm day.
+    #[test]
+    fn a_still_scene_under_sensor_noise_is_never_stuck() {
+        let frame = hillside_frame(&HillsideSpec::default(), 0);
+        let mut stuck = StuckDetector::new(1.0, Duration::from_secs(600));
+        let mut state = 7;
+        for minute in 0..60u8 {
+            let live = with_sensor_noise(&frame, minute / 20, &mut state);
+            assert_eq!(
+                stuck.check(&live, f64::from(minute) * 60.0),
+                None,
+                "minute {minute}"
+            );
+        }
+    }
+
+    /// A frozen picture under the camera's own ticking clock (an on-screen
+    /// timestamp the encoder still draws): the few pixels of its digits do
+    /// not make it a live picture.
+    #[test]
+    fn a_frozen_picture_under_a_ticking_clock_is_stuck() {
+        let frame = hillside_frame(&HillsideSpec::default(), 0);
+        let mut stuck = StuckDetector::new(1.0, Duration::from_secs(600));
+        let mut seen = None;
+        for minute in 0..=10u32 {
+            let mut shown = frame.clone();
+            for y in 8..20 {
+                for x in 8..32 {
+                    let level = ((minute * 37 + x * y) % 256) as u8;
+                    shown.put_pixel(x, y, image::Rgb([level; 3]));
+                }
+            }
+            seen = stuck.check(&shown, f64::from(minute) * 60.0);
+        }
+        assert_eq!(seen, Some(600.0));
     }
 
     #[test]
