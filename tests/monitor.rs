@@ -153,7 +153,16 @@ async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
     ] {
         assert!(metrics.contains(series), "no {series:?} in\n{metrics}");
     }
-    assert!(monitor.metric("wildfire_delivered_total").await.unwrap() >= 2.0);
+    // The receiver stores an event before it answers: the monitor counts
+    // it delivered once the answer is in and marked in the outbox, which
+    // may be after the test has read the stored file.
+    wait_for("both counted delivered", || async {
+        monitor
+            .metric("wildfire_delivered_total")
+            .await
+            .filter(|&delivered| delivered >= 2.0)
+    })
+    .await;
     assert_eq!(
         monitor.metric("wildfire_clock_synchronized").await,
         synchronized.as_bool().map(|s| f64::from(u8::from(s)))
