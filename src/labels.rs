@@ -41,7 +41,10 @@ impl Labels {
 
     /// Reads a labels file's contents; `path` names it in error messages.
     pub fn from_reader(input: impl std::io::Read, path: &Path) -> Result<Labels> {
-        let mut reader = csv::Reader::from_reader(input);
+        // Flexible: a spreadsheet's export gives a row without its empty
+        // last fields, or with a notes column's extra one; a field missing
+        // reads as empty, as unknown.
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
         let headers = reader
             .headers()
             .with_context(|| format!("cannot read the header of {}", path.display()))?
@@ -67,6 +70,16 @@ impl Labels {
             let record =
                 record.with_context(|| format!("{} line {line}: malformed CSV", path.display()))?;
             let field = |ix: usize| record.get(ix).unwrap_or("").trim();
+            // The empty rows a spreadsheet leaves at the end (`,,,`).
+            if record.iter().all(|f| f.trim().is_empty()) {
+                continue;
+            }
+            if field(frame).is_empty() {
+                bail!(
+                    "{} line {line}: no frame name (column frame is empty)",
+                    path.display()
+                );
+            }
             let truth = |ix: usize, name: &str| -> Result<Option<bool>> {
                 match field(ix) {
                     "1" => Ok(Some(true)),
@@ -258,6 +271,23 @@ mod tests {
         let mut two = tempfile::NamedTempFile::new().unwrap();
         writeln!(two, "frame,smoke,flame\n9999999999,1,0\n9999999999.5,0,0").unwrap();
         assert_eq!(Labels::read(two.path()).unwrap().len(), 2);
+
+        // As a spreadsheet saves it: a row without its empty last field,
+        // one with a notes field more, and empty rows at the end.
+        let mut saved = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            saved,
+            "frame,smoke,flame,unix_time\na.jpg,1,0\nb.jpg,0,0,160,clouds\n,,,\n,,,"
+        )
+        .unwrap();
+        let labels = Labels::read(saved.path()).unwrap();
+        assert_eq!(labels.len(), 2);
+        assert_eq!(labels.get("a.jpg").unwrap().unix_time, None);
+        assert_eq!(labels.get("b.jpg").unwrap().unix_time, Some(160.0));
+        let mut nameless = tempfile::NamedTempFile::new().unwrap();
+        writeln!(nameless, "frame,smoke,flame\na.jpg,1,0\n,1,0").unwrap();
+        let err = format!("{:#}", Labels::read(nameless.path()).unwrap_err());
+        assert!(err.contains("line 3: no frame name"), "{err}");
 
         let mut no_header = tempfile::NamedTempFile::new().unwrap();
         writeln!(no_header, "name,fire\na.jpg,1").unwrap();
