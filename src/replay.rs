@@ -73,7 +73,8 @@ pub struct Summary {
     pub thresholds: PerClass<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub false_alarms: Option<usize>,
-    /// `Some(None)` is printed as `null`: labelled footage whose fire was missed.
+    /// `Some(None)` is printed as `null`: labelled footage whose fire was
+    /// missed; `None` (left out) where no frame is labelled positive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_to_detect_s: Option<Option<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -432,10 +433,10 @@ fn summarise(
             .map(|(start, _)| start.max(p))
             .reduce(f64::min)
     });
-    summary.time_to_detect_s = Some(match (first_positive, detected_at) {
-        (Some(p), Some(s)) => Some(s - p),
-        _ => None,
-    });
+    // Left out where no frame is labelled positive: footage of no fire (a
+    // day replayed to tune a camera) has nothing to miss, where `null`
+    // said its fire was missed.
+    summary.time_to_detect_s = first_positive.map(|p| detected_at.map(|s| s - p));
 
     for class in Class::ALL {
         let mut counter = ConfusionCounter::default();
@@ -549,6 +550,16 @@ mod tests {
         records[0].time = 150.0;
         let summary = summarise(&records, &[event(Started, "a", "f2")], &thresholds, true);
         assert_eq!(summary.time_to_detect_s, Some(Some(60.0)));
+        // Footage of no fire: nothing to detect, nothing missed.
+        let clear = [Some(0), Some(0), Some(-1), Some(0), Some(0)];
+        let records: Vec<FrameRecord> = clear
+            .iter()
+            .enumerate()
+            .map(|(i, s)| timed(&format!("f{i}"), 60.0 * i as f64, *s))
+            .collect();
+        let summary = summarise(&records, &started_at_f1, &thresholds, true);
+        assert_eq!(summary.time_to_detect_s, None);
+        assert_eq!(summary.false_alarms, Some(1));
     }
 
     #[test]
