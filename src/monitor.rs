@@ -39,7 +39,9 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use crate::camera::{self, GrabError, Source, StuckDetector};
+use crate::camera::{
+    self, FrameSizes, GrabError, SizeVerdict, Source, StuckDetector, NEW_SIZE_AFTER_FRAMES,
+};
 use crate::clock;
 use crate::config::{CameraConfig, Config};
 use crate::confirm::{OpenIncident, RECENT_IDS};
@@ -654,7 +656,7 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
     let mut failures = 0u32;
     let mut offline_since: Option<f64> = None;
     let mut seq = 0u64;
-    let mut size: Option<(u32, u32)> = None;
+    let mut sizes = FrameSizes::default();
     loop {
         let started = Instant::now();
         let (captured_at, steady_at) = (now_unix(), clock::steady_s());
@@ -666,21 +668,39 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
                 timeout.as_secs_f64()
             ))),
         };
+        let size = result
+            .as_ref()
+            .ok()
+            .map(|image| sizes.check(image.dimensions()));
         let delay = match result {
+            // A frame of another size than the camera's (a boot screen, a
+            // sub-stream's snapshot) is no evidence either way: skipped, it
+            // neither ends running incidents nor brings the camera online.
+            Ok(image) if matches!(size, Some(SizeVerdict::Odd { .. })) => {
+                if let Some(SizeVerdict::Odd { usual, count }) = size {
+                    if count.is_power_of_two() {
+                        warn!(
+                            "camera {id}: a {}x{} frame among {}x{} ones, skipped ({count} so far): a boot screen, or snapshots from another stream? A new size is taken after {NEW_SIZE_AFTER_FRAMES} frames in a row",
+                            image.width(), image.height(), usual.0, usual.1
+                        );
+                    }
+                }
+                status.skip("size");
+                interval.saturating_sub(started.elapsed())
+            }
             Ok(image) => {
                 failures = 0;
                 seq += 1;
                 // A camera reset or a firmware update can change the size:
-                // tiles then cover other places, so running incidents and
-                // cooldowns widen to the whole frame (src/confirm.rs).
-                let now = image.dimensions();
-                if let Some(was) = size.filter(|was| *was != now) {
+                // tiles then cover other places, so running incidents end
+                // unseen and fires start again over the new tiles
+                // (src/confirm.rs).
+                if let Some(SizeVerdict::Changed { was }) = size {
                     warn!(
-                        "camera {id}: frames are now {}x{}, not {}x{}: running incidents and cooldowns now cover the whole frame; check the camera's settings",
-                        now.0, now.1, was.0, was.1
+                        "camera {id}: frames are now {}x{}, not {}x{}: running incidents end, and a fire still burning starts again; check the camera's settings",
+                        image.width(), image.height(), was.0, was.1
                     );
                 }
-                size = Some(now);
                 let image = Arc::new(image);
                 // Steady time: a step of the wall clock is neither a picture
                 // frozen for a day nor one that just changed.

@@ -398,6 +398,53 @@ fn incident_ids_once(
     }
 }
 
+/// A camera whose snapshots mix sizes (every other one a 160x90 frame, as
+/// from a sub-stream): the odd frames are skipped, so the plume in the
+/// usual ones starts one incident, which nothing ends. Before, each change
+/// of size ended the running incidents and started the start rule over, so
+/// this camera never confirmed the fire.
+#[tokio::test]
+async fn frames_of_an_odd_size_between_the_usual_ones_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let webhook = serve_receiver(&store).await;
+    let camera = FakeCamera::start(Auth::Basic, |n| match n % 2 {
+        0 => fixture_frame(15 + (n / 2) % 3),
+        _ => small_frame(4),
+    })
+    .await;
+    let config = write_config(
+        dir.path(),
+        &webhook,
+        &camera,
+        "basic",
+        &format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0"),
+    );
+    let monitor = Monitor::start(&config, &[]);
+    let started = wait_for("incident.started", || async {
+        events_of_type(&store, "incident.started")
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(started["snapshot"]["frame_width"], 640, "{started}");
+    let skipped = || async {
+        monitor
+            .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"size\"}")
+            .await
+            .unwrap_or(0.0)
+    };
+    let after_start = skipped().await;
+    wait_for("four more odd frames skipped", || async {
+        (skipped().await >= after_start + 4.0).then_some(())
+    })
+    .await;
+    assert_eq!(events_of_type(&store, "incident.started").len(), 1);
+    assert!(events_of_type(&store, "incident.ended").is_empty());
+    let mut monitor = monitor;
+    assert!(monitor.terminate().await.success());
+}
+
 /// A camera showing plume frames while `plume` is set, else clear frames
 /// 4-7 (told apart by `PLUME_NOT_CLEAR`).
 async fn plume_camera(plume: &Arc<AtomicBool>) -> FakeCamera {
