@@ -92,8 +92,9 @@ pub struct CameraConfig {
     #[serde(default = "default_stuck_after_minutes", skip_serializing)]
     pub stuck_after_minutes: Spanned<f64>,
     /// Mean absolute difference, in grey levels (0-255), of 96x54 pixels
-    /// sampled across the frame, under which two frames count as the same
-    /// picture (see `camera::StuckDetector`).
+    /// sampled across the frame (those clipped in both left out), under
+    /// which two frames count as the same picture (see
+    /// `camera::StuckDetector`).
     #[serde(default = "default_stuck_tolerance", skip_serializing)]
     pub stuck_tolerance: Spanned<f64>,
     /// Regions never to alarm on, as for `replay --ignore`: `"x,y,w,h"` or
