@@ -80,7 +80,7 @@ pub struct CameraConfig {
     pub grab_timeout_s: Spanned<f64>,
     /// Ceiling of the retry delay after failed grabs, seconds: the delay
     /// starts at `interval_s`, doubles per consecutive failure, and is drawn
-    /// uniformly below that ceiling (full jitter). Once the camera is
+    /// uniformly between half that ceiling and all of it. Once the camera is
     /// reported offline it is tried every `interval_s` instead.
     #[serde(default = "default_max_backoff_s", skip_serializing)]
     pub max_backoff_s: Spanned<f64>,

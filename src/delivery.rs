@@ -310,11 +310,16 @@ fn receiver_date(headers: &reqwest::header::HeaderMap) -> Option<std::time::Syst
 }
 
 /// The delay before retry number `attempts` (1 = the first retry): uniform
-/// between zero and `min(max, initial * 2^(attempts-1))` ("full jitter").
+/// between zero and [`backoff_ceiling`] ("full jitter").
 pub fn backoff(attempts: u32, initial: Duration, max: Duration) -> Duration {
+    backoff_ceiling(attempts, initial, max).mul_f64(fastrand::f64())
+}
+
+/// `min(max, initial * 2^(attempts-1))`: the longest wait before retry
+/// number `attempts`.
+pub fn backoff_ceiling(attempts: u32, initial: Duration, max: Duration) -> Duration {
     let exponent = attempts.saturating_sub(1).min(30);
-    let ceiling = initial.saturating_mul(1u32 << exponent).min(max);
-    ceiling.mul_f64(fastrand::f64())
+    initial.saturating_mul(1u32 << exponent).min(max)
 }
 
 /// POSTs one event to one endpoint, signed now, and reads the answer within

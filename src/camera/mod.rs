@@ -93,11 +93,17 @@ pub fn open(camera: &CameraConfig) -> anyhow::Result<Box<dyn Source>> {
     }
 }
 
-/// Delay before the next grab after `failures` consecutive failures: full
-/// jitter below a ceiling that starts at `interval` and doubles per failure
-/// up to `max` (the same rule as webhook retries).
+/// Delay before the next grab after `failures` consecutive failures:
+/// between half and all of a ceiling that starts at `interval` and doubles
+/// per failure up to `max` (webhook retries' ceiling). Not from zero, as
+/// webhook retries' full jitter: two draws near zero put the third failure
+/// in a row (`offline_after_failures`) within a second or two of the first,
+/// so a camera's web server restarting for 5 s sent `camera.offline` and
+/// `camera.online`. Half the ceiling puts the third at least 1.5 intervals
+/// (15 s) after the first.
 pub fn retry_delay(failures: u32, interval: Duration, max: Duration) -> Duration {
-    crate::delivery::backoff(failures, interval, max.max(interval))
+    let ceiling = crate::delivery::backoff_ceiling(failures, interval, max.max(interval));
+    ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
 /// How many frames in a row of a new size it takes to accept that size.
@@ -418,6 +424,13 @@ mod tests {
         let (interval, max) = (Duration::from_secs(10), Duration::from_secs(300));
         for failures in 1..50 {
             assert!(retry_delay(failures, interval, max) <= max);
+        }
+        // Never less than half the ceiling: the third failure in a row
+        // comes 15 s or more after the first, never within a second.
+        for _ in 0..1000 {
+            let first_two = retry_delay(1, interval, max) + retry_delay(2, interval, max);
+            assert!(first_two >= Duration::from_secs(15), "{first_two:?}");
+            assert!(retry_delay(9, interval, max) >= max / 2);
         }
         // A cap below the interval still allows one interval.
         assert!(retry_delay(1, interval, Duration::from_secs(1)) <= interval);
