@@ -49,7 +49,7 @@ use crate::config::{CameraConfig, DeviceConfig};
 use crate::events::{rfc3339, IncidentEvent};
 use crate::model::Class;
 use crate::outbox::{EventKind, IncidentRef, OutgoingEvent, SetAside};
-use crate::report::draw_rect;
+use crate::views::Rect;
 
 /// Widest snapshot sent, pixels.
 pub const SNAPSHOT_WIDTH: u32 = 640;
@@ -294,7 +294,7 @@ fn test_picture() -> Result<Value> {
             over = rows;
         }
     }
-    encoded(&picture(fits))
+    encoded(&picture(fits)).map(|p| p.json())
 }
 
 /// A `heartbeat` event: the device is alive; `status` is free-form JSON
@@ -424,6 +424,36 @@ pub fn outbox_restored(
 /// The frame with the event's boxes drawn, scaled to at most
 /// [`SNAPSHOT_WIDTH`] wide, as base64 JPEG under [`MAX_SNAPSHOT_BYTES`].
 fn snapshot(frame: &RgbImage, event: &IncidentEvent) -> Result<Value> {
+    alert_picture(frame, event).map(|p| p.json())
+}
+
+/// An alert's picture as the control room gets it.
+pub struct Picture {
+    pub jpeg: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub frame_width: u32,
+    pub frame_height: u32,
+}
+
+impl Picture {
+    /// The `snapshot` object of an event.
+    fn json(&self) -> Value {
+        json!({
+            "content_type": "image/jpeg",
+            "width": self.width,
+            "height": self.height,
+            "frame_width": self.frame_width,
+            "frame_height": self.frame_height,
+            "data": BASE64.encode(&self.jpeg),
+        })
+    }
+}
+
+/// The picture of an incident event: its frame with the event's boxes
+/// drawn, scaled to at most [`SNAPSHOT_WIDTH`] wide, JPEG under
+/// [`MAX_SNAPSHOT_BYTES`]. Replay's report shows the same picture.
+pub fn alert_picture(frame: &RgbImage, event: &IncidentEvent) -> Result<Picture> {
     let (frame_width, frame_height) = frame.dimensions();
     if frame_width == 0 || frame_height == 0 {
         anyhow::bail!("the incident frame is empty ({frame_width}x{frame_height})");
@@ -441,9 +471,27 @@ fn snapshot(frame: &RgbImage, event: &IncidentEvent) -> Result<Value> {
     encoded(&drawn)
 }
 
-/// `frame` scaled to at most [`SNAPSHOT_WIDTH`] wide, as base64 JPEG under
+/// Draws the outline of `r`, `thickness` pixels wide, clipped to the image.
+fn draw_rect(img: &mut RgbImage, r: &Rect, colour: Rgb<u8>, thickness: u32) {
+    let (w, h) = img.dimensions();
+    let x1 = (r.x + r.w).min(w);
+    let y1 = (r.y + r.h).min(h);
+    for y in r.y.min(h)..y1 {
+        for x in r.x.min(w)..x1 {
+            let edge = x < r.x + thickness
+                || y < r.y + thickness
+                || x + thickness >= x1
+                || y + thickness >= y1;
+            if edge {
+                img.put_pixel(x, y, colour);
+            }
+        }
+    }
+}
+
+/// `frame` scaled to at most [`SNAPSHOT_WIDTH`] wide, as JPEG under
 /// [`MAX_SNAPSHOT_BYTES`], with its sizes.
-fn encoded(frame: &RgbImage) -> Result<Value> {
+fn encoded(frame: &RgbImage) -> Result<Picture> {
     let (frame_width, frame_height) = frame.dimensions();
     let mut width = frame_width.min(SNAPSHOT_WIDTH);
     let mut quality = SNAPSHOT_QUALITY;
@@ -457,14 +505,13 @@ fn encoded(frame: &RgbImage) -> Result<Value> {
         };
         let jpeg = jpeg(&small, quality)?;
         if jpeg.len() <= MAX_SNAPSHOT_BYTES || width <= 160 {
-            return Ok(json!({
-                "content_type": "image/jpeg",
-                "width": width,
-                "height": height,
-                "frame_width": frame_width,
-                "frame_height": frame_height,
-                "data": BASE64.encode(&jpeg),
-            }));
+            return Ok(Picture {
+                jpeg,
+                width,
+                height,
+                frame_width,
+                frame_height,
+            });
         }
         if quality > 40 {
             quality -= 15;

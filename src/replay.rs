@@ -13,8 +13,9 @@
 //! as they happen (the CLI prints them as JSON lines); with labels, the
 //! summary scores the run against them.
 
-use anyhow::Result;
-use image::RgbImage;
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::{info, warn};
@@ -26,6 +27,7 @@ use crate::footage::{time_from_name, times_from_names, Footage};
 use crate::labels::{ClassMetrics, ConfusionCounter, FrameLabel, Labels};
 use crate::mask::IgnoreMask;
 use crate::model::{Class, PerClass};
+use crate::payload;
 use crate::pipeline::CameraPipeline;
 
 pub struct ReplayOptions {
@@ -40,10 +42,12 @@ pub struct ReplayOptions {
     pub times_from_names: bool,
     pub confirm: ConfirmConfig,
     pub mask: IgnoreMask,
-    /// Keep each frame that raised an incident event (for `--report`'s
-    /// thumbnails). Off, memory stays flat however many events the footage
-    /// raises: kept, a 1600x1200 frame is 5.8 MB, and rm-w replayed at
-    /// native resolution peaked at 269 MB, at 960 px 133 MB.
+    /// Keep the alert picture of each started or updated incident event
+    /// (for `--report`), as the control room would get it: at most
+    /// [`crate::payload::MAX_SNAPSHOT_BYTES`] each. The frames themselves
+    /// were kept before, 5.8 MB for a 1600x1200 one (rm-w replayed at native
+    /// resolution peaked at 269 MB): a 6-hour fire of updates a minute from
+    /// a 3072x2048 camera would have held 6.8 GB.
     pub keep_event_frames: bool,
 }
 
@@ -56,9 +60,6 @@ pub struct FrameRecord {
     pub scores: Option<PerClass<f32>>,
     /// Per-view scores, kept for frames that raised an incident event.
     pub views: Vec<ViewScore>,
-    /// The frame itself, kept for frames that raised an incident event when
-    /// [`ReplayOptions::keep_event_frames`] asks for it.
-    pub image: Option<RgbImage>,
     pub label: Option<FrameLabel>,
 }
 
@@ -97,6 +98,9 @@ pub struct Summary {
 pub struct ReplayOutcome {
     pub records: Vec<FrameRecord>,
     pub events: Vec<IncidentEvent>,
+    /// Each started or updated event's alert picture (JPEG) by event id,
+    /// where [`ReplayOptions::keep_event_frames`] asks for them.
+    pub pictures: HashMap<String, Vec<u8>>,
     pub summary: Summary,
     pub thresholds: PerClass<f32>,
 }
@@ -146,6 +150,7 @@ pub fn replay(
     let thresholds = pipeline.thresholds();
     let mut records = Vec::new();
     let mut events = Vec::new();
+    let mut pictures = HashMap::new();
     let mut next_time = 0.0;
     if let Some(n) = footage.len_hint() {
         progress.set_length(n as u64);
@@ -247,7 +252,6 @@ pub fn replay(
             time,
             scores: None,
             views: Vec::new(),
-            image: None,
             label,
         };
         match frame.image {
@@ -259,11 +263,13 @@ pub fn replay(
                 record.scores = Some(scores.maxima());
                 if !new_events.is_empty() {
                     record.views = scores.views.clone();
-                    if options.keep_event_frames {
-                        record.image = Some(image);
-                    }
                 }
                 for event in new_events {
+                    if options.keep_event_frames && event.phase != IncidentPhase::Ended {
+                        let picture = payload::alert_picture(&image, &event)
+                            .with_context(|| format!("cannot draw the picture of {}", event.id))?;
+                        pictures.insert(event.id.clone(), picture.jpeg);
+                    }
                     on_event(&event)?;
                     events.push(event);
                 }
@@ -278,6 +284,7 @@ pub fn replay(
     Ok(ReplayOutcome {
         records,
         events,
+        pictures,
         summary,
         thresholds,
     })
@@ -467,7 +474,6 @@ mod tests {
             time: 0.0,
             scores: scores.map(|(smoke, flame)| PerClass { smoke, flame }),
             views: Vec::new(),
-            image: None,
             label: truth.map(|(smoke, flame)| FrameLabel {
                 truth: PerClass {
                     smoke: known(smoke),

@@ -1,19 +1,18 @@
 //! The replay report: one self-contained HTML page (`index.html`) with a
-//! timeline of per-frame scores, thresholds, labels and incidents, and
-//! thumbnails of the frames that raised incident events with their boxes drawn
-//! (`alert_<event id>.jpg` beside it: one per event, since two fires
-//! confirmed on one frame are two incidents with boxes of their own).
+//! timeline of per-frame scores, thresholds, labels and incidents, and the
+//! picture of each started or updated incident event as the control room
+//! would get it, boxes drawn (`alert_<event id>.jpg` beside it: one per
+//! event, since two fires confirmed on one frame are two incidents with
+//! boxes of their own).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use image::{imageops, Rgb, RgbImage};
 
 use crate::events::{IncidentEvent, IncidentPhase};
 use crate::model::{Class, PerClass};
 use crate::replay::{FrameRecord, ReplayOutcome};
-use crate::views::Rect;
 
 const THUMB_WIDTH: u32 = 480;
 const SMOKE_COLOUR: &str = "#4a6fa5";
@@ -54,14 +53,14 @@ pub fn write_report(dir: &Path, title: &str, outcome: &ReplayOutcome) -> Result<
         .iter()
         .filter(|e| e.phase != IncidentPhase::Ended)
     {
-        let Some(record) = outcome.records.iter().find(|r| r.name == event.frame) else {
+        let (Some(record), Some(picture)) = (
+            outcome.records.iter().find(|r| r.name == event.frame),
+            outcome.pictures.get(&event.id),
+        ) else {
             continue;
         };
         let file = format!("alert_{}.jpg", sanitise(&event.id));
-        let thumb = thumbnail(record, &event.boxes, event.class)
-            .with_context(|| format!("cannot draw the thumbnail of {}", record.name))?;
-        thumb
-            .save(dir.join(&file))
+        std::fs::write(dir.join(&file), picture)
             .with_context(|| format!("cannot write {}", dir.join(&file).display()))?;
         let _ = write!(
             html,
@@ -83,47 +82,6 @@ pub fn write_report(dir: &Path, title: &str, outcome: &ReplayOutcome) -> Result<
     let index = dir.join("index.html");
     std::fs::write(&index, html).with_context(|| format!("cannot write {}", index.display()))?;
     Ok(())
-}
-
-fn thumbnail(record: &FrameRecord, boxes: &[Rect], class: Class) -> Result<RgbImage> {
-    let mut frame = record
-        .image
-        .clone()
-        .context("the frame was not kept by replay")?;
-    let colour = match class {
-        Class::Smoke => Rgb([40, 110, 255]),
-        Class::Flame => Rgb([255, 70, 0]),
-    };
-    let thickness = (frame.width() / 300).max(2);
-    for b in boxes {
-        draw_rect(&mut frame, b, colour, thickness);
-    }
-    let scale = THUMB_WIDTH as f32 / frame.width() as f32;
-    let height = ((frame.height() as f32 * scale).round() as u32).max(1);
-    Ok(imageops::resize(
-        &frame,
-        THUMB_WIDTH,
-        height,
-        imageops::FilterType::Triangle,
-    ))
-}
-
-/// Draws the outline of `r`, `thickness` pixels wide, clipped to the image.
-pub fn draw_rect(img: &mut RgbImage, r: &Rect, colour: Rgb<u8>, thickness: u32) {
-    let (w, h) = img.dimensions();
-    let x1 = (r.x + r.w).min(w);
-    let y1 = (r.y + r.h).min(h);
-    for y in r.y.min(h)..y1 {
-        for x in r.x.min(w)..x1 {
-            let edge = x < r.x + thickness
-                || y < r.y + thickness
-                || x + thickness >= x1
-                || y + thickness >= y1;
-            if edge {
-                img.put_pixel(x, y, colour);
-            }
-        }
-    }
 }
 
 fn timeline_svg(

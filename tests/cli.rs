@@ -416,16 +416,24 @@ fn check_report(report: &Path, out: &Output) {
         html.contains("<svg") && html.contains("polyline"),
         "no timeline"
     );
-    let thumbs = std::fs::read_dir(report)
+    let pictures: Vec<_> = std::fs::read_dir(report)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
                 .unwrap()
-                .file_name()
                 .to_string_lossy()
                 .starts_with("alert_")
         })
-        .count();
+        .collect();
+    // Each the picture an alert carries: at most 640 px wide, under 96 KB.
+    for picture in &pictures {
+        let bytes = std::fs::read(picture).unwrap();
+        assert!(bytes.len() <= 96 * 1024, "{}", picture.display());
+        let image = image::load_from_memory(&bytes).unwrap();
+        assert!(image.width() <= 640, "{}", picture.display());
+    }
+    let thumbs = pictures.len();
     let text = String::from_utf8_lossy(&out.stdout);
     let alerts = text
         .lines()

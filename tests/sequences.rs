@@ -141,8 +141,8 @@ fn rm_w_fire_is_confirmed() {
     };
     let ttd = outcome.summary.time_to_detect_s.flatten();
     assert!(ttd.is_some(), "rm-w: the fire was never confirmed");
-    // No report asked for: the frames that raised events are not held.
-    assert!(outcome.records.iter().all(|r| r.image.is_none()));
+    // No report asked for: no alert picture is made or held.
+    assert!(outcome.pictures.is_empty());
     assert!(
         outcome
             .events
