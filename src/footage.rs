@@ -462,24 +462,66 @@ fn calendar_time(fields: &str) -> Option<f64> {
     Some(seconds as f64 + ms)
 }
 
-/// The times the file names of `paths` give, in order, when every name gives
-/// one and each is later than the one before; otherwise why not, naming the
-/// first frame that breaks it.
-pub fn times_from_names(paths: &[PathBuf]) -> Result<Vec<f64>, String> {
-    let mut times: Vec<f64> = Vec::with_capacity(paths.len());
+/// The times of a folder of stills timed by their file names.
+#[derive(Debug, PartialEq)]
+pub struct NamedTimes {
+    /// One per frame, in order, each later than the one before.
+    pub times: Vec<f64>,
+    /// The frames whose names gave no time, or one no later than the frame
+    /// before (a stray `latest.jpg`, a burst's `_1` in the same second):
+    /// timed evenly between the frames around them, or `interval_s` apart
+    /// before the first and after the last frame that gave one.
+    pub guessed: Vec<String>,
+}
+
+/// The times the file names of `paths` give, when more than half of them
+/// give one later than the frame before; otherwise why not. One stray name
+/// put every frame on the default spacing, dated 1970, where the rest of the
+/// folder gave the camera's own clock.
+pub fn times_from_names(paths: &[PathBuf], interval_s: f64) -> Result<NamedTimes, String> {
+    let mut named: Vec<Option<f64>> = Vec::with_capacity(paths.len());
+    let mut guessed = Vec::new();
+    let mut last: Option<f64> = None;
     for path in paths {
-        let name = frame_name(path);
-        let Some(t) = time_from_name(&name) else {
-            return Err(format!(
-                "{name} gives no time in its name (or one before 2000 or in the future)"
-            ));
-        };
-        if times.last().is_some_and(|&before| t <= before) {
-            return Err(format!("{name} is named no later than the frame before it"));
+        let t = time_from_name(&frame_name(path)).filter(|&t| last.is_none_or(|l| t > l));
+        if t.is_some() {
+            last = t;
+        } else {
+            guessed.push(frame_name(path));
         }
-        times.push(t);
+        named.push(t);
     }
-    Ok(times)
+    if guessed.len() * 2 >= paths.len() {
+        return Err(match guessed.first() {
+            Some(first) => format!(
+                "{} of {} names give no time, or one no later than the frame before (the first: {first}; a time before 2000 or in the future counts as none)",
+                guessed.len(),
+                paths.len()
+            ),
+            None => "no frames".into(),
+        });
+    }
+    let known: Vec<(usize, f64)> = named
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.map(|t| (i, t)))
+        .collect();
+    let times = (0..paths.len())
+        .map(|i| {
+            if let Some(t) = named[i] {
+                return t;
+            }
+            // The frames that gave a time on either side of frame i.
+            let after = known.partition_point(|&(k, _)| k < i);
+            match (after.checked_sub(1).map(|b| known[b]), known.get(after)) {
+                (Some((b, tb)), Some(&(a, ta))) => tb + (ta - tb) * (i - b) as f64 / (a - b) as f64,
+                (Some((b, tb)), None) => tb + interval_s * (i - b) as f64,
+                (None, Some(&(a, ta))) => ta - interval_s * (a - i) as f64,
+                (None, None) => unreachable!("more than half the frames gave a time"),
+            }
+        })
+        .collect();
+    Ok(NamedTimes { times, guessed })
 }
 
 /// The file name of `path`, for labels and reports.
@@ -562,19 +604,53 @@ mod tests {
     }
 
     #[test]
-    fn a_folder_is_timed_by_its_names_only_when_every_name_gives_a_later_time() {
+    fn a_folder_is_timed_by_its_names_when_most_give_a_later_time() {
         let paths = |names: &[&str]| -> Vec<PathBuf> { names.iter().map(PathBuf::from).collect() };
+        let times = |names: &[&str]| times_from_names(&paths(names), 60.0);
         assert_eq!(
-            times_from_names(&paths(&[
-                "1700000000.jpg",
-                "1700000010.jpg",
-                "1700000070.jpg"
-            ])),
-            Ok(vec![1_700_000_000.0, 1_700_000_010.0, 1_700_000_070.0])
+            times(&["1700000000.jpg", "1700000010.jpg", "1700000070.jpg"]),
+            Ok(NamedTimes {
+                times: vec![1_700_000_000.0, 1_700_000_010.0, 1_700_000_070.0],
+                guessed: vec![],
+            })
         );
-        let err = times_from_names(&paths(&["1700000000.jpg", "frame_0001.jpg"])).unwrap_err();
-        assert!(err.contains("frame_0001.jpg"), "{err}");
-        let err = times_from_names(&paths(&["1700000010.jpg", "20000101_000000.jpg"])).unwrap_err();
+        // A stray name at the end, a burst's second frame in the same
+        // second, one named before its neighbour: timed around them.
+        assert_eq!(
+            times(&[
+                "20250916_143000.jpg",
+                "20250916_143000_1.jpg",
+                "20250916_143030.jpg",
+                "20250916_143020.jpg",
+                "20250916_143100.jpg",
+                "20250916_143130.jpg",
+                "latest.jpg",
+            ]),
+            Ok(NamedTimes {
+                times: [0.0, 15.0, 30.0, 45.0, 60.0, 90.0, 150.0]
+                    .map(|s| 1_758_033_000.0 + s)
+                    .to_vec(),
+                guessed: vec![
+                    "20250916_143000_1.jpg".into(),
+                    "20250916_143020.jpg".into(),
+                    "latest.jpg".into()
+                ],
+            })
+        );
+        // Before the first name that gives a time: interval_s apart.
+        assert_eq!(
+            times(&["first.jpg", "1700000000.jpg", "1700000010.jpg"])
+                .unwrap()
+                .times,
+            vec![1_699_999_940.0, 1_700_000_000.0, 1_700_000_010.0]
+        );
+        // Half or more without a time: not a folder named by time.
+        let err = times(&["1700000000.jpg", "frame_0001.jpg"]).unwrap_err();
+        assert!(
+            err.contains("1 of 2") && err.contains("frame_0001.jpg"),
+            "{err}"
+        );
+        let err = times(&["1700000010.jpg", "20000101_000000.jpg"]).unwrap_err();
         assert!(err.contains("20000101_000000.jpg"), "{err}");
     }
 

@@ -566,7 +566,8 @@ pub fn footage_names(data: &[u8]) {
             );
         }
     }
-    if let Ok(times) = footage::times_from_names(&expected) {
+    if let Ok(named) = footage::times_from_names(&expected, 60.0) {
+        let times = named.times;
         assert_eq!(times.len(), expected.len());
         assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
     }

@@ -3,9 +3,10 @@
 //!
 //! A frame's time is, in order: its `unix_time` label; the video's own
 //! timestamp; for stills named by when they were taken (camera archives,
-//! FIgLib, FTP uploads), the time in the file name, when every name in the
-//! folder gives one and no label gives a time; otherwise `interval_s` after
-//! the frame before. The start
+//! FIgLib, FTP uploads), the time in the file name, when more than half the
+//! names in the folder give one later than the frame before and no label
+//! gives a time (the other frames timed between their neighbours);
+//! otherwise `interval_s` after the frame before. The start
 //! and end rules count seconds, so footage replayed on the wrong clock starts
 //! incidents at other frames than the live camera did.
 //!
@@ -199,16 +200,23 @@ pub fn replay(
     }
     let named_times = match footage {
         Footage::Stills(paths) if options.times_from_names && !labels_timed => {
-            match times_from_names(paths) {
-                Ok(times) => {
-                    if let (Some(first), Some(last)) = (times.first(), times.last()) {
+            match times_from_names(paths, options.interval_s) {
+                Ok(named) => {
+                    if let (Some(first), Some(last)) = (named.times.first(), named.times.last()) {
                         info!(
                             "frames timed by their file names, {} to {} (--interval sets a spacing instead)",
                             rfc3339(*first),
                             rfc3339(*last)
                         );
                     }
-                    Some(times)
+                    if let Some(example) = named.guessed.first() {
+                        warn!(
+                            "{} of {} frames give no time in their names, or one no later than the frame before ({example}): each is timed between the frames around it",
+                            named.guessed.len(),
+                            paths.len()
+                        );
+                    }
+                    Some(named.times)
                 }
                 Err(why) => {
                     // A folder whose first name gives a time was meant to be

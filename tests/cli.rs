@@ -162,6 +162,22 @@ fn replay_times_stills_by_their_file_names() {
         ("1743476530.jpg", "2025-04-01T03:02:10Z"),
         "the 6th hot frame"
     );
+    // A stray name among them (a camera's `latest.jpg` beside its archive)
+    // is timed after the last: the rest keep their clock. Before, it put
+    // every frame a minute apart from 1970.
+    let first = ten_s.path().join("1743476400.jpg");
+    let stray = ten_s.path().join("latest.jpg");
+    std::fs::copy(&first, &stray).unwrap();
+    let (frame, time, log) = first_start(&[], ten_s.path());
+    assert_eq!(
+        (frame.as_str(), time.as_str()),
+        ("1743476530.jpg", "2025-04-01T03:02:10Z")
+    );
+    assert!(
+        log.contains("1 of 19 frames give no time in their names") && log.contains("latest.jpg"),
+        "{log}"
+    );
+    std::fs::remove_file(&stray).unwrap();
 
     // Labels that give times come first, for every frame: the names are
     // then no clock at all, not even for a frame the labels leave out.
