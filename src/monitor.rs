@@ -48,7 +48,7 @@ use crate::confirm::{OpenIncident, RECENT_IDS};
 use crate::delivery::{self, DeliveryOptions, Endpoint, Until};
 use crate::detector::Detector;
 use crate::model::Class;
-use crate::outbox::{self, now_unix, Enqueued, Outbox, OutgoingEvent, Storage};
+use crate::outbox::{self, now_unix, Enqueued, OfflineCamera, Outbox, OutgoingEvent, Storage};
 use crate::outbox_thread::OutboxHandle;
 use crate::payload::{self, CameraChange};
 use crate::pipeline::CameraPipeline;
@@ -370,6 +370,19 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
             }
         }
     }
+    // The cameras the last run reported offline: each stays offline until
+    // its frames return, which then reports camera.online. Before, a
+    // restart while a camera was out forgot it: its return was never
+    // reported, and every restart reported it offline again.
+    let configured: Vec<&str> = config
+        .cameras
+        .iter()
+        .map(|c| c.id.get_ref().as_str())
+        .collect();
+    let offline_at_start = outbox.offline_cameras(&configured).unwrap_or_else(|e| {
+        warn!("cannot read which cameras were offline: {e:#}; each is reported afresh");
+        Vec::new()
+    });
     if let Some(delay) = test_delay(COMMIT_DELAY_ENV) {
         warn!("{COMMIT_DELAY_ENV}={}: every outbox commit sleeps that long first (a test seam; unset it in service)", delay.as_millis());
         outbox.slow_commits(delay);
@@ -443,7 +456,11 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     for (index, source) in sources.into_iter().enumerate() {
-        tasks.spawn(camera_task(shared.clone(), index, source));
+        let offline = offline_at_start
+            .iter()
+            .find(|c| c.camera == *shared.config.cameras[index].id.get_ref())
+            .cloned();
+        tasks.spawn(camera_task(shared.clone(), index, source, offline));
     }
     tasks.spawn(heartbeat_task(shared.clone()));
     tasks.spawn(held_task(shared.clone()));
@@ -646,7 +663,13 @@ async fn shutdown_signal() -> Result<&'static str> {
 }
 
 /// One camera: grab, judge health, hand frames to the detector.
-async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Source>) {
+/// `offline`: the camera as the last run reported it offline, if it did.
+async fn camera_task(
+    shared: Arc<Shared>,
+    index: usize,
+    mut source: Box<dyn Source>,
+    offline: Option<OfflineCamera>,
+) {
     let camera: &CameraConfig = &shared.config.cameras[index];
     let id = camera.id.get_ref();
     let status = &shared.state.cameras[index];
@@ -654,7 +677,17 @@ async fn camera_task(shared: Arc<Shared>, index: usize, mut source: Box<dyn Sour
     let offline_after = *camera.offline_after_failures.get_ref();
     let mut stuck = StuckDetector::new(*camera.stuck_tolerance.get_ref(), camera.stuck_after());
     let mut failures = 0u32;
-    let mut offline_since: Option<f64> = None;
+    // On the steady clock, as go_offline returns it.
+    let mut offline_since: Option<f64> = offline.map(|o| {
+        info!(
+            "camera {id}: reported offline by the last run ({}): it stays so until its frames return",
+            o.reason
+        );
+        let mut s = status.lock();
+        s.state = CameraState::Offline;
+        s.last_error = Some(o.reason);
+        clock::steady_s() - (now_unix() - o.since).max(0.0)
+    });
     let mut seq = 0u64;
     let mut sizes = FrameSizes::default();
     loop {
@@ -814,7 +847,20 @@ fn go_offline(shared: &Shared, index: usize, reason: &str) -> f64 {
         reason,
         at,
     ));
+    note_offline(shared, index, Some((at, reason.to_string())));
     clock::steady_s()
+}
+
+/// Notes in the outbox, after the camera event, that camera `index` is
+/// offline since when and why, or (`None`) back: for the next start.
+fn note_offline(shared: &Shared, index: usize, offline: Option<(f64, String)>) {
+    let id = shared.config.cameras[index].id.get_ref().clone();
+    shared.outbox.send(move |outbox| {
+        let offline = offline.as_ref().map(|(at, why)| (*at, why.as_str()));
+        if let Err(e) = outbox.set_camera_offline(&id, offline) {
+            warn!("camera {id}: cannot note its state in the outbox: {e:#}; a restart reports it afresh");
+        }
+    });
 }
 
 fn go_online(shared: &Shared, index: usize, offline_since: f64) {
@@ -833,6 +879,7 @@ fn go_online(shared: &Shared, index: usize, offline_since: f64) {
         &reason,
         at,
     ));
+    note_offline(shared, index, None);
 }
 
 /// The detector's thread: frames in, incident events out to the outbox.

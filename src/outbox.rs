@@ -24,7 +24,8 @@
 //! them; they survive restarts), `open_incidents` (each camera's running incidents, saved with
 //! the events they cause, so a restart continues them: src/confirm.rs) and
 //! `started_incidents` (the ids of the last 1,000 incidents started, so a
-//! restart never gives one again).
+//! restart never gives one again) and `offline_cameras` (the cameras last
+//! reported offline, so a restart reports their return).
 //!
 //! Each endpoint is owed its events one at a time, incident events first
 //! and each kind in creation order ([`Outbox::head_skipping`]), so a fire
@@ -205,6 +206,7 @@ pub enum Enqueued {
 struct Followed {
     started: Vec<String>,
     running: Vec<(String, String, f64)>,
+    offline: Vec<OfflineCamera>,
 }
 
 impl Followed {
@@ -217,7 +219,22 @@ impl Followed {
             .prepare("SELECT camera, state, saved_at FROM open_incidents")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<Vec<(String, String, f64)>>>()?;
-        Ok(Followed { started, running })
+        // A file an older build wrote (schema 6), read without upgrading
+        // it on a full disk, has no such table: no camera was noted offline.
+        let noted: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'offline_cameras'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(Followed {
+            started,
+            running,
+            offline: if noted {
+                offline_cameras(conn)?
+            } else {
+                Vec::new()
+            },
+        })
     }
 
     fn write(&self, tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
@@ -230,7 +247,45 @@ impl Followed {
                 params![camera, state, saved_at],
             )?;
         }
+        for camera in &self.offline {
+            set_offline(tx, &camera.camera, Some((camera.since, &camera.reason)))?;
+        }
         Ok(())
+    }
+}
+
+/// A camera last reported offline ([`Outbox::set_camera_offline`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OfflineCamera {
+    pub camera: String,
+    /// When it was reported offline (Unix seconds).
+    pub since: f64,
+    pub reason: String,
+}
+
+fn offline_cameras(conn: &Connection) -> rusqlite::Result<Vec<OfflineCamera>> {
+    conn.prepare("SELECT camera, since, reason FROM offline_cameras ORDER BY camera")?
+        .query_map([], |r| {
+            Ok(OfflineCamera {
+                camera: r.get(0)?,
+                since: r.get(1)?,
+                reason: r.get(2)?,
+            })
+        })?
+        .collect()
+}
+
+fn set_offline(
+    conn: &Connection,
+    camera: &str,
+    offline: Option<(f64, &str)>,
+) -> rusqlite::Result<usize> {
+    match offline {
+        Some((since, reason)) => conn.execute(
+            "INSERT OR REPLACE INTO offline_cameras (camera, since, reason) VALUES (?1, ?2, ?3)",
+            params![camera, since, reason],
+        ),
+        None => conn.execute("DELETE FROM offline_cameras WHERE camera = ?1", [camera]),
     }
 }
 
@@ -365,6 +420,16 @@ CREATE INDEX events_for_room ON events(taken DESC, priority, seq);
     // camera and device events queued before them.
     "
 CREATE INDEX events_incidents ON events(seq) WHERE kind = 'incident';
+",
+    // 7: the cameras last reported offline, since when and why, so a restart
+    // while one is out neither reports it offline again nor forgets to
+    // report its return (offline_cameras).
+    "
+CREATE TABLE offline_cameras (
+    camera TEXT PRIMARY KEY,
+    since  REAL NOT NULL,
+    reason TEXT NOT NULL
+);
 ",
 ];
 
@@ -1038,6 +1103,32 @@ impl Outbox {
             .query_map(params![prefix, n as i64], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(ids)
+    }
+
+    /// Notes `camera` reported offline since `since` (Unix seconds) for
+    /// `reason`, or (`None`) back online.
+    pub fn set_camera_offline(&self, camera: &str, offline: Option<(f64, &str)>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        set_offline(&tx, camera, offline)?;
+        self.commit(tx)
+            .context("cannot commit a camera's state to the outbox")?;
+        Ok(())
+    }
+
+    /// The cameras last reported offline and not back since, forgetting
+    /// those not in `configured` (removed or renamed: nothing will report
+    /// their return).
+    pub fn offline_cameras(&self, configured: &[&str]) -> Result<Vec<OfflineCamera>> {
+        let offline = offline_cameras(&self.conn())?;
+        let (kept, gone): (Vec<_>, Vec<_>) = offline
+            .into_iter()
+            .partition(|c| configured.contains(&c.camera.as_str()));
+        for camera in &gone {
+            // A disk that refuses it now (full) leaves it for a later start.
+            let _ = self.set_camera_offline(&camera.camera, None);
+        }
+        Ok(kept)
     }
 
     /// The running incidents [`Outbox::record`] last saved for `camera`.
@@ -2714,6 +2805,9 @@ mod tests {
             .unwrap();
         let held = memory.held_bytes().unwrap();
         assert_eq!(held, (taken.event.body.len() + fire.body.len()) as u64);
+        memory
+            .set_camera_offline("east", Some((now, "3 grabs failed in a row")))
+            .unwrap();
 
         // The file already holds an event of its own.
         let file = open(dir.path(), 100);
@@ -2754,6 +2848,22 @@ mod tests {
             file.started_incident_ids("west-", 10).unwrap(),
             ["west-smoke-2", "west-smoke-1"]
         );
+        let east = OfflineCamera {
+            camera: "east".into(),
+            since: now,
+            reason: "3 grabs failed in a row".into(),
+        };
+        assert_eq!(
+            file.offline_cameras(&["west", "east"]).unwrap(),
+            std::slice::from_ref(&east)
+        );
+        // A camera no longer configured is forgotten; one back, too.
+        file.set_camera_offline("north", Some((now, "stuck")))
+            .unwrap();
+        assert_eq!(file.offline_cameras(&["east"]).unwrap(), [east]);
+        assert_eq!(file.offline_cameras(&["east", "north"]).unwrap().len(), 1);
+        file.set_camera_offline("east", None).unwrap();
+        assert!(file.offline_cameras(&["east"]).unwrap().is_empty());
     }
 
     #[test]
@@ -2791,6 +2901,18 @@ mod tests {
         assert!(memory
             .remember_from_file(&dir.path().join("none.sqlite3"))
             .is_err());
+
+        // A file the last build wrote (schema 6, no offline_cameras), on a
+        // disk too full to upgrade it: its incidents are remembered all
+        // the same.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE offline_cameras; PRAGMA user_version = 6;")
+                .unwrap();
+        }
+        let memory =
+            Outbox::in_memory(vec!["http://a/".into()], 100, Duration::from_secs(3600)).unwrap();
+        assert_eq!(memory.remember_from_file(&path).unwrap(), (1, 1));
     }
 
     #[test]

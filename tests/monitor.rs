@@ -261,6 +261,72 @@ async fn a_camera_that_vanishes_goes_offline_and_comes_back_online() {
     );
 }
 
+/// A restart while a camera is out (a power cut, the service restarted for
+/// a wedged device): the camera stays reported offline, so its return is
+/// reported, and it is not reported offline again. Before, the restart
+/// forgot it: the control room heard camera.offline twice and never
+/// camera.online.
+#[tokio::test]
+async fn a_camera_out_across_a_restart_is_reported_back_once_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let webhook = serve_receiver(&store).await;
+    let frames = [small_frame(0), small_frame(1)];
+    let mut camera = FakeCamera::start(Auth::Basic, move |n| frames[n % 2].clone()).await;
+    let config = write_config(
+        dir.path(),
+        &webhook,
+        &camera,
+        "basic",
+        "offline_after_failures = 2\nmax_backoff_s = 0.5",
+    );
+    let mut monitor = Monitor::start(&config, &[]);
+    camera.stop();
+    wait_for("camera.offline", || async {
+        events_of_type(&store, "camera.offline").into_iter().next()
+    })
+    .await;
+    // Killed (a power cut) while the camera is out, and started again.
+    monitor.kill();
+    let monitor = Monitor::start(&config, &[]);
+    wait_for("the restart's heartbeat", || async {
+        let heartbeats = events_of_type(&store, "heartbeat");
+        (heartbeats.len() >= 2).then_some(heartbeats)
+    })
+    .await;
+    let (status, health) = monitor.health().await;
+    assert_eq!(health["cameras"][0]["state"], "offline", "{health}");
+    assert_eq!(status, 503, "{health}");
+    camera.restart().await;
+    let online = wait_for("camera.online", || async {
+        events_of_type(&store, "camera.online").into_iter().next()
+    })
+    .await;
+    assert!(
+        online["reason"]
+            .as_str()
+            .unwrap()
+            .contains("frames again after"),
+        "{online}"
+    );
+    assert_eq!(events_of_type(&store, "camera.offline").len(), 1);
+    // Back online is noted too: another restart reports nothing.
+    let mut monitor = monitor;
+    assert!(monitor.terminate().await.success());
+    let mut monitor = Monitor::start(&config, &[]);
+    wait_for("frames after the second restart", || async {
+        (monitor
+            .metric("wildfire_frames_total{camera=\"west\"}")
+            .await?
+            >= 2.0)
+            .then_some(())
+    })
+    .await;
+    assert!(monitor.terminate().await.success());
+    assert_eq!(events_of_type(&store, "camera.online").len(), 1);
+    assert_eq!(events_of_type(&store, "camera.offline").len(), 1);
+}
+
 #[tokio::test]
 async fn a_frozen_picture_is_reported_offline_until_it_changes() {
     let dir = tempfile::tempdir().unwrap();
