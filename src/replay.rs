@@ -14,7 +14,7 @@
 //! as they happen (the CLI prints them as JSON lines); with labels, the
 //! summary scores the run against them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
@@ -129,6 +129,34 @@ fn check_labels_name_frames(paths: &[std::path::PathBuf], labels: &Labels) -> Re
             "{} of {} frames have no label: they are scored but left out of the summary's figures",
             names.len() - labelled,
             names.len()
+        );
+    }
+    // Labels of frames not in the folder (a partial copy): where they are
+    // the first frames of the fire, time_to_detect_s counts from a later
+    // one and reads as a faster detection than it was.
+    let known: HashSet<&str> = paths
+        .iter()
+        .flat_map(|p| [p.file_name(), p.file_stem()])
+        .filter_map(|n| n?.to_str())
+        .collect();
+    let mut missing: Vec<(&str, bool)> = labels
+        .iter()
+        .filter(|(name, _)| !known.contains(name))
+        .map(|(name, label)| (name, label.positive()))
+        .collect();
+    if !missing.is_empty() {
+        missing.sort();
+        let fire = missing.iter().filter(|(_, positive)| *positive).count();
+        warn!(
+            "{} of {} labels name no frame in the folder (the first: {}){}",
+            missing.len(),
+            labels.len(),
+            missing[0].0,
+            if fire > 0 {
+                format!(", {fire} of them labelled smoke or flame: with the fire's first frames missing, time_to_detect_s counts from a later frame than the labels do")
+            } else {
+                String::new()
+            }
         );
     }
     Ok(())

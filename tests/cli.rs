@@ -265,6 +265,20 @@ fn replay_warns_of_footage_the_start_rule_cannot_use() {
                 .contains("frame frame_0006.jpg is 640x360 where the frame before it was 1280x720"),
         "{log}"
     );
+
+    // A partial copy: the fire's first four frames are not in the folder,
+    // though the labels name them.
+    let partial = tempfile::tempdir().unwrap();
+    for i in (0..8).chain(12..18) {
+        let name = format!("frame_{i:04}.jpg");
+        std::fs::copy(folder.join(&name), partial.path().join(&name)).unwrap();
+    }
+    let labels = fixture("hillside/labels.csv");
+    let (_, log) = replay(&["--labels".as_ref(), labels.as_os_str()], partial.path());
+    assert!(
+        log.contains("4 of 18 labels name no frame in the folder (the first: frame_0008.jpg), 4 of them labelled smoke or flame"),
+        "{log}"
+    );
 }
 
 #[test]
