@@ -738,27 +738,38 @@ async fn camera_task(
                 // Steady time: a step of the wall clock is neither a picture
                 // frozen for a day nor one that just changed.
                 let stuck_for = stuck.check(&image, steady_at);
-                {
+                let repeat = {
                     let mut s = status.lock();
                     s.frames += 1;
                     s.last_frame = Some((Instant::now(), captured_at));
+                    let repeat = s.latest.as_ref().is_some_and(|last| **last == *image);
                     s.latest = Some(image.clone());
-                }
+                    repeat
+                };
                 // A picture judged unchanged is reported, and still scored:
                 // the comparison cannot tell a frozen encoder from a still
                 // night smoothed by the camera's noise reduction with a
                 // distant fire starting in it (an 80 px flame in a 1080p
                 // frame covers 16 of the 5,184 sampled pixels: brighter by
                 // 150 grey levels, it moves their mean by about 0.5, under
-                // the default tolerance of 1).
-                let frame = Frame {
-                    image,
-                    captured_at,
-                    steady_at,
-                    seq,
-                };
-                if shared.mailbox.put(index, frame) {
-                    status.skip("busy");
+                // the default tolerance of 1). But a frame the same to the
+                // last pixel as the one before (a cached snapshot, a frozen
+                // encoder; a live sensor's noise never repeats) is no new
+                // evidence: scored again, one frozen frame with glare in it
+                // was hot long enough to start an incident, minutes before
+                // the picture counted as stuck.
+                if repeat {
+                    status.skip("repeat");
+                } else {
+                    let frame = Frame {
+                        image,
+                        captured_at,
+                        steady_at,
+                        seq,
+                    };
+                    if shared.mailbox.put(index, frame) {
+                        status.skip("busy");
+                    }
                 }
                 match stuck_for {
                     Some(seconds) => {

@@ -20,8 +20,8 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use common::live::{
-    events_of_type, fixture_frame, small_frame, wait_for, write_config, write_config_with, Auth,
-    FakeCamera, Monitor, Setup, PASSWORD, USER,
+    events_of_type, fixture_frame, small_frame, wait_for, with_pixel_changed, write_config,
+    write_config_with, Auth, FakeCamera, Monitor, Setup, PASSWORD, USER,
 };
 use common::{ok, scripted_server, serve_receiver, Reply, Seen, PATIENCE};
 use wildfire_watch::camera::snapshot::SnapshotSource;
@@ -261,6 +261,41 @@ async fn a_camera_that_vanishes_goes_offline_and_comes_back_online() {
     );
 }
 
+/// A camera serving one picture over and over, to the last pixel (a cached
+/// snapshot), with a plume in it: scored once, the repeats skipped. Scored
+/// each time, the one picture was hot in two frames 50 s apart and started
+/// an incident, minutes before it counted as stuck.
+#[tokio::test]
+async fn a_picture_repeated_to_the_pixel_is_scored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let webhook = serve_receiver(&store).await;
+    let camera = FakeCamera::start(Auth::Basic, |_| fixture_frame(15)).await;
+    let config = write_config(
+        dir.path(),
+        &webhook,
+        &camera,
+        "basic",
+        &format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0"),
+    );
+    let mut monitor = Monitor::start(&config, &[]);
+    wait_for("five repeats skipped", || async {
+        monitor
+            .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"repeat\"}")
+            .await
+            .filter(|&n| n >= 5.0)
+    })
+    .await;
+    assert_eq!(
+        monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await,
+        Some(1.0)
+    );
+    assert!(monitor.terminate().await.success());
+    assert!(events_of_type(&store, "incident.started").is_empty());
+}
+
 /// A restart while a camera is out (a power cut, the service restarted for
 /// a wedged device): the camera stays reported offline, so its return is
 /// reported, and it is not reported offline again. Before, the restart
@@ -349,7 +384,8 @@ async fn a_frozen_picture_is_reported_offline_until_it_changes() {
         let frozen = frozen.clone();
         move |n| {
             if frozen.load(Ordering::SeqCst) {
-                frames[0].clone()
+                // Frozen but for one pixel: the same picture, not a repeat.
+                with_pixel_changed(&frames[0], n)
             } else {
                 frames[n % 2].clone()
             }
@@ -972,7 +1008,8 @@ async fn a_slow_save_of_a_running_incident_between_frames_keeps_the_watchdog_fed
     // One plume frame throughout: the incident's region stays as it is, so
     // only its per-frame fields change, and a frame saves them only once
     // the minute is up (a changed region is saved at once).
-    let camera = FakeCamera::start(Auth::Basic, |_| fixture_frame(15)).await;
+    let plume = fixture_frame(15);
+    let camera = FakeCamera::start(Auth::Basic, move |n| with_pixel_changed(&plume, n)).await;
     let config = write_config_with(
         dir.path(),
         &webhook,

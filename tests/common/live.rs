@@ -40,6 +40,16 @@ pub fn small_frame(i: usize) -> Vec<u8> {
     wildfire_watch::synth::encode_jpeg(&image)
 }
 
+/// `jpeg` with one pixel set from `n`: the same picture to the eye (and to
+/// the detector), but not the same to the last pixel, which the monitor
+/// skips as a repeat (a cached snapshot) without scoring it.
+pub fn with_pixel_changed(jpeg: &[u8], n: usize) -> Vec<u8> {
+    let mut image = image::load_from_memory(jpeg).unwrap().into_rgb8();
+    let x = (n as u32) % image.width();
+    image.put_pixel(x, 0, image::Rgb([(n % 251) as u8, 255, 0]));
+    wildfire_watch::synth::encode_jpeg(&image)
+}
+
 /// What the camera answers to authorised request `n`.
 pub type Frames = Arc<dyn Fn(usize) -> Vec<u8> + Send + Sync>;
 
