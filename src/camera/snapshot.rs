@@ -155,7 +155,7 @@ impl SnapshotSource {
                     }
                     body.extend_from_slice(&chunk);
                 }
-                Ok(None) => return Ok(body),
+                Ok(None) => return not_a_page(&self.shown, body),
                 // The camera answered and then broke off: what came is a
                 // truncated picture.
                 Err(e) => {
@@ -169,6 +169,34 @@ impl SnapshotSource {
             }
         }
     }
+}
+
+/// `body`, unless it is text (it starts with `<`, or is all printable):
+/// a login page, an ISAPI `<ResponseStatus>` or a CGI's `Error` that a
+/// camera answers with 200 OK. Decoded, it said only that the picture's
+/// format could not be determined, which sent the technician to the
+/// camera's encoder where the URL or the account was wrong.
+fn not_a_page(shown: &str, body: Vec<u8>) -> Result<Vec<u8>, GrabError> {
+    let start = &body[..body.len().min(200)];
+    let text = !start.is_empty()
+        && (start.first() == Some(&b'<')
+            || start
+                .iter()
+                .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()));
+    if !text {
+        return Ok(body);
+    }
+    let excerpt: String = String::from_utf8_lossy(start)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(80)
+        .collect();
+    Err(GrabError::Failed(anyhow!(
+        "{shown} answered text, not a picture ({} bytes: \"{excerpt}\"): a login page or an error; check the URL, the user and auth",
+        body.len()
+    )))
 }
 
 impl Source for SnapshotSource {
@@ -222,5 +250,28 @@ mod tests {
             assert!(!err.contains("S3cretPw"), "{err}");
             assert!(err.contains(&format!("{addr}/cgi-bin/api.cgi")), "{err}");
         }
+    }
+
+    #[test]
+    fn a_page_in_place_of_the_picture_is_named_as_text() {
+        let page = b"<!DOCTYPE html>\n<html><head><title>Login</title></head></html>".to_vec();
+        let err = match not_a_page("http://cam/snap.jpg", page) {
+            Err(GrabError::Failed(e)) => format!("{e:#}"),
+            other => panic!("{:?}", other.map(|b| b.len())),
+        };
+        assert!(
+            err.contains("answered text, not a picture")
+                && err.contains("<!DOCTYPE html> <html><head><title>Login"),
+            "{err}"
+        );
+        let cgi = match not_a_page("http://cam/cgi", b"Error: no permission\r\n".to_vec()) {
+            Err(GrabError::Failed(e)) => format!("{e:#}"),
+            other => panic!("{:?}", other.map(|b| b.len())),
+        };
+        assert!(cgi.contains("\"Error: no permission\""), "{cgi}");
+        // A JPEG goes through, as does an empty answer (to the decoder).
+        let jpeg = crate::synth::encode_jpeg(&RgbImage::new(8, 8));
+        assert_eq!(not_a_page("x", jpeg.clone()).ok(), Some(jpeg));
+        assert_eq!(not_a_page("x", Vec::new()).ok(), Some(Vec::new()));
     }
 }
