@@ -677,6 +677,9 @@ async fn camera_task(
     let offline_after = *camera.offline_after_failures.get_ref();
     let mut stuck = StuckDetector::new(*camera.stuck_tolerance.get_ref(), camera.stuck_after());
     let mut failures = 0u32;
+    // Reported stuck by the last run: back once the picture changes, not at
+    // the first frame (the detector, new, has nothing to compare it with).
+    let mut stuck_at_start = offline.as_ref().is_some_and(|o| o.stuck);
     // On the steady clock, as go_offline returns it.
     let mut offline_since: Option<f64> = offline.map(|o| {
         info!(
@@ -783,10 +786,13 @@ async fn camera_task(
                         );
                         status.lock().last_error = Some(reason.clone());
                         if offline_since.is_none() {
-                            offline_since = Some(go_offline(&shared, index, &reason));
+                            offline_since = Some(go_offline(&shared, index, &reason, true));
                         }
                     }
+                    // The same picture as the last run reported stuck.
+                    None if stuck_at_start && !stuck.changed() => {}
                     None => {
+                        stuck_at_start = false;
                         if let Some(since) = offline_since.take() {
                             go_online(&shared, index, since);
                         }
@@ -824,6 +830,7 @@ async fn camera_task(
                         &shared,
                         index,
                         &format!("{failures} grabs failed in a row; last: {message}"),
+                        false,
                     ));
                 }
                 // Reported offline, the camera is tried every interval, so
@@ -845,8 +852,9 @@ async fn camera_task(
     }
 }
 
-/// Reports camera `index` offline; returns when, in [`clock::steady_s`].
-fn go_offline(shared: &Shared, index: usize, reason: &str) -> f64 {
+/// Reports camera `index` offline, `stuck` (its picture stopped changing)
+/// or for failed grabs; returns when, in [`clock::steady_s`].
+fn go_offline(shared: &Shared, index: usize, reason: &str, stuck: bool) -> f64 {
     let camera = &shared.config.cameras[index];
     let at = now_unix();
     warn!("camera {} offline: {reason}", camera.id.get_ref());
@@ -858,17 +866,26 @@ fn go_offline(shared: &Shared, index: usize, reason: &str) -> f64 {
         reason,
         at,
     ));
-    note_offline(shared, index, Some((at, reason.to_string())));
+    let offline = OfflineCamera {
+        camera: camera.id.get_ref().clone(),
+        since: at,
+        reason: reason.to_string(),
+        stuck,
+    };
+    note_camera(shared, index, Some(offline));
     clock::steady_s()
 }
 
 /// Notes in the outbox, after the camera event, that camera `index` is
-/// offline since when and why, or (`None`) back: for the next start.
-fn note_offline(shared: &Shared, index: usize, offline: Option<(f64, String)>) {
+/// offline, or (`None`) back: for the next start.
+fn note_camera(shared: &Shared, index: usize, offline: Option<OfflineCamera>) {
     let id = shared.config.cameras[index].id.get_ref().clone();
     shared.outbox.send(move |outbox| {
-        let offline = offline.as_ref().map(|(at, why)| (*at, why.as_str()));
-        if let Err(e) = outbox.set_camera_offline(&id, offline) {
+        let noted = match &offline {
+            Some(offline) => outbox.note_offline(offline),
+            None => outbox.note_online(&id),
+        };
+        if let Err(e) = noted {
             warn!("camera {id}: cannot note its state in the outbox: {e:#}; a restart reports it afresh");
         }
     });
@@ -890,7 +907,7 @@ fn go_online(shared: &Shared, index: usize, offline_since: f64) {
         &reason,
         at,
     ));
-    note_offline(shared, index, None);
+    note_camera(shared, index, None);
 }
 
 /// The detector's thread: frames in, incident events out to the outbox.

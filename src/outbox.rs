@@ -248,45 +248,42 @@ impl Followed {
             )?;
         }
         for camera in &self.offline {
-            set_offline(tx, &camera.camera, Some((camera.since, &camera.reason)))?;
+            note_offline(tx, camera)?;
         }
         Ok(())
     }
 }
 
-/// A camera last reported offline ([`Outbox::set_camera_offline`]).
+/// A camera last reported offline ([`Outbox::note_offline`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OfflineCamera {
     pub camera: String,
     /// When it was reported offline (Unix seconds).
     pub since: f64,
     pub reason: String,
+    /// For a picture that stopped changing, not for failed grabs: it is
+    /// back once the picture changes, not at its first frame.
+    pub stuck: bool,
 }
 
 fn offline_cameras(conn: &Connection) -> rusqlite::Result<Vec<OfflineCamera>> {
-    conn.prepare("SELECT camera, since, reason FROM offline_cameras ORDER BY camera")?
+    conn.prepare("SELECT camera, since, reason, stuck FROM offline_cameras ORDER BY camera")?
         .query_map([], |r| {
             Ok(OfflineCamera {
                 camera: r.get(0)?,
                 since: r.get(1)?,
                 reason: r.get(2)?,
+                stuck: r.get(3)?,
             })
         })?
         .collect()
 }
 
-fn set_offline(
-    conn: &Connection,
-    camera: &str,
-    offline: Option<(f64, &str)>,
-) -> rusqlite::Result<usize> {
-    match offline {
-        Some((since, reason)) => conn.execute(
-            "INSERT OR REPLACE INTO offline_cameras (camera, since, reason) VALUES (?1, ?2, ?3)",
-            params![camera, since, reason],
-        ),
-        None => conn.execute("DELETE FROM offline_cameras WHERE camera = ?1", [camera]),
-    }
+fn note_offline(conn: &Connection, camera: &OfflineCamera) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT OR REPLACE INTO offline_cameras (camera, since, reason, stuck) VALUES (?1, ?2, ?3, ?4)",
+        params![camera.camera, camera.since, camera.reason, camera.stuck],
+    )
 }
 
 /// What [`Outbox::copy_into`] stored in the file.
@@ -428,7 +425,8 @@ CREATE INDEX events_incidents ON events(seq) WHERE kind = 'incident';
 CREATE TABLE offline_cameras (
     camera TEXT PRIMARY KEY,
     since  REAL NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    stuck  INTEGER NOT NULL
 );
 ",
 ];
@@ -1011,6 +1009,10 @@ impl Outbox {
         let now = now_unix();
         let mut conn = file.conn();
         let tx = write_transaction(&mut conn)?;
+        // Memory took the file's notes at its start (remember_from_file)
+        // and followed the cameras since: a camera back meanwhile must not
+        // stay noted offline in the file, to be reported back again.
+        tx.execute("DELETE FROM offline_cameras", [])?;
         followed.write(&tx)?;
         let mut stored = 0;
         for event in &events {
@@ -1105,12 +1107,21 @@ impl Outbox {
         Ok(ids)
     }
 
-    /// Notes `camera` reported offline since `since` (Unix seconds) for
-    /// `reason`, or (`None`) back online.
-    pub fn set_camera_offline(&self, camera: &str, offline: Option<(f64, &str)>) -> Result<()> {
+    /// Notes a camera reported offline.
+    pub fn note_offline(&self, camera: &OfflineCamera) -> Result<()> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
-        set_offline(&tx, camera, offline)?;
+        note_offline(&tx, camera)?;
+        self.commit(tx)
+            .context("cannot commit a camera's state to the outbox")?;
+        Ok(())
+    }
+
+    /// Notes `camera` back online (or forgotten).
+    pub fn note_online(&self, camera: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn)?;
+        tx.execute("DELETE FROM offline_cameras WHERE camera = ?1", [camera])?;
         self.commit(tx)
             .context("cannot commit a camera's state to the outbox")?;
         Ok(())
@@ -1126,7 +1137,7 @@ impl Outbox {
             .partition(|c| configured.contains(&c.camera.as_str()));
         for camera in &gone {
             // A disk that refuses it now (full) leaves it for a later start.
-            let _ = self.set_camera_offline(&camera.camera, None);
+            let _ = self.note_online(&camera.camera);
         }
         Ok(kept)
     }
@@ -2805,14 +2816,26 @@ mod tests {
             .unwrap();
         let held = memory.held_bytes().unwrap();
         assert_eq!(held, (taken.event.body.len() + fire.body.len()) as u64);
-        memory
-            .set_camera_offline("east", Some((now, "3 grabs failed in a row")))
-            .unwrap();
+        let east = OfflineCamera {
+            camera: "east".into(),
+            since: now,
+            reason: "3 grabs failed in a row".into(),
+            stuck: false,
+        };
+        memory.note_offline(&east).unwrap();
 
-        // The file already holds an event of its own.
+        // The file already holds an event of its own, and a camera noted
+        // offline that came back while the outbox was in memory.
         let file = open(dir.path(), 100);
         file.enqueue(&event("before", EventKind::Heartbeat, now))
             .unwrap();
+        let south = OfflineCamera {
+            camera: "south".into(),
+            since: now,
+            reason: "the picture has not changed".into(),
+            stuck: true,
+        };
+        file.note_offline(&south).unwrap();
         let copied = memory.copy_into(&file).unwrap();
         assert_eq!(
             copied,
@@ -2848,21 +2871,19 @@ mod tests {
             file.started_incident_ids("west-", 10).unwrap(),
             ["west-smoke-2", "west-smoke-1"]
         );
-        let east = OfflineCamera {
-            camera: "east".into(),
-            since: now,
-            reason: "3 grabs failed in a row".into(),
-        };
         assert_eq!(
-            file.offline_cameras(&["west", "east"]).unwrap(),
+            file.offline_cameras(&["west", "east", "south"]).unwrap(),
             std::slice::from_ref(&east)
         );
         // A camera no longer configured is forgotten; one back, too.
-        file.set_camera_offline("north", Some((now, "stuck")))
-            .unwrap();
+        let north = OfflineCamera {
+            camera: "north".into(),
+            ..south
+        };
+        file.note_offline(&north).unwrap();
         assert_eq!(file.offline_cameras(&["east"]).unwrap(), [east]);
         assert_eq!(file.offline_cameras(&["east", "north"]).unwrap().len(), 1);
-        file.set_camera_offline("east", None).unwrap();
+        file.note_online("east").unwrap();
         assert!(file.offline_cameras(&["east"]).unwrap().is_empty());
     }
 

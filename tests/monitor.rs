@@ -279,11 +279,24 @@ async fn a_picture_repeated_to_the_pixel_is_scored_once() {
         &format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0"),
     );
     let mut monitor = Monitor::start(&config, &[]);
-    wait_for("five repeats skipped", || async {
+    // The first frame is scored once the inference thread is up; the
+    // repeats are counted as they come, from the start.
+    wait_for("the first frame scored", || async {
+        monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await
+            .filter(|&n| n >= 1.0)
+    })
+    .await;
+    let repeats = || async {
         monitor
             .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"repeat\"}")
             .await
-            .filter(|&n| n >= 5.0)
+            .unwrap_or(0.0)
+    };
+    let before = repeats().await;
+    wait_for("five more repeats skipped", || async {
+        (repeats().await >= before + 5.0).then_some(())
     })
     .await;
     assert_eq!(
@@ -360,6 +373,16 @@ async fn a_camera_out_across_a_restart_is_reported_back_once_it_returns() {
     assert!(monitor.terminate().await.success());
     assert_eq!(events_of_type(&store, "camera.online").len(), 1);
     assert_eq!(events_of_type(&store, "camera.offline").len(), 1);
+    // Nor is one still on its way in the outbox.
+    let outbox = rusqlite::Connection::open(dir.path().join("outbox.sqlite3")).unwrap();
+    let owed: i64 = outbox
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'camera'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(owed, 0);
 }
 
 #[tokio::test]
@@ -430,12 +453,28 @@ async fn a_frozen_picture_is_reported_offline_until_it_changes() {
         .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"stuck\"}")
         .await
         .is_none());
+    // Killed and started again while the picture is still frozen: its first
+    // frames are not its return (the new run has nothing to compare them
+    // with), so no camera.online, and no second camera.offline.
+    let mut monitor = monitor;
+    monitor.kill();
+    let monitor = Monitor::start(&config, &[]);
+    wait_for("frames scored after the restart", || async {
+        monitor
+            .metric("wildfire_frames_scored_total{camera=\"west\"}")
+            .await
+            .filter(|&n| n >= 3.0)
+    })
+    .await;
+    assert_eq!(monitor.health().await.0, 503);
+    assert!(events_of_type(&store, "camera.online").is_empty());
     frozen.store(false, Ordering::SeqCst);
     wait_for("camera.online", || async {
         events_of_type(&store, "camera.online").into_iter().next()
     })
     .await;
     assert_eq!(monitor.health().await.0, 200);
+    assert_eq!(events_of_type(&store, "camera.offline").len(), 1);
 }
 
 #[tokio::test]

@@ -185,6 +185,8 @@ pub struct StuckDetector {
     after: Duration,
     reference: Option<Vec<u8>>,
     since: f64,
+    /// Whether a frame has differed from the one before it was compared.
+    changed: bool,
 }
 
 impl StuckDetector {
@@ -197,7 +199,13 @@ impl StuckDetector {
             after,
             reference: None,
             since: 0.0,
+            changed: false,
         }
+    }
+
+    /// Whether the picture has changed since the first frame it saw.
+    pub fn changed(&self) -> bool {
+        self.changed
     }
 
     /// Looks at a frame taken at `time` (seconds on [`crate::clock::steady_s`]:
@@ -210,7 +218,8 @@ impl StuckDetector {
                 let unchanged = time - self.since;
                 (unchanged >= self.after.as_secs_f64()).then_some(unchanged)
             }
-            _ => {
+            reference => {
+                self.changed |= reference.is_some();
                 self.reference = Some(samples);
                 self.since = time;
                 None
@@ -284,7 +293,9 @@ mod tests {
         for p in other.pixels_mut() {
             p.0 = p.0.map(|v| v.saturating_add(40));
         }
+        assert!(!stuck.changed());
         assert_eq!(stuck.check(&other, 1700.0), None);
+        assert!(stuck.changed());
         assert_eq!(stuck.check(&other, 2000.0), None);
         assert_eq!(stuck.check(&other, 2300.0), Some(600.0));
     }
