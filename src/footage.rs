@@ -467,34 +467,60 @@ fn calendar_time(fields: &str) -> Option<f64> {
 pub struct NamedTimes {
     /// One per frame, in order, each later than the one before.
     pub times: Vec<f64>,
-    /// The frames whose names gave no time, or one no later than the frame
-    /// before (a stray `latest.jpg`, a burst's `_1` in the same second):
+    /// The frames whose names gave no time, or one out of order with the
+    /// others (a stray `latest.jpg`, a burst's `_1` in the same second):
     /// timed evenly between the frames around them, or `interval_s` apart
     /// before the first and after the last frame that gave one.
     pub guessed: Vec<String>,
 }
 
 /// The times the file names of `paths` give, when more than half of them
-/// give one later than the frame before; otherwise why not. One stray name
+/// give one in order (rising with the frames); otherwise why not. One stray name
 /// put every frame on the default spacing, dated 1970, where the rest of the
 /// folder gave the camera's own clock.
 pub fn times_from_names(paths: &[PathBuf], interval_s: f64) -> Result<NamedTimes, String> {
-    let mut named: Vec<Option<f64>> = Vec::with_capacity(paths.len());
-    let mut guessed = Vec::new();
-    let mut last: Option<f64> = None;
-    for path in paths {
-        let t = time_from_name(&frame_name(path)).filter(|&t| last.is_none_or(|l| t > l));
-        if t.is_some() {
-            last = t;
-        } else {
-            guessed.push(frame_name(path));
+    let parsed: Vec<Option<f64>> = paths
+        .iter()
+        .map(|p| time_from_name(&frame_name(p)))
+        .collect();
+    // The longest run of names whose times rise in frame order is the
+    // camera's clock; the rest are guessed. Taking each name later than the
+    // last one taken instead let one name far ahead (a clock set back after
+    // it) make every frame after it a guess.
+    let mut tails: Vec<usize> = Vec::new();
+    let mut before: Vec<Option<usize>> = vec![None; paths.len()];
+    for (i, t) in parsed.iter().enumerate() {
+        let Some(t) = *t else { continue };
+        let length = tails.partition_point(|&k| parsed[k].is_some_and(|tk| tk < t));
+        before[i] = length.checked_sub(1).map(|l| tails[l]);
+        match tails.get_mut(length) {
+            // The same time again (a burst in one second): the first keeps it.
+            Some(tail) if parsed[*tail] == Some(t) => {}
+            Some(tail) => *tail = i,
+            None => tails.push(i),
         }
-        named.push(t);
     }
+    let mut kept = vec![false; paths.len()];
+    let mut at = tails.last().copied();
+    while let Some(i) = at {
+        kept[i] = true;
+        at = before[i];
+    }
+    let named: Vec<Option<f64>> = parsed
+        .iter()
+        .zip(&kept)
+        .map(|(t, &kept)| t.filter(|_| kept))
+        .collect();
+    let guessed: Vec<String> = paths
+        .iter()
+        .zip(&named)
+        .filter(|(_, t)| t.is_none())
+        .map(|(p, _)| frame_name(p))
+        .collect();
     if guessed.len() * 2 >= paths.len() {
         return Err(match guessed.first() {
             Some(first) => format!(
-                "{} of {} names give no time, or one no later than the frame before (the first: {first}; a time before 2000 or in the future counts as none)",
+                "{} of {} names give no time, or one out of order with the others (the first: {first}; a time before 2000 or in the future counts as none)",
                 guessed.len(),
                 paths.len()
             ),
@@ -615,24 +641,26 @@ mod tests {
             })
         );
         // A stray name at the end, a burst's second frame in the same
-        // second, one named before its neighbour: timed around them.
+        // second, one named far ahead of its neighbours (a clock set back
+        // after it): timed around them.
         assert_eq!(
             times(&[
                 "20250916_143000.jpg",
                 "20250916_143000_1.jpg",
                 "20250916_143030.jpg",
-                "20250916_143020.jpg",
+                "20250916_183000.jpg",
                 "20250916_143100.jpg",
                 "20250916_143130.jpg",
+                "20250916_143200.jpg",
                 "latest.jpg",
             ]),
             Ok(NamedTimes {
-                times: [0.0, 15.0, 30.0, 45.0, 60.0, 90.0, 150.0]
+                times: [0.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0]
                     .map(|s| 1_758_033_000.0 + s)
                     .to_vec(),
                 guessed: vec![
                     "20250916_143000_1.jpg".into(),
-                    "20250916_143020.jpg".into(),
+                    "20250916_183000.jpg".into(),
                     "latest.jpg".into()
                 ],
             })
@@ -651,7 +679,7 @@ mod tests {
             "{err}"
         );
         let err = times(&["1700000010.jpg", "20000101_000000.jpg"]).unwrap_err();
-        assert!(err.contains("20000101_000000.jpg"), "{err}");
+        assert!(err.contains("1 of 2"), "{err}");
     }
 
     #[test]

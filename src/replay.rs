@@ -4,8 +4,8 @@
 //! A frame's time is, in order: its `unix_time` label; the video's own
 //! timestamp; for stills named by when they were taken (camera archives,
 //! FIgLib, FTP uploads), the time in the file name, when more than half the
-//! names in the folder give one later than the frame before and no label
-//! gives a time (the other frames timed between their neighbours);
+//! names in the folder give one in order and no label gives a time (the
+//! other frames timed between their neighbours);
 //! otherwise `interval_s` after the frame before. The start
 //! and end rules count seconds, so footage replayed on the wrong clock starts
 //! incidents at other frames than the live camera did.
@@ -44,8 +44,9 @@ pub struct ReplayOptions {
     pub confirm: ConfirmConfig,
     pub mask: IgnoreMask,
     /// Keep the alert picture of each started or updated incident event
-    /// (for `--report`), as the control room would get it: at most
-    /// [`crate::payload::MAX_SNAPSHOT_BYTES`] each. The frames themselves
+    /// (for `--report`), as the control room would get it: a snapshot's
+    /// size ([`crate::payload::MAX_SNAPSHOT_BYTES`], unless one does not
+    /// fit even 160 px wide). The frames themselves
     /// were kept before, 5.8 MB for a 1600x1200 one (rm-w replayed at native
     /// resolution peaked at 269 MB): a 6-hour fire of updates a minute from
     /// a 3072x2048 camera would have held 6.8 GB.
@@ -239,7 +240,7 @@ pub fn replay(
                     }
                     if let Some(example) = named.guessed.first() {
                         warn!(
-                            "{} of {} frames give no time in their names, or one no later than the frame before ({example}): each is timed between the frames around it",
+                            "{} of {} frames give no time in their names, or one out of order with the others ({example}): each is timed between the frames around it",
                             named.guessed.len(),
                             paths.len()
                         );
@@ -248,8 +249,9 @@ pub fn replay(
                 }
                 Err(why) => {
                     // A folder whose first name gives a time was meant to be
-                    // timed by its names: one name that breaks the clock
-                    // moves every frame onto the default spacing.
+                    // timed by its names: with half or more of them giving
+                    // none in order, every frame goes onto the default
+                    // spacing.
                     let meant = paths
                         .first()
                         .is_some_and(|p| time_from_name(&crate::footage::frame_name(p)).is_some());

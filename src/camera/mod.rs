@@ -301,8 +301,9 @@ mod tests {
     }
 
     /// Adds fresh noise of -4..=3 grey levels to every channel of every
-    /// pixel: two such frames differ by about 2.6 levels a pixel, as real
-    /// tower frames of a still scene do (2.2 to 3.9, [`StuckDetector`]).
+    /// pixel: two such frames differ by about 2.6 levels a channel (2 in
+    /// grey), near what real tower frames of a still scene do (2.2 to 3.9
+    /// in grey, [`StuckDetector`]).
     fn with_sensor_noise(frame: &RgbImage, brighter: u8, state: &mut u64) -> RgbImage {
         let mut noisy = frame.clone();
         for p in noisy.pixels_mut() {
