@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::live::{
-    events_of_type, fixture_frame, wait_for, write_config_with, Auth, FakeCamera, Monitor, Setup,
+    events_of_type, first_event, fixture_frame, wait_for, write_config_with, Auth, FakeCamera,
+    Monitor, Setup,
 };
 use common::{scripted_server, stored_events, stored_ids, Reply, Seen, SECRET};
 use rusqlite::{Connection, OpenFlags};
@@ -1155,10 +1156,7 @@ async fn a_camera_gone_ten_minutes_goes_offline_then_online_and_detection_resume
     .await;
     let mut camera = camera;
     camera.stop();
-    wait_for("camera.offline", || async {
-        events_of_type(&store, "camera.offline").into_iter().next()
-    })
-    .await;
+    first_event(&store, "camera.offline").await;
     // Ten minutes on the device's clock, and long enough in real time for
     // retries to back off (they double from the interval).
     let gone = Instant::now();
@@ -1174,10 +1172,7 @@ async fn a_camera_gone_ten_minutes_goes_offline_then_online_and_detection_resume
         (camera.served() > served_before).then(|| back.elapsed())
     })
     .await;
-    let online = wait_for("camera.online", || async {
-        events_of_type(&store, "camera.online").into_iter().next()
-    })
-    .await;
+    let online = first_event(&store, "camera.online").await;
     let first_scored = wait_for("a frame scored after the return", || async {
         scored()
             .await

@@ -20,13 +20,17 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use common::live::{
-    events_of_type, fixture_frame, small_frame, wait_for, with_pixel_changed, write_config,
-    write_config_with, Auth, FakeCamera, Monitor, Setup, PASSWORD, USER,
+    events_of_type, first_event, fixture_frame, small_frame, wait_for, with_pixel_changed,
+    write_config, write_config_with, Auth, FakeCamera, Monitor, Setup, PASSWORD, USER,
 };
 use common::{ok, scripted_server, serve_receiver, Reply, Seen, PATIENCE};
 use wildfire_watch::camera::snapshot::SnapshotSource;
 use wildfire_watch::camera::Source as _;
 use wildfire_watch::config::{HttpAuth, SnapshotConfig};
+
+/// The counters of camera west's frames: grabbed, and scored.
+const FRAMES: &str = "wildfire_frames_total{camera=\"west\"}";
+const SCORED: &str = "wildfire_frames_scored_total{camera=\"west\"}";
 
 /// Receives notification datagrams until one equals `expected`.
 fn wait_for_datagram(socket: &UnixDatagram, expected: &str) {
@@ -81,12 +85,7 @@ async fn a_rising_plume_becomes_a_signed_incident_with_snapshot_and_boxes() {
         wait_for_datagram(&notify, "WATCHDOG=1");
     });
 
-    let started = wait_for("incident.started", || async {
-        events_of_type(&store, "incident.started")
-            .into_iter()
-            .next()
-    })
-    .await;
+    let started = first_event(&store, "incident.started").await;
     notify.await.unwrap();
     assert!(
         started["id"]
@@ -200,14 +199,8 @@ async fn a_camera_that_vanishes_goes_offline_and_comes_back_online() {
     let monitor = Monitor::start(&config, &[]);
     let mut camera = camera;
 
-    wait_for("frames after the corrupt one", || async {
-        (monitor
-            .metric("wildfire_frames_total{camera=\"west\"}")
-            .await?
-            >= 2.0)
-            .then_some(())
-    })
-    .await;
+    // Frames after the corrupt one.
+    monitor.count_reaches(FRAMES, 2.0).await;
     assert_eq!(
         monitor
             .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"corrupt\"}")
@@ -218,10 +211,7 @@ async fn a_camera_that_vanishes_goes_offline_and_comes_back_online() {
     assert!(events_of_type(&store, "camera.offline").is_empty());
 
     camera.stop();
-    let offline = wait_for("camera.offline", || async {
-        events_of_type(&store, "camera.offline").into_iter().next()
-    })
-    .await;
+    let offline = first_event(&store, "camera.offline").await;
     assert_eq!(offline["camera"]["id"], "west");
     assert!(
         offline["reason"].as_str().unwrap().contains("in a row"),
@@ -231,25 +221,13 @@ async fn a_camera_that_vanishes_goes_offline_and_comes_back_online() {
     assert_eq!(status, 503, "{health}");
     assert_eq!(health["cameras"][0]["state"], "offline");
     assert!(health["cameras"][0]["last_error"].is_string(), "{health}");
-    let frames_before = monitor
-        .metric("wildfire_frames_total{camera=\"west\"}")
-        .await
-        .unwrap();
+    let frames_before = monitor.count(FRAMES).await;
 
     camera.restart().await;
-    let online = wait_for("camera.online", || async {
-        events_of_type(&store, "camera.online").into_iter().next()
-    })
-    .await;
+    let online = first_event(&store, "camera.online").await;
     assert_eq!(online["camera"]["id"], "west");
-    wait_for("frames flowing again", || async {
-        (monitor
-            .metric("wildfire_frames_total{camera=\"west\"}")
-            .await?
-            > frames_before + 1.0)
-            .then_some(())
-    })
-    .await;
+    // Frames flowing again.
+    monitor.count_reaches(FRAMES, frames_before + 2.0).await;
     let (status, health) = monitor.health().await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(events_of_type(&store, "camera.offline").len(), 1);
@@ -281,30 +259,11 @@ async fn a_picture_repeated_to_the_pixel_is_scored_once() {
     let mut monitor = Monitor::start(&config, &[]);
     // The first frame is scored once the inference thread is up; the
     // repeats are counted as they come, from the start.
-    wait_for("the first frame scored", || async {
-        monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await
-            .filter(|&n| n >= 1.0)
-    })
-    .await;
-    let repeats = || async {
-        monitor
-            .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"repeat\"}")
-            .await
-            .unwrap_or(0.0)
-    };
-    let before = repeats().await;
-    wait_for("five more repeats skipped", || async {
-        (repeats().await >= before + 5.0).then_some(())
-    })
-    .await;
-    assert_eq!(
-        monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await,
-        Some(1.0)
-    );
+    const REPEATS: &str = "wildfire_frames_skipped_total{camera=\"west\",reason=\"repeat\"}";
+    monitor.count_reaches(SCORED, 1.0).await;
+    let before = monitor.count(REPEATS).await;
+    monitor.count_reaches(REPEATS, before + 5.0).await;
+    assert_eq!(monitor.count(SCORED).await, 1.0);
     assert!(monitor.terminate().await.success());
     assert!(events_of_type(&store, "incident.started").is_empty());
 }
@@ -330,10 +289,7 @@ async fn a_camera_out_across_a_restart_is_reported_back_once_it_returns() {
     );
     let mut monitor = Monitor::start(&config, &[]);
     camera.stop();
-    wait_for("camera.offline", || async {
-        events_of_type(&store, "camera.offline").into_iter().next()
-    })
-    .await;
+    first_event(&store, "camera.offline").await;
     // Killed (a power cut) while the camera is out, and started again.
     monitor.kill();
     let monitor = Monitor::start(&config, &[]);
@@ -346,10 +302,7 @@ async fn a_camera_out_across_a_restart_is_reported_back_once_it_returns() {
     assert_eq!(health["cameras"][0]["state"], "offline", "{health}");
     assert_eq!(status, 503, "{health}");
     camera.restart().await;
-    let online = wait_for("camera.online", || async {
-        events_of_type(&store, "camera.online").into_iter().next()
-    })
-    .await;
+    let online = first_event(&store, "camera.online").await;
     assert!(
         online["reason"]
             .as_str()
@@ -362,14 +315,7 @@ async fn a_camera_out_across_a_restart_is_reported_back_once_it_returns() {
     let mut monitor = monitor;
     assert!(monitor.terminate().await.success());
     let mut monitor = Monitor::start(&config, &[]);
-    wait_for("frames after the second restart", || async {
-        (monitor
-            .metric("wildfire_frames_total{camera=\"west\"}")
-            .await?
-            >= 2.0)
-            .then_some(())
-    })
-    .await;
+    monitor.count_reaches(FRAMES, 2.0).await;
     assert!(monitor.terminate().await.success());
     assert_eq!(events_of_type(&store, "camera.online").len(), 1);
     assert_eq!(events_of_type(&store, "camera.offline").len(), 1);
@@ -424,10 +370,7 @@ async fn a_frozen_picture_is_reported_offline_until_it_changes() {
         "stuck_after_minutes = 0.01",
     );
     let monitor = Monitor::start(&config, &[]);
-    let offline = wait_for("camera.offline", || async {
-        events_of_type(&store, "camera.offline").into_iter().next()
-    })
-    .await;
+    let offline = first_event(&store, "camera.offline").await;
     assert!(
         offline["reason"]
             .as_str()
@@ -438,17 +381,8 @@ async fn a_frozen_picture_is_reported_offline_until_it_changes() {
     assert_eq!(monitor.health().await.0, 503);
     // Still scored while reported stuck: a fire starting in a still scene
     // may change the picture too little to unstick it.
-    let scored = || async {
-        monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await
-            .unwrap_or(0.0)
-    };
-    let when_offline = scored().await;
-    wait_for("frames scored while stuck", || async {
-        (scored().await >= when_offline + 2.0).then_some(())
-    })
-    .await;
+    let when_offline = monitor.count(SCORED).await;
+    monitor.count_reaches(SCORED, when_offline + 2.0).await;
     assert!(monitor
         .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"stuck\"}")
         .await
@@ -459,20 +393,11 @@ async fn a_frozen_picture_is_reported_offline_until_it_changes() {
     let mut monitor = monitor;
     monitor.kill();
     let monitor = Monitor::start(&config, &[]);
-    wait_for("frames scored after the restart", || async {
-        monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await
-            .filter(|&n| n >= 3.0)
-    })
-    .await;
+    monitor.count_reaches(SCORED, 3.0).await;
     assert_eq!(monitor.health().await.0, 503);
     assert!(events_of_type(&store, "camera.online").is_empty());
     frozen.store(false, Ordering::SeqCst);
-    wait_for("camera.online", || async {
-        events_of_type(&store, "camera.online").into_iter().next()
-    })
-    .await;
+    first_event(&store, "camera.online").await;
     assert_eq!(monitor.health().await.0, 200);
     assert_eq!(events_of_type(&store, "camera.offline").len(), 1);
 }
@@ -562,24 +487,11 @@ async fn frames_of_an_odd_size_between_the_usual_ones_are_skipped() {
         &format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0"),
     );
     let monitor = Monitor::start(&config, &[]);
-    let started = wait_for("incident.started", || async {
-        events_of_type(&store, "incident.started")
-            .into_iter()
-            .next()
-    })
-    .await;
+    let started = first_event(&store, "incident.started").await;
     assert_eq!(started["snapshot"]["frame_width"], 640, "{started}");
-    let skipped = || async {
-        monitor
-            .metric("wildfire_frames_skipped_total{camera=\"west\",reason=\"size\"}")
-            .await
-            .unwrap_or(0.0)
-    };
-    let after_start = skipped().await;
-    wait_for("four more odd frames skipped", || async {
-        (skipped().await >= after_start + 4.0).then_some(())
-    })
-    .await;
+    const ODD: &str = "wildfire_frames_skipped_total{camera=\"west\",reason=\"size\"}";
+    let after_start = monitor.count(ODD).await;
+    monitor.count_reaches(ODD, after_start + 4.0).await;
     assert_eq!(events_of_type(&store, "incident.started").len(), 1);
     assert!(events_of_type(&store, "incident.ended").is_empty());
     let mut monitor = monitor;
@@ -624,13 +536,8 @@ async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
     let first = wait_for("the first incident.started", started(1)).await[0].clone();
     monitor.kill();
     let monitor = Monitor::start(&config, &[]);
-    wait_for("four frames scored after the restart", || async {
-        monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await
-            .filter(|n| *n >= 4.0)
-    })
-    .await;
+    // Four frames scored after the restart.
+    monitor.count_reaches(SCORED, 4.0).await;
     assert_eq!(
         incident_ids(&store, "incident.started"),
         vec![first.clone()]
@@ -695,22 +602,11 @@ async fn a_clock_step_forward_does_not_end_a_running_incident() {
     .await;
     // Network time steps the wall clock a day forward, and the smoke thins
     // for a few frames: seconds, not a day, without a hot frame.
-    let scored = || {
-        let monitor = &monitor;
-        async move {
-            monitor
-                .metric("wildfire_frames_scored_total{camera=\"west\"}")
-                .await
-                .unwrap_or(0.0)
-        }
-    };
-    let before = scored().await;
+    let before = monitor.count(SCORED).await;
     std::fs::write(&clock, "0 86400\n").unwrap();
     plume.store(false, Ordering::SeqCst);
-    wait_for("four frames after the step", || async {
-        (scored().await >= before + 4.0).then_some(())
-    })
-    .await;
+    // Four frames after the step.
+    monitor.count_reaches(SCORED, before + 4.0).await;
     assert!(
         incident_ids(&store, "incident.ended").is_empty(),
         "a step of the clock ended {first:?}"
@@ -805,18 +701,9 @@ async fn real_tower_frames_are_watched_without_a_false_alarm() {
     let camera = FakeCamera::start(Auth::Basic, move |n| frames[n % frames.len()].clone()).await;
     let config = write_config(dir.path(), &webhook, &camera, "basic", "");
     let monitor = Monitor::start(&config, &[]);
-    let scored = wait_for("six scored tower frames", || async {
-        monitor
-            .metric("wildfire_frames_scored_total{camera=\"west\"}")
-            .await
-            .filter(|n| *n >= 6.0)
-    })
-    .await;
+    let scored = monitor.count_reaches(SCORED, 6.0).await;
     assert!(scored >= 6.0);
-    wait_for("the start heartbeat", || async {
-        events_of_type(&store, "heartbeat").into_iter().next()
-    })
-    .await;
+    first_event(&store, "heartbeat").await;
     assert!(
         events_of_type(&store, "incident.started").is_empty(),
         "an incident on clear pre-ignition sky"
@@ -1020,10 +907,7 @@ async fn a_stalled_outbox_stalls_no_camera_status_answer_or_watchdog_ping() {
     }
 
     // Stuck is not lost: the heartbeat is stored, slowly, and delivered.
-    wait_for("the start heartbeat at the receiver", || async {
-        events_of_type(&store, "heartbeat").into_iter().next()
-    })
-    .await;
+    first_event(&store, "heartbeat").await;
     let mut monitor = monitor;
     assert!(monitor.terminate().await.success());
 }

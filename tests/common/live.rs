@@ -476,6 +476,19 @@ impl Monitor {
         })
     }
 
+    /// Counter `series`, 0 while absent (nothing counted yet).
+    pub async fn count(&self, series: &str) -> f64 {
+        self.metric(series).await.unwrap_or(0.0)
+    }
+
+    /// Waits until counter `series` reaches `at_least`; returns its value.
+    pub async fn count_reaches(&self, series: &str, at_least: f64) -> f64 {
+        wait_for(&format!("{series} at {at_least}"), || async {
+            self.metric(series).await.filter(|&n| n >= at_least)
+        })
+        .await
+    }
+
     /// SIGTERM, then the exit status, within [`PATIENCE`].
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -531,4 +544,12 @@ pub fn events_of_type(store: &Path, kind: &str) -> Vec<Value> {
         .into_iter()
         .filter(|e| e["type"] == kind)
         .collect()
+}
+
+/// Waits for the first event of type `kind` in `store`.
+pub async fn first_event(store: &Path, kind: &str) -> Value {
+    wait_for(kind, || async {
+        events_of_type(store, kind).into_iter().next()
+    })
+    .await
 }
