@@ -203,7 +203,7 @@ fn open_video(
     bail!(
         "{} is a video, and this build has no video support: rebuild with `--features video` \
          (after `apt-get install libavformat-dev libavcodec-dev libswscale-dev libclang-dev pkg-config`), \
-         or extract frames with `ffmpeg -i VIDEO -vf fps=1 frames/frame_%05d.jpg` and replay the folder with `--interval 1`",
+         or extract frames with `mkdir frames && ffmpeg -i VIDEO -vf fps=1 frames/frame_%05d.jpg` and replay the folder with `--interval 1`",
         path.display()
     )
 }

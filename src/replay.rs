@@ -317,6 +317,17 @@ pub fn replay(
         progress.inc(1);
     }
     progress.finish_and_clear();
+    // A video's frames are named by replay, not by the labels' author: labels
+    // made for frames extracted with ffmpeg (frame_00001.jpg, counted from
+    // 1) named none of them, and the summary had no figures without a word.
+    if let (Footage::Video(_), Some(labels)) = (footage, &options.labels) {
+        if !records.is_empty() && records.iter().all(|r| r.label.is_none()) {
+            warn!(
+                "none of the {} labels names a frame of the video: its frames are named frame_000000, frame_000001, ... by their place among all decoded frames (from 0), whatever --interval samples; the summary has no labelled figures",
+                labels.len()
+            );
+        }
+    }
     seen.check_spacing(&options.confirm);
     let summary = summarise(&records, &events, &thresholds, options.labels.is_some());
     Ok(ReplayOutcome {

@@ -142,6 +142,27 @@ fn replay_of_a_video_runs_the_same_pipeline() {
     let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["frames"], 18);
     assert_eq!(summary["summary"]["decoded"], 18);
+
+    // Labels made for frames extracted by ffmpeg name none of the video's
+    // own: said, not a summary without figures in silence.
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(
+        &labels,
+        "frame,smoke,flame\nframe_00001.jpg,0,0\nframe_00009.jpg,1,0\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wildfire-watch"))
+        .args(["replay", "--json", "--labels"])
+        .arg(&labels)
+        .arg(&video)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("none of the 2 labels names a frame of the video"),
+        "{log}"
+    );
 }
 
 #[test]
