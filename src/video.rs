@@ -33,6 +33,9 @@ pub struct VideoFrames {
     decoder: ffmpeg::decoder::Video,
     converter: RgbConverter,
     sample_interval_s: f64,
+    /// Seconds between frames by the stream's frame rate, if it gives one:
+    /// the time of a frame without a timestamp (a raw `.h264`).
+    frame_s: Option<f64>,
     next_sample_s: f64,
     decoded: usize,
     pending: VecDeque<FootageFrame>,
@@ -57,6 +60,9 @@ impl VideoFrames {
             .best(Type::Video)
             .with_context(|| format!("{} has no video stream", path.display()))?;
         let index = stream.index();
+        let rate = stream.avg_frame_rate();
+        let frame_s = (rate.numerator() > 0 && rate.denominator() > 0)
+            .then(|| f64::from(rate.denominator()) / f64::from(rate.numerator()));
         let tb = stream.time_base();
         let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
         let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
@@ -72,6 +78,7 @@ impl VideoFrames {
             decoder,
             converter: RgbConverter::default(),
             sample_interval_s,
+            frame_s,
             next_sample_s: 0.0,
             decoded: 0,
             pending: VecDeque::new(),
@@ -92,7 +99,10 @@ impl VideoFrames {
                     let first = *self.first_pts.get_or_insert(pts);
                     (pts - first) as f64 * self.time_base
                 }
-                None => index as f64 * self.sample_interval_s,
+                // Spaced by the frame rate: spaced by the sample interval,
+                // every frame of a 5-fps raw stream was a sample a second
+                // apart, and its clock ran 5 times too slow.
+                None => index as f64 * self.frame_s.unwrap_or(self.sample_interval_s),
             };
             if offset + 1e-6 < self.next_sample_s {
                 continue;

@@ -165,6 +165,31 @@ fn replay_of_a_video_runs_the_same_pipeline() {
     );
 }
 
+/// A stream without timestamps (raw H.264, which libav reads by its content
+/// whatever the file is called) at 5 fps: timed by its frame rate, so a
+/// sample a second is every fifth frame. Timed by the sample interval,
+/// every frame was a sample, a second apart.
+#[test]
+fn frames_without_timestamps_are_timed_by_the_frame_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw.mkv");
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-framerate", "5", "-i"])
+        .arg(fixture_dir().join("frame_%04d.jpg"))
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "h264"])
+        .arg(&raw)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: cannot run ffmpeg to make a test video: apt-get install ffmpeg");
+        return;
+    }
+    let footage = Footage::open(&raw).unwrap();
+    assert!(matches!(footage, Footage::Video(_)));
+    let frames: Vec<_> = footage.frames(1.0).unwrap().collect();
+    let offsets: Vec<f64> = frames.iter().map(|f| f.offset_s.unwrap()).collect();
+    assert_eq!(offsets, [0.0, 1.0, 2.0, 3.0], "{offsets:?}");
+}
+
 #[test]
 fn a_damaged_video_is_skipped_frame_by_frame_or_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
