@@ -154,10 +154,18 @@ impl Labels {
 
     /// The label of a frame by file name, or by name without extension.
     pub fn get(&self, frame: &str) -> Option<&FrameLabel> {
-        self.by_frame.get(frame).or_else(|| {
-            let stem = Path::new(frame).file_stem()?.to_str()?;
-            self.by_frame.get(stem)
-        })
+        self.find(frame).map(|(_, label)| label)
+    }
+
+    /// As [`Labels::get`], with the name the label gives the frame.
+    pub fn find(&self, frame: &str) -> Option<(&str, &FrameLabel)> {
+        self.by_frame
+            .get_key_value(frame)
+            .or_else(|| {
+                let stem = Path::new(frame).file_stem()?.to_str()?;
+                self.by_frame.get_key_value(stem)
+            })
+            .map(|(name, label)| (name.as_str(), label))
     }
 
     /// Every frame name with its label, in no particular order.

@@ -708,23 +708,21 @@ async fn camera_task(
             .as_ref()
             .ok()
             .map(|image| sizes.check(image.dimensions()));
-        let delay = match result {
+        let delay = match (result, size) {
             // A frame of another size than the camera's (a boot screen, a
             // sub-stream's snapshot) is no evidence either way: skipped, it
             // neither ends running incidents nor brings the camera online.
-            Ok(image) if matches!(size, Some(SizeVerdict::Odd { .. })) => {
-                if let Some(SizeVerdict::Odd { usual, count }) = size {
-                    if count.is_power_of_two() {
-                        warn!(
-                            "camera {id}: a {}x{} frame among {}x{} ones, skipped ({count} so far): a boot screen, or snapshots from another stream? A new size is taken after {NEW_SIZE_AFTER_FRAMES} frames in a row",
-                            image.width(), image.height(), usual.0, usual.1
-                        );
-                    }
+            (Ok(image), Some(SizeVerdict::Odd { usual, count })) => {
+                if count.is_power_of_two() {
+                    warn!(
+                        "camera {id}: a {}x{} frame among {}x{} ones, skipped ({count} so far): a boot screen, or snapshots from another stream? A new size is taken after {NEW_SIZE_AFTER_FRAMES} frames in a row",
+                        image.width(), image.height(), usual.0, usual.1
+                    );
                 }
                 status.skip("size");
                 interval.saturating_sub(started.elapsed())
             }
-            Ok(image) => {
+            (Ok(image), size) => {
                 failures = 0;
                 seq += 1;
                 // A camera reset or a firmware update can change the size:
@@ -801,7 +799,7 @@ async fn camera_task(
                 }
                 interval.saturating_sub(started.elapsed())
             }
-            Err(GrabError::Wedged(e)) => {
+            (Err(GrabError::Wedged(e)), _) => {
                 // Ends the monitor (run_async): systemd restarts the service
                 // and the process's end frees the device.
                 status.skip("wedged");
@@ -810,7 +808,7 @@ async fn camera_task(
                 );
                 return;
             }
-            Err(e) => {
+            (Err(e), _) => {
                 failures += 1;
                 let reason = if started.elapsed() >= timeout {
                     "timeout"

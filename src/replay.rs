@@ -115,6 +115,11 @@ fn check_labels_name_frames(paths: &[std::path::PathBuf], labels: &Labels) -> Re
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
+    // The labels' names of the frames labelled: by Labels::find's rule.
+    let found: HashSet<&str> = names
+        .iter()
+        .filter_map(|n| labels.find(n).map(|(name, _)| name))
+        .collect();
     let labelled = names.iter().filter(|n| labels.get(n).is_some()).count();
     if labelled == 0 && !names.is_empty() {
         let example = labels.iter().map(|(name, _)| name).next().unwrap_or("none");
@@ -135,14 +140,9 @@ fn check_labels_name_frames(paths: &[std::path::PathBuf], labels: &Labels) -> Re
     // Labels of frames not in the folder (a partial copy): where they are
     // the first frames of the fire, time_to_detect_s counts from a later
     // one and reads as a faster detection than it was.
-    let known: HashSet<&str> = paths
-        .iter()
-        .flat_map(|p| [p.file_name(), p.file_stem()])
-        .filter_map(|n| n?.to_str())
-        .collect();
     let mut missing: Vec<(&str, bool)> = labels
         .iter()
-        .filter(|(name, _)| !known.contains(name))
+        .filter(|(name, _)| !found.contains(name))
         .map(|(name, label)| (name, label.positive()))
         .collect();
     if !missing.is_empty() {

@@ -278,7 +278,7 @@ fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::{hillside_frame, HillsideSpec};
+    use crate::synth::{hillside_frame, HillsideSpec, Rng};
 
     #[test]
     fn a_frozen_picture_is_stuck_after_the_limit_and_a_changing_one_never() {
@@ -304,14 +304,11 @@ mod tests {
     /// pixel: two such frames differ by about 2.6 levels a channel (2 in
     /// grey), near what real tower frames of a still scene do (2.2 to 3.9
     /// in grey, [`StuckDetector`]).
-    fn with_sensor_noise(frame: &RgbImage, brighter: u8, state: &mut u64) -> RgbImage {
+    fn with_sensor_noise(frame: &RgbImage, brighter: u8, rng: &mut Rng) -> RgbImage {
         let mut noisy = frame.clone();
         for p in noisy.pixels_mut() {
             p.0 = p.0.map(|v| {
-                *state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                let noise = (*state >> 61) as i16 - 4;
+                let noise = (rng.next_u64() >> 61) as i16 - 4;
                 (i16::from(v) + i16::from(brighter) + noise).clamp(0, 255) as u8
             });
         }
@@ -327,9 +324,9 @@ mod tests {
     fn a_still_scene_under_sensor_noise_is_never_stuck() {
         let frame = hillside_frame(&HillsideSpec::default(), 0);
         let mut stuck = StuckDetector::new(1.0, Duration::from_secs(600));
-        let mut state = 7;
+        let mut rng = Rng::new(7);
         for minute in 0..60u8 {
-            let live = with_sensor_noise(&frame, minute / 20, &mut state);
+            let live = with_sensor_noise(&frame, minute / 20, &mut rng);
             assert_eq!(
                 stuck.check(&live, f64::from(minute) * 60.0),
                 None,
@@ -353,9 +350,9 @@ mod tests {
             };
         }
         let mut stuck = StuckDetector::new(1.0, Duration::from_secs(600));
-        let mut state = 11;
+        let mut rng = Rng::new(11);
         for minute in 0..30u8 {
-            let live = with_sensor_noise(&night, 0, &mut state);
+            let live = with_sensor_noise(&night, 0, &mut rng);
             // Clipped pixels stay clipped under noise, as a sensor's do.
             let mut live = live;
             for (_, y, p) in live.enumerate_pixels_mut() {
