@@ -252,6 +252,28 @@ impl OpenIncident {
         lasting.state.kept_at = Vec::new();
         lasting
     }
+
+    /// Its `incident.ended` at `time` (unix seconds) on no frame, for an
+    /// incident that no frame will end: its camera was removed from the
+    /// configuration, or renamed, while it ran. The score is NaN (`null` in
+    /// a body: no frame was looked at); peak and boxes are as last saved.
+    pub fn ended_without_frame(&self, camera: &str, time: f64) -> IncidentEvent {
+        let a = &self.state;
+        let seq = a.seq + 1;
+        IncidentEvent {
+            phase: IncidentPhase::Ended,
+            id: format!("{}.{seq}", a.incident_id),
+            incident_id: a.incident_id.clone(),
+            camera: camera.to_string(),
+            time: rfc3339(time),
+            class: self.class,
+            started_at: rfc3339(a.started_at),
+            peak_score: a.peak,
+            score: f32::NAN,
+            boxes: a.reported_boxes.clone(),
+            frame: String::new(),
+        }
+    }
 }
 
 struct ClassState {
@@ -1819,6 +1841,28 @@ mod tests {
         assert_eq!(events[0].id, format!("{id}.1"));
         assert_eq!(events[0].started_at, rfc3339(1_060.0));
         assert!(c.open_incidents().is_empty());
+    }
+
+    #[test]
+    fn an_incident_no_frame_will_end_ends_after_its_last_event_with_its_boxes() {
+        let mut c = confirmer();
+        let hot = frame(&[((1, 1), 0.9)]);
+        let started: Vec<_> = (0..2)
+            .flat_map(|t| c.push(1_000.0 + t as f64 * 60.0, "f", &hot))
+            .collect();
+        let saved: Vec<OpenIncident> =
+            serde_json::from_str(&serde_json::to_string(&c.open_incidents()).unwrap()).unwrap();
+        let ended = saved[0].ended_without_frame("cam-old", 5_000.0);
+        assert_eq!(ended.phase, IncidentPhase::Ended);
+        assert_eq!(ended.incident_id, started[0].incident_id);
+        assert_eq!(ended.id, format!("{}.1", started[0].incident_id));
+        assert_eq!(ended.camera, "cam-old");
+        assert_eq!(ended.time, rfc3339(5_000.0));
+        assert_eq!(ended.started_at, started[0].started_at);
+        assert_eq!(ended.boxes, started[0].boxes);
+        assert_eq!(ended.peak_score, 0.9);
+        assert!(ended.score.is_nan(), "no frame was scored: {}", ended.score);
+        assert!(ended.frame.is_empty());
     }
 
     #[test]

@@ -47,7 +47,7 @@ use crate::config::{CameraConfig, Config};
 use crate::confirm::{OpenIncident, RECENT_IDS};
 use crate::delivery::{self, DeliveryOptions, Endpoint, Until};
 use crate::detector::Detector;
-use crate::model::Class;
+use crate::model::{Class, ModelInfo};
 use crate::outbox::{self, now_unix, Enqueued, OfflineCamera, Outbox, OutgoingEvent, Storage};
 use crate::outbox_thread::OutboxHandle;
 use crate::payload::{self, CameraChange};
@@ -383,6 +383,7 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("cannot read which cameras were offline: {e:#}; each is reported afresh");
         Vec::new()
     });
+    end_incidents_of_unconfigured_cameras(&outbox, &config, &configured, detector.info());
     if let Some(delay) = test_delay(COMMIT_DELAY_ENV) {
         warn!("{COMMIT_DELAY_ENV}={}: every outbox commit sleeps that long first (a test seam; unset it in service)", delay.as_millis());
         outbox.slow_commits(delay);
@@ -1164,6 +1165,54 @@ fn commit_incidents(
             outgoing.drain(..dropped);
         }
         *unsaved = outgoing;
+    }
+}
+
+/// Ends, at start, the incidents still running for cameras that are no
+/// longer configured (removed, or renamed: a new id is a new camera). No
+/// frame of theirs will come to end them, and before this the control room
+/// kept each such incident open for good. Each `incident.ended` goes with
+/// its camera's id and no picture, stored in the same commit that forgets
+/// the incidents; a commit the disk refuses leaves both for the next start.
+fn end_incidents_of_unconfigured_cameras(
+    outbox: &Outbox,
+    config: &Config,
+    configured: &[&str],
+    model: &ModelInfo,
+) {
+    let open = match outbox.unconfigured_open_incidents(configured) {
+        Ok(open) => open,
+        Err(e) => {
+            warn!("cannot read the running incidents of cameras no longer configured: {e:#}; they are ended at a later start");
+            return;
+        }
+    };
+    for (camera, state) in open {
+        let incidents: Vec<OpenIncident> = serde_json::from_str(&state).unwrap_or_else(|e| {
+            warn!("camera {camera} (no longer configured): its saved running incidents cannot be read ({e}); forgotten without incident.ended");
+            Vec::new()
+        });
+        let now = now_unix();
+        let events: Vec<OutgoingEvent> = incidents
+            .iter()
+            .map(|incident| {
+                warn!(
+                    "camera {camera} is no longer configured: its incident {} ends (incident.ended, without a picture)",
+                    incident.incident_id()
+                );
+                let ended = incident.ended_without_frame(&camera, now);
+                payload::incident_of_unconfigured_camera(
+                    &config.device,
+                    &model.name,
+                    &model.version,
+                    &ended,
+                    now,
+                )
+            })
+            .collect();
+        if let Err(e) = outbox.record(&events, &camera, None) {
+            warn!("camera {camera} (no longer configured): cannot store the end of its running incidents: {e:#}; tried again at the next start");
+        }
     }
 }
 

@@ -1154,6 +1154,26 @@ impl Outbox {
             .optional()?)
     }
 
+    /// The running incidents saved for cameras not in `configured` (removed
+    /// or renamed while they ran: no frame of theirs will end them), as
+    /// (camera, state), by camera.
+    pub fn unconfigured_open_incidents(
+        &self,
+        configured: &[&str],
+    ) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT camera, state FROM open_incidents ORDER BY camera")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut unconfigured = Vec::new();
+        for row in rows {
+            let (camera, state): (String, String) = row?;
+            if !configured.contains(&camera.as_str()) {
+                unconfigured.push((camera, state));
+            }
+        }
+        Ok(unconfigured)
+    }
+
     /// One event into `tx`; see [`Outbox::enqueue`].
     fn insert_event(
         &self,
@@ -2789,6 +2809,15 @@ mod tests {
             Some("[\"flame\"]")
         );
         assert_eq!(outbox.stats().unwrap().pending_events, 2);
+        // Only a camera no longer configured has incidents no frame ends.
+        assert!(outbox
+            .unconfigured_open_incidents(&["east", "west"])
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            outbox.unconfigured_open_incidents(&["west"]).unwrap(),
+            [("east".to_string(), "[\"flame\"]".to_string())]
+        );
     }
 
     #[test]

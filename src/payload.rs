@@ -75,12 +75,52 @@ pub fn incident(
     created_at: f64,
 ) -> OutgoingEvent {
     let id = format!("{}-{}", device.id.get_ref(), event.id);
-    let (snapshot, snapshot_error) = match snapshot(frame, event) {
+    let snapshot = snapshot(frame, event).map_err(|e| {
+        tracing::error!("{id}: sent without its snapshot: {e:#}");
+        format!("{e:#}")
+    });
+    let model = (model_name, model_version);
+    incident_event(device, json!(camera), model, event, snapshot, created_at)
+}
+
+/// The body for the `incident.ended` of an incident whose camera is no
+/// longer configured ([`crate::confirm::OpenIncident::ended_without_frame`]):
+/// `camera` holds its id alone, and there is no picture.
+pub fn incident_of_unconfigured_camera(
+    device: &DeviceConfig,
+    model_name: &str,
+    model_version: &str,
+    event: &IncidentEvent,
+    created_at: f64,
+) -> OutgoingEvent {
+    let why = format!(
+        "camera {} is no longer in the configuration: no frame ended this incident",
+        event.camera
+    );
+    incident_event(
+        device,
+        json!({ "id": event.camera }),
+        (model_name, model_version),
+        event,
+        Err(why),
+        created_at,
+    )
+}
+
+/// An incident's event: `camera` as the body gives it, `model` its name and
+/// version, and `snapshot` the picture or why there is none.
+fn incident_event(
+    device: &DeviceConfig,
+    camera: Value,
+    (model_name, model_version): (&str, &str),
+    event: &IncidentEvent,
+    snapshot: Result<Value, String>,
+    created_at: f64,
+) -> OutgoingEvent {
+    let id = format!("{}-{}", device.id.get_ref(), event.id);
+    let (snapshot, snapshot_error) = match snapshot {
         Ok(snapshot) => (snapshot, None),
-        Err(e) => {
-            tracing::error!("{id}: sent without its snapshot: {e:#}");
-            (Value::Null, Some(format!("{e:#}")))
-        }
+        Err(why) => (Value::Null, Some(why)),
     };
     let mut body = json!({
         "type": event.phase,
@@ -662,6 +702,36 @@ source = { kind = "snapshot", url = "http://192.0.2.1/snap.jpg", username = "u",
         assert!(v["snapshot"].is_null());
         assert!(
             v["snapshot_error"].as_str().unwrap().contains("empty"),
+            "{v}"
+        );
+
+        // The end of an incident whose camera was removed: its id alone,
+        // the scores of no frame null, no picture, and why.
+        let ended = IncidentEvent {
+            phase: IncidentPhase::Ended,
+            id: "cam-n-smoke-20250401T030900Z.4".into(),
+            score: f32::NAN,
+            frame: String::new(),
+            ..event
+        };
+        let out = incident_of_unconfigured_camera(&device, "wildfire-tiles", "3", &ended, 5.0);
+        assert_eq!(out.id, "tower-7-cam-n-smoke-20250401T030900Z.4");
+        assert_eq!(out.created_at, 5.0);
+        assert_eq!(
+            out.incident.as_ref().map(|r| r.phase),
+            Some(IncidentPhase::Ended)
+        );
+        let v: Value = serde_json::from_str(&out.body).unwrap();
+        assert_eq!(v["type"], "incident.ended");
+        assert_eq!(v["camera"], json!({"id": "cam-n"}));
+        assert_eq!(v["incident"]["score"], Value::Null);
+        assert_eq!(v["incident"]["boxes"], json!([[277, 136, 224, 224]]));
+        assert!(v["snapshot"].is_null());
+        assert!(
+            v["snapshot_error"]
+                .as_str()
+                .unwrap()
+                .contains("no longer in the configuration"),
             "{v}"
         );
     }

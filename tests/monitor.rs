@@ -576,6 +576,56 @@ async fn a_restart_continues_a_running_incident_and_ends_one_it_outlived() {
     );
 }
 
+/// A camera renamed (or removed) while its incident runs: the next start
+/// ends that incident, under the old camera's id and without a picture,
+/// where before the control room kept it open for good. The renamed camera
+/// is a new one: its fire is a new incident.
+#[tokio::test]
+async fn a_camera_renamed_mid_fire_has_its_incident_ended_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let webhook = serve_receiver(&store).await;
+    let plume = Arc::new(AtomicBool::new(true));
+    let camera = plume_camera(&plume).await;
+    let config = write_config(
+        dir.path(),
+        &webhook,
+        &camera,
+        "basic",
+        &format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0"),
+    );
+    let mut monitor = Monitor::start(&config, &[]);
+    let started = first_event(&store, "incident.started").await;
+    monitor.kill();
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(text.matches("id = \"west\"").count(), 1, "{text}");
+    std::fs::write(&config, text.replace("id = \"west\"", "id = \"north\"")).unwrap();
+    let _monitor = Monitor::start(&config, &[]);
+    let ended = first_event(&store, "incident.ended").await;
+    assert_eq!(ended["incident"]["id"], started["incident"]["id"]);
+    assert_eq!(ended["camera"], serde_json::json!({"id": "west"}));
+    assert_eq!(
+        ended["incident"]["started_at"],
+        started["incident"]["started_at"]
+    );
+    assert!(ended["incident"]["score"].is_null(), "{ended}");
+    assert!(ended["snapshot"].is_null(), "{ended}");
+    assert!(
+        ended["snapshot_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no longer in the configuration")),
+        "{ended}"
+    );
+    // The plume still burning, the camera under its new id starts anew.
+    let ids = wait_for(
+        "the renamed camera's incident.started",
+        incident_ids_once(&store, "incident.started", 2),
+    )
+    .await;
+    assert!(ids[1].starts_with("north-"), "{ids:?}");
+    assert_eq!(events_of_type(&store, "incident.ended").len(), 1);
+}
+
 #[tokio::test]
 async fn a_clock_step_forward_does_not_end_a_running_incident() {
     let dir = tempfile::tempdir().unwrap();
