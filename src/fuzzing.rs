@@ -175,11 +175,11 @@ fn use_config(config: &Config) {
     );
 }
 
-/// A labels CSV (`Labels::from_reader`). Labels that are accepted, written
+/// A labels CSV (`Labels::from_bytes`). Labels that are accepted, written
 /// out again as a labels file, read back to the same labels, and each is
 /// found by its frame name.
 pub fn labels_csv(data: &[u8]) {
-    let Ok(labels) = Labels::from_reader(data, Path::new("fuzz.csv")) else {
+    let Ok(labels) = Labels::from_bytes(data, Path::new("fuzz.csv")) else {
         return;
     };
     let mut writer = csv::Writer::from_writer(Vec::new());
@@ -204,7 +204,7 @@ pub fn labels_csv(data: &[u8]) {
             .unwrap();
     }
     let written = writer.into_inner().unwrap();
-    let again = Labels::from_reader(&written[..], Path::new("rewritten.csv")).unwrap_or_else(|e| {
+    let again = Labels::from_bytes(&written[..], Path::new("rewritten.csv")).unwrap_or_else(|e| {
         panic!(
             "labels written back are refused: {e:#}\n{}",
             String::from_utf8_lossy(&written)
@@ -591,7 +591,7 @@ pub fn footage_names(data: &[u8]) {
         csv.write_record([stem, "1", "0"]).unwrap();
         stems.push(footage::frame_name(path));
     }
-    let labels = Labels::from_reader(&csv.into_inner().unwrap()[..], Path::new("labels.csv"))
+    let labels = Labels::from_bytes(&csv.into_inner().unwrap()[..], Path::new("labels.csv"))
         .expect("labels we wrote are read");
     for name in &stems {
         let label = labels.get(name);

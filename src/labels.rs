@@ -26,6 +26,23 @@ impl FrameLabel {
     }
 }
 
+/// The line of `input` that `record` is on, as an editor numbers it. Blank
+/// lines count: the reader skips them, and the record's index, like the
+/// reader's own line count, left them out, so an error named a line above
+/// the one at fault.
+fn line_of_record(input: &[u8], record: &csv::StringRecord) -> usize {
+    // The position is where the reader took up reading: before the blank
+    // lines it skipped.
+    let mut start = record.position().map_or(0, |p| p.byte() as usize);
+    while input.get(start).is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+        start += 1;
+    }
+    1 + input[..start.min(input.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
 /// Labels keyed by frame file name.
 #[derive(Debug, Default)]
 pub struct Labels {
@@ -34,13 +51,13 @@ pub struct Labels {
 
 impl Labels {
     pub fn read(path: &Path) -> Result<Labels> {
-        let file = std::fs::File::open(path)
+        let text = std::fs::read(path)
             .with_context(|| format!("cannot read labels {}", path.display()))?;
-        Labels::from_reader(file, path)
+        Labels::from_bytes(&text, path)
     }
 
     /// Reads a labels file's contents; `path` names it in error messages.
-    pub fn from_reader(input: impl std::io::Read, path: &Path) -> Result<Labels> {
+    pub fn from_bytes(input: &[u8], path: &Path) -> Result<Labels> {
         // Flexible: a spreadsheet's export gives a row without its empty
         // last fields, or with a notes column's extra one; a field missing
         // reads as empty, as unknown.
@@ -65,10 +82,9 @@ impl Labels {
         // frame is refused, where keeping the last one silently turned a
         // fire frame into a false alarm in the summary.
         let mut line_of: HashMap<String, usize> = HashMap::new();
-        for (i, record) in reader.records().enumerate() {
-            let line = i + 2;
-            let record =
-                record.with_context(|| format!("{} line {line}: malformed CSV", path.display()))?;
+        for record in reader.records() {
+            let record = record.with_context(|| format!("{} is malformed CSV", path.display()))?;
+            let line = line_of_record(input, &record);
             let field = |ix: usize| record.get(ix).unwrap_or("").trim();
             // The empty rows a spreadsheet leaves at the end (`,,,`).
             if record.iter().all(|f| f.trim().is_empty()) {
@@ -263,9 +279,15 @@ mod tests {
         writeln!(bad, "frame,smoke,flame\nframe_0000.jpg,yes,0").unwrap();
         let err = format!("{:#}", Labels::read(bad.path()).unwrap_err());
         assert!(err.contains("line 2") && err.contains("smoke"), "{err}");
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "frame,smoke,flame\na.jpg,1,0\n\n\nb.jpg,yes,0").unwrap();
+        let err = format!("{:#}", Labels::read(bad.path()).unwrap_err());
+        assert!(err.contains("line 5:"), "{err}");
 
         for (rows, lines) in [
             ("a.jpg,1,0\nb.jpg,1,0\na.jpg,0,0", "lines 2 and 4"),
+            // Blank lines count, as in an editor.
+            ("\na.jpg,1,0\n\nb.jpg,1,0\na.jpg,0,0", "lines 3 and 6"),
             ("a.jpg,1,0\nb.jpg,1,0\na,0,0", "lines 2 and 4"),
             ("a,1,0\na.jpg,0,0", "lines 2 and 3"),
         ] {
