@@ -382,7 +382,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     if outcome.summary.decoded == 0 {
         eprintln!(
             "error: none of the {} frames could be decoded (the log says why)",
-            outcome.summary.skipped
+            outcome.summary.frames
         );
         return Ok(ExitCode::from(1));
     }

@@ -39,9 +39,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use crate::camera::{
-    self, FrameSizes, GrabError, SizeVerdict, Source, StuckDetector, NEW_SIZE_AFTER_FRAMES,
-};
+use crate::camera::{self, GrabError, Source, StuckDetector};
 use crate::clock;
 use crate::config::{CameraConfig, Config};
 use crate::confirm::{OpenIncident, RECENT_IDS};
@@ -51,7 +49,9 @@ use crate::model::{Class, ModelInfo};
 use crate::outbox::{self, now_unix, Enqueued, OfflineCamera, Outbox, OutgoingEvent, Storage};
 use crate::outbox_thread::OutboxHandle;
 use crate::payload::{self, CameraChange};
-use crate::pipeline::CameraPipeline;
+use crate::pipeline::{
+    same_picture, CameraPipeline, FrameSizes, SizeVerdict, NEW_SIZE_AFTER_FRAMES,
+};
 use crate::sdnotify::{self, Liveness};
 use crate::status::{self, CameraState, HeldBy, LiveState, OUTBOX_LIMIT};
 
@@ -744,7 +744,7 @@ async fn camera_task(
                     let mut s = status.lock();
                     s.frames += 1;
                     s.last_frame = Some((Instant::now(), captured_at));
-                    let repeat = s.latest.as_ref().is_some_and(|last| **last == *image);
+                    let repeat = same_picture(s.latest.as_deref(), &image);
                     s.latest = Some(image.clone());
                     repeat
                 };
@@ -754,12 +754,8 @@ async fn camera_task(
                 // distant fire starting in it (an 80 px flame in a 1080p
                 // frame covers 16 of the 5,184 sampled pixels: brighter by
                 // 150 grey levels, it moves their mean by about 0.5, under
-                // the default tolerance of 1). But a frame the same to the
-                // last pixel as the one before (a cached snapshot, a frozen
-                // encoder; a live sensor's noise never repeats) is no new
-                // evidence: scored again, one frozen frame with glare in it
-                // was hot long enough to start an incident, minutes before
-                // the picture counted as stuck.
+                // the default tolerance of 1). A repeat to the pixel is not
+                // scored ([`same_picture`]).
                 if repeat {
                     status.skip("repeat");
                 } else {

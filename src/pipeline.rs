@@ -3,7 +3,10 @@
 //!
 //! Replay and the live monitor both feed frames through [`CameraPipeline`],
 //! so a recorded sequence and a live camera are judged identically (but for
-//! a step of the live clock, [`CameraPipeline::clock_stepped`]).
+//! a step of the live clock, [`CameraPipeline::clock_stepped`]). Both first
+//! leave out the frames that are no evidence: one of another size than the
+//! camera's ([`FrameSizes`]) and one that repeats the frame before it to the
+//! pixel ([`same_picture`]).
 
 use anyhow::Result;
 use image::RgbImage;
@@ -13,6 +16,73 @@ use crate::detector::{Detector, FrameScores};
 use crate::events::IncidentEvent;
 use crate::mask::IgnoreMask;
 use crate::model::{Class, PerClass};
+
+/// How many frames in a row of a new size it takes to accept that size.
+/// Running incidents end at a change of size (the tiles cover other places,
+/// `confirm.rs`), so one odd frame (a rebooting camera's boot screen, a
+/// snapshot from the sub-stream while the main encoder was busy) ended a
+/// burning fire's incident, and the next frame, back at the old size, ended
+/// the new one's start: a camera mixing sizes never confirmed a fire. Three
+/// frames (30 s at the default interval) is a real change of settings.
+pub const NEW_SIZE_AFTER_FRAMES: u32 = 3;
+
+/// A camera's frame size, as the detector should see it.
+#[derive(Default)]
+pub struct FrameSizes {
+    /// The size accepted.
+    current: Option<(u32, u32)>,
+    /// Another size, and how many frames in a row have had it.
+    candidate: Option<((u32, u32), u32)>,
+    /// Frames of an odd size so far.
+    odd: u64,
+}
+
+/// What [`FrameSizes::check`] makes of a frame's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeVerdict {
+    /// The accepted size (the first frame's, at start).
+    Same,
+    /// A new size, accepted after [`NEW_SIZE_AFTER_FRAMES`] frames in a row
+    /// had it: the frame goes on, and running incidents end.
+    Changed { was: (u32, u32) },
+    /// Not the accepted size, not yet accepted: the frame is skipped.
+    /// `count`: odd frames so far (to log 1, 2, 4, 8, ...).
+    Odd { usual: (u32, u32), count: u64 },
+}
+
+impl FrameSizes {
+    pub fn check(&mut self, size: (u32, u32)) -> SizeVerdict {
+        let Some(usual) = self.current.filter(|usual| *usual != size) else {
+            self.current = Some(size);
+            self.candidate = None;
+            return SizeVerdict::Same;
+        };
+        let run = match self.candidate {
+            Some((candidate, run)) if candidate == size => run + 1,
+            _ => 1,
+        };
+        if run >= NEW_SIZE_AFTER_FRAMES {
+            self.current = Some(size);
+            self.candidate = None;
+            return SizeVerdict::Changed { was: usual };
+        }
+        self.candidate = Some((size, run));
+        self.odd += 1;
+        SizeVerdict::Odd {
+            usual,
+            count: self.odd,
+        }
+    }
+}
+
+/// Whether `image` is `last` to the last pixel: no new evidence. A cached
+/// snapshot or a frozen encoder repeats its picture so; a live sensor's noise
+/// never does. Scored again, one frozen frame with glare in it was hot long
+/// enough to start an incident, minutes before the picture counted as stuck
+/// (`stuck_after_minutes`), so such a frame is skipped, live and in replay.
+pub fn same_picture(last: Option<&RgbImage>, image: &RgbImage) -> bool {
+    last.is_some_and(|last| last == image)
+}
 
 pub struct CameraPipeline {
     confirmer: Confirmer,
@@ -81,5 +151,44 @@ impl CameraPipeline {
         let scores = detector.detect(image, Some(&mut self.mask))?;
         let events = self.confirmer.push(time, frame, &scores);
         Ok((scores, events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_odd_frame_is_skipped_and_a_new_size_is_taken_after_three_in_a_row() {
+        let (big, small) = ((1920, 1080), (640, 360));
+        let mut sizes = FrameSizes::default();
+        assert_eq!(sizes.check(big), SizeVerdict::Same);
+        assert_eq!(
+            sizes.check(small),
+            SizeVerdict::Odd {
+                usual: big,
+                count: 1
+            }
+        );
+        assert_eq!(sizes.check(big), SizeVerdict::Same);
+        // Sizes that alternate frame by frame: the usual one goes on.
+        for _ in 0..10 {
+            assert!(matches!(sizes.check(small), SizeVerdict::Odd { .. }));
+            assert_eq!(sizes.check(big), SizeVerdict::Same);
+        }
+        // Two other sizes between: neither is a run.
+        assert!(matches!(sizes.check(small), SizeVerdict::Odd { .. }));
+        assert!(matches!(sizes.check((800, 600)), SizeVerdict::Odd { .. }));
+        assert!(matches!(sizes.check(small), SizeVerdict::Odd { .. }));
+        assert!(matches!(sizes.check(small), SizeVerdict::Odd { .. }));
+        assert_eq!(sizes.check(small), SizeVerdict::Changed { was: big });
+        assert_eq!(sizes.check(small), SizeVerdict::Same);
+        assert_eq!(
+            sizes.check(big),
+            SizeVerdict::Odd {
+                usual: small,
+                count: 16
+            }
+        );
     }
 }

@@ -29,7 +29,9 @@ use crate::labels::{ClassMetrics, ConfusionCounter, FrameLabel, Labels};
 use crate::mask::IgnoreMask;
 use crate::model::{Class, PerClass};
 use crate::payload;
-use crate::pipeline::CameraPipeline;
+use crate::pipeline::{
+    same_picture, CameraPipeline, FrameSizes, SizeVerdict, NEW_SIZE_AFTER_FRAMES,
+};
 
 pub struct ReplayOptions {
     pub camera: String,
@@ -58,8 +60,13 @@ pub struct ReplayOptions {
 pub struct FrameRecord {
     pub name: String,
     pub time: f64,
-    /// `None` when the frame could not be decoded.
+    /// `None` when the frame was not scored (`skipped` says why).
     pub scores: Option<PerClass<f32>>,
+    /// Why the frame was not scored, in the live monitor's words
+    /// (`wildfire_frames_skipped_total`): `corrupt` (it could not be
+    /// decoded), `size` or `repeat` ([`crate::pipeline::FrameSizes`],
+    /// [`crate::pipeline::same_picture`]).
+    pub skipped: Option<&'static str>,
     /// Per-view scores, kept for frames that raised an incident event.
     pub views: Vec<ViewScore>,
     pub label: Option<FrameLabel>,
@@ -69,6 +76,8 @@ pub struct FrameRecord {
 pub struct Summary {
     pub frames: usize,
     pub decoded: usize,
+    /// Frames not scored: not decoded, or skipped as live skips them
+    /// ([`FrameRecord::skipped`]).
     pub skipped: usize,
     pub incidents: usize,
     /// The alarm thresholds the frames were judged by: the model's, or a
@@ -271,6 +280,10 @@ pub fn replay(
         _ => None,
     };
     let mut seen = FramesSeen::default();
+    let mut sizes = FrameSizes::default();
+    // The last frame scored, and how many repeated it to the pixel.
+    let mut last_scored: Option<image::RgbImage> = None;
+    let mut repeats = 0u64;
     for (index, frame) in footage.frames(options.interval_s)?.enumerate() {
         let label = options
             .labels
@@ -289,13 +302,48 @@ pub fn replay(
             name: frame.name,
             time,
             scores: None,
+            skipped: None,
             views: Vec::new(),
             label,
         };
         match frame.image {
-            Err(e) => warn!("skipping frame {}: {e:#}", record.name),
-            Ok(image) => {
-                seen.check(&record.name, time, image.dimensions());
+            Err(e) => {
+                warn!("skipping frame {}: {e:#}", record.name);
+                record.skipped = Some("corrupt");
+            }
+            Ok(image) => 'scored: {
+                seen.check(&record.name, time);
+                // The frames live would not score are not scored here
+                // either, so footage recorded from a camera is judged as the
+                // camera was (src/monitor.rs, the camera task).
+                match sizes.check(image.dimensions()) {
+                    SizeVerdict::Same => {}
+                    SizeVerdict::Changed { was } => warn!(
+                        "frame {} is {}x{}, where the frames before it were {}x{}: running incidents end, and a fire still burning starts again; --ignore shapes are in one size's pixels",
+                        record.name, image.width(), image.height(), was.0, was.1
+                    ),
+                    SizeVerdict::Odd { usual, count } => {
+                        if count.is_power_of_two() {
+                            warn!(
+                                "frame {} is {}x{} among {}x{} frames: skipped, as live ({count} so far; a new size is taken after {NEW_SIZE_AFTER_FRAMES} frames in a row)",
+                                record.name, image.width(), image.height(), usual.0, usual.1
+                            );
+                        }
+                        record.skipped = Some("size");
+                        break 'scored;
+                    }
+                }
+                if same_picture(last_scored.as_ref(), &image) {
+                    repeats += 1;
+                    if repeats.is_power_of_two() {
+                        warn!(
+                            "frame {} is the frame before it to the last pixel: skipped, as live ({repeats} so far; a cached snapshot or a frozen encoder is no new evidence)",
+                            record.name
+                        );
+                    }
+                    record.skipped = Some("repeat");
+                    break 'scored;
+                }
                 let (scores, new_events) =
                     pipeline.process(detector, time, &record.name, &image)?;
                 record.scores = Some(scores.maxima());
@@ -311,6 +359,7 @@ pub fn replay(
                     on_event(&event)?;
                     events.push(event);
                 }
+                last_scored = Some(image);
             }
         }
         records.push(record);
@@ -339,19 +388,19 @@ pub fn replay(
     })
 }
 
-/// What replay has seen of the decoded frames' times and sizes, to say
-/// where footage defeats the confirmer: live, the clock and the camera keep
-/// these in order, and a replay that breaks them starts incidents late or
-/// never without a word.
+/// What replay has seen of the decoded frames' times, to say where footage
+/// defeats the confirmer: live, the clock keeps them in order, and a replay
+/// that breaks it starts incidents late or never without a word. (Sizes are
+/// [`FrameSizes`]', as live.)
 #[derive(Default)]
 struct FramesSeen {
-    last: Option<(f64, (u32, u32))>,
+    last: Option<f64>,
     gaps: Vec<f64>,
 }
 
 impl FramesSeen {
-    fn check(&mut self, frame: &str, time: f64, size: (u32, u32)) {
-        if let Some((before, was)) = self.last {
+    fn check(&mut self, frame: &str, time: f64) {
+        if let Some(before) = self.last {
             if time <= before {
                 // The confirmer takes a frame timed before the last one for
                 // a clock stepped back and forgets the frames after it.
@@ -363,14 +412,8 @@ impl FramesSeen {
             } else {
                 self.gaps.push(time - before);
             }
-            if size != was {
-                warn!(
-                    "frame {frame} is {}x{} where the frame before it was {}x{}: the start rule starts over, and --ignore shapes are in one size's pixels",
-                    size.0, size.1, was.0, was.1
-                );
-            }
         }
-        self.last = Some((time, size));
+        self.last = Some(time);
     }
 
     /// Warns when the frames' usual spacing is too wide for the start rule
@@ -420,7 +463,11 @@ fn summarise(
     thresholds: &PerClass<f32>,
     labelled: bool,
 ) -> Summary {
-    let decoded = records.iter().filter(|r| r.scores.is_some()).count();
+    let decoded = records
+        .iter()
+        .filter(|r| r.skipped != Some("corrupt"))
+        .count();
+    let scored = records.iter().filter(|r| r.scores.is_some()).count();
     let starts: Vec<&IncidentEvent> = events
         .iter()
         .filter(|e| e.phase == IncidentPhase::Started)
@@ -428,7 +475,7 @@ fn summarise(
     let mut summary = Summary {
         frames: records.len(),
         decoded,
-        skipped: records.len() - decoded,
+        skipped: records.len() - scored,
         incidents: starts.len(),
         thresholds: PerClass {
             smoke: as_printed(thresholds.smoke),
@@ -522,6 +569,7 @@ mod tests {
             name: name.into(),
             time: 0.0,
             scores: scores.map(|(smoke, flame)| PerClass { smoke, flame }),
+            skipped: scores.is_none().then_some("corrupt"),
             views: Vec::new(),
             label: truth.map(|(smoke, flame)| FrameLabel {
                 truth: PerClass {

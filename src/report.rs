@@ -165,10 +165,11 @@ fn timeline_svg(
         {
             let _ = write!(
                 svg,
-                "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"#c00\"><title>{} skipped</title>x</text>",
+                "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"#c00\"><title>{} skipped ({})</title>x</text>",
                 x_of(i),
                 margin - 4.0,
-                escape(&r.name)
+                escape(&r.name),
+                r.skipped.unwrap_or("not scored")
             );
         }
     }

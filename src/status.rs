@@ -276,7 +276,7 @@ impl LiveState {
                 c.scored
             );
         }
-        head(&mut out, "frames_skipped_total", "counter", "Grabs and frames not scored: error (grab failed), timeout, corrupt (broken JPEG), busy (a newer frame replaced it while the detector was busy), inference_error, wedged (a V4L2 device held by a hung capture call). A picture judged stuck is still scored.");
+        head(&mut out, "frames_skipped_total", "counter", "Grabs and frames not scored: error (grab failed), timeout, corrupt (broken JPEG), busy (a newer frame replaced it while the detector was busy), repeat (the same to the pixel as the frame before), size (another size than the camera's, before 3 in a row), inference_error, wedged (a V4L2 device held by a hung capture call). A picture judged stuck is still scored unless it repeats to the pixel.");
         for (id, c) in &cameras {
             for (reason, n) in &c.skipped {
                 let _ = writeln!(

@@ -243,29 +243,6 @@ fn replay_warns_of_footage_the_start_rule_cannot_use() {
         "{log}"
     );
 
-    // A frame of another size in the middle.
-    let mixed = tempfile::tempdir().unwrap();
-    for i in 0..18 {
-        let name = format!("frame_{i:04}.jpg");
-        let from = folder.join(&name);
-        if i == 5 {
-            let image = image::open(&from).unwrap();
-            image
-                .resize_exact(1280, 720, image::imageops::FilterType::Triangle)
-                .save(mixed.path().join(&name))
-                .unwrap();
-        } else {
-            std::fs::copy(from, mixed.path().join(&name)).unwrap();
-        }
-    }
-    let (_, log) = replay(&[], mixed.path());
-    assert!(
-        log.contains("frame frame_0005.jpg is 1280x720 where the frame before it was 640x360")
-            && log
-                .contains("frame frame_0006.jpg is 640x360 where the frame before it was 1280x720"),
-        "{log}"
-    );
-
     // A partial copy: the fire's first four frames are not in the folder,
     // though the labels name them.
     let partial = tempfile::tempdir().unwrap();
@@ -277,6 +254,60 @@ fn replay_warns_of_footage_the_start_rule_cannot_use() {
     let (_, log) = replay(&["--labels".as_ref(), labels.as_os_str()], partial.path());
     assert!(
         log.contains("4 of 18 labels name no frame in the folder (the first: frame_0008.jpg), 4 of them labelled smoke or flame"),
+        "{log}"
+    );
+}
+
+/// The frames the live monitor does not score, replay does not score
+/// either: one of another size than the camera's (a boot screen, a
+/// sub-stream's snapshot) and one the same to the pixel as the frame before
+/// it (a cached snapshot). Before, replay scored both, and the odd frame in
+/// the middle of the fire ended its incident, which live would not have.
+#[test]
+fn replay_skips_the_frames_live_would_skip() {
+    let folder = fixture("hillside");
+    // The incidents' starts and ends, by frame (updates may move to other
+    // frames with the frames left out).
+    let starts_and_ends = |out: &Output| -> Vec<(String, String)> {
+        json_lines(out)
+            .iter()
+            .filter(|l| l["type"] == "incident.started" || l["type"] == "incident.ended")
+            .map(|l| (l["type"].to_string(), l["frame"].to_string()))
+            .collect()
+    };
+    let clean = starts_and_ends(&replay_json(&[], &folder));
+    assert!(
+        clean.iter().any(|(kind, _)| kind == "\"incident.started\""),
+        "{clean:?}"
+    );
+    let mixed = tempfile::tempdir().unwrap();
+    for i in 0..18 {
+        let name = format!("frame_{i:04}.jpg");
+        let to = mixed.path().join(&name);
+        match i {
+            // In the middle of the fire, after its start.
+            13 => image::open(folder.join(&name))
+                .unwrap()
+                .resize_exact(1280, 720, image::imageops::FilterType::Triangle)
+                .save(to)
+                .unwrap(),
+            // Frame 12 served again.
+            14 => drop(std::fs::copy(folder.join("frame_0012.jpg"), to).unwrap()),
+            _ => drop(std::fs::copy(folder.join(&name), to).unwrap()),
+        }
+    }
+    let out = replay_json(&[], mixed.path());
+    let log = stderr(&out);
+    assert_eq!(starts_and_ends(&out), clean, "{log}");
+    let lines = json_lines(&out);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["frames"], 18, "{summary}");
+    assert_eq!(summary["decoded"], 18, "{summary}");
+    assert_eq!(summary["skipped"], 2, "{summary}");
+    assert!(
+        log.contains("frame frame_0013.jpg is 1280x720 among 640x360 frames: skipped")
+            && log
+                .contains("frame frame_0014.jpg is the frame before it to the last pixel: skipped"),
         "{log}"
     );
 }
