@@ -382,7 +382,7 @@ impl LiveState {
                 (
                     "delivered_total",
                     "counter",
-                    "Event deliveries a webhook took (2xx).",
+                    "Event deliveries a webhook took (2xx, or a 409 to an incident sent again without its picture).",
                     s.delivered,
                 ),
                 (
@@ -400,7 +400,7 @@ impl LiveState {
                 (
                     "events_expired_total",
                     "counter",
-                    "Events other than incidents dropped undelivered after [outbox] max_age_hours.",
+                    "Heartbeats and test events dropped undelivered after [outbox] max_age_hours (incidents, camera and device events never expire).",
                     s.expired,
                 ),
                 (
