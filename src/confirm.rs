@@ -226,12 +226,22 @@ pub struct OpenIncident {
     pub class: Class,
     /// The tile grid its region's cells are laid out on.
     grid: (usize, usize),
+    /// The size of the frames it ran on, in pixels; `None` in state saved
+    /// before 2026-12-05.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    frame_size: Option<(u32, u32)>,
     state: Active,
 }
 
 impl OpenIncident {
     pub fn incident_id(&self) -> &str {
         &self.state.incident_id
+    }
+
+    /// The size of the frames it ran on, in pixels (`None` if saved by a
+    /// version that did not keep it).
+    pub fn frame_size(&self) -> Option<(u32, u32)> {
+        self.frame_size
     }
 
     /// Frame time (unix seconds) of its last frame at or above the keep
@@ -316,6 +326,8 @@ pub struct Confirmer {
     config: ConfirmConfig,
     classes: Vec<ClassState>,
     grid: (usize, usize),
+    /// The size of the frames, in pixels, the grid was laid on.
+    frame_size: Option<(u32, u32)>,
     /// When the last frame was taken, for the gaps of a camera outage.
     last_frame: Option<f64>,
 }
@@ -340,6 +352,7 @@ impl Confirmer {
             config,
             classes,
             grid: (0, 0),
+            frame_size: None,
             last_frame: None,
         }
     }
@@ -365,6 +378,7 @@ impl Confirmer {
                 state.active.iter().map(|a| OpenIncident {
                     class: state.class,
                     grid: self.grid,
+                    frame_size: self.frame_size,
                     state: a.clone(),
                 })
             })
@@ -377,6 +391,7 @@ impl Confirmer {
         for incident in incidents {
             if self.grid == (0, 0) {
                 self.grid = incident.grid;
+                self.frame_size = incident.frame_size;
             }
             let state = &mut self.classes[incident.class.index()];
             state.remember_id(incident.state.incident_id.clone());
@@ -448,6 +463,7 @@ impl Confirmer {
         }
         self.last_frame = Some(time);
         let layout = &scores.layout;
+        self.frame_size = Some(layout.frame);
         let grid = (layout.rows.max(1), layout.cols.max(1));
         let resized = grid != self.grid;
         if resized {
@@ -1826,6 +1842,8 @@ mod tests {
         assert_eq!(saved.len(), 1);
         assert_eq!(saved[0].incident_id(), id);
         assert_eq!(saved[0].last_kept(), 1_060.0);
+        // The frames' size goes with it, for the camera to expect.
+        assert_eq!(saved[0].frame_size(), Some((52, 40)));
         let mut c = confirmer();
         c.resume(saved);
         assert_eq!(c.running(Class::Smoke), 1);
@@ -1874,7 +1892,13 @@ mod tests {
         let mut json = serde_json::to_value(&saved).unwrap();
         let state = json[0]["state"].as_object_mut().unwrap();
         assert!(state.remove("kept_at").is_some());
+        assert!(json[0]
+            .as_object_mut()
+            .unwrap()
+            .remove("frame_size")
+            .is_some());
         let saved: Vec<OpenIncident> = serde_json::from_value(json).unwrap();
+        assert_eq!(saved[0].frame_size(), None);
         let mut c = confirmer();
         c.resume(saved);
         assert!(c.push(1_180.0, "back", &frame(&[((1, 1), 0.9)])).is_empty());

@@ -384,6 +384,10 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         Vec::new()
     });
     end_incidents_of_unconfigured_cameras(&outbox, &config, &configured, detector.info());
+    let frame_sizes: Vec<FrameSizes> = configured
+        .iter()
+        .map(|camera| frame_sizes_at_start(&outbox, camera))
+        .collect();
     if let Some(delay) = test_delay(COMMIT_DELAY_ENV) {
         warn!("{COMMIT_DELAY_ENV}={}: every outbox commit sleeps that long first (a test seam; unset it in service)", delay.as_millis());
         outbox.slow_commits(delay);
@@ -456,12 +460,12 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         .context("cannot start the inference thread")?;
 
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, source) in sources.into_iter().enumerate() {
+    for ((index, source), sizes) in sources.into_iter().enumerate().zip(frame_sizes) {
         let offline = offline_at_start
             .iter()
             .find(|c| c.camera == *shared.config.cameras[index].id.get_ref())
             .cloned();
-        tasks.spawn(camera_task(shared.clone(), index, source, offline));
+        tasks.spawn(camera_task(shared.clone(), index, source, offline, sizes));
     }
     tasks.spawn(heartbeat_task(shared.clone()));
     tasks.spawn(held_task(shared.clone()));
@@ -664,12 +668,15 @@ async fn shutdown_signal() -> Result<&'static str> {
 }
 
 /// One camera: grab, judge health, hand frames to the detector.
-/// `offline`: the camera as the last run reported it offline, if it did.
+/// `offline`: the camera as the last run reported it offline, if it did;
+/// `sizes`: the frame size it is expected to send
+/// ([`frame_sizes_at_start`]).
 async fn camera_task(
     shared: Arc<Shared>,
     index: usize,
     mut source: Box<dyn Source>,
     offline: Option<OfflineCamera>,
+    mut sizes: FrameSizes,
 ) {
     let camera: &CameraConfig = &shared.config.cameras[index];
     let id = camera.id.get_ref();
@@ -693,7 +700,6 @@ async fn camera_task(
         clock::steady_s() - (now_unix() - o.since).max(0.0)
     });
     let mut seq = 0u64;
-    let mut sizes = FrameSizes::default();
     loop {
         let started = Instant::now();
         let (captured_at, steady_at) = (now_unix(), clock::steady_s());
@@ -1210,6 +1216,20 @@ fn end_incidents_of_unconfigured_cameras(
             warn!("camera {camera} (no longer configured): cannot store the end of its running incidents: {e:#}; tried again at the next start");
         }
     }
+}
+
+/// What `camera`'s frames are judged by at start: the frame size its
+/// running incidents were following, where it has some (they continue only
+/// on frames of that size), else the first frame's. An outbox that cannot
+/// be read here is [`resume_incidents`]' to report.
+fn frame_sizes_at_start(outbox: &Outbox, camera: &str) -> FrameSizes {
+    let size = outbox
+        .open_incidents(camera)
+        .ok()
+        .flatten()
+        .and_then(|saved| serde_json::from_str::<Vec<OpenIncident>>(&saved).ok())
+        .and_then(|incidents| incidents.iter().find_map(OpenIncident::frame_size));
+    size.map_or_else(FrameSizes::default, FrameSizes::expecting)
 }
 
 /// Hands `camera`'s incidents saved before a restart back to its pipeline;

@@ -51,6 +51,18 @@ pub enum SizeVerdict {
 }
 
 impl FrameSizes {
+    /// Frames of `size` expected from the first: those of the camera's
+    /// running incidents at a restart. Without it, the first frame's size
+    /// was the camera's, and a camera's boot screen as the first frame back
+    /// ended them unseen (a new size), then its usual frames, odd for two
+    /// frames, changed the size back on the third.
+    pub fn expecting(size: (u32, u32)) -> FrameSizes {
+        FrameSizes {
+            current: Some(size),
+            ..FrameSizes::default()
+        }
+    }
+
     pub fn check(&mut self, size: (u32, u32)) -> SizeVerdict {
         let Some(usual) = self.current.filter(|usual| *usual != size) else {
             self.current = Some(size);
@@ -190,5 +202,11 @@ mod tests {
                 count: 16
             }
         );
+
+        // Expecting the size of the incidents a restart resumes: a boot
+        // screen as the first frame back is odd, not the camera's size.
+        let mut sizes = FrameSizes::expecting(big);
+        assert!(matches!(sizes.check(small), SizeVerdict::Odd { .. }));
+        assert_eq!(sizes.check(big), SizeVerdict::Same);
     }
 }

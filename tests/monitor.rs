@@ -498,6 +498,55 @@ async fn frames_of_an_odd_size_between_the_usual_ones_are_skipped() {
     assert!(monitor.terminate().await.success());
 }
 
+/// Restarted mid-fire with the camera's boot screen (another size) as the
+/// first frame back: it is skipped as an odd size, and the incident goes on
+/// under its id. Before, the first frame's size was the camera's, so the
+/// boot screen ended the incident unseen, and the plume, back at its own
+/// size, started a second one three frames later.
+#[tokio::test]
+async fn a_boot_screen_first_after_a_restart_does_not_end_the_running_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let webhook = serve_receiver(&store).await;
+    let boot_screen = Arc::new(AtomicBool::new(false));
+    let camera = {
+        let boot_screen = boot_screen.clone();
+        FakeCamera::start(Auth::Basic, move |n| {
+            match boot_screen.swap(false, Ordering::SeqCst) {
+                true => small_frame(4),
+                false => fixture_frame(15 + n % 3),
+            }
+        })
+        .await
+    };
+    let config = write_config(
+        dir.path(),
+        &webhook,
+        &camera,
+        "basic",
+        &format!("{PLUME_NOT_CLEAR}\nspan_s = 0.0"),
+    );
+    let mut monitor = Monitor::start(&config, &[]);
+    let started = first_event(&store, "incident.started").await;
+    monitor.kill();
+    // A grab the killed monitor sent just before may still be answered:
+    // the boot screen is for the next monitor's first grab, not for it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    boot_screen.store(true, Ordering::SeqCst);
+    let monitor = Monitor::start(&config, &[]);
+    monitor.count_reaches(SCORED, 4.0).await;
+    assert!(!boot_screen.load(Ordering::SeqCst), "no boot screen served");
+    const ODD: &str = "wildfire_frames_skipped_total{camera=\"west\",reason=\"size\"}";
+    assert_eq!(monitor.count(ODD).await, 1.0);
+    assert!(events_of_type(&store, "incident.ended").is_empty());
+    assert_eq!(
+        incident_ids(&store, "incident.started"),
+        [started["incident"]["id"].as_str().unwrap()]
+    );
+    let mut monitor = monitor;
+    assert!(monitor.terminate().await.success());
+}
+
 /// A camera showing plume frames while `plume` is set, else clear frames
 /// 4-7 (told apart by `PLUME_NOT_CLEAR`).
 async fn plume_camera(plume: &Arc<AtomicBool>) -> FakeCamera {
