@@ -1009,10 +1009,13 @@ impl Outbox {
         let now = now_unix();
         let mut conn = file.conn();
         let tx = write_transaction(&mut conn)?;
-        // Memory took the file's notes at its start (remember_from_file)
-        // and followed the cameras since: a camera back meanwhile must not
-        // stay noted offline in the file, to be reported back again.
+        // Memory took the file's notes and running incidents at its start
+        // (remember_from_file) and followed the cameras since: a camera
+        // back meanwhile must not stay noted offline in the file, to be
+        // reported back again, nor an incident ended meanwhile stay running
+        // in it, to be resumed and ended a second time.
         tx.execute("DELETE FROM offline_cameras", [])?;
+        tx.execute("DELETE FROM open_incidents", [])?;
         followed.write(&tx)?;
         let mut stored = 0;
         for event in &events {
@@ -2865,6 +2868,9 @@ mod tests {
             stuck: true,
         };
         file.note_offline(&south).unwrap();
+        // And an incident that ended while the outbox was in memory.
+        file.record(&[], "north", Some("[\"ended in memory\"]"))
+            .unwrap();
         let copied = memory.copy_into(&file).unwrap();
         assert_eq!(
             copied,
@@ -2896,6 +2902,7 @@ mod tests {
             file.open_incidents("west").unwrap().as_deref(),
             Some("[\"running\"]")
         );
+        assert_eq!(file.open_incidents("north").unwrap(), None);
         assert_eq!(
             file.started_incident_ids("west-", 10).unwrap(),
             ["west-smoke-2", "west-smoke-1"]
