@@ -322,6 +322,10 @@ pub struct Outbox {
     commit_delay: Duration,
     /// Test seam: every commit fails as on a full disk ([`Outbox::refuse_writes`]).
     refuse_writes: std::sync::atomic::AtomicBool,
+    /// In memory: the cameras whose running incidents it took from the
+    /// file at its start ([`Outbox::remember_from_file`]), for
+    /// [`Outbox::copy_into`] to replace in the file.
+    taken_from_file: Mutex<Vec<String>>,
 }
 
 /// The schema, one step per version: step `i` takes a database at
@@ -695,6 +699,7 @@ impl Outbox {
             max_age,
             commit_delay: Duration::ZERO,
             refuse_writes: std::sync::atomic::AtomicBool::new(false),
+            taken_from_file: Mutex::new(Vec::new()),
         };
         outbox.match_configured_endpoints()?;
         Ok(outbox)
@@ -1013,9 +1018,18 @@ impl Outbox {
         // (remember_from_file) and followed the cameras since: a camera
         // back meanwhile must not stay noted offline in the file, to be
         // reported back again, nor an incident ended meanwhile stay running
-        // in it, to be resumed and ended a second time.
+        // in it, to be resumed and ended a second time. Running incidents
+        // memory never took (the file unreadable at its start) stay, for
+        // the next start to end.
         tx.execute("DELETE FROM offline_cameras", [])?;
-        tx.execute("DELETE FROM open_incidents", [])?;
+        for camera in self
+            .taken_from_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            tx.execute("DELETE FROM open_incidents WHERE camera = ?1", [camera])?;
+        }
         followed.write(&tx)?;
         let mut stored = 0;
         for event in &events {
@@ -1047,6 +1061,14 @@ impl Outbox {
         let tx = write_transaction(&mut conn)?;
         followed.write(&tx)?;
         self.commit(tx)?;
+        *self
+            .taken_from_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = followed
+            .running
+            .iter()
+            .map(|(camera, ..)| camera.clone())
+            .collect();
         Ok((followed.started.len(), followed.running.len()))
     }
 
@@ -2824,6 +2846,45 @@ mod tests {
     }
 
     #[test]
+    fn running_incidents_ended_in_memory_do_not_come_back_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open(dir.path(), 100);
+        file.record(&[], "west", Some("[\"west\"]")).unwrap();
+        file.record(&[], "north", Some("[\"north\"]")).unwrap();
+        let endpoints = vec!["http://a/".to_string()];
+        let memory = Outbox::in_memory(endpoints.clone(), 100, Duration::from_secs(3600)).unwrap();
+        assert_eq!(
+            memory
+                .remember_from_file(&dir.path().join("outbox.sqlite3"))
+                .unwrap(),
+            (0, 2)
+        );
+        // While the disk was full, west's incident ended and east's began.
+        memory.record(&[], "west", None).unwrap();
+        memory.record(&[], "east", Some("[\"east\"]")).unwrap();
+        memory.copy_into(&file).unwrap();
+        assert_eq!(file.open_incidents("west").unwrap(), None);
+        assert_eq!(
+            file.open_incidents("north").unwrap().as_deref(),
+            Some("[\"north\"]")
+        );
+        assert_eq!(
+            file.open_incidents("east").unwrap().as_deref(),
+            Some("[\"east\"]")
+        );
+
+        // A file memory could not read at its start keeps its own, for the
+        // next start to end.
+        file.record(&[], "south", Some("[\"south\"]")).unwrap();
+        let blind = Outbox::in_memory(endpoints, 100, Duration::from_secs(3600)).unwrap();
+        blind.copy_into(&file).unwrap();
+        assert_eq!(
+            file.open_incidents("south").unwrap().as_deref(),
+            Some("[\"south\"]")
+        );
+    }
+
+    #[test]
     fn an_outbox_in_memory_is_stored_in_the_file_whole_and_once() {
         let dir = tempfile::tempdir().unwrap();
         let endpoints = vec!["http://a/".to_string(), "http://b/".to_string()];
@@ -2868,9 +2929,6 @@ mod tests {
             stuck: true,
         };
         file.note_offline(&south).unwrap();
-        // And an incident that ended while the outbox was in memory.
-        file.record(&[], "north", Some("[\"ended in memory\"]"))
-            .unwrap();
         let copied = memory.copy_into(&file).unwrap();
         assert_eq!(
             copied,
@@ -2902,7 +2960,6 @@ mod tests {
             file.open_incidents("west").unwrap().as_deref(),
             Some("[\"running\"]")
         );
-        assert_eq!(file.open_incidents("north").unwrap(), None);
         assert_eq!(
             file.started_incident_ids("west-", 10).unwrap(),
             ["west-smoke-2", "west-smoke-1"]
