@@ -383,7 +383,12 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         warn!("cannot read which cameras were offline: {e:#}; each is reported afresh");
         Vec::new()
     });
-    end_incidents_of_unconfigured_cameras(&outbox, &config, &configured, detector.info());
+    unstored.extend(end_incidents_of_unconfigured_cameras(
+        &outbox,
+        &config,
+        &configured,
+        detector.info(),
+    ));
     let frame_sizes: Vec<FrameSizes> = configured
         .iter()
         .map(|camera| frame_sizes_at_start(&outbox, camera))
@@ -1175,26 +1180,34 @@ fn commit_incidents(
 /// frame of theirs will come to end them, and before this the control room
 /// kept each such incident open for good. Each `incident.ended` goes with
 /// its camera's id and no picture, stored in the same commit that forgets
-/// the incidents; a commit the disk refuses leaves both for the next start.
+/// the incidents. Returns the events of a commit the disk refused, to be
+/// held in memory like any other; the incidents then stay saved, and the
+/// next start sends the same events again (timed by the last hot frame, so
+/// the same bodies), which a receiver keeps once.
 fn end_incidents_of_unconfigured_cameras(
     outbox: &Outbox,
     config: &Config,
     configured: &[&str],
     model: &ModelInfo,
-) {
+) -> Vec<OutgoingEvent> {
     let open = match outbox.unconfigured_open_incidents(configured) {
         Ok(open) => open,
         Err(e) => {
             warn!("cannot read the running incidents of cameras no longer configured: {e:#}; they are ended at a later start");
-            return;
+            return Vec::new();
         }
     };
+    let mut refused = Vec::new();
     for (camera, state) in open {
-        let incidents: Vec<OpenIncident> = serde_json::from_str(&state).unwrap_or_else(|e| {
-            warn!("camera {camera} (no longer configured): its saved running incidents cannot be read ({e}); forgotten without incident.ended");
-            Vec::new()
-        });
-        let now = now_unix();
+        let incidents: Vec<OpenIncident> = match serde_json::from_str(&state) {
+            Ok(incidents) => incidents,
+            Err(e) => {
+                // Kept: a later build may read it; forgetting it would
+                // leave the incident open at the control room for good.
+                warn!("camera {camera} (no longer configured): its saved running incidents cannot be read ({e}); they are kept, and not ended");
+                continue;
+            }
+        };
         let events: Vec<OutgoingEvent> = incidents
             .iter()
             .map(|incident| {
@@ -1202,20 +1215,32 @@ fn end_incidents_of_unconfigured_cameras(
                     "camera {camera} is no longer configured: its incident {} ends (incident.ended, without a picture)",
                     incident.incident_id()
                 );
-                let ended = incident.ended_without_frame(&camera, now);
+                let at = incident.last_kept();
+                let ended = incident.ended_without_frame(&camera, at);
                 payload::incident_of_unconfigured_camera(
                     &config.device,
                     &model.name,
                     &model.version,
                     &ended,
-                    now,
+                    at,
                 )
             })
             .collect();
-        if let Err(e) = outbox.record(&events, &camera, None) {
-            warn!("camera {camera} (no longer configured): cannot store the end of its running incidents: {e:#}; tried again at the next start");
+        match outbox.record(&events, &camera, None) {
+            Ok(enqueued) => {
+                for (event, enqueued) in events.iter().zip(enqueued) {
+                    if enqueued == Enqueued::DroppedFull {
+                        warn!("outbox full of more important events: {} dropped", event.id);
+                    }
+                }
+            }
+            Err(e) => {
+                error!("camera {camera} (no longer configured): cannot store the end of its running incidents: {e:#}; held in memory");
+                refused.extend(events);
+            }
         }
     }
+    refused
 }
 
 /// What `camera`'s frames are judged by at start: the frame size its

@@ -40,7 +40,8 @@ pub struct FrameSizes {
 /// What [`FrameSizes::check`] makes of a frame's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SizeVerdict {
-    /// The accepted size (the first frame's, at start).
+    /// The accepted size (at start, the first frame's, or the one
+    /// [`FrameSizes::expecting`] was given).
     Same,
     /// A new size, accepted after [`NEW_SIZE_AFTER_FRAMES`] frames in a row
     /// had it: the frame goes on, and running incidents end.
