@@ -26,21 +26,45 @@ impl FrameLabel {
     }
 }
 
-/// The line of `input` that `record` is on, as an editor numbers it. Blank
-/// lines count: the reader skips them, and the record's index, like the
-/// reader's own line count, left them out, so an error named a line above
-/// the one at fault.
-fn line_of_record(input: &[u8], record: &csv::StringRecord) -> usize {
-    // The position is where the reader took up reading: before the blank
-    // lines it skipped.
-    let mut start = record.position().map_or(0, |p| p.byte() as usize);
-    while input.get(start).is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-        start += 1;
+/// The lines of a labels file, as an editor numbers them, at the records
+/// the CSV reader gives. Blank lines count: the reader skips them, and the
+/// record's index, like the reader's own line count, left them out, so an
+/// error named a line above the one at fault. Counted on from the record
+/// before (a file of a day's frames at 1 fps is 86,400 rows), with a lone
+/// `\r` (an old spreadsheet's export) a line end as for the reader.
+struct Lines<'a> {
+    input: &'a [u8],
+    at: usize,
+    line: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(input: &'a [u8]) -> Lines<'a> {
+        Lines {
+            input,
+            at: 0,
+            line: 1,
+        }
     }
-    1 + input[..start.min(input.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
+
+    /// The line `record` starts on.
+    fn of(&mut self, record: &csv::StringRecord) -> usize {
+        // The position is where the reader took up reading: before the
+        // blank lines it skipped.
+        let mut start = record.position().map_or(0, |p| p.byte() as usize);
+        while matches!(self.input.get(start), Some(b'\n' | b'\r')) {
+            start += 1;
+        }
+        let start = start.min(self.input.len()).max(self.at);
+        let skipped = &self.input[self.at..start];
+        self.line += skipped
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' || b == b'\r' && skipped.get(i + 1) != Some(&b'\n'))
+            .count();
+        self.at = start;
+        self.line
+    }
 }
 
 /// Labels keyed by frame file name.
@@ -61,6 +85,10 @@ impl Labels {
         // Flexible: a spreadsheet's export gives a row without its empty
         // last fields, or with a notes column's extra one; a field missing
         // reads as empty, as unknown.
+        // A spreadsheet's "CSV UTF-8" export starts with a byte-order mark,
+        // which would be part of the first column's name.
+        let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
+        let mut lines = Lines::new(input);
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
         let headers = reader
             .headers()
@@ -84,7 +112,7 @@ impl Labels {
         let mut line_of: HashMap<String, usize> = HashMap::new();
         for record in reader.records() {
             let record = record.with_context(|| format!("{} is malformed CSV", path.display()))?;
-            let line = line_of_record(input, &record);
+            let line = lines.of(&record);
             let field = |ix: usize| record.get(ix).unwrap_or("").trim();
             // The empty rows a spreadsheet leaves at the end (`,,,`).
             if record.iter().all(|f| f.trim().is_empty()) {
@@ -279,10 +307,20 @@ mod tests {
         writeln!(bad, "frame,smoke,flame\nframe_0000.jpg,yes,0").unwrap();
         let err = format!("{:#}", Labels::read(bad.path()).unwrap_err());
         assert!(err.contains("line 2") && err.contains("smoke"), "{err}");
-        let mut bad = tempfile::NamedTempFile::new().unwrap();
-        writeln!(bad, "frame,smoke,flame\na.jpg,1,0\n\n\nb.jpg,yes,0").unwrap();
-        let err = format!("{:#}", Labels::read(bad.path()).unwrap_err());
-        assert!(err.contains("line 5:"), "{err}");
+        // Blank lines count, with any line ends; a byte-order mark is no
+        // part of the header.
+        for text in [
+            "frame,smoke,flame\na.jpg,1,0\n\n\nb.jpg,yes,0\n",
+            "frame,smoke,flame\r\na.jpg,1,0\r\n\r\n\r\nb.jpg,yes,0\r\n",
+            "frame,smoke,flame\ra.jpg,1,0\r\r\rb.jpg,yes,0\r",
+            "\u{feff}frame,smoke,flame\na.jpg,1,0\n\n\nb.jpg,yes,0\n",
+        ] {
+            let err = format!(
+                "{:#}",
+                Labels::from_bytes(text.as_bytes(), Path::new("l.csv")).unwrap_err()
+            );
+            assert!(err.contains("line 5: smoke is 'yes'"), "{text:?}: {err}");
+        }
 
         for (rows, lines) in [
             ("a.jpg,1,0\nb.jpg,1,0\na.jpg,0,0", "lines 2 and 4"),
