@@ -49,9 +49,7 @@ use crate::model::{Class, ModelInfo};
 use crate::outbox::{self, now_unix, Enqueued, OfflineCamera, Outbox, OutgoingEvent, Storage};
 use crate::outbox_thread::OutboxHandle;
 use crate::payload::{self, CameraChange};
-use crate::pipeline::{
-    same_picture, CameraPipeline, FrameSizes, SizeVerdict, NEW_SIZE_AFTER_FRAMES,
-};
+use crate::pipeline::{Admission, CameraPipeline, FrameGate, NEW_SIZE_AFTER_FRAMES};
 use crate::sdnotify::{self, Liveness};
 use crate::status::{self, CameraState, HeldBy, LiveState, OUTBOX_LIMIT};
 
@@ -389,9 +387,9 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         &configured,
         detector.info(),
     ));
-    let frame_sizes: Vec<FrameSizes> = configured
+    let gates: Vec<FrameGate> = configured
         .iter()
-        .map(|camera| frame_sizes_at_start(&outbox, camera))
+        .map(|camera| frame_gate_at_start(&outbox, camera))
         .collect();
     if let Some(delay) = test_delay(COMMIT_DELAY_ENV) {
         warn!("{COMMIT_DELAY_ENV}={}: every outbox commit sleeps that long first (a test seam; unset it in service)", delay.as_millis());
@@ -465,12 +463,12 @@ async fn run_async(config: Config, detector: Detector) -> Result<()> {
         .context("cannot start the inference thread")?;
 
     let mut tasks = tokio::task::JoinSet::new();
-    for ((index, source), sizes) in sources.into_iter().enumerate().zip(frame_sizes) {
+    for ((index, source), gate) in sources.into_iter().enumerate().zip(gates) {
         let offline = offline_at_start
             .iter()
             .find(|c| c.camera == *shared.config.cameras[index].id.get_ref())
             .cloned();
-        tasks.spawn(camera_task(shared.clone(), index, source, offline, sizes));
+        tasks.spawn(camera_task(shared.clone(), index, source, offline, gate));
     }
     tasks.spawn(heartbeat_task(shared.clone()));
     tasks.spawn(held_task(shared.clone()));
@@ -674,14 +672,13 @@ async fn shutdown_signal() -> Result<&'static str> {
 
 /// One camera: grab, judge health, hand frames to the detector.
 /// `offline`: the camera as the last run reported it offline, if it did;
-/// `sizes`: the frame size it is expected to send
-/// ([`frame_sizes_at_start`]).
+/// `gate`: which of its frames to score ([`frame_gate_at_start`]).
 async fn camera_task(
     shared: Arc<Shared>,
     index: usize,
     mut source: Box<dyn Source>,
     offline: Option<OfflineCamera>,
-    mut sizes: FrameSizes,
+    mut gate: FrameGate,
 ) {
     let camera: &CameraConfig = &shared.config.cameras[index];
     let id = camera.id.get_ref();
@@ -716,15 +713,13 @@ async fn camera_task(
                 timeout.as_secs_f64()
             ))),
         };
-        let size = result
-            .as_ref()
-            .ok()
-            .map(|image| sizes.check(image.dimensions()));
-        let delay = match (result, size) {
+        let result = result.map(Arc::new);
+        let admission = result.as_ref().ok().map(|image| gate.admit(image));
+        let delay = match (result, admission) {
             // A frame of another size than the camera's (a boot screen, a
             // sub-stream's snapshot) is no evidence either way: skipped, it
             // neither ends running incidents nor brings the camera online.
-            (Ok(image), Some(SizeVerdict::Odd { usual, count })) => {
+            (Ok(image), Some(Admission::OddSize { usual, count })) => {
                 if count.is_power_of_two() {
                     warn!(
                         "camera {id}: a {}x{} frame among {}x{} ones, skipped ({count} so far): a boot screen, or snapshots from another stream? A new size is taken after {NEW_SIZE_AFTER_FRAMES} frames in a row",
@@ -734,31 +729,31 @@ async fn camera_task(
                 status.skip("size");
                 interval.saturating_sub(started.elapsed())
             }
-            (Ok(image), size) => {
+            (Ok(image), admission) => {
                 failures = 0;
                 seq += 1;
                 // A camera reset or a firmware update can change the size:
                 // tiles then cover other places, so running incidents end
                 // unseen and fires start again over the new tiles
                 // (src/confirm.rs).
-                if let Some(SizeVerdict::Changed { was }) = size {
+                if let Some(Admission::Score {
+                    resized_from: Some(was),
+                }) = admission
+                {
                     warn!(
                         "camera {id}: frames are now {}x{}, not {}x{}: running incidents end, and a fire still burning starts again; check the camera's settings",
                         image.width(), image.height(), was.0, was.1
                     );
                 }
-                let image = Arc::new(image);
                 // Steady time: a step of the wall clock is neither a picture
                 // frozen for a day nor one that just changed.
                 let stuck_for = stuck.check(&image, steady_at);
-                let repeat = {
+                {
                     let mut s = status.lock();
                     s.frames += 1;
                     s.last_frame = Some((Instant::now(), captured_at));
-                    let repeat = same_picture(s.latest.as_deref(), &image);
                     s.latest = Some(image.clone());
-                    repeat
-                };
+                }
                 // A picture judged unchanged is reported, and still scored:
                 // the comparison cannot tell a frozen encoder from a still
                 // night smoothed by the camera's noise reduction with a
@@ -766,8 +761,8 @@ async fn camera_task(
                 // frame covers 16 of the 5,184 sampled pixels: brighter by
                 // 150 grey levels, it moves their mean by about 0.5, under
                 // the default tolerance of 1). A repeat to the pixel is not
-                // scored ([`same_picture`]).
-                if repeat {
+                // scored ([`FrameGate`]).
+                if let Some(Admission::Repeat { .. }) = admission {
                     status.skip("repeat");
                 } else {
                     let frame = Frame {
@@ -1247,14 +1242,14 @@ fn end_incidents_of_unconfigured_cameras(
 /// running incidents were following, where it has some (they continue only
 /// on frames of that size), else the first frame's. An outbox that cannot
 /// be read here is [`resume_incidents`]' to report.
-fn frame_sizes_at_start(outbox: &Outbox, camera: &str) -> FrameSizes {
+fn frame_gate_at_start(outbox: &Outbox, camera: &str) -> FrameGate {
     let size = outbox
         .open_incidents(camera)
         .ok()
         .flatten()
         .and_then(|saved| serde_json::from_str::<Vec<OpenIncident>>(&saved).ok())
         .and_then(|incidents| incidents.iter().find_map(OpenIncident::frame_size));
-    size.map_or_else(FrameSizes::default, FrameSizes::expecting)
+    size.map_or_else(FrameGate::default, FrameGate::expecting)
 }
 
 /// Hands `camera`'s incidents saved before a restart back to its pipeline;

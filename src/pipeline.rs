@@ -4,9 +4,11 @@
 //! Replay and the live monitor both feed frames through [`CameraPipeline`],
 //! so a recorded sequence and a live camera are judged identically (but for
 //! a step of the live clock, [`CameraPipeline::clock_stepped`]). Both first
-//! leave out the frames that are no evidence: one of another size than the
-//! camera's ([`FrameSizes`]) and one that repeats the frame before it to the
-//! pixel ([`same_picture`]).
+//! leave out the frames that are no evidence ([`FrameGate`]): one of another
+//! size than the camera's and one that repeats the frame before it to the
+//! pixel.
+
+use std::sync::Arc;
 
 use anyhow::Result;
 use image::RgbImage;
@@ -88,13 +90,70 @@ impl FrameSizes {
     }
 }
 
-/// Whether `image` is `last` to the last pixel: no new evidence. A cached
-/// snapshot or a frozen encoder repeats its picture so; a live sensor's noise
-/// never does. Scored again, one frozen frame with glare in it was hot long
-/// enough to start an incident, minutes before the picture counted as stuck
-/// (`stuck_after_minutes`), so such a frame is skipped, live and in replay.
-pub fn same_picture(last: Option<&RgbImage>, image: &RgbImage) -> bool {
-    last.is_some_and(|last| last == image)
+/// Which of a camera's frames are evidence, live and in replay alike: one
+/// of another size than the camera's is not ([`FrameSizes`]), nor one the
+/// same to the last pixel as the frame before it. A cached snapshot or a
+/// frozen encoder repeats its picture so; a live sensor's noise never does.
+/// Scored again, one frozen frame with glare in it was hot long enough to
+/// start an incident, minutes before the picture counted as stuck
+/// (`stuck_after_minutes`).
+#[derive(Default)]
+pub struct FrameGate {
+    sizes: FrameSizes,
+    /// The last frame of the camera's size (the live status shares it).
+    last: Option<Arc<RgbImage>>,
+    repeats: u64,
+}
+
+/// What [`FrameGate::admit`] makes of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Scored. `resized_from`: the camera's size before, where this frame's
+    /// is new to it ([`SizeVerdict::Changed`]).
+    Score { resized_from: Option<(u32, u32)> },
+    /// Skipped: not the camera's size ([`SizeVerdict::Odd`]).
+    OddSize { usual: (u32, u32), count: u64 },
+    /// Skipped: the frame before it again; `count` so far (to log 1, 2, 4,
+    /// 8, ...).
+    Repeat { count: u64 },
+}
+
+impl Admission {
+    /// The reason a skipped frame is counted under
+    /// (`wildfire_frames_skipped_total`).
+    pub fn skip_reason(self) -> Option<&'static str> {
+        match self {
+            Admission::Score { .. } => None,
+            Admission::OddSize { .. } => Some("size"),
+            Admission::Repeat { .. } => Some("repeat"),
+        }
+    }
+}
+
+impl FrameGate {
+    /// Expecting frames of `size` from the first ([`FrameSizes::expecting`]).
+    pub fn expecting(size: (u32, u32)) -> FrameGate {
+        FrameGate {
+            sizes: FrameSizes::expecting(size),
+            ..FrameGate::default()
+        }
+    }
+
+    pub fn admit(&mut self, image: &Arc<RgbImage>) -> Admission {
+        let resized_from = match self.sizes.check(image.dimensions()) {
+            SizeVerdict::Odd { usual, count } => return Admission::OddSize { usual, count },
+            SizeVerdict::Same => None,
+            SizeVerdict::Changed { was } => Some(was),
+        };
+        if self.last.as_deref() == Some(&**image) {
+            self.repeats += 1;
+            return Admission::Repeat {
+                count: self.repeats,
+            };
+        }
+        self.last = Some(image.clone());
+        Admission::Score { resized_from }
+    }
 }
 
 pub struct CameraPipeline {
@@ -209,5 +268,62 @@ mod tests {
         let mut sizes = FrameSizes::expecting(big);
         assert!(matches!(sizes.check(small), SizeVerdict::Odd { .. }));
         assert_eq!(sizes.check(big), SizeVerdict::Same);
+    }
+
+    #[test]
+    fn the_gate_scores_new_pictures_and_skips_odd_sizes_and_repeats() {
+        let frame = |w, h, level| Arc::new(RgbImage::from_pixel(w, h, image::Rgb([level; 3])));
+        let score = Admission::Score { resized_from: None };
+        let mut gate = FrameGate::default();
+        assert_eq!(gate.admit(&frame(64, 36, 1)), score);
+        assert_eq!(gate.admit(&frame(64, 36, 2)), score);
+        // The same picture again, in another buffer: a repeat, twice.
+        assert_eq!(
+            gate.admit(&frame(64, 36, 2)),
+            Admission::Repeat { count: 1 }
+        );
+        assert_eq!(
+            gate.admit(&frame(64, 36, 2)),
+            Admission::Repeat { count: 2 }
+        );
+        assert_eq!(Admission::Repeat { count: 2 }.skip_reason(), Some("repeat"));
+        // An odd size between does not make the next frame new.
+        let odd = gate.admit(&frame(32, 18, 2));
+        assert_eq!(
+            odd,
+            Admission::OddSize {
+                usual: (64, 36),
+                count: 1
+            }
+        );
+        assert_eq!(odd.skip_reason(), Some("size"));
+        assert_eq!(
+            gate.admit(&frame(64, 36, 2)),
+            Admission::Repeat { count: 3 }
+        );
+        assert_eq!(gate.admit(&frame(64, 36, 3)), score);
+        assert_eq!(score.skip_reason(), None);
+        // A new size, three frames in a row: scored from the third.
+        assert!(matches!(
+            gate.admit(&frame(32, 18, 4)),
+            Admission::OddSize { .. }
+        ));
+        assert!(matches!(
+            gate.admit(&frame(32, 18, 5)),
+            Admission::OddSize { .. }
+        ));
+        assert_eq!(
+            gate.admit(&frame(32, 18, 6)),
+            Admission::Score {
+                resized_from: Some((64, 36))
+            }
+        );
+        // Expecting a size from a restart: another first frame is odd.
+        let mut gate = FrameGate::expecting((64, 36));
+        assert!(matches!(
+            gate.admit(&frame(32, 18, 1)),
+            Admission::OddSize { .. }
+        ));
+        assert_eq!(gate.admit(&frame(64, 36, 1)), score);
     }
 }

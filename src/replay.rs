@@ -29,9 +29,7 @@ use crate::labels::{ClassMetrics, ConfusionCounter, FrameLabel, Labels};
 use crate::mask::IgnoreMask;
 use crate::model::{Class, PerClass};
 use crate::payload;
-use crate::pipeline::{
-    same_picture, CameraPipeline, FrameSizes, SizeVerdict, NEW_SIZE_AFTER_FRAMES,
-};
+use crate::pipeline::{Admission, CameraPipeline, FrameGate, NEW_SIZE_AFTER_FRAMES};
 
 pub struct ReplayOptions {
     pub camera: String,
@@ -64,8 +62,7 @@ pub struct FrameRecord {
     pub scores: Option<PerClass<f32>>,
     /// Why the frame was not scored, in the live monitor's words
     /// (`wildfire_frames_skipped_total`): `corrupt` (it could not be
-    /// decoded), `size` or `repeat` ([`crate::pipeline::FrameSizes`],
-    /// [`crate::pipeline::same_picture`]).
+    /// decoded), `size` or `repeat` ([`FrameGate`]).
     pub skipped: Option<&'static str>,
     /// Per-view scores, kept for frames that raised an incident event.
     pub views: Vec<ViewScore>,
@@ -280,10 +277,7 @@ pub fn replay(
         _ => None,
     };
     let mut seen = FramesSeen::default();
-    let mut sizes = FrameSizes::default();
-    // The last frame scored, and how many repeated it to the pixel.
-    let mut last_scored: Option<image::RgbImage> = None;
-    let mut repeats = 0u64;
+    let mut gate = FrameGate::default();
     for (index, frame) in footage.frames(options.interval_s)?.enumerate() {
         let label = options
             .labels
@@ -316,32 +310,28 @@ pub fn replay(
                 // The frames live would not score are not scored here
                 // either, so footage recorded from a camera is judged as the
                 // camera was (src/monitor.rs, the camera task).
-                match sizes.check(image.dimensions()) {
-                    SizeVerdict::Same => {}
-                    SizeVerdict::Changed { was } => warn!(
+                let image = std::sync::Arc::new(image);
+                let admission = gate.admit(&image);
+                match admission {
+                    Admission::Score { resized_from: None } => {}
+                    Admission::Score {
+                        resized_from: Some(was),
+                    } => warn!(
                         "frame {} is {}x{}, where the frames before it were {}x{}: running incidents end, and a fire still burning starts again; --ignore shapes are in one size's pixels",
                         record.name, image.width(), image.height(), was.0, was.1
                     ),
-                    SizeVerdict::Odd { usual, count } => {
-                        if count.is_power_of_two() {
-                            warn!(
-                                "frame {} is {}x{} among {}x{} frames: skipped, as live ({count} so far; a new size is taken after {NEW_SIZE_AFTER_FRAMES} frames in a row)",
-                                record.name, image.width(), image.height(), usual.0, usual.1
-                            );
-                        }
-                        record.skipped = Some("size");
-                        break 'scored;
-                    }
+                    Admission::OddSize { usual, count } if count.is_power_of_two() => warn!(
+                        "frame {} is {}x{} among {}x{} frames: skipped, as live ({count} so far; a new size is taken after {NEW_SIZE_AFTER_FRAMES} frames in a row)",
+                        record.name, image.width(), image.height(), usual.0, usual.1
+                    ),
+                    Admission::Repeat { count } if count.is_power_of_two() => warn!(
+                        "frame {} is the frame before it to the last pixel: skipped, as live ({count} so far; a cached snapshot or a frozen encoder is no new evidence)",
+                        record.name
+                    ),
+                    Admission::OddSize { .. } | Admission::Repeat { .. } => {}
                 }
-                if same_picture(last_scored.as_ref(), &image) {
-                    repeats += 1;
-                    if repeats.is_power_of_two() {
-                        warn!(
-                            "frame {} is the frame before it to the last pixel: skipped, as live ({repeats} so far; a cached snapshot or a frozen encoder is no new evidence)",
-                            record.name
-                        );
-                    }
-                    record.skipped = Some("repeat");
+                record.skipped = admission.skip_reason();
+                if record.skipped.is_some() {
                     break 'scored;
                 }
                 let (scores, new_events) =
@@ -359,7 +349,6 @@ pub fn replay(
                     on_event(&event)?;
                     events.push(event);
                 }
-                last_scored = Some(image);
             }
         }
         records.push(record);
@@ -391,7 +380,7 @@ pub fn replay(
 /// What replay has seen of the decoded frames' times, to say where footage
 /// defeats the confirmer: live, the clock keeps them in order, and a replay
 /// that breaks it starts incidents late or never without a word. (Sizes are
-/// [`FrameSizes`]', as live.)
+/// [`FrameGate`]'s, as live.)
 #[derive(Default)]
 struct FramesSeen {
     last: Option<f64>,
