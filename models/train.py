@@ -548,13 +548,12 @@ def mine_hard_negatives(net, C, tr):
 
 # ----------------------------------------------------------------------------- pixel stage
 
-PIXEL_SHRINK = (0.6, 1.0)  # a tower frame's working long side is scaled by this, half the time
 
 
 def pixel_samples(items, tower_items, scene_items, T, args, rng):
     """One epoch of the pixel stage's training views, cut afresh with pixel-level augmentation (issue 15,
     item 2), as (uint8 N x T x T x 3, int8 N x 2 labels). Each training tower frame: half the time a
-    photometric variant (models/data.py tower_photometric), half the time shrunk by PIXEL_SHRINK after its
+    photometric variant (models/data.py tower_photometric), half the time shrunk by --pixel-shrink..1 after its
     working resolution (smaller plumes; its tiles labelled where they lie in the frame's own pixels), then
     its whole view (smoke unknown with --towersmoke-whole unknown), every positive tile and --towersmoke
     negative ones, and its smoke-free crop's whole view and --towersmoke-crops tiles. Every view of the
@@ -578,7 +577,7 @@ def pixel_samples(items, tower_items, scene_items, T, args, rng):
         w, h = working_size(*img.size, args.working_long_side)
         long_side = max(w, h)
         if rng.random() < 0.5:
-            f = rng.uniform(*PIXEL_SHRINK)
+            f = rng.uniform(args.pixel_shrink, 1.0)
             if min(w, h) * f >= T:  # a frame must still hold a tile
                 long_side = round(long_side * f)
         flame = 0 if it["flame"] == 0 else -1
@@ -1072,6 +1071,8 @@ def main():
                          "mirroring) each epoch; validation is then scored from pixels (0 = off; --mode top)")
     ap.add_argument("--pixel-from-block", type=int, default=5,
                     help="the first backbone block the pixel stage trains (0-15; blocks before it stay frozen)")
+    ap.add_argument("--pixel-shrink", type=float, default=0.6, metavar="F",
+                    help="pixel stage: half the time a tower frame's working long side is scaled by F..1 (smaller plumes)")
     ap.add_argument("--pixel-lr", type=float, default=5e-5, help="pixel stage learning rate (the head's: 3x)")
     ap.add_argument("--pixel-wise", type=float, default=0.0, metavar="A",
                     help="after the pixel stage, weigh its starting weights A and its own 1 - A (WiSE-FT: keeps "
