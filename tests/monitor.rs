@@ -634,8 +634,8 @@ async fn a_camera_renamed_mid_fire_has_its_incident_ended_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let webhook = serve_receiver(&store).await;
-    let plume = Arc::new(AtomicBool::new(true));
-    let camera = plume_camera(&plume).await;
+    // The plume throughout: it burns on across the rename.
+    let camera = FakeCamera::start(Auth::Basic, |n| fixture_frame(15 + n % 3)).await;
     let config = write_config(
         dir.path(),
         &webhook,
